@@ -1,0 +1,7 @@
+"""Event-sourced aggregates: agreements, claims, and batches of sales."""
+
+from ledger.aggregates.agreement import Agreement, agreement_uuid
+from ledger.aggregates.claim import Claim, claim_uuid
+from ledger.aggregates.sales import SalesBatch
+
+__all__ = ["Agreement", "Claim", "SalesBatch", "agreement_uuid", "claim_uuid"]

@@ -1,0 +1,167 @@
+"""An agreement: its creation terms, the amendments and forecast revisions laid over them over
+valid time, and its write-offs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import BaseAggregate, event
+
+from ledger.events import base as _base
+from ledger.events.agreement import (
+    AgreementAmended,
+    AgreementCreated,
+    ForecastRevised,
+    RebateWrittenOff,
+    TierTerm,
+)
+from ledger.terms import Terms, TermsChange, check_amendment, check_terms
+
+
+def agreement_uuid(agreement_id: str) -> UUID:
+    """Agreement ids are unique: the aggregate id is derived from it, so the event store's
+    unique (id, version) index also refuses a second creation."""
+    return uuid5(NAMESPACE_URL, "rebate-ledger:agreement:" + agreement_id)
+
+
+class Agreement(BaseAggregate[UUID]):
+    Event = _base.LedgerEvent
+    Created = _base.LedgerCreated
+    AgreementCreated = AgreementCreated
+    AgreementAmended = AgreementAmended
+    ForecastRevised = ForecastRevised
+    RebateWrittenOff = RebateWrittenOff
+
+    @staticmethod
+    def create_id(agreement_id: str, **_: Any) -> UUID:
+        return agreement_uuid(agreement_id)
+
+    @event(AgreementCreated)
+    def __init__(
+        self,
+        agreement_id: str,
+        customer_id: str,
+        currency: str,
+        period_start: date,
+        period_end: date,
+        basis: str,
+        tier_method: str,
+        rate_kind: str,
+        tiers: Sequence[TierTerm],
+        products: Sequence[str] | None,
+        cap: Decimal | None,
+        accrual_method: str,
+        forecast_basis: Decimal | None,
+        recorded_at: datetime,
+    ) -> None:
+        self.agreement_id = agreement_id
+        self.created_terms = Terms(
+            agreement_id=agreement_id,
+            customer_id=customer_id,
+            currency=currency,
+            period_start=period_start,
+            period_end=period_end,
+            basis=basis,
+            tier_method=tier_method,
+            rate_kind=rate_kind,
+            tiers=tuple(t.to_tier() for t in tiers),
+            products=frozenset(products) if products is not None else None,
+            cap=cap,
+            accrual_method=accrual_method,
+            forecast_basis=forecast_basis,
+            sources={},
+        )
+        check_terms(self.created_terms)
+        self.amendments: list[TermsChange] = []
+        self.forecasts: list[TermsChange] = []
+        self.written_off: list[tuple[date, Decimal]] = []
+
+    @property
+    def customer_id(self) -> str:
+        return self.created_terms.customer_id
+
+    def amend(
+        self, effective_from: date, changes: dict[str, Any], recorded_at: datetime
+    ) -> None:
+        """Lay new terms over the agreement from `effective_from` on; refused (RuleViolation)
+        when the terms would be invalid at any date."""
+        change = TermsChange(
+            seq=self.version + 1, effective_from=effective_from, changes=changes, source=""
+        )
+        check_amendment(self.created_terms, self.amendments, change)
+        fields: dict[str, Any] = dict(changes)
+        if "tiers" in fields:
+            fields["tiers"] = tuple(
+                TierTerm(threshold=t.threshold, rate=t.rate) for t in fields["tiers"]
+            )
+        if fields.get("products") is not None:
+            fields["products"] = tuple(fields["products"])
+        self._amended(
+            agreement_id=self.agreement_id,
+            effective_from=effective_from,
+            changed=tuple(sorted(changes)),
+            recorded_at=recorded_at,
+            **fields,
+        )
+
+    @event(AgreementAmended)
+    def _amended(
+        self,
+        agreement_id: str,
+        effective_from: date,
+        changed: tuple[str, ...],
+        recorded_at: datetime,
+        tiers: tuple[TierTerm, ...] | None = None,
+        cap: Decimal | None = None,
+        products: tuple[str, ...] | None = None,
+        period_end: date | None = None,
+        basis: str | None = None,
+        tier_method: str | None = None,
+        rate_kind: str | None = None,
+        accrual_method: str | None = None,
+        forecast_basis: Decimal | None = None,
+    ) -> None:
+        values = {
+            "tiers": tuple(t.to_tier() for t in tiers) if tiers is not None else None,
+            "cap": cap,
+            "products": products,
+            "period_end": period_end,
+            "basis": basis,
+            "tier_method": tier_method,
+            "rate_kind": rate_kind,
+            "accrual_method": accrual_method,
+            "forecast_basis": forecast_basis,
+        }
+        self.amendments.append(
+            TermsChange(
+                seq=self.version,
+                effective_from=effective_from,
+                changes={name: values[name] for name in changed},
+                source="",
+            )
+        )
+
+    @event(ForecastRevised)
+    def revise_forecast(
+        self, agreement_id: str, forecast_basis: Decimal, effective_from: date,
+        recorded_at: datetime,
+    ) -> None:
+        self.forecasts.append(
+            TermsChange(
+                seq=self.version,
+                effective_from=effective_from,
+                changes={"forecast_basis": forecast_basis},
+                source="",
+            )
+        )
+
+    @event(RebateWrittenOff)
+    def write_off(
+        self, agreement_id: str, amount: Decimal, effective_date: date, reason: str,
+        recorded_at: datetime,
+    ) -> None:
+        self.written_off.append((effective_date, amount))

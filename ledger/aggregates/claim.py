@@ -1,0 +1,135 @@
+"""A claim: submitted → approved → settled (in one or more payments), or submitted → rejected."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import BaseAggregate, event
+
+from ledger.errors import ClaimStateError, RuleViolation
+from ledger.events import base as _base
+from ledger.events.claims import ClaimApproved, ClaimRejected, ClaimSettled, ClaimSubmitted
+from ledger.money import ZERO
+
+SUBMITTED = "submitted"
+APPROVED = "approved"
+SETTLED = "settled"
+REJECTED = "rejected"
+
+
+def claim_uuid(claim_id: str) -> UUID:
+    return uuid5(NAMESPACE_URL, "rebate-ledger:claim:" + claim_id)
+
+
+class Claim(BaseAggregate[UUID]):
+    Event = _base.LedgerEvent
+    Created = _base.LedgerCreated
+    ClaimSubmitted = ClaimSubmitted
+    ClaimApproved = ClaimApproved
+    ClaimRejected = ClaimRejected
+    ClaimSettled = ClaimSettled
+
+    @staticmethod
+    def create_id(claim_id: str, **_: Any) -> UUID:
+        return claim_uuid(claim_id)
+
+    @event(ClaimSubmitted)
+    def __init__(
+        self, claim_id: str, agreement_id: str, amount: Decimal, submitted_on: date,
+        recorded_at: datetime,
+    ) -> None:
+        self.claim_id = claim_id
+        self.agreement_id = agreement_id
+        self.amount = amount
+        self.submitted_on = submitted_on
+        self.status = SUBMITTED
+        self.approved_amount: Decimal | None = None
+        self.paid_amount = ZERO
+
+    def check_status(self, expected: str, move: str) -> None:
+        if self.status != expected:
+            raise ClaimStateError(
+                "claim_id",
+                f"claim {self.claim_id!r} is {self.status}; only a {expected} claim can be "
+                f"{move} (submitted → approved → settled, or submitted → rejected)",
+            )
+
+    def approve(self, approved_amount: Decimal, approved_on: date, recorded_at: datetime) -> None:
+        self.check_status(SUBMITTED, "approved")
+        if approved_amount > self.amount:
+            raise RuleViolation(
+                "approved_amount",
+                f"approved_amount {approved_amount} is more than the claimed amount "
+                f"{self.amount}",
+            )
+        self._approved(
+            claim_id=self.claim_id,
+            agreement_id=self.agreement_id,
+            approved_amount=approved_amount,
+            approved_on=approved_on,
+            recorded_at=recorded_at,
+        )
+
+    @event(ClaimApproved)
+    def _approved(
+        self, claim_id: str, agreement_id: str, approved_amount: Decimal, approved_on: date,
+        recorded_at: datetime,
+    ) -> None:
+        self.status = APPROVED
+        self.approved_amount = approved_amount
+
+    def reject(self, rejected_on: date, reason: str, recorded_at: datetime) -> None:
+        self.check_status(SUBMITTED, "rejected")
+        self._rejected(
+            claim_id=self.claim_id,
+            agreement_id=self.agreement_id,
+            rejected_on=rejected_on,
+            reason=reason,
+            recorded_at=recorded_at,
+        )
+
+    @event(ClaimRejected)
+    def _rejected(
+        self, claim_id: str, agreement_id: str, rejected_on: date, reason: str,
+        recorded_at: datetime,
+    ) -> None:
+        self.status = REJECTED
+
+    @property
+    def unpaid(self) -> Decimal:
+        assert self.approved_amount is not None
+        return self.approved_amount - self.paid_amount
+
+    def settle(
+        self, paid_amount: Decimal | None, paid_on: date, payment_ref: str, recorded_at: datetime
+    ) -> None:
+        self.check_status(APPROVED, "settled")
+        amount = self.unpaid if paid_amount is None else paid_amount
+        assert amount > 0, "an approved claim with nothing left to pay is settled"
+        if amount > self.unpaid:
+            raise RuleViolation(
+                "paid_amount",
+                f"paid_amount {amount} is more than what is left to pay on claim "
+                f"{self.claim_id!r} ({self.unpaid} of {self.approved_amount} approved)",
+            )
+        self._settled(
+            claim_id=self.claim_id,
+            agreement_id=self.agreement_id,
+            paid_amount=amount,
+            paid_on=paid_on,
+            payment_ref=payment_ref,
+            recorded_at=recorded_at,
+        )
+
+    @event(ClaimSettled)
+    def _settled(
+        self, claim_id: str, agreement_id: str, paid_amount: Decimal, paid_on: date,
+        payment_ref: str, recorded_at: datetime,
+    ) -> None:
+        self.paid_amount += paid_amount
+        assert self.approved_amount is not None and self.paid_amount <= self.approved_amount
+        if self.paid_amount == self.approved_amount:
+            self.status = SETTLED

@@ -1,0 +1,140 @@
+"""The eventsourcing application: the one front door to the aggregates and the event store.
+
+Its verbs load an aggregate, call it, and save it; each save returns the recorded events with
+their positions in the notification log, which the caller hands to the core projection in the
+same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.utils import get_topic
+
+from ledger.aggregates import Agreement, Claim, SalesBatch, agreement_uuid, claim_uuid
+from ledger.errors import RuleViolation, UnknownAgreement, UnknownClaim
+from ledger.events import LedgerEvent, SaleLine, SaleReversal
+from ledger.events.agreement import TierTerm
+from ledger.events.codec import OrjsonTranscoder, PydanticMapper
+
+Recorded = list[tuple[LedgerEvent, int]]
+
+
+class LedgerApplication(Application[UUID]):
+    name = "Ledger"
+    env: ClassVar[dict[str, str]] = {
+        "TRANSCODER_TOPIC": get_topic(OrjsonTranscoder),
+        "MAPPER_TOPIC": get_topic(PydanticMapper),
+    }
+
+    def _save(self, *aggregates: Any) -> Recorded:
+        recordings = self.save(*aggregates)
+        return [(r.domain_event, r.notification.id) for r in recordings]  # type: ignore[misc]
+
+    # Agreements ---------------------------------------------------------------------------
+
+    def get_agreement(self, agreement_id: str) -> Agreement:
+        try:
+            return self.repository.get(agreement_uuid(agreement_id))  # type: ignore[return-value]
+        except AggregateNotFoundError:
+            raise UnknownAgreement(agreement_id) from None
+
+    def agreement_exists(self, agreement_id: str) -> bool:
+        return bool(self.recorder.select_events(agreement_uuid(agreement_id), limit=1))
+
+    def create_agreement(self, recorded_at: datetime, **terms: Any) -> Recorded:
+        if self.agreement_exists(terms["agreement_id"]):
+            raise RuleViolation(
+                "agreement_id",
+                f"agreement {terms['agreement_id']!r} already exists; agreement ids are "
+                "unique (use amend_agreement to change its terms)",
+            )
+        tiers = [TierTerm(threshold=t.threshold, rate=t.rate) for t in terms.pop("tiers")]
+        products = terms.pop("products")
+        agreement = Agreement(
+            tiers=tiers,
+            products=tuple(products) if products is not None else None,
+            recorded_at=recorded_at,
+            **terms,
+        )
+        return self._save(agreement)
+
+    def amend_agreement(
+        self, agreement_id: str, effective_from: date, changes: dict[str, Any],
+        recorded_at: datetime,
+    ) -> Recorded:
+        agreement = self.get_agreement(agreement_id)
+        agreement.amend(effective_from, changes, recorded_at)
+        return self._save(agreement)
+
+    def revise_forecast(
+        self, agreement_id: str, forecast_basis: Decimal, effective_from: date,
+        recorded_at: datetime,
+    ) -> Recorded:
+        agreement = self.get_agreement(agreement_id)
+        agreement.revise_forecast(
+            agreement_id=agreement_id,
+            forecast_basis=forecast_basis,
+            effective_from=effective_from,
+            recorded_at=recorded_at,
+        )
+        return self._save(agreement)
+
+    def write_off(
+        self, agreement_id: str, amount: Decimal, effective_date: date, reason: str,
+        recorded_at: datetime,
+    ) -> Recorded:
+        agreement = self.get_agreement(agreement_id)
+        agreement.write_off(
+            agreement_id=agreement_id,
+            amount=amount,
+            effective_date=effective_date,
+            reason=reason,
+            recorded_at=recorded_at,
+        )
+        return self._save(agreement)
+
+    # Claims -------------------------------------------------------------------------------
+
+    def get_claim(self, claim_id: str) -> Claim:
+        try:
+            return self.repository.get(claim_uuid(claim_id))  # type: ignore[return-value]
+        except AggregateNotFoundError:
+            raise UnknownClaim(claim_id) from None
+
+    def submit_claim(
+        self, claim_id: str, agreement_id: str, amount: Decimal, submitted_on: date,
+        recorded_at: datetime,
+    ) -> Recorded:
+        if not self.agreement_exists(agreement_id):
+            raise UnknownAgreement(agreement_id)
+        if self.recorder.select_events(claim_uuid(claim_id), limit=1):
+            raise RuleViolation(
+                "claim_id", f"claim {claim_id!r} already exists; claim ids are unique"
+            )
+        claim = Claim(
+            claim_id=claim_id,
+            agreement_id=agreement_id,
+            amount=amount,
+            submitted_on=submitted_on,
+            recorded_at=recorded_at,
+        )
+        return self._save(claim)
+
+    def save_claim(self, claim: Claim) -> Recorded:
+        return self._save(claim)
+
+    # Sales --------------------------------------------------------------------------------
+
+    def record_sales(
+        self, sales: Sequence[SaleLine], reversals: Sequence[SaleReversal],
+        recorded_at: datetime,
+    ) -> Recorded:
+        batch = SalesBatch(sales=tuple(sales), reversals=tuple(reversals),
+                           recorded_at=recorded_at)
+        return self._save(batch)

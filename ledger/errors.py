@@ -1,0 +1,56 @@
+"""Errors as types. Each says which field or rule was broken, with the offending value."""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base of the ledger's operating errors (not programmer errors, which are assertions)."""
+
+
+class Rejection(LedgerError):
+    """A command that the ledger refuses; it changes nothing and is kept with its reason."""
+
+    def __init__(self, field: str, message: str, *, reason: str | None = None) -> None:
+        text = reason if reason is not None else (f"{field}: {message}" if field else message)
+        super().__init__(text)
+        self.field = field
+        self.message = message
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+
+class InvalidCommand(Rejection):
+    """The command is malformed: unknown, missing or mistyped fields, bad values."""
+
+
+class RuleViolation(Rejection):
+    """The command is well formed but breaks a rule of the contract."""
+
+
+class UnknownAgreement(RuleViolation):
+    def __init__(self, agreement_id: str) -> None:
+        super().__init__(
+            "agreement_id",
+            f"no agreement {agreement_id!r}; create it with create_agreement first",
+        )
+
+
+class UnknownClaim(RuleViolation):
+    def __init__(self, claim_id: str) -> None:
+        super().__init__(
+            "claim_id", f"no claim {claim_id!r}; submit it with submit_claim first"
+        )
+
+
+class ClaimStateError(RuleViolation):
+    """A claim cannot make that move: submitted → approved → settled, or submitted → rejected."""
+
+
+class InputUnreadable(LedgerError):
+    """The input as a whole cannot be read (missing file, permission, not a file)."""
+
+
+class ConfigurationError(LedgerError):
+    """A setting that cannot be used, named with what to do."""

@@ -1,0 +1,42 @@
+"""Immutable, versioned event types of the ledger and their encoding."""
+
+from ledger.events.agreement import (
+    AgreementAmended,
+    AgreementCreated,
+    ForecastRevised,
+    RebateWrittenOff,
+    TierTerm,
+)
+from ledger.events.base import LedgerCreated, LedgerEvent
+from ledger.events.claims import ClaimApproved, ClaimRejected, ClaimSettled, ClaimSubmitted
+from ledger.events.sales import SaleLine, SaleReversal, SalesRecorded
+
+ALL_EVENT_TYPES: tuple[type[LedgerEvent], ...] = (
+    AgreementCreated,
+    AgreementAmended,
+    ForecastRevised,
+    RebateWrittenOff,
+    ClaimSubmitted,
+    ClaimApproved,
+    ClaimRejected,
+    ClaimSettled,
+    SalesRecorded,
+)
+
+__all__ = [
+    "ALL_EVENT_TYPES",
+    "AgreementAmended",
+    "AgreementCreated",
+    "ClaimApproved",
+    "ClaimRejected",
+    "ClaimSettled",
+    "ClaimSubmitted",
+    "ForecastRevised",
+    "LedgerCreated",
+    "LedgerEvent",
+    "RebateWrittenOff",
+    "SaleLine",
+    "SaleReversal",
+    "SalesRecorded",
+    "TierTerm",
+]

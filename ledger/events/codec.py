@@ -1,0 +1,52 @@
+"""How events are stored: pydantic state encoded with orjson, with its schema version, and
+upcast to the current version when read back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.utils import get_topic, resolve_topic
+
+from ledger.events.base import LedgerEvent, upcast
+
+SCHEMA_VERSION_KEY = "schema_version"
+
+
+class OrjsonTranscoder(Transcoder):
+    def encode(self, obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+    def decode(self, data: bytes) -> Any:
+        return orjson.loads(data)
+
+
+def encode_event(event: LedgerEvent) -> bytes:
+    state = event.model_dump(mode="json")
+    state[SCHEMA_VERSION_KEY] = type(event).SCHEMA_VERSION
+    return orjson.dumps(state)
+
+
+def decode_event(topic: str, data: bytes | dict[str, Any]) -> LedgerEvent:
+    state = orjson.loads(data) if isinstance(data, bytes | bytearray | memoryview) else dict(data)
+    cls = resolve_topic(topic)
+    assert isinstance(cls, type) and issubclass(cls, LedgerEvent), topic
+    version = state.pop(SCHEMA_VERSION_KEY, 1)
+    return cls.model_validate(upcast(cls, state, version))
+
+
+class PydanticMapper(Mapper):
+    """Maps pydantic events to stored events and back (no cipher or compressor is used)."""
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        assert isinstance(domain_event, LedgerEvent), type(domain_event)
+        return StoredEvent(
+            originator_id=domain_event.originator_id,
+            originator_version=domain_event.originator_version,
+            topic=get_topic(type(domain_event)),
+            state=encode_event(domain_event),
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        return decode_event(stored_event.topic, stored_event.state)

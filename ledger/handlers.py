@@ -1,0 +1,431 @@
+"""Command handling: one function per command type, run inside a `Batch` (one transaction).
+
+The batch holds what its commands need to see of each other before they are stored: the sales
+and reversals accepted so far (written as one `SalesRecorded` event when the batch flushes), and
+the recorded-time watermark. Sale ids are looked up for the whole chunk in one query, so the
+sale path makes no database round trip per sale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.orm import Session
+
+from ledger import commands as c
+from ledger.aggregates.sales import BATCH_LINES_MAX
+from ledger.application import LedgerApplication, Recorded
+from ledger.errors import Rejection, RuleViolation, UnknownAgreement
+from ledger.events import SaleLine, SaleReversal
+from ledger.liability import FOREVER_US, accrual_at, load_histories, money_totals
+from ledger.money import EXACT, ZERO, format_money, round_money
+from ledger.projections.core import (
+    CoreProjection,
+    from_us,
+    ledger_state,
+    money,
+    rejections,
+    reversals,
+    sales,
+    to_us,
+)
+
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"
+
+#: Most characters of a rejected command's text kept with its rejection.
+REJECTED_TEXT_MAX = 4000
+
+
+@dataclass
+class RejectionRecord:
+    line: int
+    command_type: str
+    field: str
+    reason: str
+    command: str
+    source: str = ""
+    rejected_at: datetime | None = None
+
+
+@dataclass
+class KnownSale:
+    customer_id: str
+    product_id: str
+    currency: str
+    quantity: Decimal
+    amount: Decimal
+    invoice_day: int
+
+    def same_as(self, cmd: c.RecordSale) -> bool:
+        return (
+            self.customer_id == cmd.customer_id
+            and self.product_id == cmd.product_id
+            and self.currency == cmd.currency
+            and self.quantity == cmd.quantity
+            and self.amount == cmd.amount
+            and self.invoice_day == cmd.invoice_date.toordinal()
+        )
+
+
+@dataclass
+class Batch:
+    """One chunk of commands applied in one transaction."""
+
+    session: Session
+    app: LedgerApplication
+    projection: CoreProjection
+    now: datetime
+    source: str
+    watermark_us: int = 0
+    accepted: int = 0
+    rejected_count: int = 0
+    rejected: list[RejectionRecord] = field(default_factory=list)
+    known_sales: dict[str, KnownSale | None] = field(default_factory=dict)
+    reversed_ids: set[str] = field(default_factory=set)
+    pending_sales: list[SaleLine] = field(default_factory=list)
+    pending_reversals: list[SaleReversal] = field(default_factory=list)
+
+    # Set-up and tear-down ------------------------------------------------------------------
+
+    def load_state(self) -> None:
+        row = self.session.execute(
+            select(ledger_state.c.watermark_us).where(ledger_state.c.id == 1)
+        ).one()
+        self.watermark_us = row[0]
+
+    def prefetch_sales(self, sale_ids: Iterable[str]) -> None:
+        """Look up, in one query per 500 ids, every sale the chunk's commands name."""
+        wanted = sorted(set(sale_ids) - set(self.known_sales))
+        found_sales = select(
+            sales.c.sale_id, sales.c.customer_id, sales.c.product_id, sales.c.currency,
+            sales.c.quantity, sales.c.amount, sales.c.invoice_day,
+        ).where(sales.c.sale_id.in_(bindparam("ids", expanding=True)))
+        found_reversals = select(reversals.c.sale_id).where(
+            reversals.c.sale_id.in_(bindparam("ids", expanding=True))
+        )
+        for start in range(0, len(wanted), 500):
+            ids = wanted[start : start + 500]
+            for sale_id in ids:
+                self.known_sales[sale_id] = None
+            for row in self.session.execute(found_sales, {"ids": ids}):
+                self.known_sales[row[0]] = KnownSale(
+                    row[1], row[2], row[3], Decimal(row[4]), Decimal(row[5]), row[6]
+                )
+            for row in self.session.execute(found_reversals, {"ids": ids}):
+                self.reversed_ids.add(row[0])
+
+    def finish(self) -> None:
+        self.flush_sales()
+        if self.rejected:
+            self.session.execute(
+                insert(rejections),
+                [
+                    {
+                        "rejected_us": to_us(self.now),
+                        "source": r.source,
+                        "line": r.line,
+                        "command_type": r.command_type,
+                        "field": r.field,
+                        "reason": r.reason,
+                        "command": r.command,
+                    }
+                    for r in self.rejected
+                ],
+            )
+        self.session.execute(
+            ledger_state.update()
+            .where(ledger_state.c.id == 1)
+            .values(
+                watermark_us=self.watermark_us,
+                accepted=ledger_state.c.accepted + self.accepted,
+                rejected=ledger_state.c.rejected + self.rejected_count,
+            )
+        )
+
+    # Applying ------------------------------------------------------------------------------
+
+    def project(self, recorded: Recorded) -> None:
+        self.projection.apply(self.session, recorded)
+
+    def flush_sales(self) -> None:
+        """Store the pending sales and reversals as batch events, in the order received."""
+        while self.pending_sales or self.pending_reversals:
+            take_sales = self.pending_sales[:BATCH_LINES_MAX]
+            room = BATCH_LINES_MAX - len(take_sales)
+            take_reversals = self.pending_reversals[:room]
+            del self.pending_sales[: len(take_sales)]
+            del self.pending_reversals[: len(take_reversals)]
+            latest = max(
+                [s.recorded_at for s in take_sales] + [r.recorded_at for r in take_reversals]
+            )
+            self.project(self.app.record_sales(take_sales, take_reversals, latest))
+
+    def reject(self, line: int, raw: bytes | str, command_type: str, error: Rejection) -> None:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        self.rejected_count += 1
+        self.rejected.append(
+            RejectionRecord(
+                line=line,
+                command_type=command_type,
+                field=error.field,
+                reason=str(error),
+                command=text[:REJECTED_TEXT_MAX],
+                source=self.source,
+                rejected_at=self.now,
+            )
+        )
+
+    def recorded_time(self, cmd: c.Command) -> datetime:
+        """Contract 1: `recorded_at` may not go back before any accepted command's, nor be in
+        the future; without it, the ledger's clock stamps the command."""
+        if cmd.recorded_at is None:
+            now_us = to_us(self.now)
+            return self.now if now_us >= self.watermark_us else from_us(self.watermark_us)
+        given = cmd.recorded_at
+        if given > self.now:
+            raise RuleViolation(
+                "recorded_at",
+                f"{given.isoformat()} is in the future (the ledger's clock says "
+                f"{self.now.isoformat()}); history can only be loaded up to now",
+            )
+        if to_us(given) < self.watermark_us:
+            raise RuleViolation(
+                "recorded_at",
+                f"{given.isoformat()} is earlier than {from_us(self.watermark_us).isoformat()}, "
+                "the recorded_at of a command accepted before it; load history in recorded order",
+            )
+        return given
+
+    def handle(self, cmd: c.Command) -> str:
+        recorded_at = self.recorded_time(cmd)
+        outcome = HANDLERS[type(cmd)](self, cmd, recorded_at)
+        self.watermark_us = max(self.watermark_us, to_us(recorded_at))
+        self.accepted += 1
+        return outcome
+
+    # What other commands need to know -----------------------------------------------------
+
+    def sale(self, sale_id: str) -> KnownSale | None:
+        if sale_id not in self.known_sales:
+            self.prefetch_sales([sale_id])
+        return self.known_sales[sale_id]
+
+    def available_to_approve(self, agreement_id: str, claim_id: str, approved_on: date
+    ) -> tuple[Decimal, Decimal, Decimal]:
+        """Contract 1, approve_claim: the earned rebate as of `approved_on` over everything the
+        ledger holds, minus the approved amounts of the agreement's other approved claims."""
+        self.flush_sales()
+        history = load_histories(self.session, [agreement_id], FOREVER_US)[agreement_id]
+        _, accrual, *_ = accrual_at(
+            self.session, history, approved_on, FOREVER_US, method="earned"
+        )
+        others = ZERO
+        for (amount,) in self.session.execute(
+            select(money.c.amount)
+            .where(money.c.agreement_id == agreement_id)
+            .where(money.c.kind == "approved")
+            .where(money.c.claim_id != claim_id)
+        ):
+            others = EXACT.add(others, Decimal(amount))
+        return EXACT.subtract(accrual.accrued, others), accrual.accrued, others
+
+    def liability_now(self, agreement_id: str, as_of: date) -> Decimal:
+        self.flush_sales()
+        history = load_histories(self.session, [agreement_id], FOREVER_US)[agreement_id]
+        _, accrual, *_ = accrual_at(self.session, history, as_of, FOREVER_US)
+        bucket = money_totals(self.session, [agreement_id], as_of, FOREVER_US).get(
+            agreement_id, {}
+        )
+        return round_money(
+            accrual.accrued - bucket.get("paid", ZERO) - bucket.get("written_off", ZERO)
+        )
+
+
+# One handler per command -------------------------------------------------------------------
+
+
+def create_agreement(batch: Batch, cmd: c.CreateAgreement, recorded_at: datetime) -> str:
+    batch.flush_sales()
+    terms = cmd.model_dump(exclude={"type", "recorded_at"})
+    terms["tiers"] = [t.to_tier() for t in cmd.tiers]
+    batch.project(batch.app.create_agreement(recorded_at, **terms))
+    return ACCEPTED
+
+
+def amend_agreement(batch: Batch, cmd: c.AmendAgreement, recorded_at: datetime) -> str:
+    batch.flush_sales()
+    changes = cmd.changes()
+    if "tiers" in changes and changes["tiers"] is not None:
+        changes["tiers"] = tuple(t.to_tier() for t in changes["tiers"])
+    if changes.get("products") is not None:
+        changes["products"] = frozenset(changes["products"])
+    batch.project(
+        batch.app.amend_agreement(cmd.agreement_id, cmd.effective_from, changes, recorded_at)
+    )
+    return ACCEPTED
+
+
+def revise_forecast(batch: Batch, cmd: c.ReviseForecast, recorded_at: datetime) -> str:
+    batch.flush_sales()
+    batch.project(
+        batch.app.revise_forecast(
+            cmd.agreement_id, cmd.forecast_basis, cmd.effective_from, recorded_at
+        )
+    )
+    return ACCEPTED
+
+
+def record_sale(batch: Batch, cmd: c.RecordSale, recorded_at: datetime) -> str:
+    known = batch.sale(cmd.sale_id)
+    if known is not None:
+        if known.same_as(cmd):
+            return DUPLICATE
+        raise RuleViolation(
+            "sale_id",
+            f"sale {cmd.sale_id!r} was already recorded with different fields; a sale cannot "
+            "be changed: reverse it with reverse_sale and record the correction under a new "
+            "sale_id",
+        )
+    batch.known_sales[cmd.sale_id] = KnownSale(
+        cmd.customer_id, cmd.product_id, cmd.currency, cmd.quantity, cmd.amount,
+        cmd.invoice_date.toordinal(),
+    )
+    batch.pending_sales.append(
+        SaleLine.model_construct(
+            sale_id=cmd.sale_id,
+            customer_id=cmd.customer_id,
+            product_id=cmd.product_id,
+            quantity=cmd.quantity,
+            amount=cmd.amount,
+            currency=cmd.currency,
+            invoice_date=cmd.invoice_date,
+            recorded_at=recorded_at,
+        )
+    )
+    if len(batch.pending_sales) + len(batch.pending_reversals) >= BATCH_LINES_MAX:
+        batch.flush_sales()
+    return ACCEPTED
+
+
+def reverse_sale(batch: Batch, cmd: c.ReverseSale, recorded_at: datetime) -> str:
+    known = batch.sale(cmd.sale_id)
+    if known is None:
+        raise RuleViolation(
+            "sale_id", f"no sale {cmd.sale_id!r} has been recorded; nothing to reverse"
+        )
+    if cmd.sale_id in batch.reversed_ids:
+        raise RuleViolation("sale_id", f"sale {cmd.sale_id!r} is already reversed")
+    if cmd.reversed_on.toordinal() < known.invoice_day:
+        raise RuleViolation(
+            "reversed_on",
+            f"reversed_on {cmd.reversed_on} is before the sale's invoice_date "
+            f"{date.fromordinal(known.invoice_day)}",
+        )
+    batch.reversed_ids.add(cmd.sale_id)
+    batch.pending_reversals.append(
+        SaleReversal.model_construct(
+            sale_id=cmd.sale_id,
+            reversed_on=cmd.reversed_on,
+            recorded_at=recorded_at,
+            customer_id=known.customer_id,
+            product_id=known.product_id,
+            quantity=known.quantity,
+            amount=known.amount,
+            currency=known.currency,
+            invoice_date=date.fromordinal(known.invoice_day),
+        )
+    )
+    if len(batch.pending_sales) + len(batch.pending_reversals) >= BATCH_LINES_MAX:
+        batch.flush_sales()
+    return ACCEPTED
+
+
+def submit_claim(batch: Batch, cmd: c.SubmitClaim, recorded_at: datetime) -> str:
+    batch.flush_sales()
+    batch.project(
+        batch.app.submit_claim(
+            cmd.claim_id, cmd.agreement_id, cmd.amount, cmd.submitted_on, recorded_at
+        )
+    )
+    return ACCEPTED
+
+
+def approve_claim(batch: Batch, cmd: c.ApproveClaim, recorded_at: datetime) -> str:
+    batch.flush_sales()
+    claim = batch.app.get_claim(cmd.claim_id)
+    claim.check_status("submitted", "approved")
+    amount = cmd.approved_amount if cmd.approved_amount is not None else claim.amount
+    available, earned, others = batch.available_to_approve(
+        claim.agreement_id, claim.claim_id, cmd.approved_on
+    )
+    if amount > claim.amount:
+        field_name = "approved_amount" if cmd.approved_amount is not None else "amount"
+        raise RuleViolation(
+            field_name, f"approved amount {amount} is more than the claimed amount {claim.amount}"
+        )
+    if amount > available:
+        raise RuleViolation(
+            "approved_amount",
+            f"approving {amount} exceeds the available amount {format_money(available)} of "
+            f"agreement {claim.agreement_id!r} (earned {format_money(earned)} as of "
+            f"{cmd.approved_on}, less {format_money(others)} approved on its other claims); "
+            "approve a smaller approved_amount or wait until more is earned",
+        )
+    claim.approve(amount, cmd.approved_on, recorded_at)
+    batch.project(batch.app.save_claim(claim))
+    return ACCEPTED
+
+
+def reject_claim(batch: Batch, cmd: c.RejectClaim, recorded_at: datetime) -> str:
+    batch.flush_sales()
+    claim = batch.app.get_claim(cmd.claim_id)
+    claim.reject(cmd.rejected_on, cmd.reason, recorded_at)
+    batch.project(batch.app.save_claim(claim))
+    return ACCEPTED
+
+
+def settle_claim(batch: Batch, cmd: c.SettleClaim, recorded_at: datetime) -> str:
+    batch.flush_sales()
+    claim = batch.app.get_claim(cmd.claim_id)
+    claim.settle(cmd.paid_amount, cmd.paid_on, cmd.payment_ref, recorded_at)
+    batch.project(batch.app.save_claim(claim))
+    return ACCEPTED
+
+
+def write_off(batch: Batch, cmd: c.WriteOff, recorded_at: datetime) -> str:
+    batch.flush_sales()
+    if not batch.app.agreement_exists(cmd.agreement_id):
+        raise UnknownAgreement(cmd.agreement_id)
+    owed = batch.liability_now(cmd.agreement_id, cmd.effective_date)
+    if cmd.amount > owed:
+        raise RuleViolation(
+            "amount",
+            f"write-off {cmd.amount} exceeds the liability {format_money(owed)} of agreement "
+            f"{cmd.agreement_id!r} as of {cmd.effective_date}; write off at most that",
+        )
+    batch.project(
+        batch.app.write_off(
+            cmd.agreement_id, cmd.amount, cmd.effective_date, cmd.reason, recorded_at
+        )
+    )
+    return ACCEPTED
+
+
+HANDLERS: dict[type[c.Command], Callable[[Batch, Any, datetime], str]] = {
+    c.CreateAgreement: create_agreement,
+    c.AmendAgreement: amend_agreement,
+    c.ReviseForecast: revise_forecast,
+    c.RecordSale: record_sale,
+    c.ReverseSale: reverse_sale,
+    c.SubmitClaim: submit_claim,
+    c.ApproveClaim: approve_claim,
+    c.RejectClaim: reject_claim,
+    c.SettleClaim: settle_claim,
+    c.WriteOff: write_off,
+}

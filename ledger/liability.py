@@ -1,0 +1,330 @@
+"""The liability of agreements at a point in time (contract section 2), read from the core
+projection: valid time `as_of` (D), transaction time `known_at` (K).
+
+The cost of a query does not grow with the whole history: the terms come from the agreement's
+few recorded changes, the basis from one indexed sum over the customer's rows inside the
+agreement's period, and claims and write-offs from the agreement's own rows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from ledger.money import EXACT, ZERO, format_decimal, format_money, from_micro, round_money
+from ledger.projections.core import agreements, basis, day, money, terms_changes, to_us
+from ledger.rules import Accrual, Tier, accrue
+from ledger.rules import liability as owed
+from ledger.terms import Terms, TermsChange, terms_in_force
+
+#: Stand-in for "everything recorded" (no K): later than any recorded time.
+FOREVER_US = (1 << 62)
+
+
+@dataclass(frozen=True)
+class LiabilityRow:
+    agreement_id: str
+    customer_id: str
+    currency: str
+    basis: Decimal
+    accrued: Decimal
+    approved: Decimal
+    paid: Decimal
+    written_off: Decimal
+    liability: Decimal
+    # How the figures came about (for explain, audit and tests); not part of the contract row.
+    terms: Terms | None = field(default=None, compare=False, repr=False)
+    accrual: Accrual | None = field(default=None, compare=False, repr=False)
+    quantity: Decimal = field(default=ZERO, compare=False)
+    amount: Decimal = field(default=ZERO, compare=False)
+    forecast_basis: Decimal | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, str]:
+        """The contract's liability row: decimals as strings, money with two decimals."""
+        return {
+            "agreement_id": self.agreement_id,
+            "customer_id": self.customer_id,
+            "currency": self.currency,
+            "basis": format_decimal(self.basis),
+            "accrued": format_money(self.accrued),
+            "approved": format_money(self.approved),
+            "paid": format_money(self.paid),
+            "written_off": format_money(self.written_off),
+            "liability": format_money(self.liability),
+        }
+
+
+def _created_terms(data: dict[str, Any]) -> Terms:
+    return Terms(
+        agreement_id=data["agreement_id"],
+        customer_id=data["customer_id"],
+        currency=data["currency"],
+        period_start=date.fromisoformat(data["period_start"]),
+        period_end=date.fromisoformat(data["period_end"]),
+        basis=data["basis"],
+        tier_method=data["tier_method"],
+        rate_kind=data["rate_kind"],
+        tiers=tuple(Tier(Decimal(t["from"]), Decimal(t["rate"])) for t in data["tiers"]),
+        products=frozenset(data["products"]) if data["products"] is not None else None,
+        cap=Decimal(data["cap"]) if data["cap"] is not None else None,
+        accrual_method=data["accrual_method"],
+        forecast_basis=(
+            Decimal(data["forecast_basis"]) if data["forecast_basis"] is not None else None
+        ),
+    )
+
+
+def _amended_values(data: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in data["changed"]:
+        raw = data[name]
+        if raw is None:
+            values[name] = None
+        elif name == "tiers":
+            values[name] = tuple(Tier(Decimal(t["from"]), Decimal(t["rate"])) for t in raw)
+        elif name == "products":
+            values[name] = frozenset(raw)
+        elif name == "period_end":
+            values[name] = date.fromisoformat(raw)
+        elif name in ("cap", "forecast_basis"):
+            values[name] = Decimal(raw)
+        else:
+            values[name] = raw
+    return values
+
+
+@dataclass
+class AgreementHistory:
+    """An agreement's recorded changes of terms, as known at K."""
+
+    agreement_id: str
+    created: Terms
+    created_event: str
+    amendments: list[TermsChange]
+    forecasts: list[TermsChange]
+
+    def terms_at(self, as_of: date) -> Terms:
+        return terms_in_force(self.created, self.amendments, as_of)
+
+    def forecast_at(self, as_of: date, terms: Terms) -> tuple[Decimal | None, str | None]:
+        """Contract 2.4: the latest recorded revision effective by D, else the terms' own."""
+        latest: TermsChange | None = None
+        for revision in self.forecasts:
+            if revision.effective_from <= as_of and (latest is None or revision.seq > latest.seq):
+                latest = revision
+        if latest is not None:
+            return latest.changes["forecast_basis"], latest.source
+        return terms.forecast_basis, terms.sources.get("forecast_basis", self.created_event)
+
+
+def load_histories(
+    session: Session, agreement_ids: Sequence[str], known_us: int
+) -> dict[str, AgreementHistory]:
+    histories: dict[str, AgreementHistory] = {}
+    if not agreement_ids:
+        return histories
+    query = (
+        select(
+            terms_changes.c.agreement_id,
+            terms_changes.c.position,
+            terms_changes.c.kind,
+            terms_changes.c.effective_day,
+            terms_changes.c.event_id,
+            terms_changes.c.data,
+        )
+        .where(terms_changes.c.agreement_id.in_(bindparam("ids", expanding=True)))
+        .where(terms_changes.c.recorded_us <= known_us)
+        .order_by(terms_changes.c.agreement_id, terms_changes.c.position)
+    )
+    for start in range(0, len(agreement_ids), 500):
+        ids = list(agreement_ids[start : start + 500])
+        for agreement_id, position, kind, effective_day, source, data_text in session.execute(
+            query, {"ids": ids}
+        ):
+            data = orjson.loads(data_text)
+            if kind == "created":
+                histories[agreement_id] = AgreementHistory(
+                    agreement_id, _created_terms(data), source, [], []
+                )
+                continue
+            history = histories[agreement_id]
+            change = TermsChange(
+                seq=position,
+                effective_from=date.fromordinal(effective_day),
+                changes=(
+                    _amended_values(data)
+                    if kind == "amended"
+                    else {"forecast_basis": Decimal(data["forecast_basis"])}
+                ),
+                source=source,
+            )
+            (history.amendments if kind == "amended" else history.forecasts).append(change)
+    return histories
+
+
+_BASIS_SUM = (
+    select(
+        func.sum(basis.c.q_micro),
+        func.sum(basis.c.a_micro),
+        func.count(),
+        func.count(basis.c.q_micro),
+        func.count(basis.c.a_micro),
+    )
+    .where(basis.c.customer_id == bindparam("customer_id"))
+    .where(basis.c.currency == bindparam("currency"))
+    .where(basis.c.invoice_day >= bindparam("first_day"))
+    .where(basis.c.invoice_day <= bindparam("last_day"))
+    .where(basis.c.effective_day <= bindparam("as_of_day"))
+    .where(basis.c.recorded_us <= bindparam("known_us"))
+)
+_BASIS_SUM_PRODUCTS = _BASIS_SUM.where(
+    basis.c.product_id.in_(bindparam("products", expanding=True))
+)
+_BASIS_ROWS = (
+    select(basis.c.quantity, basis.c.amount)
+    .where(basis.c.customer_id == bindparam("customer_id"))
+    .where(basis.c.currency == bindparam("currency"))
+    .where(basis.c.invoice_day >= bindparam("first_day"))
+    .where(basis.c.invoice_day <= bindparam("last_day"))
+    .where(basis.c.effective_day <= bindparam("as_of_day"))
+    .where(basis.c.recorded_us <= bindparam("known_us"))
+)
+_BASIS_ROWS_PRODUCTS = _BASIS_ROWS.where(
+    basis.c.product_id.in_(bindparam("products", expanding=True))
+)
+
+
+def eligible_totals(
+    session: Session, terms: Terms, as_of: date, known_us: int
+) -> tuple[Decimal, Decimal]:
+    """Contract 2.2–2.3: Q and A of the eligible sales at D as known at K."""
+    last = min(terms.period_end, as_of)
+    if last < terms.period_start:
+        return ZERO, ZERO
+    params: dict[str, Any] = {
+        "customer_id": terms.customer_id,
+        "currency": terms.currency,
+        "first_day": day(terms.period_start),
+        "last_day": day(last),
+        "as_of_day": day(as_of),
+        "known_us": known_us,
+    }
+    if terms.products is not None:
+        params["products"] = sorted(terms.products)
+        summed, rows = _BASIS_SUM_PRODUCTS, _BASIS_ROWS_PRODUCTS
+    else:
+        summed, rows = _BASIS_SUM, _BASIS_ROWS
+    try:
+        q_micro, a_micro, count, q_count, a_count = session.execute(summed, params).one()
+        if count == q_count == a_count:
+            return from_micro(int(q_micro or 0)), from_micro(int(a_micro or 0))
+    except DBAPIError as exc:  # SQLite raises on integer overflow; sum exactly below
+        if "overflow" not in str(exc).lower():
+            raise
+    quantity, amount = ZERO, ZERO
+    for q_text, a_text in session.execute(rows, params):
+        quantity = EXACT.add(quantity, Decimal(q_text))
+        amount = EXACT.add(amount, Decimal(a_text))
+    return quantity, amount
+
+
+def money_totals(
+    session: Session, agreement_ids: Sequence[str], as_of: date, known_us: int
+) -> dict[str, dict[str, Decimal]]:
+    """Contract 2.8: approved, paid and written off by agreement at D as known at K."""
+    totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    query = (
+        select(money.c.agreement_id, money.c.kind, money.c.amount)
+        .where(money.c.agreement_id.in_(bindparam("ids", expanding=True)))
+        .where(money.c.valid_day <= day(as_of))
+        .where(money.c.recorded_us <= known_us)
+    )
+    for start in range(0, len(agreement_ids), 500):
+        ids = list(agreement_ids[start : start + 500])
+        for agreement_id, kind, amount in session.execute(query, {"ids": ids}):
+            bucket = totals[agreement_id]
+            bucket[kind] = EXACT.add(bucket[kind], Decimal(amount))
+    return totals
+
+
+def accrual_at(
+    session: Session, history: AgreementHistory, as_of: date, known_us: int,
+    *, method: str | None = None,
+) -> tuple[Terms, Accrual, Decimal, Decimal, Decimal | None]:
+    """Terms at D, and the accrual they give (with `method` forcing earned or forecast)."""
+    terms = history.terms_at(as_of)
+    quantity, amount = eligible_totals(session, terms, as_of, known_us)
+    basis_value = quantity if terms.basis == "quantity" else amount
+    measure = quantity if terms.rate_kind == "per_unit" else amount
+    forecast, _ = history.forecast_at(as_of, terms)
+    accrual = accrue(
+        tiers=terms.tiers,
+        tier_method=terms.tier_method,
+        accrual_method=method or terms.accrual_method,
+        basis=basis_value,
+        measure=measure,
+        forecast_basis=forecast,
+        cap=terms.cap,
+    )
+    return terms, accrual, quantity, amount, forecast
+
+
+def liability_rows(
+    session: Session,
+    as_of: date,
+    known_at: datetime | None = None,
+    *,
+    agreement_id: str | None = None,
+    customer_id: str | None = None,
+) -> list[LiabilityRow]:
+    """Every agreement that exists as known at K (filtered), sorted by agreement id."""
+    known_us = FOREVER_US if known_at is None else to_us(known_at)
+    query = (
+        select(agreements.c.agreement_id)
+        .where(agreements.c.recorded_us <= known_us)
+        .order_by(agreements.c.agreement_id)
+    )
+    if agreement_id is not None:
+        query = query.where(agreements.c.agreement_id == agreement_id)
+    if customer_id is not None:
+        query = query.where(agreements.c.customer_id == customer_id)
+    ids = [row[0] for row in session.execute(query)]
+    histories = load_histories(session, ids, known_us)
+    totals = money_totals(session, ids, as_of, known_us)
+    rows = []
+    for agreement in ids:
+        history = histories[agreement]
+        terms, accrual, quantity, amount, forecast = accrual_at(
+            session, history, as_of, known_us
+        )
+        bucket = totals.get(agreement, {})
+        paid = bucket.get("paid", ZERO)
+        written_off = bucket.get("written_off", ZERO)
+        rows.append(
+            LiabilityRow(
+                agreement_id=agreement,
+                customer_id=terms.customer_id,
+                currency=terms.currency,
+                basis=accrual.basis,
+                accrued=accrual.accrued,
+                approved=bucket.get("approved", ZERO),
+                paid=paid,
+                written_off=written_off,
+                liability=round_money(owed(accrual.accrued, paid, written_off)),
+                terms=terms,
+                accrual=accrual,
+                quantity=quantity,
+                amount=amount,
+                forecast_basis=forecast,
+            )
+        )
+    return rows

@@ -1,0 +1,1 @@
+"""SQL read models built from events."""
