@@ -1,0 +1,349 @@
+"""The command line: `rebate-ledger apply | liability | rejections | demo`.
+
+Thin by design: it parses options, calls the `Ledger` facade, and prints.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+from datetime import UTC, date, datetime, time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from ledger.core import ApplyReport, Ledger
+from ledger.errors import ConfigurationError, InputUnreadable, LedgerError
+from ledger.liability import LiabilityRow
+from ledger.money import format_money
+
+app = typer.Typer(
+    name="rebate-ledger",
+    help="An event-sourced ledger for B2B customer rebates.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+#: Exit codes of `apply` (contract section 3).
+EXIT_OK, EXIT_REJECTED, EXIT_UNREADABLE = 0, 1, 2
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        envvar="LEDGER_DATABASE_URL",
+        help="SQLAlchemy URL of the store (SQLite file or PostgreSQL). "
+        "Default: the embedded SQLite file .rebate-ledger/ledger.db in the current directory "
+        "(or under LEDGER_HOME).",
+        show_default=False,
+    ),
+]
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def parse_known_at(value: str | None) -> datetime | None:
+    """`--known-at`: an ISO 8601 timestamp (UTC when it has no offset), or a date meaning the
+    end of that day, UTC (everything recorded on it is known)."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time.max, tzinfo=UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a date (YYYY-MM-DD) or ISO 8601 timestamp "
+            "(2025-04-02T09:00:00Z)",
+            param_hint="--known-at",
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def parse_as_of(value: str) -> date:
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a date YYYY-MM-DD", param_hint="--as-of"
+        ) from None
+
+
+def format_timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def open_ledger(database: str | None) -> Ledger:
+    try:
+        return Ledger(database)
+    except ConfigurationError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_UNREADABLE) from None
+
+
+def _open_input(path: str) -> tuple[BinaryIO, int | None]:
+    if path == "-":
+        return sys.stdin.buffer, None
+    file = Path(path)
+    try:
+        if file.is_dir():
+            raise InputUnreadable(f"{path} is a directory, not a JSONL file")
+        handle = file.open("rb")
+        return handle, file.stat().st_size
+    except FileNotFoundError:
+        raise InputUnreadable(f"{path}: no such file") from None
+    except PermissionError:
+        raise InputUnreadable(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise InputUnreadable(f"{path}: {exc.strerror or exc}") from None
+
+
+@app.command()
+def apply(
+    file: Annotated[str, typer.Argument(help="JSONL file of commands, or - for standard input")],
+    database: DatabaseOption = None,
+    output: Annotated[
+        Format, typer.Option("--format", help="table (for people) or json (the report)")
+    ] = Format.table,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Apply a batch of commands, in order. Exit 0: all applied; 1: some rejected (the rest
+    applied); 2: the input could not be read."""
+    try:
+        handle, size = _open_input(file)
+    except InputUnreadable as exc:
+        err_console.print(f"[red]error:[/red] cannot read input: {exc}")
+        raise typer.Exit(EXIT_UNREADABLE) from None
+    book = open_ledger(database)
+    try:
+        show_progress = not quiet and size is not None and size > 1 << 20 and sys.stderr.isatty()
+        if show_progress:
+            with Progress(
+                TextColumn("applying"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=err_console,
+                transient=True,
+            ) as progress:
+                task = progress.add_task("apply", total=size)
+                report = book.apply_lines(
+                    handle, source=file, on_progress=lambda n: progress.advance(task, n)
+                )
+        else:
+            report = book.apply_lines(handle, source=file)
+    except OSError as exc:
+        err_console.print(f"[red]error:[/red] cannot read input: {exc}")
+        raise typer.Exit(EXIT_UNREADABLE) from None
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+        book.close()
+    _print_report(report, output)
+    raise typer.Exit(EXIT_REJECTED if report.rejected else EXIT_OK)
+
+
+def _print_report(report: ApplyReport, output: Format) -> None:
+    if output is Format.json:
+        sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
+        return
+    console.print(
+        f"accepted: {report.accepted}  duplicate: {len(report.duplicates)}  "
+        f"rejected: {len(report.rejected)}",
+        highlight=False,
+    )
+    for number, sale_id in report.duplicates[:50]:
+        console.print(f"  duplicate line {number}: record_sale {sale_id} (already recorded)",
+                      highlight=False)
+    if len(report.duplicates) > 50:
+        console.print(f"  … and {len(report.duplicates) - 50} more duplicates", highlight=False)
+    for rejection in report.rejected:
+        console.print(
+            f"  rejected line {rejection.line}: {rejection.command_type or '(no type)'}: "
+            f"{rejection.reason}",
+            highlight=False,
+            markup=False,
+        )
+
+
+@app.command()
+def liability(
+    as_of: Annotated[str, typer.Option("--as-of", help="valid date D (YYYY-MM-DD)")],
+    known_at: Annotated[
+        str | None,
+        typer.Option(
+            "--known-at",
+            help="as the books stood at K (ISO timestamp, or a date = end of that day UTC); "
+            "default: everything recorded",
+        ),
+    ] = None,
+    agreement: Annotated[str | None, typer.Option("--agreement", help="only this agreement")] = None,
+    customer: Annotated[str | None, typer.Option("--customer", help="only this customer")] = None,
+    output: Annotated[Format, typer.Option("--format", help="table, json or csv")] = Format.table,
+    database: DatabaseOption = None,
+) -> None:
+    """The rebate liability per agreement at valid date D, as known at K."""
+    as_of_date = parse_as_of(as_of)
+    known = parse_known_at(known_at)
+    book = open_ledger(database)
+    try:
+        answered_at = book.clock()
+        rows = book.liability(as_of_date, known, agreement_id=agreement, customer_id=customer)
+    finally:
+        book.close()
+    known_text = format_timestamp(known if known is not None else answered_at)
+    if output is Format.json:
+        document = {
+            "as_of": as_of_date.isoformat(),
+            "known_at": known_text,
+            "rows": [row.to_dict() for row in rows],
+        }
+        sys.stdout.write(orjson.dumps(document).decode() + "\n")
+    elif output is Format.csv:
+        sys.stdout.write(rows_to_csv(rows))
+    else:
+        console.print(liability_table(rows, as_of_date, known_text))
+
+
+LIABILITY_COLUMNS = (
+    "agreement_id", "customer_id", "currency", "basis", "accrued", "approved", "paid",
+    "written_off", "liability",
+)
+
+
+def rows_to_csv(rows: list[LiabilityRow]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LIABILITY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row.to_dict())
+    return buffer.getvalue()
+
+
+def liability_table(rows: list[LiabilityRow], as_of: date, known_text: str) -> Table:
+    table = Table(title=f"Rebate liability as of {as_of}, as known at {known_text}")
+    for column in LIABILITY_COLUMNS:
+        numeric = column in ("basis", "accrued", "approved", "paid", "written_off", "liability")
+        table.add_column(column, justify="right" if numeric else "left")
+    for row in rows:
+        values = row.to_dict()
+        table.add_row(*(values[c] for c in LIABILITY_COLUMNS))
+    if rows:
+        currencies = sorted({r.currency for r in rows})
+        for currency in currencies:
+            mine = [r for r in rows if r.currency == currency]
+            table.add_row(
+                f"total {currency}", f"{len(mine)} agreements", currency, "",
+                format_money(sum((r.accrued for r in mine), start=mine[0].accrued * 0)),
+                format_money(sum((r.approved for r in mine), start=mine[0].accrued * 0)),
+                format_money(sum((r.paid for r in mine), start=mine[0].accrued * 0)),
+                format_money(sum((r.written_off for r in mine), start=mine[0].accrued * 0)),
+                format_money(sum((r.liability for r in mine), start=mine[0].accrued * 0)),
+                style="bold",
+            )
+    return table
+
+
+@app.command()
+def rejections(
+    output: Annotated[Format, typer.Option("--format", help="table, json or csv")] = Format.table,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="at most this many")] = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Every rejected command, with its source, line, command type and reason."""
+    book = open_ledger(database)
+    try:
+        records = book.rejections(limit=limit)
+    finally:
+        book.close()
+    items = [
+        {
+            "rejected_at": format_timestamp(r.rejected_at) if r.rejected_at else None,
+            "source": r.source,
+            "line": r.line,
+            "command": r.command_type,
+            "field": r.field,
+            "reason": r.reason,
+            "text": r.command,
+        }
+        for r in records
+    ]
+    if output is Format.json:
+        sys.stdout.write(orjson.dumps({"rejections": items}).decode() + "\n")
+    elif output is Format.csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(
+            buffer, fieldnames=list(items[0]) if items else ["rejected_at", "source", "line",
+                                                             "command", "field", "reason",
+                                                             "text"],
+            lineterminator="\n",
+        )
+        writer.writeheader()
+        writer.writerows(items)
+        sys.stdout.write(buffer.getvalue())
+    else:
+        table = Table(title=f"{len(items)} rejected commands")
+        for column in ("rejected_at", "source", "line", "command", "reason"):
+            table.add_column(column)
+        for item in items:
+            table.add_row(
+                item["rejected_at"] or "", item["source"], str(item["line"]), item["command"],
+                item["reason"],
+            )
+        console.print(table)
+
+
+@app.command()
+def demo(
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help="store for the demo book (default: a fresh .rebate-ledger/demo.db)",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="random seed of the synthetic book")] = 2025,
+) -> None:
+    """Generate a realistic synthetic book, apply it, and show the liability over the year."""
+    from ledger.demo import run_demo
+
+    run_demo(database=database, seed=seed, console=console)
+
+
+def main() -> None:
+    try:
+        app()
+    except LedgerError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        sys.exit(EXIT_UNREADABLE)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
