@@ -18,7 +18,13 @@ from eventsourcing.utils import get_topic
 
 from ledger.aggregates import Agreement, Claim, SalesBatch, agreement_uuid, claim_uuid
 from ledger.errors import RuleViolation, UnknownAgreement, UnknownClaim
-from ledger.events import LedgerEvent, SaleLine, SaleReversal
+from ledger.events import (
+    LedgerEvent,
+    ReversalColumns,
+    SaleColumns,
+    SaleLine,
+    SaleReversal,
+)
 from ledger.events.agreement import TierTerm
 from ledger.events.codec import OrjsonTranscoder, PydanticMapper
 
@@ -135,6 +141,9 @@ class LedgerApplication(Application[UUID]):
         self, sales: Sequence[SaleLine], reversals: Sequence[SaleReversal],
         recorded_at: datetime,
     ) -> Recorded:
-        batch = SalesBatch(sales=tuple(sales), reversals=tuple(reversals),
-                           recorded_at=recorded_at)
+        batch = SalesBatch(
+            sales=SaleColumns.of(list(sales)),
+            reversals=ReversalColumns.of(list(reversals)),
+            recorded_at=recorded_at,
+        )
         return self._save(batch)

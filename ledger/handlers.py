@@ -22,7 +22,7 @@ from ledger.aggregates.sales import BATCH_LINES_MAX
 from ledger.application import LedgerApplication, Recorded
 from ledger.errors import Rejection, RuleViolation, UnknownAgreement
 from ledger.events import SaleLine, SaleReversal
-from ledger.liability import FOREVER_US, accrual_at, load_histories, money_totals
+from ledger.liability import FOREVER_US, accrual_at, exact_value, load_histories, money_totals
 from ledger.money import EXACT, ZERO, format_money, round_money
 from ledger.projections.core import (
     CoreProjection,
@@ -35,8 +35,12 @@ from ledger.projections.core import (
     to_us,
 )
 
+MISSING = object()
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
+
+#: Sale ids looked up per query (well under SQLite's and PostgreSQL's parameter limits).
+PREFETCH_IDS_MAX = 500
 
 #: Most characters of a rejected command's text kept with its rejection.
 REJECTED_TEXT_MAX = 4000
@@ -53,24 +57,17 @@ class RejectionRecord:
     rejected_at: datetime | None = None
 
 
-@dataclass
-class KnownSale:
-    customer_id: str
-    product_id: str
-    currency: str
-    quantity: Decimal
-    amount: Decimal
-    invoice_day: int
-
-    def same_as(self, cmd: c.RecordSale) -> bool:
-        return (
-            self.customer_id == cmd.customer_id
-            and self.product_id == cmd.product_id
-            and self.currency == cmd.currency
-            and self.quantity == cmd.quantity
-            and self.amount == cmd.amount
-            and self.invoice_day == cmd.invoice_date.toordinal()
-        )
+def same_sale(known: SaleLine, cmd: c.RecordSale) -> bool:
+    """Contract 1: the same sale_id with identical fields is a duplicate (values compared as
+    numbers, so "12.5" and "12.50" are the same)."""
+    return (
+        known.customer_id == cmd.customer_id
+        and known.product_id == cmd.product_id
+        and known.currency == cmd.currency
+        and known.quantity == cmd.quantity
+        and known.amount == cmd.amount
+        and known.invoice_date == cmd.invoice_date
+    )
 
 
 @dataclass
@@ -83,10 +80,11 @@ class Batch:
     now: datetime
     source: str
     watermark_us: int = 0
+    now_us: int = 0
     accepted: int = 0
     rejected_count: int = 0
     rejected: list[RejectionRecord] = field(default_factory=list)
-    known_sales: dict[str, KnownSale | None] = field(default_factory=dict)
+    known_sales: dict[str, SaleLine | None] = field(default_factory=dict)
     reversed_ids: set[str] = field(default_factory=set)
     pending_sales: list[SaleLine] = field(default_factory=list)
     pending_reversals: list[SaleReversal] = field(default_factory=list)
@@ -98,27 +96,37 @@ class Batch:
             select(ledger_state.c.watermark_us).where(ledger_state.c.id == 1)
         ).one()
         self.watermark_us = row[0]
+        self.now_us = to_us(self.now)
 
     def prefetch_sales(self, sale_ids: Iterable[str]) -> None:
         """Look up, in one query per 500 ids, every sale the chunk's commands name."""
         wanted = sorted(set(sale_ids) - set(self.known_sales))
-        found_sales = select(
-            sales.c.sale_id, sales.c.customer_id, sales.c.product_id, sales.c.currency,
-            sales.c.quantity, sales.c.amount, sales.c.invoice_day,
-        ).where(sales.c.sale_id.in_(bindparam("ids", expanding=True)))
-        found_reversals = select(reversals.c.sale_id).where(
-            reversals.c.sale_id.in_(bindparam("ids", expanding=True))
-        )
-        for start in range(0, len(wanted), 500):
-            ids = wanted[start : start + 500]
+        connection = self.session.connection()
+        marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        for start in range(0, len(wanted), PREFETCH_IDS_MAX):
+            ids = wanted[start : start + PREFETCH_IDS_MAX]
+            markers = ", ".join([marker] * len(ids))
             for sale_id in ids:
                 self.known_sales[sale_id] = None
-            for row in self.session.execute(found_sales, {"ids": ids}):
-                self.known_sales[row[0]] = KnownSale(
-                    row[1], row[2], row[3], Decimal(row[4]), Decimal(row[5]), row[6]
+            found = []
+            for row in connection.exec_driver_sql(
+                "SELECT sale_id, customer_id, product_id, currency, q_micro, a_micro, quantity,"
+                f" amount, invoice_day, recorded_us FROM core_sales WHERE sale_id IN ({markers})",
+                tuple(ids),
+            ):
+                found.append(row[0])
+                self.known_sales[row[0]] = SaleLine(
+                    row[0], row[1], row[2], exact_value(row[4], row[6]),
+                    exact_value(row[5], row[7]), row[3], date.fromordinal(row[8]),
+                    from_us(row[9]),
                 )
-            for row in self.session.execute(found_reversals, {"ids": ids}):
-                self.reversed_ids.add(row[0])
+            if found:  # only a recorded sale can have been reversed
+                markers = ", ".join([marker] * len(found))
+                for row in connection.exec_driver_sql(
+                    f"SELECT sale_id FROM core_reversals WHERE sale_id IN ({markers})",
+                    tuple(found),
+                ):
+                    self.reversed_ids.add(row[0])
 
     def finish(self) -> None:
         self.flush_sales()
@@ -185,8 +193,7 @@ class Batch:
         """Contract 1: `recorded_at` may not go back before any accepted command's, nor be in
         the future; without it, the ledger's clock stamps the command."""
         if cmd.recorded_at is None:
-            now_us = to_us(self.now)
-            return self.now if now_us >= self.watermark_us else from_us(self.watermark_us)
+            return self.now if self.now_us >= self.watermark_us else from_us(self.watermark_us)
         given = cmd.recorded_at
         if given > self.now:
             raise RuleViolation(
@@ -205,13 +212,16 @@ class Batch:
     def handle(self, cmd: c.Command) -> str:
         recorded_at = self.recorded_time(cmd)
         outcome = HANDLERS[type(cmd)](self, cmd, recorded_at)
-        self.watermark_us = max(self.watermark_us, to_us(recorded_at))
+        if recorded_at is not self.now:
+            self.watermark_us = max(self.watermark_us, to_us(recorded_at))
+        elif self.now_us > self.watermark_us:
+            self.watermark_us = self.now_us
         self.accepted += 1
         return outcome
 
     # What other commands need to know -----------------------------------------------------
 
-    def sale(self, sale_id: str) -> KnownSale | None:
+    def sale(self, sale_id: str) -> SaleLine | None:
         if sale_id not in self.known_sales:
             self.prefetch_sales([sale_id])
         return self.known_sales[sale_id]
@@ -282,9 +292,18 @@ def revise_forecast(batch: Batch, cmd: c.ReviseForecast, recorded_at: datetime) 
 
 
 def record_sale(batch: Batch, cmd: c.RecordSale, recorded_at: datetime) -> str:
-    known = batch.sale(cmd.sale_id)
+    if (cmd.quantity > 0 and cmd.amount < 0) or (cmd.quantity < 0 and cmd.amount > 0):
+        raise RuleViolation(
+            "amount",
+            f"quantity ({cmd.quantity}) and amount ({cmd.amount}) must carry the same sign; "
+            "a return or credit note has both negative",
+        )
+    known = batch.known_sales.get(cmd.sale_id, MISSING)
+    if known is MISSING:
+        known = batch.sale(cmd.sale_id)
     if known is not None:
-        if known.same_as(cmd):
+        assert isinstance(known, SaleLine)
+        if same_sale(known, cmd):
             return DUPLICATE
         raise RuleViolation(
             "sale_id",
@@ -292,22 +311,12 @@ def record_sale(batch: Batch, cmd: c.RecordSale, recorded_at: datetime) -> str:
             "be changed: reverse it with reverse_sale and record the correction under a new "
             "sale_id",
         )
-    batch.known_sales[cmd.sale_id] = KnownSale(
-        cmd.customer_id, cmd.product_id, cmd.currency, cmd.quantity, cmd.amount,
-        cmd.invoice_date.toordinal(),
+    line = SaleLine(
+        cmd.sale_id, cmd.customer_id, cmd.product_id, cmd.quantity, cmd.amount,
+        cmd.currency, cmd.invoice_date, recorded_at,
     )
-    batch.pending_sales.append(
-        SaleLine.model_construct(
-            sale_id=cmd.sale_id,
-            customer_id=cmd.customer_id,
-            product_id=cmd.product_id,
-            quantity=cmd.quantity,
-            amount=cmd.amount,
-            currency=cmd.currency,
-            invoice_date=cmd.invoice_date,
-            recorded_at=recorded_at,
-        )
-    )
+    batch.known_sales[cmd.sale_id] = line
+    batch.pending_sales.append(line)
     if len(batch.pending_sales) + len(batch.pending_reversals) >= BATCH_LINES_MAX:
         batch.flush_sales()
     return ACCEPTED
@@ -321,24 +330,17 @@ def reverse_sale(batch: Batch, cmd: c.ReverseSale, recorded_at: datetime) -> str
         )
     if cmd.sale_id in batch.reversed_ids:
         raise RuleViolation("sale_id", f"sale {cmd.sale_id!r} is already reversed")
-    if cmd.reversed_on.toordinal() < known.invoice_day:
+    if cmd.reversed_on < known.invoice_date:
         raise RuleViolation(
             "reversed_on",
             f"reversed_on {cmd.reversed_on} is before the sale's invoice_date "
-            f"{date.fromordinal(known.invoice_day)}",
+            f"{known.invoice_date}",
         )
     batch.reversed_ids.add(cmd.sale_id)
     batch.pending_reversals.append(
-        SaleReversal.model_construct(
-            sale_id=cmd.sale_id,
-            reversed_on=cmd.reversed_on,
-            recorded_at=recorded_at,
-            customer_id=known.customer_id,
-            product_id=known.product_id,
-            quantity=known.quantity,
-            amount=known.amount,
-            currency=known.currency,
-            invoice_date=date.fromordinal(known.invoice_day),
+        SaleReversal(
+            cmd.sale_id, cmd.reversed_on, recorded_at, known.customer_id, known.product_id,
+            known.quantity, known.amount, known.currency, known.invoice_date,
         )
     )
     if len(batch.pending_sales) + len(batch.pending_reversals) >= BATCH_LINES_MAX:

@@ -190,7 +190,7 @@ _BASIS_SUM_PRODUCTS = _BASIS_SUM.where(
     basis.c.product_id.in_(bindparam("products", expanding=True))
 )
 _BASIS_ROWS = (
-    select(basis.c.quantity, basis.c.amount)
+    select(basis.c.q_micro, basis.c.a_micro, basis.c.quantity, basis.c.amount)
     .where(basis.c.customer_id == bindparam("customer_id"))
     .where(basis.c.currency == bindparam("currency"))
     .where(basis.c.invoice_day >= bindparam("first_day"))
@@ -231,10 +231,18 @@ def eligible_totals(
         if "overflow" not in str(exc).lower():
             raise
     quantity, amount = ZERO, ZERO
-    for q_text, a_text in session.execute(rows, params):
-        quantity = EXACT.add(quantity, Decimal(q_text))
-        amount = EXACT.add(amount, Decimal(a_text))
+    for q_micro, a_micro, q_text, a_text in session.execute(rows, params):
+        quantity = EXACT.add(quantity, exact_value(q_micro, q_text))
+        amount = EXACT.add(amount, exact_value(a_micro, a_text))
     return quantity, amount
+
+
+def exact_value(micro: int | None, text: str | None) -> Decimal:
+    """A figure stored as millionths, or as exact text when millionths could not hold it."""
+    if micro is not None:
+        return from_micro(micro)
+    assert text is not None
+    return Decimal(text)
 
 
 def money_totals(

@@ -97,13 +97,15 @@ def to_micro(value: Decimal) -> int | None:
     The core projection stores basis quantities and amounts this way so that the database can
     add them; rows that do not fit fall back to exact text summed in Python.
     """
-    scaled = value.scaleb(6, context=EXACT)
-    if scaled != scaled.to_integral_value():
-        return None
+    scaled = EXACT.multiply(value, _MILLION)
     micro = int(scaled)
-    if abs(micro) >= 1 << 62:
+    if micro != scaled or not -_MICRO_LIMIT < micro < _MICRO_LIMIT:
         return None
     return micro
+
+
+_MILLION = Decimal(1_000_000)
+_MICRO_LIMIT = 1 << 62
 
 
 def from_micro(micro: int) -> Decimal:

@@ -7,7 +7,6 @@ indexes sale ids to the batch that holds them).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -15,7 +14,7 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import BaseAggregate, event
 
 from ledger.events import base as _base
-from ledger.events.sales import SaleLine, SaleReversal, SalesRecorded
+from ledger.events.sales import ReversalColumns, SaleColumns, SalesRecorded
 
 #: Most lines (sales plus reversals) one batch event holds.
 BATCH_LINES_MAX = 5000
@@ -33,8 +32,8 @@ class SalesBatch(BaseAggregate[UUID]):
     @event(SalesRecorded)
     def __init__(
         self,
-        sales: Sequence[SaleLine],
-        reversals: Sequence[SaleReversal],
+        sales: SaleColumns,
+        reversals: ReversalColumns,
         recorded_at: datetime,
     ) -> None:
         assert 0 < len(sales) + len(reversals) <= BATCH_LINES_MAX

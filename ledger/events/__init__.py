@@ -9,7 +9,13 @@ from ledger.events.agreement import (
 )
 from ledger.events.base import LedgerCreated, LedgerEvent
 from ledger.events.claims import ClaimApproved, ClaimRejected, ClaimSettled, ClaimSubmitted
-from ledger.events.sales import SaleLine, SaleReversal, SalesRecorded
+from ledger.events.sales import (
+    ReversalColumns,
+    SaleColumns,
+    SaleLine,
+    SaleReversal,
+    SalesRecorded,
+)
 
 ALL_EVENT_TYPES: tuple[type[LedgerEvent], ...] = (
     AgreementCreated,
@@ -35,6 +41,8 @@ __all__ = [
     "LedgerCreated",
     "LedgerEvent",
     "RebateWrittenOff",
+    "ReversalColumns",
+    "SaleColumns",
     "SaleLine",
     "SaleReversal",
     "SalesRecorded",

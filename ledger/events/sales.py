@@ -1,21 +1,23 @@
 """Sales arrive by the million, so one event records a batch of them: `SalesRecorded` holds
-every sale line and sale reversal accepted in one batch, each still addressable by its id.
+every sale and sale reversal accepted in one batch, column by column (the compact shape of a
+table: one list per field, row i of every list is line i), each still addressable by its id.
 Each line carries its own valid time (invoice date, reversal date) and recorded time."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
+from typing import NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from ledger.events.base import LedgerCreated
 
 
-class SaleLine(BaseModel):
+class SaleLine(NamedTuple):
     """A sale (or, with negative quantity and amount, a return or credit note)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     sale_id: str
     customer_id: str
     product_id: str
@@ -26,11 +28,10 @@ class SaleLine(BaseModel):
     recorded_at: datetime
 
 
-class SaleReversal(BaseModel):
+class SaleReversal(NamedTuple):
     """A sale taken back as of `reversed_on`, with the reversed sale's figures repeated so that
     a reader of the log needs no other state to apply it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     sale_id: str
     reversed_on: date
     recorded_at: datetime
@@ -42,13 +43,79 @@ class SaleReversal(BaseModel):
     invoice_date: date
 
 
+class SaleColumns(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sale_id: list[str]
+    customer_id: list[str]
+    product_id: list[str]
+    quantity: list[Decimal]
+    amount: list[Decimal]
+    currency: list[str]
+    invoice_date: list[date]
+    recorded_at: list[datetime]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> SaleColumns:
+        assert len({len(getattr(self, f)) for f in type(self).model_fields}) == 1
+        return self
+
+    @classmethod
+    def of(cls, lines: list[SaleLine]) -> SaleColumns:
+        columns = list(zip(*lines, strict=True)) if lines else [[] for _ in SaleLine._fields]
+        return cls.model_construct(
+            **{name: list(values) for name, values in zip(SaleLine._fields, columns, strict=True)}
+        )
+
+    def __len__(self) -> int:
+        return len(self.sale_id)
+
+    def rows(self) -> Iterator[SaleLine]:
+        for values in zip(*(getattr(self, f) for f in SaleLine._fields), strict=True):
+            yield SaleLine(*values)
+
+
+class ReversalColumns(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sale_id: list[str]
+    reversed_on: list[date]
+    recorded_at: list[datetime]
+    customer_id: list[str]
+    product_id: list[str]
+    quantity: list[Decimal]
+    amount: list[Decimal]
+    currency: list[str]
+    invoice_date: list[date]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> ReversalColumns:
+        assert len({len(getattr(self, f)) for f in type(self).model_fields}) == 1
+        return self
+
+    @classmethod
+    def of(cls, lines: list[SaleReversal]) -> ReversalColumns:
+        columns = list(zip(*lines, strict=True)) if lines else [[] for _ in SaleReversal._fields]
+        return cls.model_construct(
+            **{
+                name: list(values)
+                for name, values in zip(SaleReversal._fields, columns, strict=True)
+            }
+        )
+
+    def __len__(self) -> int:
+        return len(self.sale_id)
+
+    def rows(self) -> Iterator[SaleReversal]:
+        for values in zip(*(getattr(self, f) for f in SaleReversal._fields), strict=True):
+            yield SaleReversal(*values)
+
+
 class SalesRecorded(LedgerCreated):
-    sales: tuple[SaleLine, ...]
-    reversals: tuple[SaleReversal, ...]
+    sales: SaleColumns
+    reversals: ReversalColumns
 
     @property
     def valid_time(self) -> date:
         """The latest valid date among the lines (each line carries its own)."""
-        dates = [s.invoice_date for s in self.sales] + [r.reversed_on for r in self.reversals]
+        dates = [*self.sales.invoice_date, *self.reversals.reversed_on]
         assert dates, "a sales batch is never empty"
         return max(dates)

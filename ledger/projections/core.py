@@ -87,6 +87,8 @@ terms_changes = Table(
     Index("core_terms_changes_by_agreement", "agreement_id", "position"),
 )
 
+# Every recorded sale by id: for duplicate detection and reversals. Figures in millionths
+# when that is exact (the text columns are then NULL), else as exact text.
 sales = Table(
     "core_sales",
     metadata,
@@ -94,11 +96,14 @@ sales = Table(
     Column("customer_id", ID, nullable=False),
     Column("product_id", ID, nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("quantity", Text, nullable=False),
-    Column("amount", Text, nullable=False),
+    Column("q_micro", BigInteger, nullable=True),
+    Column("a_micro", BigInteger, nullable=True),
+    Column("quantity", Text, nullable=True),
+    Column("amount", Text, nullable=True),
     Column("invoice_day", Integer, nullable=False),
     Column("recorded_us", BigInteger, nullable=False),
     Column("position", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 reversals = Table(
@@ -111,33 +116,23 @@ reversals = Table(
 )
 
 # One row per (customer, currency, product, invoice day, effective day, recorded time) and
-# batch: sales count on their invoice day, reversals from their reversal day on.
+# batch: sales count on their invoice day, reversals from their reversal day on. Clustered on
+# the query's key, so that one agreement's sum reads one contiguous range of one B-tree.
 basis = Table(
     "core_basis",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("customer_id", ID, nullable=False),
-    Column("currency", String(3), nullable=False),
-    Column("product_id", ID, nullable=False),
-    Column("invoice_day", Integer, nullable=False),
-    Column("effective_day", Integer, nullable=False),
-    Column("recorded_us", BigInteger, nullable=False),
+    Column("customer_id", ID, primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("invoice_day", Integer, primary_key=True),
+    Column("effective_day", Integer, primary_key=True),
+    Column("recorded_us", BigInteger, primary_key=True),
+    Column("product_id", ID, primary_key=True),
+    Column("position", BigInteger, primary_key=True),
     Column("q_micro", BigInteger, nullable=True),
     Column("a_micro", BigInteger, nullable=True),
-    Column("quantity", Text, nullable=False),
-    Column("amount", Text, nullable=False),
-    Column("position", BigInteger, nullable=False),
-    Index(
-        "core_basis_by_customer",
-        "customer_id",
-        "currency",
-        "invoice_day",
-        "effective_day",
-        "recorded_us",
-        "product_id",
-        "q_micro",
-        "a_micro",
-    ),
+    Column("quantity", Text, nullable=True),
+    Column("amount", Text, nullable=True),
+    sqlite_with_rowid=False,
 )
 
 # Claimed, approved, paid and written-off amounts by agreement and valid day.
@@ -311,74 +306,101 @@ class CoreProjection:
 
     def _apply_sales(self, session: Session, event: SalesRecorded, position: int) -> None:
         sale_rows = []
-        # Sum lines that can never be told apart by a query: same customer, currency, product,
-        # invoice day, effective day and recorded time.
-        groups: dict[tuple[str, str, str, int, int, int], list[Decimal]] = {}
-        for sale in event.sales:
-            invoice_day = day(sale.invoice_date)
-            recorded_us = to_us(sale.recorded_at)
-            sale_rows.append({
-                "sale_id": sale.sale_id,
-                "customer_id": sale.customer_id,
-                "product_id": sale.product_id,
-                "currency": sale.currency,
-                "quantity": str(sale.quantity),
-                "amount": str(sale.amount),
-                "invoice_day": invoice_day,
-                "recorded_us": recorded_us,
-                "position": position,
-            })
+        # Sum lines that no query can tell apart: same customer, currency, product, invoice
+        # day, effective day and recorded time. A group holds exact sums and, while every
+        # line fits, the same sums in millionths.
+        groups: dict[tuple[str, str, str, int, int, int], Group] = {}
+        last_recorded, recorded_us = None, 0
+        for sale in event.sales.rows():
+            invoice_day = sale.invoice_date.toordinal()
+            if sale.recorded_at is not last_recorded:  # most lines of a batch share one
+                last_recorded, recorded_us = sale.recorded_at, to_us(sale.recorded_at)
+            q_micro, a_micro = to_micro(sale.quantity), to_micro(sale.amount)
+            sale_rows.append((
+                sale.sale_id, sale.customer_id, sale.product_id, sale.currency,
+                q_micro, a_micro,
+                None if q_micro is not None else str(sale.quantity),
+                None if a_micro is not None else str(sale.amount),
+                invoice_day, recorded_us, position,
+            ))
             key = (sale.customer_id, sale.currency, sale.product_id, invoice_day, invoice_day,
                    recorded_us)
-            sums = groups.get(key)
-            if sums is None:
-                groups[key] = [sale.quantity, sale.amount]
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [sale.quantity, sale.amount, q_micro, a_micro]
             else:
-                sums[0] = EXACT.add(sums[0], sale.quantity)
-                sums[1] = EXACT.add(sums[1], sale.amount)
+                add_to_group(group, sale.quantity, sale.amount, q_micro, a_micro)
         reversal_rows = []
-        for reversal in event.reversals:
+        for reversal in event.reversals.rows():
             recorded_us = to_us(reversal.recorded_at)
-            reversed_day = day(reversal.reversed_on)
-            reversal_rows.append({
-                "sale_id": reversal.sale_id,
-                "reversed_day": reversed_day,
-                "recorded_us": recorded_us,
-                "position": position,
-            })
+            reversed_day = reversal.reversed_on.toordinal()
+            reversal_rows.append((reversal.sale_id, reversed_day, recorded_us, position))
             key = (reversal.customer_id, reversal.currency, reversal.product_id,
-                   day(reversal.invoice_date), reversed_day, recorded_us)
-            sums = groups.get(key)
-            if sums is None:
-                groups[key] = [-reversal.quantity, -reversal.amount]
+                   reversal.invoice_date.toordinal(), reversed_day, recorded_us)
+            quantity, amount = -reversal.quantity, -reversal.amount
+            q_micro, a_micro = to_micro(quantity), to_micro(amount)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [quantity, amount, q_micro, a_micro]
             else:
-                sums[0] = EXACT.subtract(sums[0], reversal.quantity)
-                sums[1] = EXACT.subtract(sums[1], reversal.amount)
-        if sale_rows:
-            session.execute(insert(sales), sale_rows)
-        if reversal_rows:
-            session.execute(insert(reversals), reversal_rows)
-        session.execute(insert(basis), basis_rows(groups, position))
+                add_to_group(group, quantity, amount, q_micro, a_micro)
+        insert_rows(session, sales, SALE_COLUMNS, sale_rows)
+        insert_rows(session, reversals, REVERSAL_COLUMNS, reversal_rows)
+        insert_rows(session, basis, BASIS_COLUMNS, basis_rows(groups, position))
+
+
+#: [quantity, amount, quantity in millionths or None, amount in millionths or None]
+Group = list[Any]
+
+
+def add_to_group(
+    group: Group, quantity: Decimal, amount: Decimal, q_micro: int | None, a_micro: int | None
+) -> None:
+    group[0] = EXACT.add(group[0], quantity)
+    group[1] = EXACT.add(group[1], amount)
+    group[2] = None if group[2] is None or q_micro is None else to_micro(group[0])
+    group[3] = None if group[3] is None or a_micro is None else to_micro(group[1])
+
+
+SALE_COLUMNS = (
+    "sale_id", "customer_id", "product_id", "currency", "q_micro", "a_micro", "quantity",
+    "amount", "invoice_day", "recorded_us", "position",
+)
+REVERSAL_COLUMNS = ("sale_id", "reversed_day", "recorded_us", "position")
+BASIS_COLUMNS = (
+    "customer_id", "currency", "product_id", "invoice_day", "effective_day", "recorded_us",
+    "q_micro", "a_micro", "quantity", "amount", "position",
+)
+
+
+def insert_rows(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Bulk insert through the driver's executemany: the sale path's hot loop, where the
+    ORM's per-row work would cost more than the database's."""
+    if not rows:
+        return
+    connection = session.connection()
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join([marker] * len(columns))})"
+    )
+    connection.exec_driver_sql(sql, list(rows))
 
 
 def basis_rows(
-    groups: dict[tuple[str, str, str, int, int, int], list[Decimal]], position: int
-) -> Sequence[dict[str, Any]]:
+    groups: dict[tuple[str, str, str, int, int, int], Group], position: int
+) -> list[tuple[Any, ...]]:
     rows = []
     for (customer_id, currency, product_id, invoice_day, effective_day, recorded_us), (
-        quantity, amount
+        quantity, amount, q_micro, a_micro
     ) in groups.items():
-        rows.append({
-            "customer_id": customer_id,
-            "currency": currency,
-            "product_id": product_id,
-            "invoice_day": invoice_day,
-            "effective_day": effective_day,
-            "recorded_us": recorded_us,
-            "q_micro": to_micro(quantity),
-            "a_micro": to_micro(amount),
-            "quantity": str(quantity),
-            "amount": str(amount),
-            "position": position,
-        })
+        rows.append((
+            customer_id, currency, product_id, invoice_day, effective_day, recorded_us,
+            q_micro, a_micro,
+            None if q_micro is not None else str(quantity),
+            None if a_micro is not None else str(amount),
+            position,
+        ))
     return rows
