@@ -114,3 +114,18 @@ def accrue(
 def liability(accrued: Decimal, paid: Decimal, written_off: Decimal) -> Decimal:
     """Section 2.9: what is still owed (negative: the customer owes money back)."""
     return EXACT.subtract(EXACT.subtract(accrued, paid), written_off)
+
+
+def postings(cumulative: Sequence[Decimal]) -> list[Decimal]:
+    """Contract 2.7: money that moves is the difference of rounded cumulative figures.
+
+    Given the exact cumulative accruals at successive moments, each posting is the change in
+    the rounded figure, so the postings always add up to the last reported (rounded) figure.
+    """
+    moves: list[Decimal] = []
+    previous = ZERO
+    for figure in cumulative:
+        rounded = round_money(figure)
+        moves.append(EXACT.subtract(rounded, previous))
+        previous = rounded
+    return moves

@@ -27,6 +27,8 @@ ENGINE_KEY = "LEDGER_ENGINE_KEY"
 
 #: How long a writer waits for another writer's transaction before giving up (SQLite).
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+#: SQLite page cache per connection, in KiB.
+SQLITE_CACHE_KIB = 65_536
 #: Advisory lock id that serialises the ledger's writers on PostgreSQL ("rebate" in ASCII).
 PG_WRITER_LOCK = 0x726562617465
 
@@ -78,6 +80,9 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            # Index inserts land all over the basis table (it is clustered by customer), so a
+            # page cache of 64 MiB instead of 2 MiB keeps millions of sales off the disk.
+            cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             cursor.close()
 
     else:
