@@ -60,7 +60,7 @@ class LedgerApplication(Application[UUID]):
                 f"agreement {terms['agreement_id']!r} already exists; agreement ids are "
                 "unique (use amend_agreement to change its terms)",
             )
-        tiers = [TierTerm(threshold=t.threshold, rate=t.rate) for t in terms.pop("tiers")]
+        tiers = [TierTerm.of(t) for t in terms.pop("tiers")]
         products = terms.pop("products")
         agreement = Agreement(
             tiers=tiers,

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import sys
 from datetime import UTC, date, datetime, time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
@@ -59,7 +58,7 @@ DatabaseOption = Annotated[
 ]
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
@@ -204,7 +203,9 @@ def liability(
             "default: everything recorded",
         ),
     ] = None,
-    agreement: Annotated[str | None, typer.Option("--agreement", help="only this agreement")] = None,
+    agreement: Annotated[
+        str | None, typer.Option("--agreement", help="only this agreement")
+    ] = None,
     customer: Annotated[str | None, typer.Option("--customer", help="only this customer")] = None,
     output: Annotated[Format, typer.Option("--format", help="table, json or csv")] = Format.table,
     database: DatabaseOption = None,
@@ -314,8 +315,8 @@ def rejections(
             table.add_column(column)
         for item in items:
             table.add_row(
-                item["rejected_at"] or "", item["source"], str(item["line"]), item["command"],
-                item["reason"],
+                str(item["rejected_at"] or ""), str(item["source"]), str(item["line"]),
+                str(item["command"]), str(item["reason"]),
             )
         console.print(table)
 

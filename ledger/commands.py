@@ -397,7 +397,8 @@ def _rejection(exc: ValidationError, raw: bytes) -> InvalidCommand:
         kind_of_error = error["type"]
         loc = error["loc"]
         if kind_of_error == "json_invalid":
-            return InvalidCommand("", f"not valid JSON: {error['msg'].removeprefix('Invalid JSON: ')}")
+            message = str(error["msg"]).removeprefix("Invalid JSON: ")
+            return InvalidCommand("", f"not valid JSON: {message}")
         if kind_of_error in ("model_type", "dict_type", "model_attributes_type"):
             return InvalidCommand(
                 "", f"a command is a JSON object, got {_json_kind(error.get('input'))}"

@@ -177,13 +177,13 @@ class Ledger:
         sale_ids: list[str] = []
         for number, line in chunk:
             try:
-                command = c.parse_line(line)
+                valid = c.parse_line(line)
             except InvalidCommand as error:
                 parsed.append((number, line, None, error))
                 continue
-            if isinstance(command, c.RecordSale | c.ReverseSale):
-                sale_ids.append(command.sale_id)
-            parsed.append((number, line, command, None))
+            if isinstance(valid, c.RecordSale | c.ReverseSale):
+                sale_ids.append(valid.sale_id)
+            parsed.append((number, line, valid, None))
 
         with self.app.recorder.transaction(commit=True) as session:  # type: ignore[attr-defined]
             lock_writer(session)
@@ -197,20 +197,19 @@ class Ledger:
             batch.load_state()
             batch.prefetch_sales(sale_ids)
             outcomes: list[tuple[int, str, str]] = []
-            for number, line, command, error in parsed:
+            for number, line, command, invalid in parsed:
+                problem: Rejection | None = invalid
                 if command is not None:
-                    kind = command.kind
                     try:
                         outcome = batch.handle(command)
                     except Rejection as rejection:
-                        error = rejection
+                        problem = rejection
                     else:
-                        sale_id = getattr(command, "sale_id", "")
-                        outcomes.append((number, outcome, sale_id))
-                        report.by_type[kind] += 1
+                        outcomes.append((number, outcome, getattr(command, "sale_id", "")))
+                        report.by_type[command.kind] += 1
                         continue
-                assert error is not None
-                batch.reject(number, line, c.command_type_of_line(line), error)
+                assert problem is not None
+                batch.reject(number, line, c.command_type_of_line(line), problem)
             batch.finish()
         # Only once the transaction has committed does the report count the chunk.
         for number, outcome, sale_id in outcomes:

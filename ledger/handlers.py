@@ -14,7 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from ledger import commands as c
@@ -30,8 +30,6 @@ from ledger.projections.core import (
     ledger_state,
     money,
     rejections,
-    reversals,
-    sales,
     to_us,
 )
 

@@ -8,7 +8,7 @@ until the single half-up rounding to cents that the contract prescribes (section
 from __future__ import annotations
 
 import re
-from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
 ZERO = Decimal(0)
@@ -62,7 +62,8 @@ def parse_decimal(value: object) -> Decimal:
     assert isinstance(exponent, int)
     if result != 0 and result.adjusted() > _EXPONENT_MAX:
         raise DecimalFormatError(f"{value!r} is too large (more than 1E+{_EXPONENT_MAX})")
-    if -exponent > _PLACES_MAX and result != result.quantize(Decimal(1).scaleb(-_PLACES_MAX), context=EXACT):
+    places_unit = Decimal(1).scaleb(-_PLACES_MAX)
+    if -exponent > _PLACES_MAX and result != result.quantize(places_unit, context=EXACT):
         raise DecimalFormatError(f"{value!r} has more than {_PLACES_MAX} decimal places")
     return result
 
@@ -84,11 +85,6 @@ def format_decimal(value: Decimal) -> str:
         return "0"
     text = f"{value.normalize(context=EXACT):f}"
     return text
-
-
-def exact() -> localcontext:  # type: ignore[type-arg]
-    """A context manager for exact arithmetic (wide precision)."""
-    return localcontext(EXACT)
 
 
 def to_micro(value: Decimal) -> int | None:

@@ -95,9 +95,7 @@ class Agreement(BaseAggregate[UUID]):
         check_amendment(self.created_terms, self.amendments, change)
         fields: dict[str, Any] = dict(changes)
         if "tiers" in fields:
-            fields["tiers"] = tuple(
-                TierTerm(threshold=t.threshold, rate=t.rate) for t in fields["tiers"]
-            )
+            fields["tiers"] = tuple(TierTerm.of(t) for t in fields["tiers"])
         if fields.get("products") is not None:
             fields["products"] = tuple(fields["products"])
         self._amended(

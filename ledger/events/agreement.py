@@ -21,6 +21,10 @@ class TierTerm(BaseModel):
     threshold: Decimal = Field(alias="from")
     rate: Decimal
 
+    @classmethod
+    def of(cls, tier: Tier) -> TierTerm:
+        return cls.model_validate({"from": tier.threshold, "rate": tier.rate})
+
     def to_tier(self) -> Tier:
         return Tier(threshold=self.threshold, rate=self.rate)
 

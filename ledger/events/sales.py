@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -61,10 +61,11 @@ class SaleColumns(BaseModel):
 
     @classmethod
     def of(cls, lines: list[SaleLine]) -> SaleColumns:
-        columns = list(zip(*lines, strict=True)) if lines else [[] for _ in SaleLine._fields]
-        return cls.model_construct(
-            **{name: list(values) for name, values in zip(SaleLine._fields, columns, strict=True)}
+        columns: list[Any] = (
+            list(zip(*lines, strict=True)) if lines else [() for _ in SaleLine._fields]
         )
+        values = {name: list(c) for name, c in zip(SaleLine._fields, columns, strict=True)}
+        return cls.model_construct(None, **values)
 
     def __len__(self) -> int:
         return len(self.sale_id)
@@ -93,13 +94,11 @@ class ReversalColumns(BaseModel):
 
     @classmethod
     def of(cls, lines: list[SaleReversal]) -> ReversalColumns:
-        columns = list(zip(*lines, strict=True)) if lines else [[] for _ in SaleReversal._fields]
-        return cls.model_construct(
-            **{
-                name: list(values)
-                for name, values in zip(SaleReversal._fields, columns, strict=True)
-            }
+        columns: list[Any] = (
+            list(zip(*lines, strict=True)) if lines else [() for _ in SaleReversal._fields]
         )
+        values = {name: list(c) for name, c in zip(SaleReversal._fields, columns, strict=True)}
+        return cls.model_construct(None, **values)
 
     def __len__(self) -> int:
         return len(self.sale_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
@@ -230,7 +230,7 @@ class CoreProjection:
             session.execute(
                 insert(agreements),
                 [{
-                    "agreement_id": event.agreement_id,
+                    "agreement_id": cast(Any, event).agreement_id,
                     "customer_id": event.customer_id,
                     "currency": event.currency,
                     "recorded_us": recorded_us,
@@ -253,7 +253,7 @@ class CoreProjection:
         elif isinstance(event, ClaimSubmitted):
             session.execute(
                 insert(claims),
-                [{"claim_id": event.claim_id, "agreement_id": event.agreement_id,
+                [{"claim_id": event.claim_id, "agreement_id": cast(Any, event).agreement_id,
                   "recorded_us": recorded_us}],
             )
             self._money(session, event, position, "claimed", event.submitted_on, event.amount,
@@ -276,7 +276,7 @@ class CoreProjection:
         session.execute(
             insert(terms_changes),
             [{
-                "agreement_id": getattr(event, "agreement_id"),
+                "agreement_id": cast(Any, event).agreement_id,
                 "position": position,
                 "recorded_us": to_us(event.recorded_at),
                 "kind": kind,
@@ -293,7 +293,7 @@ class CoreProjection:
         session.execute(
             insert(money),
             [{
-                "agreement_id": getattr(event, "agreement_id"),
+                "agreement_id": cast(Any, event).agreement_id,
                 "kind": kind,
                 "valid_day": day(valid),
                 "recorded_us": to_us(event.recorded_at),
