@@ -41,9 +41,10 @@ LINE_BYTES_MAX = 1 << 20
 PLACES_MAX = 18
 DIGITS_MAX = 48
 
-#: A JSON number with a fraction or exponent right after `:`, `[` or `,` (outside strings it
+#: A JSON number with a fraction or exponent, or of 19 digits or more (orjson reads those
+#: through a float), right after `:`, `[` or `,` (outside strings it
 #: can only be a number; inside a string a match just sends the line down the exact path).
-_JSON_FRACTION = re.compile(rb"[:\[,]\s*-?\d+(?:\.\d|[eE])")
+_JSON_FRACTION = re.compile(rb"[:\[,]\s*-?(?:\d+(?:\.\d|[eE])|\d{19})")
 
 
 def _utc(value: datetime) -> datetime:
@@ -77,9 +78,7 @@ class TierIn(BaseModel):
         return Tier(threshold=self.threshold, rate=self.rate)
 
 
-def _check_tier_order(tiers: list[TierIn] | None) -> None:
-    if tiers is None:
-        return
+def _check_tier_order(tiers: list[TierIn]) -> list[TierIn]:
     for index in range(1, len(tiers)):
         if tiers[index].threshold <= tiers[index - 1].threshold:
             raise ValueError(
@@ -87,9 +86,12 @@ def _check_tier_order(tiers: list[TierIn] | None) -> None:
                 f"(tiers strictly increasing), got {tiers[index].threshold} after "
                 f"{tiers[index - 1].threshold}"
             )
+    return tiers
 
 
-Tiers = Annotated[list[TierIn], Field(min_length=1, max_length=TIERS_MAX)]
+Tiers = Annotated[
+    list[TierIn], Field(min_length=1, max_length=TIERS_MAX), AfterValidator(_check_tier_order)
+]
 Products = Annotated[list[Id], Field(min_length=1, max_length=PRODUCTS_MAX)]
 
 
@@ -118,11 +120,6 @@ class CreateAgreement(Command):
     accrual_method: AccrualMethod = "earned"
     forecast_basis: Positive | None = None
 
-    @model_validator(mode="after")
-    def _tiers_increase(self) -> CreateAgreement:
-        _check_tier_order(self.tiers)
-        return self
-
 
 class AmendAgreement(Command):
     kind: ClassVar[str] = "amend_agreement"
@@ -144,7 +141,6 @@ class AmendAgreement(Command):
 
     @model_validator(mode="after")
     def _check(self) -> AmendAgreement:
-        _check_tier_order(self.tiers)
         changed = self.changes()
         if not changed:
             raise ValueError(
@@ -293,7 +289,7 @@ TIER_DECIMAL_FIELDS = frozenset({"from", "rate"})
 def _exact_json(line: bytes) -> bytes:
     """The same JSON with every number that has a fraction or exponent turned into a string
     holding its exact digits, so that pydantic reads it as a Decimal without a float."""
-    value = json.loads(line, parse_float=_ExactNumber)
+    value = json.loads(line, parse_float=_ExactNumber, parse_int=_ExactNumber)
     if isinstance(value, dict):
         for name, item in value.items():
             if name == "tiers" and isinstance(item, list):
@@ -399,7 +395,7 @@ def _rejection(exc: ValidationError, raw: bytes) -> InvalidCommand:
         if kind_of_error == "json_invalid":
             message = str(error["msg"]).removeprefix("Invalid JSON: ")
             return InvalidCommand("", f"not valid JSON: {message}")
-        if kind_of_error in ("model_type", "dict_type", "model_attributes_type"):
+        if kind_of_error in ("model_type", "dict_type", "model_attributes_type") and not loc:
             return InvalidCommand(
                 "", f"a command is a JSON object, got {_json_kind(error.get('input'))}"
             )
@@ -419,12 +415,20 @@ def _rejection(exc: ValidationError, raw: bytes) -> InvalidCommand:
         elif kind_of_error.startswith("value_error") or kind_of_error == "assertion_error":
             message = str(error["msg"]).removeprefix("Value error, ")
             text = f"{path}: {message}" if path else message
+            if not path:  # a rule over several fields names the field it starts with
+                path = _named_field(kind, message)
         else:
             text = f"{path}: {_lower_first(error['msg'])}, got {_show(error.get('input'))}"
         if not first_field:
             first_field = path
         reasons.append(text)
     return InvalidCommand(first_field, reasons[0], reason="; ".join(reasons[:5]))
+
+
+def _named_field(kind: str, message: str) -> str:
+    model = COMMAND_TYPES.get(kind)
+    word = message.split(" ", 1)[0]
+    return word if model is not None and word in model.model_fields else ""
 
 
 def _json_kind(value: Any) -> str:
