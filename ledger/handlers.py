@@ -173,7 +173,7 @@ class Batch:
             self.project(self.app.record_sales(take_sales, take_reversals, latest))
 
     def reject(self, line: int, raw: bytes | str, command_type: str, error: Rejection) -> None:
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        text = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw).rstrip("\r\n")
         self.rejected_count += 1
         self.rejected.append(
             RejectionRecord(
