@@ -1,0 +1,1 @@
+"""The ledger's benchmark: `python -m bench` (see bench/README.md)."""

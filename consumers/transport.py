@@ -1,0 +1,722 @@
+"""One small Kafka transport for the relay, intake and projections, over two client libraries:
+`confluent-kafka` (librdkafka, the default: measured faster) and `kafka-python` (pure Python).
+
+The rest of the ledger sees only `Producer`, `Consumer`, `Admin` and `Record`; which library
+sits behind them is `KafkaSettings.client`. Both are run through the same integration tests.
+
+Conventions, the same for both libraries:
+- a committed offset is the offset of the NEXT record to read (Kafka's convention), so after
+  handling record `r` one commits `r.offset + 1`;
+- consumers never auto-commit; a partition with no committed offset starts at the earliest one;
+- producers are idempotent with `acks=all` and hash keys with murmur2 (Kafka's own partitioner),
+  so a key lands on the same partition whichever library produced it, and records of one key
+  keep their order;
+- every wait is bounded; errors surface as `TransportError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+from ledger.kafka.settings import KafkaSettings
+
+Headers = Sequence[tuple[str, bytes]]
+# A rebalance callback gets the partitions newly assigned to this member and may return
+# where to start reading each (e.g. the positions a projection stored with its rows).
+OnAssign = Callable[[list["TopicPartition"]], Mapping["TopicPartition", int] | None]
+OnRevoke = Callable[[list["TopicPartition"]], None]
+
+T = TypeVar("T")
+LIBRDKAFKA_LOG = logging.getLogger("consumers.transport.librdkafka")
+
+POLL_RECORDS_MAX = 100_000
+TIMEOUT_S_MAX = 600.0
+ADMIN_TIMEOUT_S = 30.0
+
+
+class TransportError(RuntimeError):
+    """Kafka said no, or did not answer in time."""
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+
+class Record(NamedTuple):
+    """One consumed record; `headers` is a tuple of (name, value) pairs, in order.
+    (A named tuple: it is built once per record, and a frozen dataclass costs 3 times more.)"""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+class Producer(Protocol):
+    def send(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
+    ) -> None:
+        """Queue one record; blocks at most `send_timeout_ms` while the buffer is full."""
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait until every queued record is acknowledged; raise TransportError if one failed
+        (since the previous flush) or some are still pending after `timeout_s`."""
+
+    def close(self) -> None: ...
+
+
+class Consumer(Protocol):
+    def assign(self, partitions: Sequence[TopicPartition]) -> None:
+        """Read exactly these partitions (no group rebalancing); each starts at its committed
+        offset in the group if there is one, else at the earliest offset."""
+
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        on_assign: OnAssign | None = None,
+        on_revoke: OnRevoke | None = None,
+    ) -> None:
+        """Share the topics' partitions with the group's other members (needs a group id)."""
+
+    def assignment(self) -> set[TopicPartition]: ...
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Up to `max_records` records, waiting at most `timeout_s` for the first."""
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        """Read `partition` from `offset` next (the partition must be assigned)."""
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Synchronously store, for the group, the next offset to read of each partition."""
+
+    def committed(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """The group's committed offsets (None where nothing is committed)."""
+
+    def close(self) -> None: ...
+
+
+class Admin(Protocol):
+    def create_topics(self, names: Sequence[str], partitions: int) -> list[str]:
+        """Create the topics that do not exist yet, with `partitions` partitions each; return
+        the names created. Existing topics are left as they are (whatever their partitions)."""
+
+    def list_topics(self) -> dict[str, int]:
+        """Every topic of the cluster with its partition count, internal ones (`__…`) left
+        out."""
+
+    def cluster_id(self) -> str | None:
+        """The id the cluster reports. Stable for a Kafka cluster; new at every start of the
+        embedded broker, so a change of it means the log was lost."""
+
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    """Makes producers, consumers and admins of one client library for one cluster."""
+
+    name: str
+
+    def producer(self) -> Producer: ...
+
+    def consumer(self, group_id: str | None = None) -> Consumer: ...
+
+    def admin(self) -> Admin: ...
+
+
+def transport(settings: KafkaSettings, bootstrap: str) -> Transport:
+    """The transport of the client library `settings.client`, talking to `bootstrap`."""
+    if settings.client == "confluent":
+        return ConfluentTransport(settings, bootstrap)
+    if settings.client == "kafka-python":
+        return KafkaPythonTransport(settings, bootstrap)
+    raise AssertionError(f"unknown client {settings.client!r}")
+
+
+def _check_poll(max_records: int, timeout_s: float) -> None:
+    assert 1 <= max_records <= POLL_RECORDS_MAX, max_records
+    assert 0 <= timeout_s <= TIMEOUT_S_MAX, timeout_s
+
+
+def _delivery_timeout_ms(settings: KafkaSettings) -> int:
+    # both libraries insist that delivery may take at least one linger plus one request
+    return max(settings.send_timeout_ms, settings.request_timeout_ms + settings.linger_ms)
+
+
+# --- confluent-kafka (librdkafka) ----------------------------------------------------------
+
+
+def confluent_config(settings: KafkaSettings, bootstrap: str) -> dict[str, Any]:
+    """librdkafka properties common to producers, consumers and admins (security included)."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "client.id": settings.client_id,
+        "security.protocol": settings.security_protocol,
+        "socket.timeout.ms": settings.request_timeout_ms,
+        # brokers close connections (idle ones, or all when they stop); librdkafka reconnects
+        # by itself, so the line it prints on stderr each time is noise.
+        "log.connection.close": False,
+        # librdkafka's own log lines go to Python logging (served by poll/flush), not stderr
+        "logger": LIBRDKAFKA_LOG,
+    }
+    if settings.sasl_mechanism is not None:
+        config["sasl.mechanism"] = settings.sasl_mechanism
+    if settings.sasl_username is not None:
+        config["sasl.username"] = settings.sasl_username
+    if settings.sasl_password is not None:
+        config["sasl.password"] = settings.sasl_password.get_secret_value()
+    if settings.ssl_cafile is not None:
+        config["ssl.ca.location"] = str(settings.ssl_cafile)
+    if settings.ssl_certfile is not None:
+        config["ssl.certificate.location"] = str(settings.ssl_certfile)
+    if settings.ssl_keyfile is not None:
+        config["ssl.key.location"] = str(settings.ssl_keyfile)
+    return config
+
+
+class ConfluentTransport:
+    name = "confluent"
+
+    def __init__(self, settings: KafkaSettings, bootstrap: str) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+
+    def producer(self) -> Producer:
+        return ConfluentProducer(self.settings, self.bootstrap)
+
+    def consumer(self, group_id: str | None = None) -> Consumer:
+        return ConfluentConsumer(self.settings, self.bootstrap, group_id)
+
+    def admin(self) -> Admin:
+        return ConfluentAdmin(self.settings, self.bootstrap)
+
+
+class ConfluentProducer:
+    def __init__(self, settings: KafkaSettings, bootstrap: str) -> None:
+        import confluent_kafka
+
+        self._send_timeout_s = settings.send_timeout_ms / 1000
+        config = confluent_config(settings, bootstrap)
+        config.update(
+            {
+                "acks": "all",
+                "enable.idempotence": True,
+                # Kafka's (and kafka-python's) partitioner, not librdkafka's CRC32 default:
+                # the same key must land on the same partition whichever client produced it.
+                "partitioner": "murmur2_random",
+                "linger.ms": settings.linger_ms,
+                "message.timeout.ms": _delivery_timeout_ms(settings),
+                "request.timeout.ms": settings.request_timeout_ms,
+                "queue.buffering.max.messages": 100_000,
+                "queue.buffering.max.kbytes": 64 * 1024,
+            }
+        )
+        self._producer = confluent_kafka.Producer(config)
+        self._errors: list[str] = []
+        self._buffer_error = BufferError
+
+    def _on_delivery(self, error: Any, message: Any) -> None:
+        if error is not None and len(self._errors) < 100:  # the first few say enough
+            self._errors.append(f"{message.topic()}[{message.partition()}]: {error.str()}")
+
+    def send(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
+    ) -> None:
+        deadline = time.monotonic() + self._send_timeout_s
+        while True:
+            try:
+                self._producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,  # type: ignore[arg-type]  # (str, bytes) pairs are fine
+                    on_delivery=self._on_delivery,
+                )
+                return
+            except self._buffer_error:
+                # the local queue is full: serve delivery reports until there is room
+                if time.monotonic() >= deadline:
+                    raise TransportError(
+                        f"producer buffer still full after {self._send_timeout_s} s"
+                    ) from None
+                self._producer.poll(0.05)
+
+    def flush(self, timeout_s: float) -> None:
+        assert 0 <= timeout_s <= TIMEOUT_S_MAX, timeout_s
+        pending = self._producer.flush(timeout_s)
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise TransportError(f"{len(errors)}+ records not delivered: {errors[:3]}")
+        if pending:
+            raise TransportError(f"{pending} records still unacknowledged after {timeout_s} s")
+
+    def close(self) -> None:
+        # Records still pending are dropped, never delivered later behind the caller's back
+        # (say, to a broker that restarted empty); callers flush first.
+        self._producer.purge()
+        self._producer.flush(0)  # serves the purged records' delivery reports
+
+
+class ConfluentConsumer:
+    def __init__(self, settings: KafkaSettings, bootstrap: str, group_id: str | None) -> None:
+        import confluent_kafka
+
+        self._kafka = confluent_kafka
+        config = confluent_config(settings, bootstrap)
+        config.update(
+            {
+                # librdkafka needs a group id even to commit; a consumer without one never
+                # commits, so any fixed name does.
+                "group.id": group_id or f"{settings.client_id}-ungrouped",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": settings.session_timeout_ms,
+                "heartbeat.interval.ms": settings.heartbeat_interval_ms,
+                "max.poll.interval.ms": settings.max_poll_interval_ms,
+                # bound the prefetch queue (default 64 MiB per partition)
+                "queued.max.messages.kbytes": 16 * 1024,
+            }
+        )
+        self._group_id = group_id
+        self._consumer = confluent_kafka.Consumer(config)
+        self._timeout_s = settings.request_timeout_ms / 1000
+        self._manual: set[TopicPartition] = set()
+
+    def _tp(self, partition: TopicPartition, offset: int | None = None) -> Any:
+        if offset is None:
+            return self._kafka.TopicPartition(partition.topic, partition.partition)
+        return self._kafka.TopicPartition(partition.topic, partition.partition, offset)
+
+    def assign(self, partitions: Sequence[TopicPartition]) -> None:
+        self._manual = {TopicPartition(*p) for p in partitions}
+        self._consumer.incremental_assign([self._tp(p) for p in self._manual])
+
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        on_assign: OnAssign | None = None,
+        on_revoke: OnRevoke | None = None,
+    ) -> None:
+        assert self._group_id is not None, "subscribe needs a group id"
+
+        def assigned(consumer: Any, partitions: list[Any]) -> None:
+            ours = [TopicPartition(p.topic, p.partition) for p in partitions]
+            starts = (on_assign(ours) if on_assign else None) or {}
+            for p, mine in zip(partitions, ours, strict=True):
+                if mine in starts:
+                    p.offset = starts[mine]
+            consumer.assign(partitions)
+
+        def revoked(consumer: Any, partitions: list[Any]) -> None:
+            if on_revoke:
+                on_revoke([TopicPartition(p.topic, p.partition) for p in partitions])
+            consumer.unassign()
+
+        self._consumer.subscribe(list(topics), on_assign=assigned, on_revoke=revoked)
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(p.topic, p.partition) for p in self._consumer.assignment()}
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        _check_poll(max_records, timeout_s)
+        # consume(n, timeout) waits for all n records or the whole timeout; waiting for the
+        # first record only, then taking what is already fetched, answers as soon as there is
+        # something (as kafka-python does) and still reads in batches.
+        first = self._consumer.poll(timeout_s)
+        if first is None:
+            return []
+        messages: list[Any] = [first]
+        if max_records > 1:
+            messages += self._consumer.consume(max_records - 1, 0)
+        records: list[Record] = []
+        append = records.append
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == self._kafka.KafkaError._PARTITION_EOF:
+                    continue
+                raise TransportError(f"consume failed: {error.str()}")
+            headers = message.headers()
+            append(
+                Record(
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    message.key(),
+                    message.value(),
+                    tuple(headers) if headers else (),
+                )
+            )
+        return records
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        assert offset >= 0, offset
+        partition = TopicPartition(*partition)
+        if partition in self._manual:
+            # librdkafka refuses seek() on a partition it has not started fetching yet
+            # ("Erroneous state"); re-assigning it at the offset works in every state.
+            self._consumer.incremental_unassign([self._tp(partition)])
+            self._consumer.incremental_assign([self._tp(partition, offset)])
+            return
+        try:
+            self._consumer.seek(self._tp(partition, offset))
+        except self._kafka.KafkaException as error:
+            raise TransportError(f"seek {partition} to {offset}: {error}") from error
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        assert all(offset >= 0 for offset in offsets.values()), offsets
+        try:
+            answer = self._consumer.commit(
+                offsets=[self._tp(p, o) for p, o in offsets.items()], asynchronous=False
+            )
+        except self._kafka.KafkaException as error:
+            raise TransportError(f"commit failed: {error}") from error
+        failed = [p for p in answer or () if p.error is not None]
+        if failed:
+            raise TransportError(f"commit failed: {[(p.partition, p.error) for p in failed]}")
+
+    def committed(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
+        try:
+            answer = self._consumer.committed(
+                [self._tp(p) for p in partitions], timeout=self._timeout_s
+            )
+        except self._kafka.KafkaException as error:
+            raise TransportError(f"committed offsets: {error}") from error
+        return {
+            TopicPartition(p.topic, p.partition): (p.offset if p.offset >= 0 else None)
+            for p in answer
+        }
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class ConfluentAdmin:
+    def __init__(self, settings: KafkaSettings, bootstrap: str) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        self._kafka_error = __import__("confluent_kafka").KafkaError
+        self._admin = AdminClient(confluent_config(settings, bootstrap))
+        self._timeout_s = min(settings.request_timeout_ms / 1000, ADMIN_TIMEOUT_S)
+
+    def create_topics(self, names: Sequence[str], partitions: int) -> list[str]:
+        from confluent_kafka.admin import NewTopic
+
+        assert 1 <= partitions <= 1024, partitions
+        if not names:
+            return []
+        futures = self._admin.create_topics(
+            [NewTopic(name, partitions, 1) for name in names],
+            request_timeout=self._timeout_s,
+            operation_timeout=self._timeout_s,
+        )
+        created: list[str] = []
+        for name, future in futures.items():
+            try:
+                future.result(timeout=self._timeout_s)
+            except Exception as error:
+                kafka_error = error.args[0] if error.args else None
+                if getattr(kafka_error, "code", lambda: None)() == (
+                    self._kafka_error.TOPIC_ALREADY_EXISTS
+                ):
+                    continue
+                raise TransportError(f"create topic {name}: {error}") from error
+            created.append(name)
+        return created
+
+    def list_topics(self) -> dict[str, int]:
+        try:
+            metadata = self._admin.list_topics(timeout=self._timeout_s)
+        except Exception as error:
+            raise TransportError(f"list topics: {error}") from error
+        return {
+            name: len(topic.partitions)
+            for name, topic in metadata.topics.items()
+            if not name.startswith("__")
+        }
+
+    def cluster_id(self) -> str | None:
+        try:
+            metadata = self._admin.list_topics(timeout=self._timeout_s)
+        except Exception as error:
+            raise TransportError(f"cluster id: {error}") from error
+        return str(metadata.cluster_id) if metadata.cluster_id else None
+
+    def close(self) -> None:
+        pass  # librdkafka frees the handle with the object
+
+
+# --- kafka-python --------------------------------------------------------------------------
+
+
+def kafka_python_config(settings: KafkaSettings, bootstrap: str) -> dict[str, Any]:
+    """kafka-python settings common to producers, consumers and admins (security included)."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap.split(","),
+        "client_id": settings.client_id,
+        "security_protocol": settings.security_protocol,
+        "request_timeout_ms": settings.request_timeout_ms,
+    }
+    if settings.sasl_mechanism is not None:
+        config["sasl_mechanism"] = settings.sasl_mechanism
+    if settings.sasl_username is not None:
+        config["sasl_plain_username"] = settings.sasl_username
+    if settings.sasl_password is not None:
+        config["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    if settings.ssl_cafile is not None:
+        config["ssl_cafile"] = str(settings.ssl_cafile)
+    if settings.ssl_certfile is not None:
+        config["ssl_certfile"] = str(settings.ssl_certfile)
+    if settings.ssl_keyfile is not None:
+        config["ssl_keyfile"] = str(settings.ssl_keyfile)
+    return config
+
+
+class KafkaPythonTransport:
+    name = "kafka-python"
+
+    def __init__(self, settings: KafkaSettings, bootstrap: str) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+
+    def producer(self) -> Producer:
+        return KafkaPythonProducer(self.settings, self.bootstrap)
+
+    def consumer(self, group_id: str | None = None) -> Consumer:
+        return KafkaPythonConsumer(self.settings, self.bootstrap, group_id)
+
+    def admin(self) -> Admin:
+        return KafkaPythonAdmin(self.settings, self.bootstrap)
+
+
+class KafkaPythonProducer:
+    def __init__(self, settings: KafkaSettings, bootstrap: str) -> None:
+        import kafka
+
+        config = kafka_python_config(settings, bootstrap)
+        config.update(
+            {
+                "acks": "all",
+                "enable_idempotence": True,
+                "linger_ms": settings.linger_ms,
+                "batch_size": 64 * 1024,
+                "max_block_ms": settings.send_timeout_ms,
+                "delivery_timeout_ms": _delivery_timeout_ms(settings),
+            }
+        )
+        self._producer = kafka.KafkaProducer(**config)
+        self._errors: list[str] = []
+        self._errors_lock = threading.Lock()  # errbacks run on the sender thread
+
+    def _on_error(self, error: BaseException) -> None:
+        with self._errors_lock:
+            if len(self._errors) < 100:
+                self._errors.append(repr(error))
+
+    def send(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
+    ) -> None:
+        try:
+            future = self._producer.send(
+                topic, value=value, key=key, headers=list(headers) if headers else None
+            )
+        except Exception as error:  # buffer full past max_block_ms, unknown topic, ...
+            raise TransportError(f"send to {topic}: {error!r}") from error
+        future.add_errback(self._on_error)
+
+    def flush(self, timeout_s: float) -> None:
+        assert 0 <= timeout_s <= TIMEOUT_S_MAX, timeout_s
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except Exception as error:  # KafkaTimeoutError: records still pending
+            raise TransportError(f"flush: {error!r}") from error
+        with self._errors_lock:
+            errors, self._errors = self._errors, []
+        if errors:
+            raise TransportError(f"{len(errors)}+ records not delivered: {errors[:3]}")
+
+    def close(self) -> None:
+        self._producer.close(timeout=0)
+
+
+class KafkaPythonConsumer:
+    def __init__(self, settings: KafkaSettings, bootstrap: str, group_id: str | None) -> None:
+        import kafka
+
+        self._kafka = kafka
+        config = kafka_python_config(settings, bootstrap)
+        config.update(
+            {
+                "group_id": group_id,
+                "enable_auto_commit": False,
+                "auto_offset_reset": "earliest",
+                "session_timeout_ms": settings.session_timeout_ms,
+                "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+                "max_poll_interval_ms": settings.max_poll_interval_ms,
+                "max_poll_records": POLL_RECORDS_MAX,
+                "fetch_max_bytes": 16 * 1024 * 1024,
+            }
+        )
+        self._consumer = kafka.KafkaConsumer(**config)
+        self._group_id = group_id
+        self._timeout_ms = settings.request_timeout_ms
+
+    def _tp(self, partition: TopicPartition) -> Any:
+        return self._kafka.TopicPartition(partition.topic, partition.partition)
+
+    def assign(self, partitions: Sequence[TopicPartition]) -> None:
+        self._consumer.assign([self._tp(p) for p in partitions])
+
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        on_assign: OnAssign | None = None,
+        on_revoke: OnRevoke | None = None,
+    ) -> None:
+        assert self._group_id is not None, "subscribe needs a group id"
+        consumer = self._consumer
+        base = self._kafka.ConsumerRebalanceListener
+
+        class Listener(base):  # type: ignore[misc, valid-type]
+            def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+                if on_revoke:
+                    on_revoke([TopicPartition(p.topic, p.partition) for p in revoked])
+
+            def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+                ours = {TopicPartition(p.topic, p.partition): p for p in assigned}
+                starts = (on_assign(list(ours)) if on_assign else None) or {}
+                for mine, offset in starts.items():
+                    consumer.seek(ours[mine], offset)
+
+        consumer.subscribe(list(topics), listener=Listener())
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(p.topic, p.partition) for p in self._consumer.assignment()}
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        _check_poll(max_records, timeout_s)
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except Exception as error:
+            raise TransportError(f"poll: {error!r}") from error
+        records: list[Record] = []
+        for batch in batches.values():
+            for message in batch:
+                records.append(
+                    Record(
+                        message.topic,
+                        message.partition,
+                        message.offset,
+                        message.key,
+                        message.value,
+                        tuple(message.headers or ()),
+                    )
+                )
+        return records
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        assert offset >= 0, offset
+        try:
+            self._consumer.seek(self._tp(TopicPartition(*partition)), offset)
+        except Exception as error:  # IllegalStateError: not assigned
+            raise TransportError(f"seek {partition} to {offset}: {error!r}") from error
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        assert all(offset >= 0 for offset in offsets.values()), offsets
+        assert self._group_id is not None, "commit needs a group id"
+        meta = self._kafka.structs.OffsetAndMetadata
+        try:
+            self._consumer.commit(
+                {self._tp(p): meta(o, "", -1) for p, o in offsets.items()},
+                timeout_ms=self._timeout_ms,
+            )
+        except Exception as error:
+            raise TransportError(f"commit failed: {error!r}") from error
+
+    def committed(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
+        answer: dict[TopicPartition, int | None] = {}
+        for partition in partitions:
+            try:
+                offset = self._consumer.committed(self._tp(partition), timeout_ms=self._timeout_ms)
+            except Exception as error:
+                raise TransportError(f"committed offsets: {error!r}") from error
+            answer[TopicPartition(*partition)] = offset
+        return answer
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+class KafkaPythonAdmin:
+    def __init__(self, settings: KafkaSettings, bootstrap: str) -> None:
+        from kafka.admin import KafkaAdminClient
+
+        self._admin = KafkaAdminClient(**kafka_python_config(settings, bootstrap))
+        self._timeout_ms = min(settings.request_timeout_ms, int(ADMIN_TIMEOUT_S * 1000))
+
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """kafka-python's admin does not reconnect by itself: after a broker restart its
+        next call fails with NodeNotReadyError. Retry retriable errors, within the timeout."""
+        deadline = time.monotonic() + self._timeout_ms / 1000
+        backoff_s = 0.05
+        while True:
+            try:
+                return call()
+            except Exception as error:
+                retriable = getattr(error, "retriable", False)
+                if not retriable or time.monotonic() + backoff_s > deadline:
+                    raise TransportError(f"{what}: {error!r}") from error
+            time.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, 1.0)
+
+    def create_topics(self, names: Sequence[str], partitions: int) -> list[str]:
+        from kafka.errors import TopicAlreadyExistsError, for_code
+
+        assert 1 <= partitions <= 1024, partitions
+        if not names:
+            return []
+        request = {name: {"num_partitions": partitions, "replication_factor": 1} for name in names}
+        answer = self._retrying(
+            f"create topics {list(names)}",
+            lambda: self._admin.create_topics(
+                request, timeout_ms=self._timeout_ms, raise_errors=False
+            ),
+        )
+        created: list[str] = []
+        for topic in answer["topics"]:
+            error_type = for_code(topic["error_code"])
+            if topic["error_code"] == 0:
+                created.append(topic["name"])
+            elif error_type is not TopicAlreadyExistsError:
+                raise TransportError(f"create topic {topic['name']}: {error_type.__name__}")
+        return created
+
+    def list_topics(self) -> dict[str, int]:
+        described = self._retrying("list topics", self._admin.describe_topics)
+        return {
+            topic["name"]: len(topic["partitions"])
+            for topic in described
+            if not topic["name"].startswith("__")
+        }
+
+    def cluster_id(self) -> str | None:
+        described = self._retrying("cluster id", self._admin.describe_cluster)
+        return described.get("cluster_id") or None
+
+    def close(self) -> None:
+        self._admin.close()

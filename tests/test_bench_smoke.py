@@ -1,0 +1,84 @@
+"""The benchmark runs end to end (a quick run: a few thousand sales), so CI proves it works.
+
+No timing assertions: a CI machine's speed says nothing about the ledger's. What must hold is
+that every measurement completes, every ratio is printed with a verdict, the figures land in
+results.json, and the generator is deterministic.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from bench.generate import write_book
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: How each ratio line starts (the liability lines name the two book sizes).
+RATIO_LINES = (
+    r"ratio ledger/baseline = ",
+    r"ratio ledger/ceiling = ",
+    r"ratio peak RSS N/\(N/10\) = ",
+    r"ratio liability 2,000/200 sales = ",
+    r"ratio liability known_at 2,000/200 sales = ",
+)
+
+
+def test_quick_benchmark_prints_every_ratio_with_a_verdict_and_writes_results(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = done.stdout.splitlines()
+    for label in RATIO_LINES:
+        matching = [line for line in lines if re.match(label, line)]
+        assert len(matching) == 1, (label, done.stdout)
+        assert re.search(r"= \d+\.\d+ \(target [<>]= [\d.]+\): (PASS|MISS)$", matching[0]), (
+            matching[0]
+        )
+    results = orjson.loads((tmp_path / "results.json").read_bytes())
+    assert set(results["targets"]) == {
+        "ledger_over_baseline", "ledger_over_ceiling", "peak_rss_n_over_tenth",
+        "liability_large_over_small", "liability_known_at_large_over_small",
+    }
+    assert all(t["ratio"] > 0 for t in results["targets"].values())
+    # Every sale of the file was applied by the ledger and by the ceiling.
+    assert results["ledger"]["sales"] == results["ceiling"]["sales"] == 2000
+    assert results["ledger_tenth"]["sales"] == 200
+    # The databases are cleaned up; the generated books stay for inspection.
+    assert not list(tmp_path.glob("*.db*"))
+    assert (tmp_path / "book-sales.jsonl").exists()
+
+
+def test_generator_writes_the_same_bytes_for_the_same_seed(tmp_path: Path) -> None:
+    first = write_book(tmp_path / "one", sales=300, agreements=7, seed=5)
+    second = write_book(tmp_path / "two", sales=300, agreements=7, seed=5)
+    other = write_book(tmp_path / "three", sales=300, agreements=7, seed=6)
+    assert first.sales_path.read_bytes() == second.sales_path.read_bytes()
+    assert first.agreements_path.read_bytes() == second.agreements_path.read_bytes()
+    assert first.sales_path.read_bytes() != other.sales_path.read_bytes()
+
+
+def test_generated_sales_carry_two_decimal_figures_of_one_sign_over_one_year(
+    tmp_path: Path,
+) -> None:
+    book = write_book(tmp_path, sales=2000, agreements=10)
+    lines = [orjson.loads(line) for line in book.sales_path.read_bytes().splitlines()]
+    assert len(lines) == 2000
+    assert len({line["sale_id"] for line in lines}) == 2000
+    two_places = re.compile(r"^-?\d+\.\d\d$")
+    for line in lines:
+        assert two_places.match(line["quantity"]) and two_places.match(line["amount"]), line
+        assert line["quantity"].startswith("-") == line["amount"].startswith("-"), line
+        assert "2025-01-01" <= line["invoice_date"] <= "2025-12-31"
+    # Sales reach across the year, and some are returns.
+    dates = sorted(line["invoice_date"] for line in lines)
+    assert dates[0] < "2025-02-01" and dates[-1] > "2025-12-01"
+    assert any(line["amount"].startswith("-") for line in lines)
