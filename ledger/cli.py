@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
@@ -39,8 +40,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _width(stream: object) -> int | None:
+    """Rich wraps at 80 columns when output is not a terminal; a table piped to a file or a
+    pager should keep whole rows instead. COLUMNS, when set, still wins."""
+    if os.environ.get("COLUMNS") or getattr(stream, "isatty", lambda: False)():
+        return None
+    return PIPED_WIDTH
+
+
+PIPED_WIDTH = 200
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 #: Exit codes of `apply` (contract section 3).
 EXIT_OK, EXIT_REJECTED, EXIT_UNREADABLE = 0, 1, 2

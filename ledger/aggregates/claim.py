@@ -50,10 +50,12 @@ class Claim(BaseAggregate[UUID]):
         self.paid_amount = ZERO
 
     def check_status(self, expected: str, move: str) -> None:
+        """Refuse a move the claim state machine does not allow from the current status."""
         if self.status != expected:
             raise ClaimStateError(
                 "claim_id",
-                f"claim {self.claim_id!r} is {self.status}; only a {expected} claim can be "
+                f"claim {self.claim_id!r} is {self.status}; only {article(expected)} {expected} "
+                f"claim can be "
                 f"{move} (submitted → approved → settled, or submitted → rejected)",
             )
 
@@ -133,3 +135,7 @@ class Claim(BaseAggregate[UUID]):
         assert self.approved_amount is not None and self.paid_amount <= self.approved_amount
         if self.paid_amount == self.approved_amount:
             self.status = SETTLED
+
+
+def article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"

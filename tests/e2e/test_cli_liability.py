@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Runner, agreement, rows_by_id, sale
+from .conftest import CLI, TIMEOUT_S, Runner, agreement, clean_env, rows_by_id, sale
 
 ROW_FIELDS = (
     "agreement_id", "customer_id", "currency", "basis", "accrued", "approved", "paid",
@@ -355,3 +356,21 @@ def test_the_book_gives_the_same_figures_on_postgresql(run: Runner, database_url
     assert earlier["A1"]["accrued"] == "60.00"
     # Nothing went to the embedded default of the working directory.
     assert not (run.cwd / ".rebate-ledger").exists()
+
+
+def test_liability_table_piped_without_columns_keeps_each_row_on_one_line(book: Runner) -> None:
+    """Rich falls back to 80 columns without a terminal; piped into a file or `less`, a row of
+    the table must still be one whole line (no wrapped or truncated figures)."""
+    env = {k: v for k, v in clean_env().items() if k != "COLUMNS"}
+    done = subprocess.run(
+        [str(CLI), "liability", "--as-of", "2025-04-30"],
+        cwd=book.cwd, env=env, capture_output=True, timeout=TIMEOUT_S, check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    expected = liability_json(book, "--as-of", "2025-04-30")["rows"]
+    lines = done.stdout.decode().splitlines()
+    for row in expected:
+        matching = [line for line in lines if f" {row['agreement_id']} " in line]
+        assert len(matching) == 1, (row["agreement_id"], lines)
+        cells = [cell.strip() for cell in matching[0].strip("│ ").split("│")]
+        assert cells == [row[name] for name in ROW_FIELDS], (cells, row)
