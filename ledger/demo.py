@@ -1276,7 +1276,7 @@ def print_top(console: Console, plan: Plan, year_end: QuarterView) -> None:
     for name in ("agreement", "customer", "cur", "basis", "accrued", "paid", "liability"):
         numeric = name in ("basis", "accrued", "paid", "liability")
         table.add_column(name, justify="right" if numeric else "left", no_wrap=True)
-    table.add_column("terms", max_width=24)
+    table.add_column("terms", max_width=40)
     for row in sorted(year_end.rows, key=lambda r: (-r.liability, r.agreement_id))[:5]:
         table.add_row(row.agreement_id, row.customer_id, row.currency, format_decimal(row.basis),
                       format_money(row.accrued), format_money(row.paid),
