@@ -65,9 +65,15 @@ class Record(NamedTuple):
 
 class Producer(Protocol):
     def send(
-        self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Headers | None = None,
+        partition: int | None = None,
     ) -> None:
-        """Queue one record; blocks at most `send_timeout_ms` while the buffer is full."""
+        """Queue one record; blocks at most `send_timeout_ms` while the buffer is full.
+        `partition` None: the key's partition (murmur2); else exactly that partition."""
 
     def flush(self, timeout_s: float) -> None:
         """Wait until every queued record is acknowledged; raise TransportError if one failed
@@ -211,6 +217,11 @@ class ConfluentProducer:
             {
                 "acks": "all",
                 "enable.idempotence": True,
+                # A record that failed while later ones of its partition were delivered would
+                # leave a hole that the relay's re-send could not fill in order: make that a
+                # fatal error of this producer instead (the relay then starts a new one and
+                # re-sends from its last confirmed position).
+                "enable.gapless.guarantee": True,
                 # Kafka's (and kafka-python's) partitioner, not librdkafka's CRC32 default:
                 # the same key must land on the same partition whichever client produced it.
                 "partitioner": "murmur2_random",
@@ -230,18 +241,33 @@ class ConfluentProducer:
             self._errors.append(f"{message.topic()}[{message.partition()}]: {error.str()}")
 
     def send(
-        self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Headers | None = None,
+        partition: int | None = None,
     ) -> None:
         deadline = time.monotonic() + self._send_timeout_s
         while True:
             try:
-                self._producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    headers=headers,  # type: ignore[arg-type]  # (str, bytes) pairs are fine
-                    on_delivery=self._on_delivery,
-                )
+                if partition is None:
+                    self._producer.produce(
+                        topic,
+                        value=value,
+                        key=key,
+                        headers=headers,  # type: ignore[arg-type]  # (str, bytes) pairs are fine
+                        on_delivery=self._on_delivery,
+                    )
+                else:
+                    self._producer.produce(
+                        topic,
+                        value=value,
+                        key=key,
+                        partition=partition,
+                        headers=headers,  # type: ignore[arg-type]  # (str, bytes) pairs are fine
+                        on_delivery=self._on_delivery,
+                    )
                 return
             except self._buffer_error:
                 # the local queue is full: serve delivery reports until there is room
@@ -527,11 +553,20 @@ class KafkaPythonProducer:
                 self._errors.append(repr(error))
 
     def send(
-        self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Headers | None = None,
+        partition: int | None = None,
     ) -> None:
         try:
             future = self._producer.send(
-                topic, value=value, key=key, headers=list(headers) if headers else None
+                topic,
+                value=value,
+                key=key,
+                headers=list(headers) if headers else None,
+                partition=partition,
             )
         except Exception as error:  # buffer full past max_block_ms, unknown topic, ...
             raise TransportError(f"send to {topic}: {error!r}") from error

@@ -350,6 +350,61 @@ def demo(
     run_demo(database=database, seed=seed, console=console)
 
 
+@app.command()
+def relay(
+    database: DatabaseOption = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="publish what is new, then exit")
+    ] = False,
+) -> None:
+    """Publish every stored event, in store order, to the events topic (until Ctrl-C).
+
+    Kafka: LEDGER_KAFKA_BOOTSTRAP if set, else a running `rebate-ledger broker`, else an
+    embedded broker of its own for its lifetime, refilled from the store."""
+    from consumers.relay import main_relay
+    from ledger.config import Settings
+    from ledger.kafka.settings import KafkaSettings
+
+    with open_ledger(database) as ledger:
+        status = main_relay(
+            ledger, KafkaSettings(), Settings().home, once=once,
+            echo=lambda text: console.print(text, highlight=False),
+        )
+    raise typer.Exit(status)
+
+
+@app.command()
+def broker(
+    port: Annotated[
+        int | None, typer.Option(help="loopback port (default: a free one)")
+    ] = None,
+) -> None:
+    """Run the embedded Kafka-protocol broker in the foreground until Ctrl-C; other commands
+    use it while it runs. Its log is in memory: the relay refills it from the store."""
+    from ledger.config import Settings
+    from ledger.kafka.broker import main_broker
+
+    raise typer.Exit(main_broker(Settings().home, port=port))
+
+
+@app.command()
+def schema(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="directory for one file per schema and index.json "
+                     "(default: one JSON object on standard output)"),
+    ] = None,
+) -> None:
+    """The JSON Schema of the events topic: the envelope, the watermark, every event type."""
+    from ledger.events.schema import schemas, write_schemas
+
+    if out is None:
+        sys.stdout.buffer.write(orjson.dumps(schemas(), option=orjson.OPT_INDENT_2) + b"\n")
+        return
+    for path in write_schemas(out):
+        console.print(str(path), highlight=False)
+
+
 def main() -> None:
     try:
         app()

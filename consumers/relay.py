@@ -1,0 +1,458 @@
+"""The relay: publishes every stored event, in store order, to the events topic.
+
+It reads the store's notification log (`recorder.select_notifications`) from the position it
+last confirmed, wraps each event in an envelope (`ledger.events.envelope`; a `SalesRecorded`
+batch split per customer into parts), keys it by customer id, and sends it. Once Kafka has
+acknowledged every record of a chunk (`flush`), it sends a watermark `{"control": "watermark",
+"position": P}` to EVERY partition of the events topic, flushes again, and only then stores P in
+the `relay_state` table of the store. A crash therefore re-sends (consumers skip what they
+have seen by `(position, part)`), and never loses.
+
+A broker that came back empty is detected on every `run_once`: the cluster id differs from the
+one stored with the position (the embedded broker gets a new id at every start), or the events
+topic is missing. The relay then republishes the whole store from position 1 (a refill).
+
+The store serialises its writers (`ledger.store.lock_writer`; eventsourcing also locks the
+events table on PostgreSQL), so notification ids become visible in increasing order and a
+position read once never has a smaller one committed behind it.
+
+Run one relay per store: a second one is harmless (each sends every event in store order, so a
+consumer's dedup rule only sees duplicates) but doubles the traffic.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from eventsourcing.utils import get_topic
+from sqlalchemy import BigInteger, Column, Engine, MetaData, String, Table, insert, select, update
+from sqlalchemy.exc import OperationalError
+
+from consumers.topics import EVENTS, ensure_topics
+from consumers.transport import Admin, Producer, Transport, TransportError
+from ledger.core import Ledger
+from ledger.events import LedgerEvent, SalesRecorded
+from ledger.events.codec import SCHEMA_VERSION_KEY, decode_event, encode_event
+from ledger.events.envelope import (
+    ENVELOPE_KIND,
+    KIND_HEADER,
+    WATERMARK_KIND,
+    envelope_bytes,
+    event_id_of,
+    split_sales,
+    watermark_bytes,
+)
+from ledger.kafka.settings import KafkaSettings
+from ledger.projections.core import agreements
+
+LOG = logging.getLogger("consumers.relay")
+
+EVENT_HEADERS = [(KIND_HEADER, ENVELOPE_KIND)]
+WATERMARK_HEADERS = [(KIND_HEADER, WATERMARK_KIND)]
+
+#: Notifications read from the store per query (a SalesRecorded holds up to a chunk of sales).
+READ_NOTIFICATIONS = 100
+#: Records sent before the relay flushes, sends watermarks and stores its position.
+CHUNK_RECORDS = 50_000
+
+relay_metadata = MetaData()
+
+relay_state = Table(
+    "relay_state",
+    relay_metadata,
+    # the full name of the topic the position is for (e.g. `rebate.events`)
+    Column("topic", String(255), primary_key=True),
+    # the last store position whose events (and a watermark) Kafka has acknowledged
+    Column("position", BigInteger, nullable=False),
+    # the cluster those records went to: a different one now means the log was lost
+    Column("cluster_id", String(255), nullable=True),
+    # when the row was last written, µs since the Unix epoch (UTC)
+    Column("updated_us", BigInteger, nullable=False),
+)
+
+
+class RelayError(RuntimeError):
+    """The relay cannot publish an event (its partition key cannot be found)."""
+
+
+@dataclass(frozen=True)
+class RelayPosition:
+    position: int
+    cluster_id: str | None
+
+
+def _now_us() -> int:
+    return int(datetime.now(UTC).timestamp() * 1_000_000)
+
+
+class Relay:
+    """Publishes the store's events to `<prefix>events`.
+
+    It reads `ledger`'s notification log (`ledger.app.recorder`) and keeps its position in
+    the `relay_state` table of the same database (`ledger.engine`). It keeps one producer and
+    one admin client, made by `transport`; `close()` releases them (not the ledger).
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        transport: Transport,
+        settings: KafkaSettings,
+        *,
+        chunk_records: int = CHUNK_RECORDS,
+        read_notifications: int = READ_NOTIFICATIONS,
+        flush_timeout_s: float | None = None,
+    ) -> None:
+        assert 1 <= chunk_records <= 1_000_000, chunk_records
+        assert 1 <= read_notifications <= 10_000, read_notifications
+        self.ledger = ledger
+        self.engine: Engine = ledger.engine
+        self.recorder: Any = ledger.app.recorder
+        self.transport = transport
+        self.settings = settings
+        self.topic = settings.topic(EVENTS)
+        self.chunk_records = chunk_records
+        self.read_notifications = read_notifications
+        delivery_s = max(settings.send_timeout_ms, settings.request_timeout_ms) / 1000
+        self.flush_timeout_s = flush_timeout_s or min(delivery_s + 30.0, 600.0)
+        self._producer: Producer | None = None
+        self._producer_cluster: str | None = None  # the cluster id it was made for
+        self._admin: Admin | None = None
+        self._customers: dict[str, str] = {}  # agreement id -> customer id
+        #: Totals since construction: events (records) published, refills done.
+        self.published = 0
+        self.refills = 0
+        relay_metadata.create_all(self.engine, tables=[relay_state])
+
+    # --- the stored position --------------------------------------------------------------
+
+    def stored(self) -> RelayPosition:
+        """The position (and cluster id) last stored for the events topic; 0 if none."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(relay_state.c.position, relay_state.c.cluster_id).where(
+                    relay_state.c.topic == self.topic
+                )
+            ).first()
+        if row is None:
+            return RelayPosition(0, None)
+        return RelayPosition(int(row.position), row.cluster_id)
+
+    def _store(self, position: int, cluster_id: str | None) -> None:
+        values = {"position": position, "cluster_id": cluster_id, "updated_us": _now_us()}
+        with self.engine.begin() as connection:
+            done = connection.execute(
+                update(relay_state).where(relay_state.c.topic == self.topic).values(**values)
+            )
+            if done.rowcount == 0:
+                connection.execute(insert(relay_state).values(topic=self.topic, **values))
+
+    # --- Kafka clients --------------------------------------------------------------------
+
+    def _get_admin(self) -> Admin:
+        if self._admin is None:
+            self._admin = self.transport.admin()
+        return self._admin
+
+    def _get_producer(self, cluster_id: str | None) -> Producer:
+        if self._producer is not None and self._producer_cluster != cluster_id:
+            # made for a cluster that is gone: it could never deliver (docs/kafka-notes.md,
+            # quirk 2), and would only time out
+            producer, self._producer = self._producer, None
+            producer.close()
+        if self._producer is None:
+            self._producer = self.transport.producer()
+            self._producer_cluster = cluster_id
+        return self._producer
+
+    def _drop_clients(self) -> None:
+        """After a failure: a producer that outlived a broker restart can never deliver again
+        (docs/kafka-notes.md, quirk 2), so both clients are made anew on the next run."""
+        producer, admin = self._producer, self._admin
+        self._producer = self._admin = None
+        for client in (producer, admin):
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:  # closing a broken client must not hide the first error
+                    LOG.debug("closing a Kafka client failed", exc_info=True)
+
+    def close(self) -> None:
+        self._drop_clients()
+
+    def __enter__(self) -> Relay:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- publishing -----------------------------------------------------------------------
+
+    def _customer_of(self, event: LedgerEvent) -> str:
+        customer = getattr(event, "customer_id", None)
+        agreement_id = getattr(event, "agreement_id", None)
+        if isinstance(customer, str):
+            if isinstance(agreement_id, str):
+                self._customers[agreement_id] = customer
+            return customer
+        if not isinstance(agreement_id, str):
+            raise RelayError(
+                f"event {event.event_type()} {event.originator_id}/{event.originator_version} "
+                "has neither customer_id nor agreement_id: no partition key"
+            )
+        customer = self._customers.get(agreement_id)
+        if customer is None:
+            with self.engine.connect() as connection:
+                customer = connection.execute(
+                    select(agreements.c.customer_id).where(
+                        agreements.c.agreement_id == agreement_id
+                    )
+                ).scalar()
+            if customer is None:
+                raise RelayError(
+                    f"agreement_id {agreement_id!r} of event {event.event_type()} is not in "
+                    "core_agreements: the store's core projection is incomplete; rebuild it"
+                )
+            self._customers[agreement_id] = customer
+        return customer
+
+    def records(self, position: int, topic: str, state: bytes) -> list[tuple[bytes, bytes]]:
+        """The (key, value) records of one stored event at `position`."""
+        if topic == SALES_TOPIC and state.startswith(SALES_CURRENT):
+            return sales_records(position, state)
+        event = decode_event(topic, state)
+        if isinstance(event, SalesRecorded):
+            parts = split_sales(event)
+            count = len(parts)
+            return [
+                (
+                    customer.encode(),
+                    envelope_bytes(
+                        part, encode_event(part), position, customer, part=index, parts=count
+                    ),
+                )
+                for index, (customer, part) in enumerate(parts)
+            ]
+        key = self._customer_of(event)
+        current = b'{"%s":%d,' % (SCHEMA_VERSION_KEY.encode(), type(event).SCHEMA_VERSION)
+        if not state.startswith(current):  # stored at an older version: publish it upcast
+            state = encode_event(event)
+        return [(key.encode(), envelope_bytes(event, state, position, key))]
+
+    def _broker_check(self, stored: RelayPosition) -> tuple[str | None, int, bool]:
+        """The cluster id, the events topic's partition count, and whether the broker lost
+        what was published to it (and must be refilled). Creates missing topics."""
+        admin = self._get_admin()
+        cluster_id = admin.cluster_id()
+        topic_exists = self.topic in admin.list_topics()
+        lost = stored.position > 0 and (
+            not topic_exists
+            or (
+                stored.cluster_id is not None
+                and cluster_id is not None
+                and cluster_id != stored.cluster_id
+            )
+        )
+        partitions = ensure_topics(admin, self.settings).get(self.topic)
+        if not partitions:
+            raise TransportError(f"topic {self.topic} still missing after creating it")
+        return cluster_id, partitions, lost
+
+    def run_once(self, max_notifications: int | None = None) -> int:
+        """Publish every event stored up to now (at most `max_notifications` of them) after
+        the stored position; return how many records (events and parts) were published.
+        Refills a broker that came back empty. Raises TransportError when Kafka fails; the
+        position is then where the last confirmed chunk left it."""
+        assert max_notifications is None or max_notifications >= 1, max_notifications
+        try:
+            return self._run_once(max_notifications)
+        except BaseException:
+            self._drop_clients()
+            raise
+
+    def _run_once(self, max_notifications: int | None) -> int:
+        stored = self.stored()
+        cluster_id, partitions, lost = self._broker_check(stored)
+        position = stored.position
+        if lost:
+            LOG.warning(
+                "topic %s lost its records (cluster %s, stored %s, position %d): "
+                "republishing the store from position 1",
+                self.topic, cluster_id, stored.cluster_id, stored.position,
+            )
+            self.refills += 1
+            position = 0
+            self._store(0, cluster_id)
+        elif stored.cluster_id != cluster_id:
+            self._store(position, cluster_id)
+        end = self.recorder.max_notification_id() or 0
+        if max_notifications is not None:
+            end = min(end, position + max_notifications)
+        # (a store position can be skipped by PostgreSQL's sequence; `end` bounds the work)
+        producer = self._get_producer(cluster_id)
+        published = pending = 0
+        last = confirmed = position
+        while last < end:
+            notifications = self.recorder.select_notifications(
+                start=last + 1, limit=self.read_notifications, stop=end
+            )
+            if not notifications:
+                break
+            for n in notifications:
+                for key, value in self.records(n.id, n.topic, n.state):
+                    producer.send(self.topic, key, value, EVENT_HEADERS)
+                    pending += 1
+                last = n.id
+            if pending >= self.chunk_records:
+                self._confirm(producer, last, partitions, cluster_id)
+                published, pending, confirmed = published + pending, 0, last
+        if last > confirmed:
+            self._confirm(producer, last, partitions, cluster_id)
+            published += pending
+        self.published += published
+        return published
+
+    def _confirm(
+        self, producer: Producer, position: int, partitions: int, cluster_id: str | None
+    ) -> None:
+        """Wait for every record sent, then watermark `position` on every partition, wait,
+        and store `position`."""
+        producer.flush(self.flush_timeout_s)
+        mark = watermark_bytes(position)
+        for partition in range(partitions):
+            producer.send(self.topic, None, mark, WATERMARK_HEADERS, partition=partition)
+        producer.flush(self.flush_timeout_s)
+        self._store(position, cluster_id)
+
+    def run(
+        self,
+        stop: threading.Event,
+        idle_sleep_s: float = 0.2,
+        *,
+        on_published: Callable[[int, int], None] | None = None,
+        retry_sleep_s: float = 1.0,
+    ) -> None:
+        """Publish until `stop` is set: whatever is new, then wait `idle_sleep_s` when nothing
+        was. Kafka and database outages are logged and retried after `retry_sleep_s` (with new
+        Kafka clients);
+        `on_published(records, position)` is called after each run that published."""
+        assert 0 <= idle_sleep_s <= 60, idle_sleep_s
+        while not stop.is_set():
+            try:
+                count = self.run_once()
+            except (TransportError, OperationalError) as error:
+                # Kafka or the database is away: nothing was stored past what was confirmed
+                LOG.warning("relay: %s; retrying in %.1f s", error, retry_sleep_s)
+                stop.wait(retry_sleep_s)
+                continue
+            if count and on_published is not None:
+                on_published(count, self.stored().position)
+            if not count:
+                stop.wait(idle_sleep_s)
+
+
+SALES_TOPIC = get_topic(SalesRecorded)
+SALES_CURRENT = b'{"%s":%d,' % (SCHEMA_VERSION_KEY.encode(), SalesRecorded.SCHEMA_VERSION)
+
+
+def sales_records(position: int, state: bytes) -> list[tuple[bytes, bytes]]:
+    """The records of a stored `SalesRecorded` at the current schema version, split per
+    customer: the same bytes as `envelope_bytes(part, encode_event(part), ...)` for each part
+    of `split_sales(decode_event(...))` (a test holds them equal), made from the stored JSON
+    directly, which is 4 times faster than validating and re-encoding the batch."""
+    data = orjson.loads(state)
+    data.pop(SCHEMA_VERSION_KEY)
+    sales, reversals = data["sales"], data["reversals"]
+    groups: dict[str, tuple[list[int], list[int]]] = {}
+    for index, customer in enumerate(sales["customer_id"]):
+        groups.setdefault(customer, ([], []))[0].append(index)
+    for index, customer in enumerate(reversals["customer_id"]):
+        groups.setdefault(customer, ([], []))[1].append(index)
+    invoice_dates, reversal_dates = sales["invoice_date"], reversals["reversed_on"]
+    aggregate_id, version = data["originator_id"], data["originator_version"]
+    head: dict[str, Any] = {
+        "envelope_version": 1,
+        "event_id": event_id_of(aggregate_id, version),
+        "type": SalesRecorded.event_type(),
+        "schema_version": SalesRecorded.SCHEMA_VERSION,
+        "aggregate_id": aggregate_id,
+        "aggregate_version": version,
+        "valid_time": None,
+        # as pydantic parses it, so that orjson writes it as envelope_bytes does
+        "recorded_time": datetime.fromisoformat(data["recorded_at"]),
+        "position": position,
+        "part": 0,
+        "parts": len(groups),
+        "key": None,
+        "payload": None,
+    }
+    records = []
+    for part, (customer, (rows, reversed_rows)) in enumerate(groups.items()):
+        payload = dict(data)
+        payload["sales"] = {name: [column[i] for i in rows] for name, column in sales.items()}
+        payload["reversals"] = {
+            name: [column[i] for i in reversed_rows] for name, column in reversals.items()
+        }
+        # ISO dates order as text the way the dates do
+        valid = max(
+            max((invoice_dates[i] for i in rows), default=""),
+            max((reversal_dates[i] for i in reversed_rows), default=""),
+        )
+        head["valid_time"], head["part"], head["key"] = valid, part, customer
+        head["payload"] = payload
+        records.append((customer.encode(), orjson.dumps(head)))
+    return records
+
+
+def main_relay(
+    ledger: Ledger,
+    settings: KafkaSettings,
+    home: Path,
+    *,
+    once: bool = False,
+    echo: Callable[[str], None] = print,
+) -> int:
+    """`rebate-ledger relay`: publish `ledger`'s events to the configured cluster, else the
+    running `rebate-ledger broker` of `home`, else an embedded broker of its own (refilled from
+    the store, and stopped on exit); once, or until Ctrl-C / SIGTERM. Returns the exit status."""
+    from consumers.transport import transport
+    from ledger.kafka.broker import broker_bootstrap
+
+    with broker_bootstrap(settings.bootstrap, home) as bootstrap:
+        relay = Relay(ledger, transport(settings, bootstrap), settings)
+        with relay:
+            echo(
+                f"relay: store position {relay.stored().position} -> {relay.topic} at "
+                f"{bootstrap} ({settings.client})"
+            )
+            if once:
+                count = relay.run_once()
+                echo(f"relay: published {count} records; store position {relay.stored().position}")
+                return 0
+            stop = threading.Event()
+            previous = signal.getsignal(signal.SIGTERM)
+            # SIGTERM as Ctrl-C: a handler that set `stop` could deadlock on the event's own
+            # lock, held by the main thread when the signal arrives inside `stop.wait`
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            echo("relay: running; Ctrl-C stops it")
+            try:
+                relay.run(
+                    stop,
+                    on_published=lambda count, position: echo(
+                        f"relay: published {count} records; store position {position}"
+                    ),
+                )
+            except KeyboardInterrupt:
+                pass
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+            echo(f"relay: stopped at store position {relay.stored().position}")
+    return 0
