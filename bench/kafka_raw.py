@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from consumers.transport import Transport, TopicPartition
+from consumers.transport import TopicPartition, Transport
 
 POLL_RECORDS = 10_000
 IDLE_S = 5.0
