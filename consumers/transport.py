@@ -217,11 +217,6 @@ class ConfluentProducer:
             {
                 "acks": "all",
                 "enable.idempotence": True,
-                # A record that failed while later ones of its partition were delivered would
-                # leave a hole that the relay's re-send could not fill in order: make that a
-                # fatal error of this producer instead (the relay then starts a new one and
-                # re-sends from its last confirmed position).
-                "enable.gapless.guarantee": True,
                 # Kafka's (and kafka-python's) partitioner, not librdkafka's CRC32 default:
                 # the same key must land on the same partition whichever client produced it.
                 "partitioner": "murmur2_random",
