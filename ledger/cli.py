@@ -228,9 +228,16 @@ def liability(
     book = open_ledger(database)
     try:
         answered_at = book.clock()
-        rows = book.liability(as_of_date, known, agreement_id=agreement, customer_id=customer)
+        # read your writes: a projection answers only once it has caught up with the store
+        from ledger.projections.reader import liability_answer
+
+        rows, source = liability_answer(
+            book, as_of_date, known, agreement_id=agreement, customer_id=customer
+        )
     finally:
         book.close()
+    if output is Format.table:
+        err_console.print(f"answered from {source}", highlight=False, markup=False)
     known_text = format_timestamp(known if known is not None else answered_at)
     if output is Format.json:
         document = {
@@ -403,6 +410,82 @@ def schema(
         return
     for path in write_schemas(out):
         console.print(str(path), highlight=False)
+
+
+class ProjectionName(StrEnum):
+    liability = "liability"
+    claims = "claims"
+    sales = "sales"
+
+
+@app.command()
+def replay(
+    projection: Annotated[ProjectionName, typer.Argument(help="liability, claims or sales")],
+    database: DatabaseOption = None,
+) -> None:
+    """Rebuild a projection from the start of the events topic into a fresh generation, then
+    swap it in atomically and drop the old one."""
+    from ledger.config import Settings
+    from ledger.kafka.settings import KafkaSettings
+    from replay.commands import main_replay
+
+    with open_ledger(database) as ledger:
+        status = main_replay(
+            ledger, projection.value, KafkaSettings(), Settings().home, console
+        )
+    raise typer.Exit(status)
+
+
+@app.command("audit-view")
+def audit_view(
+    as_of: Annotated[str, typer.Option("--as-of", help="valid date D (YYYY-MM-DD)")],
+    known_at: Annotated[
+        str | None,
+        typer.Option("--known-at", help="as the books stood at K (default: everything)"),
+    ] = None,
+    output: Annotated[Format, typer.Option("--format", help="table or json")] = Format.table,
+    database: DatabaseOption = None,
+) -> None:
+    """Rebuild the liability at (D, K) purely from the events topic and compare it with the
+    core's answer, printing every difference; exit 0 when none, 1 when any."""
+    from ledger.config import Settings
+    from ledger.kafka.settings import KafkaSettings
+    from replay.commands import main_audit_view
+
+    as_of_date = parse_as_of(as_of)
+    known = parse_known_at(known_at)
+    with open_ledger(database) as ledger:
+        status = main_audit_view(
+            ledger, as_of_date, known, KafkaSettings(), Settings().home,
+            json_output=output is Format.json, console=console, err_console=err_console,
+        )
+    raise typer.Exit(status)
+
+
+@app.command()
+def project(
+    database: DatabaseOption = None,
+    until_idle: Annotated[
+        float | None,
+        typer.Option("--until-idle", help="exit after S seconds with nothing new"),
+    ] = None,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, max=100_000,
+                          help="records polled and applied per transaction")
+    ] = 20_000,
+) -> None:
+    """Feed the liability, claims and sales projections from the events topic (until
+    Ctrl-C)."""
+    from ledger.config import Settings
+    from ledger.kafka.settings import KafkaSettings
+    from replay.commands import main_project
+
+    with open_ledger(database) as ledger:
+        status = main_project(
+            ledger, KafkaSettings(), Settings().home, until_idle_s=until_idle,
+            poll_records=batch, console=console,
+        )
+    raise typer.Exit(status)
 
 
 def main() -> None:

@@ -134,6 +134,7 @@ basis = Table(
     Column("amount", Text, nullable=True),
     sqlite_with_rowid=False,
 )
+basis_table = basis
 
 # Claimed, approved, paid and written-off amounts by agreement and valid day.
 money = Table(
@@ -305,48 +306,57 @@ class CoreProjection:
         )
 
     def _apply_sales(self, session: Session, event: SalesRecorded, position: int) -> None:
-        sale_rows = []
-        # Sum lines that no query can tell apart: same customer, currency, product, invoice
-        # day, effective day and recorded time. A group holds exact sums and, while every
-        # line fits, the same sums in millionths.
-        groups: dict[tuple[str, str, str, int, int, int], Group] = {}
-        last_recorded, recorded_us = None, 0
-        for sale in event.sales.rows():
-            invoice_day = sale.invoice_date.toordinal()
-            if sale.recorded_at is not last_recorded:  # most lines of a batch share one
-                last_recorded, recorded_us = sale.recorded_at, to_us(sale.recorded_at)
-            q_micro, a_micro = to_micro(sale.quantity), to_micro(sale.amount)
-            sale_rows.append((
-                sale.sale_id, sale.customer_id, sale.product_id, sale.currency,
-                q_micro, a_micro,
-                None if q_micro is not None else str(sale.quantity),
-                None if a_micro is not None else str(sale.amount),
-                invoice_day, recorded_us, position,
-            ))
-            key = (sale.customer_id, sale.currency, sale.product_id, invoice_day, invoice_day,
-                   recorded_us)
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [sale.quantity, sale.amount, q_micro, a_micro]
-            else:
-                add_to_group(group, sale.quantity, sale.amount, q_micro, a_micro)
-        reversal_rows = []
-        for reversal in event.reversals.rows():
-            recorded_us = to_us(reversal.recorded_at)
-            reversed_day = reversal.reversed_on.toordinal()
-            reversal_rows.append((reversal.sale_id, reversed_day, recorded_us, position))
-            key = (reversal.customer_id, reversal.currency, reversal.product_id,
-                   reversal.invoice_date.toordinal(), reversed_day, recorded_us)
-            quantity, amount = -reversal.quantity, -reversal.amount
-            q_micro, a_micro = to_micro(quantity), to_micro(amount)
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [quantity, amount, q_micro, a_micro]
-            else:
-                add_to_group(group, quantity, amount, q_micro, a_micro)
+        sale_rows, reversal_rows, basis = sales_rows(event, position)
         insert_rows(session, sales, SALE_COLUMNS, sale_rows)
         insert_rows(session, reversals, REVERSAL_COLUMNS, reversal_rows)
-        insert_rows(session, basis, BASIS_COLUMNS, basis_rows(groups, position))
+        insert_rows(session, basis_table, BASIS_COLUMNS, basis)
+
+
+def sales_rows(
+    event: SalesRecorded, position: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The rows of `core_sales`, `core_reversals` and `core_basis` a sales batch adds (a
+    projection fed from Kafka inserts the rows of many batches at once)."""
+    sale_rows = []
+    # Sum lines that no query can tell apart: same customer, currency, product, invoice
+    # day, effective day and recorded time. A group holds exact sums and, while every
+    # line fits, the same sums in millionths.
+    groups: dict[tuple[str, str, str, int, int, int], Group] = {}
+    last_recorded, recorded_us = None, 0
+    for sale in event.sales.rows():
+        invoice_day = sale.invoice_date.toordinal()
+        if sale.recorded_at is not last_recorded:  # most lines of a batch share one
+            last_recorded, recorded_us = sale.recorded_at, to_us(sale.recorded_at)
+        q_micro, a_micro = to_micro(sale.quantity), to_micro(sale.amount)
+        sale_rows.append((
+            sale.sale_id, sale.customer_id, sale.product_id, sale.currency,
+            q_micro, a_micro,
+            None if q_micro is not None else str(sale.quantity),
+            None if a_micro is not None else str(sale.amount),
+            invoice_day, recorded_us, position,
+        ))
+        key = (sale.customer_id, sale.currency, sale.product_id, invoice_day, invoice_day,
+               recorded_us)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [sale.quantity, sale.amount, q_micro, a_micro]
+        else:
+            add_to_group(group, sale.quantity, sale.amount, q_micro, a_micro)
+    reversal_rows = []
+    for reversal in event.reversals.rows():
+        recorded_us = to_us(reversal.recorded_at)
+        reversed_day = reversal.reversed_on.toordinal()
+        reversal_rows.append((reversal.sale_id, reversed_day, recorded_us, position))
+        key = (reversal.customer_id, reversal.currency, reversal.product_id,
+               reversal.invoice_date.toordinal(), reversed_day, recorded_us)
+        quantity, amount = -reversal.quantity, -reversal.amount
+        q_micro, a_micro = to_micro(quantity), to_micro(amount)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [quantity, amount, q_micro, a_micro]
+        else:
+            add_to_group(group, quantity, amount, q_micro, a_micro)
+    return sale_rows, reversal_rows, basis_rows(groups, position)
 
 
 #: [quantity, amount, quantity in millionths or None, amount in millionths or None]

@@ -1,0 +1,409 @@
+"""The projections fed from the events topic: liability, the claims register, sales attribution.
+
+Each `ReadModel` creates its tables in a projection database (`create(engine)`) and applies
+events in the order one partition delivers them (`apply(session, items)`, items being
+`Delivered` envelopes with their decoded event). Records are keyed by customer id, and every
+event a model joins on (an agreement and its customer's sales, a claim and its agreement)
+belongs to one customer, so one partition's order is all a model needs.
+
+- `liability`: the SAME tables and code as the core projection (`ledger.projections.core`),
+  so that `ledger.liability.liability_rows` answers any (as_of, known_at) from it exactly as
+  from the store.
+- `claims`: one row per claim: agreement, customer, status, claimed, approved and paid amounts,
+  their dates and the ids of the events that set them.
+- `sales`: each agreement's current period, currency and products, and every sale (reversed or
+  not); `attribution()` tells, per agreement and invoice month, how many sales it counts and
+  their quantity and amount, as currently known (latest terms, reversals taken out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any, NamedTuple, Protocol
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from ledger.events import (
+    AgreementAmended,
+    AgreementCreated,
+    ClaimApproved,
+    ClaimRejected,
+    ClaimSettled,
+    ClaimSubmitted,
+    LedgerEvent,
+    SalesRecorded,
+)
+from ledger.money import EXACT, ZERO
+from ledger.projections import core
+from ledger.projections.core import CoreProjection, insert_rows
+
+
+class Delivered(NamedTuple):
+    """One envelope as a projection applies it (a named tuple: built once per record)."""
+
+    position: int
+    part: int
+    key: str  # the customer id
+    event_id: str
+    event: LedgerEvent
+
+
+
+class ReadModel(Protocol):
+    name: str
+
+    def create(self, engine: Engine) -> None: ...
+
+    def apply(self, session: Session, items: Sequence[Delivered]) -> None: ...
+
+
+# --- liability: the core tables -------------------------------------------------------------
+
+
+class LiabilityModel:
+    """The core projection's tables, fed from envelopes: `liability_rows` reads them."""
+
+    name = "liability"
+
+    def __init__(self) -> None:
+        self.core = CoreProjection()
+
+    def create(self, engine: Engine) -> None:
+        core.metadata.create_all(engine)
+        with engine.begin() as connection:
+            if connection.execute(select(core.ledger_state.c.id)).first() is None:
+                connection.execute(
+                    insert(core.ledger_state).values(
+                        id=1, watermark_us=0, accepted=0, rejected=0, position=0, writes=0
+                    )
+                )
+
+    def apply(self, session: Session, items: Sequence[Delivered]) -> None:
+        apply_one = self.core._apply_one
+        last = 0
+        # the rows of every sales batch of the poll go in with one executemany per table
+        sale_rows: list[tuple[Any, ...]] = []
+        reversal_rows: list[tuple[Any, ...]] = []
+        basis_rows: list[tuple[Any, ...]] = []
+        for envelope in items:
+            event = envelope.event
+            if isinstance(event, SalesRecorded):
+                more_sales, more_reversals, more_basis = core.sales_rows(event, envelope.position)
+                sale_rows += more_sales
+                reversal_rows += more_reversals
+                basis_rows += more_basis
+            else:
+                apply_one(session, event, envelope.position)
+            last = max(last, envelope.position)
+        insert_rows(session, core.sales, core.SALE_COLUMNS, sale_rows)
+        insert_rows(session, core.reversals, core.REVERSAL_COLUMNS, reversal_rows)
+        insert_rows(session, core.basis_table, core.BASIS_COLUMNS, basis_rows)
+        if last:
+            session.execute(
+                update(core.ledger_state)
+                .where(core.ledger_state.c.id == 1)
+                .where(core.ledger_state.c.position < last)
+                .values(position=last)
+            )
+
+
+# --- the claims register --------------------------------------------------------------------
+
+claims_metadata = MetaData()
+ID = String(200)
+
+claims_register = Table(
+    "claims_register",
+    claims_metadata,
+    Column("claim_id", ID, primary_key=True),
+    Column("agreement_id", ID, nullable=False),
+    Column("customer_id", ID, nullable=False),
+    # submitted | approved | rejected | settled
+    Column("status", String(16), nullable=False),
+    Column("claimed", Text, nullable=False),
+    Column("approved", Text, nullable=True),
+    Column("paid", Text, nullable=False),
+    Column("submitted_on", String(10), nullable=False),
+    Column("approved_on", String(10), nullable=True),
+    Column("rejected_on", String(10), nullable=True),
+    Column("paid_on", String(10), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("payment_ref", Text, nullable=True),
+    Column("submitted_event", String(64), nullable=False),
+    Column("approved_event", String(64), nullable=True),
+    Column("rejected_event", String(64), nullable=True),
+    # every settlement's event id, in order (JSON list)
+    Column("settled_events", Text, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Index("claims_register_by_agreement", "agreement_id"),
+)
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    claim_id: str
+    agreement_id: str
+    customer_id: str
+    status: str
+    claimed: Decimal
+    approved: Decimal | None
+    paid: Decimal
+    submitted_on: date
+    approved_on: date | None
+    rejected_on: date | None
+    paid_on: date | None
+    reason: str | None
+    payment_ref: str | None
+    submitted_event: str
+    approved_event: str | None
+    rejected_event: str | None
+    settled_events: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            name: (
+                str(value) if isinstance(value, Decimal)
+                else value.isoformat() if isinstance(value, date)
+                else list(value) if isinstance(value, tuple)
+                else value
+            )
+            for name, value in self.__dict__.items()
+        }
+
+
+class ClaimsModel:
+    name = "claims"
+
+    def create(self, engine: Engine) -> None:
+        claims_metadata.create_all(engine)
+
+    def apply(self, session: Session, items: Sequence[Delivered]) -> None:
+        table = claims_register
+        for envelope in items:
+            event = envelope.event
+            where = table.c.claim_id == getattr(event, "claim_id", None)
+            if isinstance(event, ClaimSubmitted):
+                session.execute(insert(table).values(
+                    claim_id=event.claim_id, agreement_id=event.agreement_id,
+                    customer_id=envelope.key, status="submitted", claimed=str(event.amount),
+                    approved=None, paid="0", submitted_on=event.submitted_on.isoformat(),
+                    submitted_event=envelope.event_id, settled_events="[]",
+                    position=envelope.position,
+                ))
+            elif isinstance(event, ClaimApproved):
+                session.execute(update(table).where(where).values(
+                    status="approved", approved=str(event.approved_amount),
+                    approved_on=event.approved_on.isoformat(),
+                    approved_event=envelope.event_id, position=envelope.position,
+                ))
+            elif isinstance(event, ClaimRejected):
+                session.execute(update(table).where(where).values(
+                    status="rejected", rejected_on=event.rejected_on.isoformat(),
+                    reason=event.reason, rejected_event=envelope.event_id,
+                    position=envelope.position,
+                ))
+            elif isinstance(event, ClaimSettled):
+                paid, settled = session.execute(
+                    select(table.c.paid, table.c.settled_events).where(where)
+                ).one()
+                session.execute(update(table).where(where).values(
+                    status="settled",
+                    paid=str(EXACT.add(Decimal(paid), event.paid_amount)),
+                    paid_on=event.paid_on.isoformat(), payment_ref=event.payment_ref,
+                    settled_events=orjson.dumps(
+                        [*orjson.loads(settled), envelope.event_id]
+                    ).decode(),
+                    position=envelope.position,
+                ))
+
+
+def _day(text: str | None) -> date | None:
+    return None if text is None else date.fromisoformat(text)
+
+
+def claim_rows(
+    session: Session, *, agreement_id: str | None = None, customer_id: str | None = None
+) -> list[ClaimRow]:
+    """The claims register, sorted by claim id."""
+    table = claims_register
+    query = select(table).order_by(table.c.claim_id)
+    if agreement_id is not None:
+        query = query.where(table.c.agreement_id == agreement_id)
+    if customer_id is not None:
+        query = query.where(table.c.customer_id == customer_id)
+    return [
+        ClaimRow(
+            claim_id=row.claim_id, agreement_id=row.agreement_id, customer_id=row.customer_id,
+            status=row.status, claimed=Decimal(row.claimed),
+            approved=None if row.approved is None else Decimal(row.approved),
+            paid=Decimal(row.paid), submitted_on=date.fromisoformat(row.submitted_on),
+            approved_on=_day(row.approved_on), rejected_on=_day(row.rejected_on),
+            paid_on=_day(row.paid_on), reason=row.reason, payment_ref=row.payment_ref,
+            submitted_event=row.submitted_event, approved_event=row.approved_event,
+            rejected_event=row.rejected_event,
+            settled_events=tuple(orjson.loads(row.settled_events)),
+        )
+        for row in session.execute(query)
+    ]
+
+
+# --- sales attribution ----------------------------------------------------------------------
+
+sales_metadata = MetaData()
+
+sa_agreements = Table(
+    "sa_agreements",
+    sales_metadata,
+    Column("agreement_id", ID, primary_key=True),
+    Column("customer_id", ID, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("period_start", Integer, nullable=False),
+    Column("period_end", Integer, nullable=False),
+    # JSON list of product ids, or NULL: every product
+    Column("products", Text, nullable=True),
+    Column("position", BigInteger, nullable=False),
+)
+
+sa_sales = Table(
+    "sa_sales",
+    sales_metadata,
+    Column("sale_id", ID, primary_key=True),
+    Column("customer_id", ID, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("product_id", ID, nullable=False),
+    Column("invoice_day", Integer, nullable=False),
+    Column("quantity", Text, nullable=False),
+    Column("amount", Text, nullable=False),
+    Column("reversed", Integer, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Index("sa_sales_by_customer", "customer_id", "currency", "invoice_day"),
+)
+
+SA_SALE_COLUMNS = (
+    "sale_id", "customer_id", "currency", "product_id", "invoice_day", "quantity", "amount",
+    "reversed", "position",
+)
+
+
+@dataclass(frozen=True)
+class AttributionRow:
+    agreement_id: str
+    month: str  # YYYY-MM of the invoice date
+    sales: int
+    quantity: Decimal
+    amount: Decimal
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"agreement_id": self.agreement_id, "month": self.month, "sales": self.sales,
+                "quantity": str(self.quantity), "amount": str(self.amount)}
+
+
+class SalesModel:
+    name = "sales"
+
+    def create(self, engine: Engine) -> None:
+        sales_metadata.create_all(engine)
+
+    def apply(self, session: Session, items: Sequence[Delivered]) -> None:
+        for envelope in items:
+            event = envelope.event
+            if isinstance(event, SalesRecorded):
+                rows = [
+                    (s.sale_id, s.customer_id, s.currency, s.product_id,
+                     s.invoice_date.toordinal(), str(s.quantity), str(s.amount), 0,
+                     envelope.position)
+                    for s in event.sales.rows()
+                ]
+                insert_rows(session, sa_sales, SA_SALE_COLUMNS, rows)
+                reversed_ids = [r.sale_id for r in event.reversals.rows()]
+                if reversed_ids:
+                    session.execute(
+                        update(sa_sales).where(sa_sales.c.sale_id.in_(reversed_ids))
+                        .values(reversed=1)
+                    )
+            elif isinstance(event, AgreementCreated):
+                session.execute(insert(sa_agreements).values(
+                    agreement_id=event.agreement_id, customer_id=event.customer_id,
+                    currency=event.currency, period_start=event.period_start.toordinal(),
+                    period_end=event.period_end.toordinal(),
+                    products=None if event.products is None
+                    else orjson.dumps(sorted(event.products)).decode(),
+                    position=envelope.position,
+                ))
+            elif isinstance(event, AgreementAmended):
+                values: dict[str, Any] = {}
+                if "period_end" in event.changed and event.period_end is not None:
+                    values["period_end"] = event.period_end.toordinal()
+                if "products" in event.changed:
+                    values["products"] = (
+                        None if event.products is None
+                        else orjson.dumps(sorted(event.products)).decode()
+                    )
+                if values:
+                    session.execute(
+                        update(sa_agreements)
+                        .where(sa_agreements.c.agreement_id == event.agreement_id)
+                        .values(position=envelope.position, **values)
+                    )
+
+
+def attribution(session: Session, *, agreement_id: str | None = None) -> list[AttributionRow]:
+    """Per agreement and invoice month: the sales it counts (its customer and currency, its
+    current period and products, not reversed), with their quantity and amount."""
+    query = select(sa_agreements).order_by(sa_agreements.c.agreement_id)
+    if agreement_id is not None:
+        query = query.where(sa_agreements.c.agreement_id == agreement_id)
+    result = []
+    for agreement in session.execute(query).all():
+        products = None if agreement.products is None else set(orjson.loads(agreement.products))
+        months: dict[str, list[Any]] = {}
+        lines = session.execute(
+            select(sa_sales.c.product_id, sa_sales.c.invoice_day, sa_sales.c.quantity,
+                   sa_sales.c.amount)
+            .where(sa_sales.c.customer_id == agreement.customer_id)
+            .where(sa_sales.c.currency == agreement.currency)
+            .where(sa_sales.c.invoice_day >= agreement.period_start)
+            .where(sa_sales.c.invoice_day <= agreement.period_end)
+            .where(sa_sales.c.reversed == 0)
+        )
+        for product_id, invoice_day, quantity, amount in lines:
+            if products is not None and product_id not in products:
+                continue
+            month = date.fromordinal(invoice_day).strftime("%Y-%m")
+            bucket = months.setdefault(month, [0, ZERO, ZERO])
+            bucket[0] += 1
+            bucket[1] = EXACT.add(bucket[1], Decimal(quantity))
+            bucket[2] = EXACT.add(bucket[2], Decimal(amount))
+        for month in sorted(months):
+            count, quantity, amount = months[month]
+            result.append(AttributionRow(agreement.agreement_id, month, count, quantity, amount))
+    return result
+
+
+MODELS: dict[str, type[LiabilityModel] | type[ClaimsModel] | type[SalesModel]] = {
+    "liability": LiabilityModel,
+    "claims": ClaimsModel,
+    "sales": SalesModel,
+}
+
+
+def model(name: str) -> ReadModel:
+    return MODELS[name]()

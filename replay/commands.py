@@ -1,0 +1,143 @@
+"""What `rebate-ledger replay | audit-view | project | claims` run (ledger/cli.py parses)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import date, datetime
+from pathlib import Path
+
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from consumers.transport import transport
+from ledger.core import Ledger
+from ledger.kafka.broker import broker_bootstrap, find_running_broker
+from ledger.kafka.settings import KafkaSettings
+from ledger.projections.generations import check_name
+from ledger.projections.runner import ProjectionRunner
+from replay.rebuild import audit_view, publish_store, replay_projection, run_projections
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("store positions · {task.fields[events]} events"), TimeElapsedColumn(),
+        console=console, transient=False,
+    )
+
+
+def main_replay(
+    ledger: Ledger, name: str, settings: KafkaSettings, home: Path, console: Console
+) -> int:
+    check_name(name)
+    with broker_bootstrap(settings.bootstrap, home) as bootstrap, _progress(console) as bar:
+        task = bar.add_task(f"replay {name}", total=None, events=0)
+
+        def progress(runner: ProjectionRunner, position: int) -> None:
+            bar.update(task, total=position, completed=min(runner.max_position(), position),
+                       events=runner.applied)
+
+        generation = replay_projection(
+            ledger, name, transport(settings, bootstrap), settings, on_progress=progress
+        )
+        bar.update(task, completed=bar.tasks[0].total or 0)
+    console.print(f"replay: {name} generation {generation.number} is live", highlight=False)
+    return 0
+
+
+def main_audit_view(
+    ledger: Ledger,
+    as_of: date,
+    known_at: datetime | None,
+    settings: KafkaSettings,
+    home: Path,
+    *,
+    json_output: bool,
+    console: Console,
+    err_console: Console,
+) -> int:
+    with broker_bootstrap(settings.bootstrap, home) as bootstrap, _progress(err_console) as bar:
+        task = bar.add_task("audit view from the log", total=None, events=0)
+
+        def progress(runner: ProjectionRunner, position: int) -> None:
+            bar.update(task, total=position,
+                       completed=min(runner.max_position(), position),
+                       events=runner.applied)
+
+        result = audit_view(
+            ledger, transport(settings, bootstrap), settings, as_of, known_at,
+            on_progress=progress,
+        )
+    if json_output:
+        console.file.write(orjson.dumps({
+            "as_of": as_of.isoformat(),
+            "known_at": None if known_at is None else known_at.isoformat(),
+            "store_position": result.position,
+            "rows": len(result.core_rows),
+            "differences": [d.to_dict() for d in result.differences],
+        }).decode() + "\n")
+    else:
+        console.print(
+            f"audit view at {as_of}, known at {known_at or 'everything recorded'}: "
+            f"{len(result.log_rows)} rows from the log (store position {result.position}), "
+            f"{len(result.core_rows)} from the core",
+            highlight=False,
+        )
+        if result.differences:
+            table = Table(title=f"{len(result.differences)} differences")
+            for column in ("agreement_id", "field", "log", "core"):
+                table.add_column(column)
+            for d in result.differences:
+                table.add_row(d.agreement_id, d.field, str(d.log), str(d.core))
+            console.print(table)
+        else:
+            console.print("no difference", highlight=False)
+    return 1 if result.differences else 0
+
+
+def main_project(
+    ledger: Ledger,
+    settings: KafkaSettings,
+    home: Path,
+    *,
+    until_idle_s: float | None,
+    poll_records: int = 20_000,
+    console: Console,
+) -> int:
+    # neither a configured cluster nor a running `rebate-ledger broker`: a broker of our own,
+    # empty, that nobody else publishes to; the relay fills it from the store first
+    private = not settings.bootstrap and find_running_broker(home) is None
+    with broker_bootstrap(settings.bootstrap, home) as bootstrap:
+        kafka = transport(settings, bootstrap)
+        stop = threading.Event()
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        console.print(
+            f"project: liability, claims, sales from {settings.topic('events')} at {bootstrap}",
+            highlight=False,
+        )
+        if private:
+            position = publish_store(ledger, kafka, settings)
+            console.print(
+                f"project: a broker of its own, filled from the store up to position {position}",
+                highlight=False,
+            )
+        try:
+            counters = run_projections(
+                ledger, kafka, settings, stop, until_idle_s=until_idle_s,
+                poll_records=poll_records,
+            )
+        except KeyboardInterrupt:
+            counters = {}
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        for name, counter in counters.items():
+            console.print(
+                f"project: {name}: applied {counter['applied']}, skipped {counter['skipped']}, "
+                f"watermark {counter['watermark']}",
+                highlight=False,
+            )
+    return 0
