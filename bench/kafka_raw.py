@@ -48,7 +48,13 @@ def _assigned_consumer(kafka: Transport, topic: str) -> Any:
 
 
 def consume_reproduce(kafka: Transport, source: str, target: str, expected: int) -> dict[str, Any]:
-    """Read `expected` records of `source`, produce each to `target`, flush: records/s."""
+    """Read `expected` records of `source`, produce each to `target` (created with as many
+    partitions as `source` if missing), flush: records/s."""
+    admin = kafka.admin()
+    try:
+        admin.create_topics([target], admin.list_topics()[source])
+    finally:
+        admin.close()
     consumer = _assigned_consumer(kafka, source)
     producer = kafka.producer()
     try:

@@ -33,7 +33,20 @@ from typing import Any
 
 import orjson
 from eventsourcing.utils import get_topic
-from sqlalchemy import BigInteger, Column, Engine, MetaData, String, Table, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import OperationalError
 
 from consumers.topics import EVENTS, ensure_topics
@@ -74,6 +87,9 @@ relay_state = Table(
     Column("position", BigInteger, nullable=False),
     # the cluster those records went to: a different one now means the log was lost
     Column("cluster_id", String(255), nullable=True),
+    # the events topic's partition count when the position was stored: per-partition order
+    # (and the projections' skip rule) holds only while it stays the same
+    Column("partitions", Integer, nullable=True),
     # when the row was last written, µs since the Unix epoch (UTC)
     Column("updated_us", BigInteger, nullable=False),
 )
@@ -87,6 +103,7 @@ class RelayError(RuntimeError):
 class RelayPosition:
     position: int
     cluster_id: str | None
+    partitions: int | None = None
 
 
 def _now_us() -> int:
@@ -131,6 +148,10 @@ class Relay:
         self.published = 0
         self.refills = 0
         relay_metadata.create_all(self.engine, tables=[relay_state])
+        columns = {c["name"] for c in inspect(self.engine).get_columns("relay_state")}
+        if "partitions" not in columns:  # a store made before the column existed
+            with self.engine.begin() as connection:
+                connection.execute(text("ALTER TABLE relay_state ADD COLUMN partitions INTEGER"))
 
     # --- the stored position --------------------------------------------------------------
 
@@ -138,16 +159,17 @@ class Relay:
         """The position (and cluster id) last stored for the events topic; 0 if none."""
         with self.engine.connect() as connection:
             row = connection.execute(
-                select(relay_state.c.position, relay_state.c.cluster_id).where(
-                    relay_state.c.topic == self.topic
-                )
+                select(
+                    relay_state.c.position, relay_state.c.cluster_id, relay_state.c.partitions
+                ).where(relay_state.c.topic == self.topic)
             ).first()
         if row is None:
             return RelayPosition(0, None)
-        return RelayPosition(int(row.position), row.cluster_id)
+        return RelayPosition(int(row.position), row.cluster_id, row.partitions)
 
-    def _store(self, position: int, cluster_id: str | None) -> None:
-        values = {"position": position, "cluster_id": cluster_id, "updated_us": _now_us()}
+    def _store(self, position: int, cluster_id: str | None, partitions: int) -> None:
+        values = {"position": position, "cluster_id": cluster_id, "partitions": partitions,
+                  "updated_us": _now_us()}
         with self.engine.begin() as connection:
             done = connection.execute(
                 update(relay_state).where(relay_state.c.topic == self.topic).values(**values)
@@ -264,6 +286,31 @@ class Relay:
         partitions = ensure_topics(admin, self.settings).get(self.topic)
         if not partitions:
             raise TransportError(f"topic {self.topic} still missing after creating it")
+        wanted = stored.partitions
+        if wanted is not None and partitions != wanted:
+            if not (lost or stored.position == 0):
+                raise RelayError(
+                    f"topic {self.topic} has {partitions} partitions, but this store's events "
+                    f"were published to {wanted}: each customer's order and the projections' "
+                    f"positions hold only while the count stays the same. Give the topic back "
+                    f"its {wanted} partitions, or delete it: the relay then republishes the "
+                    "store and the projections read it again"
+                )
+            # Nothing of ours is on this log: a client made the topic with the broker's
+            # default count (the embedded broker creates a topic on any metadata request for
+            # it, whatever the client asks) before the relay could.
+            LOG.warning(
+                "topic %s has %d partitions on the new broker, the ledger publishes to %d: "
+                "recreating it", self.topic, partitions, wanted,
+            )
+            admin.delete_topics([self.topic])
+            admin.create_topics([self.topic], wanted)
+            partitions = admin.list_topics().get(self.topic)
+            if partitions != wanted:
+                raise TransportError(
+                    f"topic {self.topic}: recreated with {wanted} partitions, found "
+                    f"{partitions}; retrying"
+                )
         return cluster_id, partitions, lost
 
     def run_once(self, max_notifications: int | None = None) -> int:
@@ -290,9 +337,9 @@ class Relay:
             )
             self.refills += 1
             position = 0
-            self._store(0, cluster_id)
-        elif stored.cluster_id != cluster_id:
-            self._store(position, cluster_id)
+            self._store(0, cluster_id, partitions)
+        elif stored.cluster_id != cluster_id or stored.partitions != partitions:
+            self._store(position, cluster_id, partitions)
         end = self.recorder.max_notification_id() or 0
         if max_notifications is not None:
             end = min(end, position + max_notifications)
@@ -330,7 +377,7 @@ class Relay:
         for partition in range(partitions):
             producer.send(self.topic, None, mark, WATERMARK_HEADERS, partition=partition)
         producer.flush(self.flush_timeout_s)
-        self._store(position, cluster_id)
+        self._store(position, cluster_id, partitions)
 
     def run(
         self,

@@ -117,6 +117,9 @@ class Admin(Protocol):
         """Create the topics that do not exist yet, with `partitions` partitions each; return
         the names created. Existing topics are left as they are (whatever their partitions)."""
 
+    def delete_topics(self, names: Sequence[str]) -> None:
+        """Delete the topics (missing ones are no error)."""
+
     def list_topics(self) -> dict[str, int]:
         """Every topic of the cluster with its partition count, internal ones (`__…`) left
         out."""
@@ -220,6 +223,8 @@ class ConfluentProducer:
                 # Kafka's (and kafka-python's) partitioner, not librdkafka's CRC32 default:
                 # the same key must land on the same partition whichever client produced it.
                 "partitioner": "murmur2_random",
+                # never let a send create a topic with the broker's default partition count
+                "allow.auto.create.topics": False,
                 "linger.ms": settings.linger_ms,
                 "message.timeout.ms": _delivery_timeout_ms(settings),
                 "request.timeout.ms": settings.request_timeout_ms,
@@ -302,6 +307,7 @@ class ConfluentConsumer:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
+                "allow.auto.create.topics": False,
                 "session.timeout.ms": settings.session_timeout_ms,
                 "heartbeat.interval.ms": settings.heartbeat_interval_ms,
                 "max.poll.interval.ms": settings.max_poll_interval_ms,
@@ -458,6 +464,23 @@ class ConfluentAdmin:
             created.append(name)
         return created
 
+    def delete_topics(self, names: Sequence[str]) -> None:
+        if not names:
+            return
+        futures = self._admin.delete_topics(
+            list(names), request_timeout=self._timeout_s, operation_timeout=self._timeout_s
+        )
+        for name, future in futures.items():
+            try:
+                future.result(timeout=self._timeout_s)
+            except Exception as error:
+                kafka_error = error.args[0] if error.args else None
+                if getattr(kafka_error, "code", lambda: None)() == (
+                    self._kafka_error.UNKNOWN_TOPIC_OR_PART
+                ):
+                    continue
+                raise TransportError(f"delete topic {name}: {error}") from error
+
     def list_topics(self) -> dict[str, int]:
         try:
             metadata = self._admin.list_topics(timeout=self._timeout_s)
@@ -532,6 +555,8 @@ class KafkaPythonProducer:
             {
                 "acks": "all",
                 "enable_idempotence": True,
+                # never let a send create a topic with the broker's default partition count
+                "allow_auto_create_topics": False,
                 "linger_ms": settings.linger_ms,
                 "batch_size": 64 * 1024,
                 "max_block_ms": settings.send_timeout_ms,
@@ -593,6 +618,9 @@ class KafkaPythonConsumer:
                 "group_id": group_id,
                 "enable_auto_commit": False,
                 "auto_offset_reset": "earliest",
+                # a metadata request must not create the topic with the broker's default
+                # partition count before the ledger creates it with its own (see topics.py)
+                "allow_auto_create_topics": False,
                 "session_timeout_ms": settings.session_timeout_ms,
                 "heartbeat_interval_ms": settings.heartbeat_interval_ms,
                 "max_poll_interval_ms": settings.max_poll_interval_ms,
@@ -735,6 +763,22 @@ class KafkaPythonAdmin:
             elif error_type is not TopicAlreadyExistsError:
                 raise TransportError(f"create topic {topic['name']}: {error_type.__name__}")
         return created
+
+    def delete_topics(self, names: Sequence[str]) -> None:
+        from kafka.errors import UnknownTopicOrPartitionError, for_code
+
+        if not names:
+            return
+        answer = self._retrying(
+            f"delete topics {list(names)}",
+            lambda: self._admin.delete_topics(
+                list(names), timeout_ms=self._timeout_ms, raise_errors=False
+            ),
+        )
+        for topic in answer["topics"]:
+            error_type = for_code(topic["error_code"])
+            if topic["error_code"] != 0 and error_type is not UnknownTopicOrPartitionError:
+                raise TransportError(f"delete topic {topic['name']}: {error_type.__name__}")
 
     def list_topics(self) -> dict[str, int]:
         described = self._retrying("list topics", self._admin.describe_topics)

@@ -350,11 +350,37 @@ def demo(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="random seed of the synthetic book")] = 2025,
+    kafka: Annotated[
+        bool,
+        typer.Option(
+            "--kafka/--no-kafka",
+            help="after the book, run the whole pipeline through Kafka (an ERP feed to the "
+            "sales topic, intake, relay, the liability projection)",
+        ),
+    ] = True,
+    feed: Annotated[
+        int, typer.Option(min=1, max=10_000_000, help="sales the ERP feed sends through Kafka")
+    ] = 20_000,
 ) -> None:
-    """Generate a realistic synthetic book, apply it, and show the liability over the year."""
-    from ledger.demo import run_demo
+    """Generate a realistic synthetic book, apply it, and show the liability over the year;
+    then send late invoices through the Kafka pipeline and read the liability from the
+    projection (the embedded broker unless LEDGER_KAFKA_BOOTSTRAP is set)."""
+    from ledger.demo import YEAR_END, run_demo
 
-    run_demo(database=database, seed=seed, console=console)
+    result = run_demo(database=database, seed=seed, console=console)
+    if not kafka:
+        return
+    from consumers.pipeline import print_pipeline, run_pipeline_demo
+    from ledger.config import Settings
+    from ledger.kafka.broker import broker_bootstrap
+    from ledger.kafka.settings import KafkaSettings
+
+    settings = KafkaSettings()
+    with broker_bootstrap(settings.bootstrap, Settings().home) as bootstrap, \
+            Ledger(result.database_url) as ledger:
+        outcome = run_pipeline_demo(console, ledger, result.plan, bootstrap, settings,
+                                    feed=feed, as_of=YEAR_END, seed=seed)
+    print_pipeline(console, outcome, YEAR_END)
 
 
 @app.command()
@@ -486,6 +512,127 @@ def project(
             poll_records=batch, console=console,
         )
     raise typer.Exit(status)
+
+
+
+class ProduceTopic(StrEnum):
+    sales = "sales"
+    commands = "commands"
+
+
+@app.command()
+def intake(
+    database: DatabaseOption = None,
+    group: Annotated[
+        str, typer.Option("--group", help="Kafka consumer group of the intake workers")
+    ] = "rebate-ledger-intake",
+    until_idle: Annotated[
+        float | None,
+        typer.Option("--until-idle", help="exit after S seconds with nothing new"),
+    ] = None,
+) -> None:
+    """Apply the sales and commands topics to the store, exactly once in effect (until Ctrl-C).
+    Bad records go to the rejected topic and the rejections table; intake goes on.
+
+    Run several in one --group to share the partitions. Kafka: LEDGER_KAFKA_BOOTSTRAP if set,
+    else a running `rebate-ledger broker`, else an embedded broker of its own."""
+    from consumers.intake import main_intake
+    from ledger.config import Settings
+    from ledger.kafka.settings import KafkaSettings
+
+    with open_ledger(database) as ledger:
+        status = main_intake(
+            ledger, KafkaSettings(), Settings().home, group_id=group, until_idle_s=until_idle,
+            echo=lambda text: console.print(text, highlight=False),
+        )
+    raise typer.Exit(status)
+
+
+
+def _record_key(line: bytes, field: str | None, constant: bytes | None) -> bytes | None:
+    """The partition key of one JSONL record: its `field` (None if absent or not JSON),
+    else `constant`."""
+    if field is None:
+        return constant
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    value = obj.get(field) if isinstance(obj, dict) else None
+    return None if value is None else str(value).encode()
+
+
+@app.command()
+def produce(
+    file: Annotated[str, typer.Argument(help="JSONL file of commands, or - for standard input")],
+    topic: Annotated[
+        ProduceTopic, typer.Option("--topic", help="sales (record_sale/reverse_sale) or commands")
+    ] = ProduceTopic.sales,
+    key_field: Annotated[
+        str | None,
+        typer.Option(
+            "--key-field",
+            help="key each record by this field of the command. Default: customer_id on "
+            "sales; on commands one constant key `history`, so that every command lands on "
+            "ONE partition and intake applies them in file order (a history with recorded_at, "
+            "an agreement before its sales, a claim before its approval: order across "
+            "partitions is not kept)",
+        ),
+    ] = None,
+) -> None:
+    """Send a JSONL file to the ledger's sales or commands topic, one record per line (an ERP
+    stand-in). Kafka: as for `intake`."""
+    from consumers.transport import transport
+    from ledger.config import Settings
+    from ledger.kafka.broker import broker_bootstrap
+    from ledger.kafka.settings import KafkaSettings
+
+    try:
+        handle, size = _open_input(file)
+    except InputUnreadable as exc:
+        err_console.print(f"[red]error:[/red] cannot read input: {exc}")
+        raise typer.Exit(EXIT_UNREADABLE) from None
+    settings = KafkaSettings()
+    name = settings.topic(topic.value)
+    field = key_field or ("customer_id" if topic is ProduceTopic.sales else None)
+    constant = b"history" if field is None else None
+    try:
+        with broker_bootstrap(settings.bootstrap, Settings().home) as bootstrap:
+            producer = transport(settings, bootstrap).producer()
+            try:
+                with Progress(
+                    TextColumn(f"producing to {name}"),
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    TimeRemainingColumn(),
+                    console=err_console,
+                    transient=True,
+                    disable=size is None or not sys.stderr.isatty(),
+                ) as progress:
+                    task = progress.add_task("produce", total=size)
+                    count = 0
+                    for line in handle:
+                        progress.advance(task, len(line))
+                        value = line.rstrip(b"\r\n")
+                        if not value.strip():
+                            continue
+                        producer.send(name, _record_key(value, field, constant), value)
+                        count += 1
+                    producer.flush(max(60.0, settings.send_timeout_ms / 1000))
+            finally:
+                producer.close()
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+    console.print(f"produced {count} records to {name}", highlight=False)
+
+
+# The auditors' toolkit: imported last, as its modules use the helpers above.
+from ledger.audit import cli_analysis, cli_evidence, cli_finance  # noqa: E402
+
+for _module in (cli_finance, cli_analysis, cli_evidence):
+    _module.register(app)
 
 
 def main() -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import gc
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
 
 from ledger import commands as c
 from ledger.application import LedgerApplication
@@ -36,6 +37,21 @@ from ledger.store import (
 )
 
 Clock = Callable[[], datetime]
+
+#: A command line as the appliers see it: (line number, text, the command or None, why it is
+#: rejected before applying or None, the source kept with a rejection or None: the batch's).
+Parsed = tuple[int, bytes | str, c.Command | None, Rejection | None, str | None]
+
+
+class SourcedCommand(NamedTuple):
+    """One command for `Ledger.apply_records`, from a source that names each record (a Kafka
+    record: `source` "kafka:rebate.sales/2@1234", `number` its offset)."""
+
+    number: int  # kept with a rejection as its line number
+    line: bytes | str  # the command's text, kept with a rejection
+    command: c.Command | None  # parsed by the caller (`commands.parse_line`); None: `problem`
+    problem: Rejection | None  # why it is rejected without being applied (None: apply it)
+    source: str  # kept with a rejection
 
 
 @dataclass
@@ -173,20 +189,73 @@ class Ledger:
     def _apply_chunk_now(
         self, chunk: list[tuple[int, bytes | str]], source: str, report: ApplyReport
     ) -> None:
-        parsed: list[tuple[int, bytes | str, c.Command | None, Rejection | None]] = []
+        parsed: list[Parsed] = []
         sale_ids: list[str] = []
         for number, line in chunk:
             try:
                 valid = c.parse_line(line)
             except InvalidCommand as error:
-                parsed.append((number, line, None, error))
+                parsed.append((number, line, None, error, None))
                 continue
             if isinstance(valid, c.RecordSale | c.ReverseSale):
                 sale_ids.append(valid.sale_id)
-            parsed.append((number, line, valid, None))
+            parsed.append((number, line, valid, None, None))
+        self._apply_parsed(parsed, sale_ids, source, report)
 
+    def apply_records(
+        self,
+        records: Sequence[SourcedCommand],
+        *,
+        skip_applied: Callable[[Session], Collection[int]] | None = None,
+        before_commit: Callable[[Session, list[RejectionRecord]], None] | None = None,
+    ) -> ApplyReport:
+        """Apply `records` (parsed by the caller, each naming its own source) in order, in ONE
+        transaction, as `apply_lines` applies a chunk: for consumers that keep their position
+        in the store with their effects (the Kafka intake).
+
+        `skip_applied(session)` runs inside the transaction right after the writer lock, before
+        any record applies, and returns the indexes (into `records`) of those to leave out,
+        because an earlier transaction applied them; it may write rows of its own (positions),
+        which commit or roll back with the records' effects. `before_commit(session, rejected)`
+        runs after the last record, before the commit, with the rejections of this call (each
+        with its record's `source`); if it raises, nothing of the call is committed."""
+        assert len(records) <= 100_000, len(records)
+        report = ApplyReport()
+        if not records:
+            return report
+        sale_ids = [
+            r.command.sale_id
+            for r in records
+            if isinstance(r.command, c.RecordSale | c.ReverseSale)
+        ]
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._apply_parsed(
+                [(r.number, r.line, r.command, r.problem, r.source) for r in records],
+                sale_ids, "-", report, skip_applied=skip_applied, before_commit=before_commit,
+            )
+        finally:
+            if collecting:
+                gc.enable()
+        return report
+
+    def _apply_parsed(
+        self,
+        parsed: list[Parsed],
+        sale_ids: list[str],
+        source: str,
+        report: ApplyReport,
+        *,
+        skip_applied: Callable[[Session], Collection[int]] | None = None,
+        before_commit: Callable[[Session, list[RejectionRecord]], None] | None = None,
+    ) -> None:
         with self.app.recorder.transaction(commit=True) as session:  # type: ignore[attr-defined]
             lock_writer(session)
+            if skip_applied is not None:
+                skip = skip_applied(session)
+                if skip:
+                    parsed = [p for index, p in enumerate(parsed) if index not in skip]
             batch = Batch(
                 session=session,
                 app=self.app,
@@ -197,7 +266,7 @@ class Ledger:
             batch.load_state()
             batch.prefetch_sales(sale_ids)
             outcomes: list[tuple[int, str, str]] = []
-            for number, line, command, invalid in parsed:
+            for number, line, command, invalid, line_source in parsed:
                 problem: Rejection | None = invalid
                 if command is not None:
                     try:
@@ -209,8 +278,12 @@ class Ledger:
                         report.by_type[command.kind] += 1
                         continue
                 assert problem is not None
-                batch.reject(number, line, c.command_type_of_line(line), problem)
+                batch.reject(
+                    number, line, c.command_type_of_line(line), problem, source=line_source
+                )
             batch.finish()
+            if before_commit is not None:
+                before_commit(session, batch.rejected)
         # Only once the transaction has committed does the report count the chunk.
         for number, outcome, sale_id in outcomes:
             if outcome == DUPLICATE:

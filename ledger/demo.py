@@ -1132,6 +1132,8 @@ def demo_store(database: str | None, book_path: Path | None) -> tuple[str, Path 
     path = (home / "demo.db").resolve()
     for stale in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
         stale.unlink(missing_ok=True)
+    for stale in path.parent.glob(f"{path.stem}.*.g*.db*"):  # projection generations
+        stale.unlink()
     return f"sqlite:///{path}", book_path or home.resolve() / "demo.jsonl"
 
 

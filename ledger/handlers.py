@@ -172,7 +172,11 @@ class Batch:
             )
             self.project(self.app.record_sales(take_sales, take_reversals, latest))
 
-    def reject(self, line: int, raw: bytes | str, command_type: str, error: Rejection) -> None:
+    def reject(
+        self, line: int, raw: bytes | str, command_type: str, error: Rejection,
+        source: str | None = None,
+    ) -> None:
+        """Keep a rejection; `source` None: the batch's source."""
         text = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw).rstrip("\r\n")
         self.rejected_count += 1
         self.rejected.append(
@@ -182,7 +186,7 @@ class Batch:
                 field=error.field,
                 reason=str(error),
                 command=text[:REJECTED_TEXT_MAX],
-                source=self.source,
+                source=self.source if source is None else source,
                 rejected_at=self.now,
             )
         )

@@ -18,6 +18,7 @@ exact.
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -54,6 +55,8 @@ from ledger.events.envelope import (
 )
 from ledger.kafka.settings import KafkaSettings
 from ledger.projections.read_models import Delivered, ReadModel
+
+LOG = logging.getLogger(__name__)
 
 offsets_metadata = MetaData()
 
@@ -128,20 +131,31 @@ class ProjectionRunner:
         self._admin: Admin | None = None
         self._cluster_id: str | None = None
         self._checked_at = 0.0
+        self._warned_at = -1e9
         model.create(engine)
         offsets_metadata.create_all(engine, tables=[projection_offsets])
 
     # --- lifecycle ------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Connect, find the partitions, resume from the stored positions."""
+        """Connect, find the partitions, resume from the stored positions.
+
+        When the events topic does not have as many partitions as the stored positions (a
+        client auto-created it with the broker's default count on a broker that came back
+        empty, before the relay recreated it), no consumer is made: the skip rule holds per
+        partition, and reading a topic partitioned otherwise would apply events twice. `step`
+        then waits for the relay to recreate the topic (or for `rebate-ledger replay`)."""
         if self._consumer is not None:
             return
-        self._admin = self.transport.admin()
+        if self._admin is None:
+            self._admin = self.transport.admin()
         partitions = ensure_topics(self._admin, self.settings)[self.topic]
         self._cluster_id = self._admin.cluster_id()
         self._checked_at = time.monotonic()
         self._load()
+        if self.state and len(self.state) != partitions:
+            self._partitions_differ(partitions)
+            return
         with Session(self.engine) as session, session.begin():
             for partition in range(partitions):
                 if partition not in self.state:
@@ -150,13 +164,24 @@ class ProjectionRunner:
                         topic=self.topic, partition=partition, next_offset=0, position=0,
                         part=-1, watermark=0, cluster_id=self._cluster_id,
                     ))
+        if any(s.cluster_id != self._cluster_id for s in self.state.values()):
+            self._log_replaced()
         self._consumer = self.transport.consumer()
         tps = [TopicPartition(self.topic, p) for p in sorted(self.state)]
         self._consumer.assign(tps)
-        if any(s.cluster_id != self._cluster_id for s in self.state.values()):
-            self._log_replaced()
         for tp in tps:
             self._consumer.seek(tp, self.state[tp.partition].next_offset)
+
+    def _partitions_differ(self, partitions: int) -> None:
+        if time.monotonic() - self._warned_at >= 30.0:
+            self._warned_at = time.monotonic()
+            LOG.warning(
+                "projection %s: topic %s has %d partitions, its positions are for %d; waiting "
+                "for the relay to recreate the topic with %d (if the count was changed on "
+                "purpose, rebuild the projection: rebate-ledger replay %s)",
+                self.model.name, self.topic, partitions, len(self.state), len(self.state),
+                self.model.name,
+            )
 
     def _load(self) -> None:
         with Session(self.engine) as session:
@@ -172,7 +197,8 @@ class ProjectionRunner:
         }
 
     def _log_replaced(self) -> None:
-        """The broker is not the one the offsets are for: read everything again from 0."""
+        """The broker is not the one the offsets are for: read everything again from 0, with a
+        new consumer once the topic has the partitions the positions are for (`open`)."""
         self.reseeks += 1
         for state in self.state.values():
             state.next_offset = 0
@@ -180,8 +206,8 @@ class ProjectionRunner:
         with Session(self.engine) as session, session.begin():
             self._store(session, list(self.state))
         if self._consumer is not None:
-            for partition in self.state:
-                self._consumer.seek(TopicPartition(self.topic, partition), 0)
+            consumer, self._consumer = self._consumer, None
+            consumer.close()
 
     def close(self) -> None:
         for client in (self._consumer, self._admin):
@@ -214,7 +240,10 @@ class ProjectionRunner:
         apply it with the positions in one transaction; return the number of records read
         (0: nothing new within the timeout)."""
         self.open()
-        assert self._consumer is not None and self._admin is not None
+        if self._consumer is None:  # the topic's partitions differ: wait (see `open`)
+            time.sleep(min(self.poll_timeout_s if timeout_s is None else timeout_s, 0.5))
+            return 0
+        assert self._admin is not None
         if time.monotonic() - self._checked_at >= self.cluster_check_s:
             self._checked_at = time.monotonic()
             cluster_id = self._admin.cluster_id()

@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from consumers.projector import Projector
-from consumers.relay import Relay
+from consumers.relay import Relay, relay_state
 from consumers.transport import Transport, transport
 from ledger import Ledger
 from ledger.config import Settings
@@ -314,6 +314,60 @@ def test_broker_restarted_empty_under_running_relay_and_projector(
             assert any(r.liability for r in rows)
     finally:
         stop.set()
+        broker.stop()
+
+
+def test_a_projection_never_reads_an_events_topic_partitioned_otherwise_than_its_positions(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The CI failure this guards against: the broker came back empty and the embedded broker
+    created the events topic with its default 4 partitions on the kafka-python consumer's
+    metadata request; a relay that did not know its count (a store from before it kept it)
+    refilled that topic, and the projection, keeping its positions per partition, applied
+    events a second time. Now the projection reads nothing from a topic partitioned otherwise
+    (queries answer from the core) until it is rebuilt with replay, which adopts the count."""
+    settings = unique_settings("kafka-python")
+    topic = settings.topic("events")
+    broker = EmbeddedBroker(tmp_path / "kafka")
+    broker.start()
+    port = broker.port
+    try:
+        kafka = transport(settings, broker.bootstrap)
+        with Ledger(sqlite_url, settings=Settings(chunk_lines=3)) as ledger, \
+                Projector(ledger, kafka, settings, names=("liability",)) as projector:
+            apply_clean(ledger, small_book())
+            run_until(projector, publish(ledger, kafka, settings))
+            broker.stop()
+            broker = EmbeddedBroker(tmp_path / "kafka", port=port)
+            broker.start()
+            runner = projector.runners["liability"]
+            for _ in range(3):  # the consumer's metadata requests make the topic, 4 partitions
+                runner.step(0.3)
+            admin = kafka.admin()
+            try:
+                admin.create_topics([topic], 4)  # in case the client did not make it
+                assert admin.list_topics()[topic] == 4
+            finally:
+                admin.close()
+            with ledger.engine.begin() as connection:  # a relay that never stored its count
+                connection.execute(update(relay_state).values(partitions=None))
+            apply_clean(ledger, small_book(first_sale=100, sales=6, first_hour=300)[3:-3])
+            position = publish(ledger, kafka, settings)  # the refill, into 4 partitions
+            applied = runner.applied
+            for _ in range(10):
+                runner.step(0.3)
+            assert runner.applied == applied  # read nothing: no event counted twice
+            assert runner.reseeks == 1
+            assert runner.caught_up_to() < position
+            rows, source = liability_answer(ledger, AS_OF, settings=settings)
+            assert source == CORE
+        with Ledger(sqlite_url) as ledger:
+            replay_projection(ledger, "liability", kafka, settings, publish=False)
+            rows, source = liability_answer(ledger, AS_OF, settings=settings)
+            assert source.startswith("projection liability")
+            assert rows == ledger.liability(AS_OF)
+            assert any(row.liability for row in rows)
+    finally:
         broker.stop()
 
 

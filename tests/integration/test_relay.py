@@ -21,7 +21,7 @@ import orjson
 import pytest
 from sqlalchemy import update
 
-from consumers.relay import Relay, relay_state, sales_records
+from consumers.relay import Relay, RelayError, relay_state, sales_records
 from consumers.topics import EVENTS
 from consumers.transport import Record, TopicPartition, Transport, transport
 from ledger import Ledger
@@ -55,7 +55,8 @@ _PREFIXES = itertools.count(1)
 def unique_settings(client: str, **overrides: object) -> KafkaSettings:
     """Test settings with a topic prefix no other test uses (the session broker is shared)."""
     prefix = f"relay{os.getpid()}x{next(_PREFIXES)}."
-    return settings_for(client, topic_prefix=prefix, partitions=PARTITIONS, **overrides)
+    values: dict[str, object] = {"partitions": PARTITIONS, **overrides}
+    return settings_for(client, topic_prefix=prefix, **values)
 
 
 # --- a book with every event type, several customers per sales batch ---------------------
@@ -142,19 +143,22 @@ def expected_orders(ledger: Ledger) -> dict[tuple[int, int], str]:
 
 
 def read_topic(
-    kafka: Transport, topic: str, until_position: int, timeout_s: float = READ_TIMEOUT_S
+    kafka: Transport,
+    topic: str,
+    until_position: int,
+    timeout_s: float = READ_TIMEOUT_S,
+    partitions: int = PARTITIONS,
 ) -> list[Record]:
     """Every record of `topic` (all partitions, from the start) up to the point where each
     partition has carried a watermark >= `until_position`: never an end offset (Tansu's are
     wrong, docs/kafka-notes.md quirk 4)."""
     consumer = kafka.consumer()
-    partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    consumer.assign(partitions)
+    consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
     records: list[Record] = []
     marks: dict[int, int] = {}
     deadline = time.monotonic() + timeout_s
     try:
-        while not all(marks.get(p, -1) >= until_position for p in range(PARTITIONS)):
+        while not all(marks.get(p, -1) >= until_position for p in range(partitions)):
             assert time.monotonic() < deadline, f"watermarks {marks} never reached {until_position}"
             for record in consumer.poll(10_000, 0.5):
                 records.append(record)
@@ -512,6 +516,74 @@ def test_a_broker_that_comes_back_empty_is_refilled(
         broker.stop()
 
 
+def test_an_events_topic_auto_created_on_the_new_broker_is_recreated_with_the_ledgers_count(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """The embedded broker creates a topic with its default 4 partitions on any metadata
+    request for it (a kafka-python consumer's, whatever it asks): when one reaches a broker
+    that came back empty before the relay, the refill must still go to a topic partitioned as
+    before, or the projections' per-partition positions would count events twice."""
+    settings = unique_settings("confluent", partitions=2)
+    topic = settings.topic(EVENTS)
+    broker = EmbeddedBroker(tmp_path / "kafka")
+    broker.start()
+    port = broker.port
+    try:
+        kafka = transport(settings, broker.bootstrap)
+        with small_chunks_ledger(sqlite_url) as ledger, Relay(ledger, kafka, settings) as relay:
+            apply_clean(ledger, book())
+            relay.run_once()
+            assert relay.stored().partitions == 2
+            broker.stop()
+            broker = EmbeddedBroker(tmp_path / "kafka", port=port)
+            broker.start()
+            import kafka as kafka_python
+
+            consumer = kafka_python.KafkaConsumer(
+                bootstrap_servers=broker.bootstrap, allow_auto_create_topics=False
+            )
+            consumer.assign([kafka_python.TopicPartition(topic, 0)])
+            consumer.poll(500)
+            consumer.close()
+            admin = kafka.admin()
+            try:
+                assert admin.list_topics()[topic] == 4  # what the test is about
+                relay.run_once()
+                assert admin.list_topics()[topic] == 2
+            finally:
+                admin.close()
+            assert relay.refills == 1
+            expected = expected_orders(ledger)
+            records = read_topic(kafka, topic, store_end(ledger), partitions=2)
+            assert {record.partition for record in records} == {0, 1}
+            check_exactly_once_in_order(records, expected)
+    finally:
+        broker.stop()
+
+
+def test_a_repartitioned_events_topic_stops_the_relay_with_what_to_do(
+    kafka_broker: EmbeddedBroker, sqlite_url: str
+) -> None:
+    """Same cluster, records published, and the topic now has another partition count: the
+    relay refuses to publish (and says how to recover) rather than break each customer's
+    order."""
+    settings = unique_settings("confluent", partitions=2)
+    topic = settings.topic(EVENTS)
+    kafka = transport(settings, kafka_broker.bootstrap)
+    with small_chunks_ledger(sqlite_url) as ledger, Relay(ledger, kafka, settings) as relay:
+        apply_clean(ledger, book())
+        relay.run_once()
+        admin = kafka.admin()
+        try:
+            admin.delete_topics([topic])
+            admin.create_topics([topic], 3)
+        finally:
+            admin.close()
+        apply_clean(ledger, more_sales(7000, 3))
+        with pytest.raises(RelayError, match="has 3 partitions.*published to 2.*delete it"):
+            relay.run_once()
+
+
 def test_a_stored_position_on_a_missing_topic_is_refilled(
     kafka_broker: EmbeddedBroker, sqlite_url: str
 ) -> None:
@@ -523,7 +595,7 @@ def test_a_stored_position_on_a_missing_topic_is_refilled(
         apply_clean(ledger, book(sales_per_customer=2))
         last = store_end(ledger)
         with Relay(ledger, kafka, settings) as relay:
-            relay._store(last, kafka_broker.cluster_id)  # as if published before
+            relay._store(last, kafka_broker.cluster_id, settings.partitions)  # as if published
             published = relay.run_once()
             assert relay.refills == 1
         expected = expected_orders(ledger)

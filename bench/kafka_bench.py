@@ -1,0 +1,219 @@
+"""`python -m bench.kafka_bench`: the Kafka backbone's benchmark (issue 3, point 9), every ratio
+from one run, on the embedded broker:
+
+1. pipeline: N sales produced to the sales topic (as an ERP would, untimed), then timed from the
+   start of the workers until the liability projection has caught up with the store: intake,
+   relay and projection running concurrently. Against the raw ceiling of consuming the same
+   records and producing them again with the same client. Target: >= 0.30.
+2. replay: the liability projection rebuilt from the start of the events topic (the N sales
+   published by the relay), against consuming and decoding the same topic with the same
+   client. Targets: under 60 s for 1,000,000 sales, and >= 0.30 of the raw consume rate.
+
+Prints each figure and target as PASS or MISS and writes them to bench/out/kafka-results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.generate import SEED, write_book
+from bench.kafka_raw import consume_only, consume_reproduce, produce_lines
+from consumers.intake import Intake
+from consumers.projector import Projector
+from consumers.relay import Relay
+from consumers.topics import EVENTS, SALES, ensure_topics
+from consumers.transport import transport
+from ledger.core import Ledger
+from ledger.kafka.broker import EmbeddedBroker
+from ledger.kafka.settings import KafkaSettings
+from ledger.projections.reader import store_position
+from replay.rebuild import replay_projection
+
+PIPELINE_RATIO_MIN = 0.30
+REPLAY_RATIO_MIN = 0.30
+REPLAY_SECONDS_MAX = 60.0
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.kafka_bench",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--sales", type=int, default=1_000_000)
+    parser.add_argument("--agreements", type=int, default=1000)
+    parser.add_argument("--client", choices=["confluent", "kafka-python"], default="confluent")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
+    parser.add_argument("--quick", action="store_true", help="5,000 sales over 20 agreements")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sales, args.agreements = 5000, 20
+    return args
+
+
+def pipeline_run(
+    ledger: Ledger, settings: KafkaSettings, bootstrap: str, sales: int
+) -> dict[str, Any]:
+    """Start intake, relay and projection in threads; time until the projection has caught up
+    with a store that holds every produced sale."""
+    kafka = transport(settings, bootstrap)
+    base = ledger.state()["accepted"]
+    stop = threading.Event()
+    intake = Intake(ledger, kafka, settings)
+    relay = Relay(ledger, kafka, settings)
+    projector = Projector(ledger, kafka, settings, names=("liability",))
+    errors: list[BaseException] = []
+
+    def guard(loop: Any) -> Any:
+        def target() -> None:
+            try:
+                loop(stop)
+            except BaseException as error:
+                errors.append(error)
+        return target
+
+    threads = [threading.Thread(target=guard(w.run), daemon=True)
+               for w in (intake, relay, projector)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    try:
+        while True:
+            if errors:
+                raise RuntimeError(f"a worker failed: {errors[0]!r}") from errors[0]
+            applied = ledger.state()["accepted"] - base
+            if applied >= sales:
+                position = store_position(ledger)
+                if projector.caught_up_to() >= position:
+                    break
+            if time.perf_counter() - started > 3600:
+                raise RuntimeError("the pipeline did not catch up within an hour")
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        for worker in (intake, relay, projector):
+            worker.close()
+    return {"sales": sales, "seconds": seconds, "sales_per_s": sales / seconds,
+            "store_position": store_position(ledger)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "config": {"sales": args.sales, "agreements": args.agreements, "client": args.client},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                    "load_average_at_start": os.getloadavg()},
+    }
+    say(f"kafka bench: {args.sales:,} sales over {args.agreements:,} agreements, "
+        f"client {args.client}, load average {os.getloadavg()[0]:.2f}")
+    book = write_book(args.out, sales=args.sales, agreements=args.agreements, seed=SEED,
+                      name="kafka")
+    with tempfile.TemporaryDirectory(dir=args.out) as folder, \
+            EmbeddedBroker(Path(folder)) as broker:
+        settings = KafkaSettings(client=args.client, topic_prefix="bench.", partitions=4)
+        kafka = transport(settings, broker.bootstrap)
+        admin = kafka.admin()
+        ensure_topics(admin, settings)
+        admin.close()
+        with Ledger(f"sqlite:///{Path(folder) / 'ledger.db'}") as ledger:
+            with book.agreements_path.open("rb") as lines:
+                report = ledger.apply_lines(lines)
+            assert not report.rejected, report.to_dict()
+            say("producing the sales to the sales topic (untimed) ...")
+            with book.sales_path.open("rb") as lines:
+                produced = produce_lines(kafka, settings.topic(SALES), lines)
+            assert produced == args.sales, produced
+
+            say("raw ceiling: consume the sales topic and produce every record again ...")
+            raw = consume_reproduce(kafka, settings.topic(SALES), settings.topic("copy"),
+                                    produced)
+            say(f"  {raw['records_per_s']:,.0f} records/s")
+
+            say("pipeline: intake + relay + liability projection until caught up ...")
+            pipeline = pipeline_run(ledger, settings, broker.bootstrap, produced)
+            say(f"  {pipeline['sales_per_s']:,.0f} sales/s ({pipeline['seconds']:.1f} s)")
+            ratio = pipeline["sales_per_s"] / raw["records_per_s"]
+            say(f"ratio pipeline / raw consume+produce: {ratio:.2f} "
+                f"(target >= {PIPELINE_RATIO_MIN}) {verdict(ratio >= PIPELINE_RATIO_MIN)}")
+
+            events_topic = settings.topic(EVENTS)
+            say("raw consume of the events topic ...")
+            # every record the relay published: events, sales parts and watermarks
+            counted = count_records(kafka, events_topic)
+            consume = consume_only(kafka, events_topic, counted)
+            say(f"  {consume['records_per_s']:,.0f} records/s over {counted:,} records")
+
+            say("replay: rebuild the liability projection from the start of the log ...")
+            started = time.perf_counter()
+            replay_projection(ledger, "liability", kafka, settings, publish=False)
+            replay_s = time.perf_counter() - started
+            replay_rate = counted / replay_s
+            say(f"  {replay_s:.1f} s, {args.sales / replay_s:,.0f} sales/s, "
+                f"{replay_rate:,.0f} records/s")
+            replay_ratio = replay_rate / consume["records_per_s"]
+            scaled_s = replay_s * 1_000_000 / args.sales
+            say(f"ratio replay / raw consume: {replay_ratio:.2f} (target >= {REPLAY_RATIO_MIN}) "
+                f"{verdict(replay_ratio >= REPLAY_RATIO_MIN)}")
+            say(f"replay time per 1,000,000 sales: {scaled_s:.1f} s (target < "
+                f"{REPLAY_SECONDS_MAX:.0f} s) {verdict(scaled_s < REPLAY_SECONDS_MAX)}")
+    results.update({
+        "raw_consume_produce": raw, "pipeline": pipeline,
+        "raw_consume_events": consume,
+        "replay": {"seconds": replay_s, "records": counted,
+                   "records_per_s": replay_rate, "sales_per_s": args.sales / replay_s},
+        "targets": {
+            "pipeline_over_raw": {"ratio": ratio, "target": f">= {PIPELINE_RATIO_MIN}",
+                                  "pass": ratio >= PIPELINE_RATIO_MIN},
+            "replay_over_raw": {"ratio": replay_ratio, "target": f">= {REPLAY_RATIO_MIN}",
+                                "pass": replay_ratio >= REPLAY_RATIO_MIN},
+            "replay_seconds_per_million": {"seconds": scaled_s,
+                                           "target": f"< {REPLAY_SECONDS_MAX}",
+                                           "pass": scaled_s < REPLAY_SECONDS_MAX},
+        },
+    })
+    results["machine"]["load_average_at_end"] = os.getloadavg()
+    (args.out / "kafka-results.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    return 0
+
+
+def count_records(kafka: Any, topic: str) -> int:
+    """How many records `topic` holds, by reading it to the end (end_offsets() is not
+    trusted on the embedded broker): read until a poll of 2 s brings nothing."""
+    from consumers.transport import TopicPartition
+
+    admin = kafka.admin()
+    partitions = admin.list_topics()[topic]
+    admin.close()
+    consumer = kafka.consumer()
+    consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+    count = 0
+    try:
+        while True:
+            records = consumer.poll(50_000, 2.0)
+            if not records:
+                return count
+            count += len(records)
+    finally:
+        consumer.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,658 @@
+"""Intake: applies the commands that arrive on Kafka, exactly once in effect.
+
+It reads two topics in one consumer group (default `rebate-ledger-intake`):
+
+- `<prefix>sales`: sales from an ERP, one contract `record_sale` or `reverse_sale` per record;
+  any other command there is rejected (the rule: the sales topic carries sales only);
+- `<prefix>commands`: any contract command, one per record.
+
+Each polled batch is applied through `Ledger.apply_records` in ONE database transaction that
+also stores, in the table `intake_positions` of the store, the next offset to read of every
+partition in the batch. Inside that transaction, after the writer lock, the stored positions
+are read again and records below them are skipped: two workers that both hold a partition for
+a moment during a rebalance, or a worker that reads again what it applied before a crash,
+never apply a record twice. On (re)assignment the consumer starts each partition at its stored
+position; offsets are also committed to Kafka after each batch, for monitoring only.
+
+A record that cannot be applied (empty, not JSON, not an object, not a valid command, a broken
+rule, not a sale on the sales topic) is kept in the ledger's `rejections` table with source
+`kafka:<topic>/<partition>@<offset>`, and produced to `<prefix>rejected` with its original
+bytes as value, its key, and headers `ledger-reason`, `ledger-field`, `ledger-command-type`,
+`ledger-source-topic`, `ledger-source-partition`, `ledger-source-offset`. Those records are
+flushed before the database commit, so none is lost; a crash in between re-sends them (at
+least once), with the same source headers, by which a reader recognises a repeat. Intake never
+stops or stalls on a bad record.
+
+Positions carry the cluster id of the broker they were read from: the embedded broker starts
+EMPTY with a new id after a restart (docs/kafka-notes.md), and positions of a log that is gone
+must not hide the new log's records, so positions of another cluster count as 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from consumers.topics import COMMANDS, REJECTED, SALES, ensure_topics
+from consumers.transport import (
+    Admin,
+    Consumer,
+    Producer,
+    Record,
+    TopicPartition,
+    Transport,
+    TransportError,
+)
+from ledger import commands as c
+from ledger.core import ApplyReport, Ledger, SourcedCommand
+from ledger.errors import InvalidCommand, Rejection, RuleViolation
+from ledger.handlers import RejectionRecord
+from ledger.kafka.settings import KafkaSettings
+
+LOG = logging.getLogger("consumers.intake")
+
+#: The consumer group of the intake workers (they share the partitions of both topics).
+INTAKE_GROUP = "rebate-ledger-intake"
+#: The command types the sales topic carries.
+SALE_TYPES = frozenset({"record_sale", "reverse_sale"})
+#: How often an idle intake asks the broker for its cluster id (a change: the log is new); it
+#: also asks after every poll that returned records, before applying them.
+CLUSTER_CHECK_S = 5.0
+#: How long `run(until_idle_s=…)` waits for a first assignment before counting idle time.
+JOIN_WAIT_S = 30.0
+#: The rejections table keeps a line number as a 32-bit integer; larger offsets keep 0 there
+#: (the source `…@offset` still names the record).
+LINE_NUMBER_MAX = 2**31 - 1
+
+REASON_HEADER = "ledger-reason"
+FIELD_HEADER = "ledger-field"
+TYPE_HEADER = "ledger-command-type"
+SOURCE_TOPIC_HEADER = "ledger-source-topic"
+SOURCE_PARTITION_HEADER = "ledger-source-partition"
+SOURCE_OFFSET_HEADER = "ledger-source-offset"
+
+intake_metadata = MetaData()
+
+intake_positions = Table(
+    "intake_positions",
+    intake_metadata,
+    # the full topic name (e.g. `rebate.sales`) and partition the position is for
+    Column("topic", String(255), primary_key=True),
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    # the offset of the next record to apply: every record below it is applied (or rejected)
+    Column("next_offset", BigInteger, nullable=False),
+    # the cluster the offsets are of: positions of another cluster (a lost log) count as 0
+    Column("cluster_id", String(255), nullable=True),
+    # when the row was last written, µs since the Unix epoch (UTC)
+    Column("updated_us", BigInteger, nullable=False),
+)
+
+
+def source_of(record: Record) -> str:
+    """How a rejection names its record: `kafka:<topic>/<partition>@<offset>`."""
+    return f"kafka:{record.topic}/{record.partition}@{record.offset}"
+
+
+def _now_us() -> int:
+    return int(datetime.now(UTC).timestamp() * 1_000_000)
+
+
+@dataclass
+class IntakeCounters:
+    """Totals since the intake was made."""
+
+    records: int = 0  # records polled
+    applied: int = 0  # commands accepted (duplicates included)
+    duplicates: int = 0  # sales sent again with identical fields
+    rejected: int = 0  # records rejected (and produced to the rejected topic)
+    skipped: int = 0  # records below the stored position: applied by an earlier transaction
+    gaps: int = 0  # batches that started above the stored position of a partition
+    batches: int = 0  # transactions committed
+    reopened: int = 0  # times the Kafka clients were made anew (errors, a new cluster)
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+class Intake:
+    """Applies the sales and commands topics of `settings` to the store of `ledger`.
+
+    `group_id`: the consumer group its workers share. `poll_records`: records per poll and per
+    transaction (default: the ledger's chunk, `LEDGER_CHUNK_LINES`). `commit_to_kafka`: also
+    commit offsets to the group after each batch (for monitoring; the positions in the store
+    are the truth).
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        transport: Transport,
+        settings: KafkaSettings,
+        *,
+        group_id: str = INTAKE_GROUP,
+        poll_records: int | None = None,
+        poll_timeout_s: float = 0.5,
+        commit_to_kafka: bool = True,
+        flush_timeout_s: float | None = None,
+    ) -> None:
+        poll_records = poll_records or ledger.settings.chunk_lines
+        assert 1 <= poll_records <= 100_000, poll_records
+        assert 0 <= poll_timeout_s <= 60, poll_timeout_s
+        assert group_id, "intake needs a consumer group id"
+        self.ledger = ledger
+        self.engine: Engine = ledger.engine
+        self.transport = transport
+        self.settings = settings
+        self.group_id = group_id
+        self.poll_records = poll_records
+        self.poll_timeout_s = poll_timeout_s
+        self.commit_to_kafka = commit_to_kafka
+        delivery_s = max(settings.send_timeout_ms, settings.request_timeout_ms) / 1000
+        self.flush_timeout_s = flush_timeout_s or min(delivery_s + 30.0, 600.0)
+        self.sales_topic = settings.topic(SALES)
+        self.commands_topic = settings.topic(COMMANDS)
+        self.rejected_topic = settings.topic(REJECTED)
+        self.counters = IntakeCounters()
+        #: Every partition this worker was ever assigned (for tests and monitoring).
+        self.assigned_ever: set[TopicPartition] = set()
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._admin: Admin | None = None
+        self._cluster_id: str | None = None
+        self._cluster_checked = 0.0
+        self._assign_error: Exception | None = None
+        intake_metadata.create_all(self.engine, tables=[intake_positions])
+
+    # --- positions in the store -----------------------------------------------------------
+
+    def stored_positions(self) -> dict[TopicPartition, int]:
+        """The next offset to apply of every partition the store has applied records of
+        (positions of another cluster than the current one included, as stored)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    intake_positions.c.topic,
+                    intake_positions.c.partition,
+                    intake_positions.c.next_offset,
+                )
+            )
+            return {TopicPartition(r.topic, r.partition): int(r.next_offset) for r in rows}
+
+    def _read_positions(
+        self, connection: Any, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, tuple[int, str | None]]:
+        wanted = list(partitions)
+        if not wanted:
+            return {}
+        rows = connection.execute(
+            select(
+                intake_positions.c.topic,
+                intake_positions.c.partition,
+                intake_positions.c.next_offset,
+                intake_positions.c.cluster_id,
+            ).where(
+                or_(
+                    *(
+                        and_(
+                            intake_positions.c.topic == p.topic,
+                            intake_positions.c.partition == p.partition,
+                        )
+                        for p in wanted
+                    )
+                )
+            )
+        )
+        return {
+            TopicPartition(r.topic, r.partition): (int(r.next_offset), r.cluster_id)
+            for r in rows
+        }
+
+    def _start_of(self, stored: tuple[int, str | None] | None) -> int:
+        """Where a partition resumes: its stored position, 0 if none or of another cluster."""
+        if stored is None:
+            return 0
+        offset, cluster_id = stored
+        known = cluster_id is not None and self._cluster_id is not None
+        return 0 if known and cluster_id != self._cluster_id else offset
+
+    def _on_assign(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        self.assigned_ever.update(partitions)
+        try:
+            with self.engine.connect() as connection:
+                stored = self._read_positions(connection, partitions)
+        except Exception as error:
+            # Raised inside the client's callback, an error is mangled (librdkafka: a
+            # SystemError) or only logged (kafka-python); `run_once` raises it after the poll,
+            # before applying anything read from positions that were not set
+            self._assign_error = error
+            return {}
+        starts = {p: self._start_of(stored.get(p)) for p in partitions}
+        LOG.info("intake %s: assigned %s", self.group_id, sorted(starts.items()))
+        return starts
+
+    # --- Kafka clients --------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Make the clients (if not made yet): creates missing topics, joins the group."""
+        if self._consumer is not None:
+            return
+        admin = self._admin = self.transport.admin()
+        self._cluster_id = admin.cluster_id()
+        self._cluster_checked = time.monotonic()
+        ensure_topics(admin, self.settings)
+        # made now: librdkafka's idempotent producer needs 0.5-1 s for its producer id, which
+        # a first rejection would otherwise wait for while holding the writer lock
+        self._get_producer()
+        consumer = self.transport.consumer(self.group_id)
+        consumer.subscribe(
+            [self.sales_topic, self.commands_topic], on_assign=self._on_assign
+        )
+        self._consumer = consumer
+
+    def _get_producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = self.transport.producer()
+        return self._producer
+
+    def close(self) -> None:
+        """Leave the group and release the clients (not the ledger); `open` or the next
+        `run_once` makes new ones."""
+        consumer, producer, admin = self._consumer, self._producer, self._admin
+        self._consumer = self._producer = self._admin = None
+        for client in (consumer, producer, admin):
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:  # closing a broken client must not hide the first error
+                    LOG.debug("closing a Kafka client failed", exc_info=True)
+
+    def reopen(self) -> None:
+        """After a failure: new clients. The new consumer starts from the stored positions, so
+        a batch that was polled but not committed is read again."""
+        self.close()
+        self.counters.reopened += 1
+
+    def __enter__(self) -> Intake:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def assignment(self) -> set[TopicPartition]:
+        return self._consumer.assignment() if self._consumer is not None else set()
+
+    def _cluster_changed(self) -> bool:
+        """Whether the broker now reports another cluster id than when the clients were made
+        (the embedded broker came back empty); the clients are then dropped."""
+        assert self._admin is not None
+        self._cluster_checked = time.monotonic()
+        cluster_id = self._admin.cluster_id()
+        if cluster_id is None or self._cluster_id is None or cluster_id == self._cluster_id:
+            return False
+        LOG.warning(
+            "intake: cluster id %s -> %s: the broker's log is new; rejoining",
+            self._cluster_id, cluster_id,
+        )
+        self.reopen()
+        return True
+
+    # --- applying -------------------------------------------------------------------------
+
+    def _command_of(self, record: Record) -> SourcedCommand:
+        value = record.value
+        source = source_of(record)
+        number = record.offset if record.offset <= LINE_NUMBER_MAX else 0
+        if not value:
+            problem: Rejection = InvalidCommand(
+                "", f"the record has no value; a record on {record.topic} is one JSON command"
+            )
+            return SourcedCommand(number, b"", None, problem, source)
+        try:
+            command = c.parse_line(value)
+        except InvalidCommand as error:
+            kind = c.command_type_of_line(value) if record.topic == self.sales_topic else ""
+            if kind in c.COMMAND_TYPES and kind not in SALE_TYPES:  # the first thing wrong
+                return SourcedCommand(number, value, None, self._not_a_sale(kind), source)
+            return SourcedCommand(number, value, None, error, source)
+        if record.topic == self.sales_topic and command.kind not in SALE_TYPES:
+            return SourcedCommand(number, value, None, self._not_a_sale(command.kind), source)
+        return SourcedCommand(number, value, command, None, source)
+
+    def _not_a_sale(self, kind: str) -> RuleViolation:
+        return RuleViolation(
+            "type",
+            f"{kind} is not a sale: the sales topic {self.sales_topic} carries record_sale "
+            f"and reverse_sale only; send other commands to {self.commands_topic}",
+        )
+
+    def apply(self, records: list[Record]) -> ApplyReport:
+        """Apply one polled batch in one transaction with its positions; produce its
+        rejections to the rejected topic before the commit. Records below the stored
+        positions are skipped. Offsets are committed to Kafka afterwards (best effort)."""
+        commands = [self._command_of(record) for record in records]
+        batch_next: dict[TopicPartition, int] = {}
+        batch_first: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            if record.offset + 1 > batch_next.get(tp, -1):
+                batch_next[tp] = record.offset + 1
+            if record.offset < batch_first.get(tp, record.offset + 1):
+                batch_first[tp] = record.offset
+        skipped = 0
+
+        def skip_applied(session: Session) -> Collection[int]:
+            nonlocal skipped
+            connection = session.connection()
+            stored = self._read_positions(connection, batch_next)
+            starts = {tp: self._start_of(stored.get(tp)) for tp in batch_next}
+            for tp, first in batch_first.items():
+                if first > starts[tp]:
+                    # Kafka offsets may have holes (transaction markers, compaction); from
+                    # the ledger's own producers they should not: say so
+                    self.counters.gaps += 1
+                    LOG.warning(
+                        "intake: %s/%d resumes at %d but the store's position is %d",
+                        tp.topic, tp.partition, first, starts[tp],
+                    )
+            skip = {
+                index
+                for index, record in enumerate(records)
+                if record.offset < starts[TopicPartition(record.topic, record.partition)]
+            }
+            skipped = len(skip)
+            now_us = _now_us()
+            for tp, next_offset in batch_next.items():
+                values = {
+                    "next_offset": max(next_offset, starts[tp]),
+                    "cluster_id": self._cluster_id,
+                    "updated_us": now_us,
+                }
+                if tp in stored:
+                    connection.execute(
+                        update(intake_positions)
+                        .where(intake_positions.c.topic == tp.topic)
+                        .where(intake_positions.c.partition == tp.partition)
+                        .values(**values)
+                    )
+                else:
+                    connection.execute(
+                        insert(intake_positions).values(
+                            topic=tp.topic, partition=tp.partition, **values
+                        )
+                    )
+            return skip
+
+        def before_commit(_: Session, rejected: list[RejectionRecord]) -> None:
+            if rejected:
+                by_source = {
+                    command.source: record
+                    for command, record in zip(commands, records, strict=True)
+                }
+                self._produce_rejections(rejected, by_source)
+
+        report = self.ledger.apply_records(
+            commands, skip_applied=skip_applied, before_commit=before_commit
+        )
+        counters = self.counters
+        counters.batches += 1
+        counters.records += len(records)
+        counters.skipped += skipped
+        counters.applied += report.accepted + len(report.duplicates)
+        counters.duplicates += len(report.duplicates)
+        counters.rejected += len(report.rejected)
+        for kind, count in report.by_type.items():
+            counters.by_type[kind] = counters.by_type.get(kind, 0) + count
+        if self.commit_to_kafka and self._consumer is not None:
+            try:
+                self._consumer.commit(batch_next)
+            except TransportError as error:  # monitoring only: the store has the truth
+                LOG.info("intake: offsets not committed to Kafka: %s", error)
+        return report
+
+    def _produce_rejections(
+        self, rejected: list[RejectionRecord], by_source: Mapping[str, Record]
+    ) -> None:
+        producer = self._get_producer()
+        for rejection in rejected:
+            record = by_source[rejection.source]
+            headers = [
+                (REASON_HEADER, rejection.reason.encode()),
+                (FIELD_HEADER, rejection.field.encode()),
+                (TYPE_HEADER, rejection.command_type.encode()),
+                (SOURCE_TOPIC_HEADER, record.topic.encode()),
+                (SOURCE_PARTITION_HEADER, str(record.partition).encode()),
+                (SOURCE_OFFSET_HEADER, str(record.offset).encode()),
+            ]
+            producer.send(self.rejected_topic, record.key, record.value or b"", headers)
+        producer.flush(self.flush_timeout_s)
+
+    def run_once(self, timeout_s: float | None = None) -> int:
+        """One poll (waiting up to `timeout_s`, default `poll_timeout_s`) and one transaction;
+        return the records read (0: nothing new). On any error the clients are dropped (the
+        next call rejoins and resumes from the stored positions) and the error raised."""
+        try:
+            self.open()
+            assert self._consumer is not None
+            records = self._consumer.poll(
+                self.poll_records, self.poll_timeout_s if timeout_s is None else timeout_s
+            )
+            if self._assign_error is not None:
+                error, self._assign_error = self._assign_error, None
+                raise error
+            # Checked after the poll and before applying: records from a broker that came back
+            # empty would otherwise be taken for the old log's (their offsets start again at
+            # 0), and when idle, since a consumer may stall on the new cluster
+            idle_check = time.monotonic() - self._cluster_checked >= CLUSTER_CHECK_S
+            if (records or idle_check) and self._cluster_changed():
+                return 0  # not applied: the new consumer reads them again
+            if records:
+                self.apply(records)
+            return len(records)
+        except BaseException:
+            self.reopen()
+            raise
+
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        until_idle_s: float | None = None,
+        retry_sleep_s: float = 1.0,
+        on_batch: Callable[[Intake], None] | None = None,
+    ) -> None:
+        """Apply until `stop` is set, or (with `until_idle_s`) until no record came for that
+        long once partitions were assigned (or for `JOIN_WAIT_S` more without any). Kafka and
+        database outages are logged and retried after `retry_sleep_s` with new clients; the
+        stored positions make the retry exact."""
+        started = idle_since = time.monotonic()
+        joined = False
+        while not stop.is_set():
+            try:
+                count = self.run_once()
+            except (TransportError, OperationalError) as error:
+                LOG.warning("intake: %s; retrying in %.1f s", error, retry_sleep_s)
+                stop.wait(retry_sleep_s)
+                continue
+            now = time.monotonic()
+            if not joined and self.assignment():
+                joined, idle_since = True, now
+            if count:
+                idle_since = now
+                if on_batch is not None:
+                    on_batch(self)
+            elif until_idle_s is not None:
+                if joined and now - idle_since >= until_idle_s:
+                    return
+                if not joined and now - started >= until_idle_s + JOIN_WAIT_S:
+                    return
+
+
+# --- the ERP stand-in: JSON Lines to a topic ----------------------------------------------
+
+
+class KeyMemory:
+    """Partition keys for commands, so that what must stay in order lands on one partition:
+    `agreement_id` when the command has one, else the agreement of its claim (from the
+    `submit_claim` seen before), else `customer_id`, else the customer of its sale (from the
+    `record_sale` seen before), else its `sale_id`/`claim_id`; None for a line that is not a
+    JSON object."""
+
+    ENTRIES_MAX = 10_000_000
+
+    def __init__(self) -> None:
+        self.sale_customers: dict[str, str] = {}
+        self.claim_agreements: dict[str, str] = {}
+
+    def key(self, line: bytes) -> bytes | None:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(obj, dict):
+            return None
+        agreement_id, customer_id = obj.get("agreement_id"), obj.get("customer_id")
+        sale_id, claim_id = obj.get("sale_id"), obj.get("claim_id")
+        remember = len(self.sale_customers) + len(self.claim_agreements) < self.ENTRIES_MAX
+        if isinstance(agreement_id, str):
+            if isinstance(claim_id, str) and remember:
+                self.claim_agreements[claim_id] = agreement_id
+            return agreement_id.encode()
+        if isinstance(claim_id, str):
+            return self.claim_agreements.get(claim_id, claim_id).encode()
+        if isinstance(customer_id, str):
+            if isinstance(sale_id, str) and remember:
+                self.sale_customers[sale_id] = customer_id
+            return customer_id.encode()
+        if isinstance(sale_id, str):
+            return self.sale_customers.get(sale_id, sale_id).encode()
+        return None
+
+
+def produce_lines(
+    producer: Producer,
+    topic: str,
+    lines: Iterable[bytes],
+    *,
+    key_field: str | None = None,
+    constant_key: bytes | None = None,
+    flush_timeout_s: float = 120.0,
+    on_record: Callable[[int], None] | None = None,
+) -> int:
+    """Send every non-blank line (line ending removed) as one record to `topic`, in order,
+    then wait until Kafka has them all; return the records sent. Key: `constant_key` if
+    given (every record on one partition: the file's order kept across commands), else the
+    line's `key_field` (a `reverse_sale` without it: its sale's, from the line that recorded
+    it), else `KeyMemory`'s. `on_record(bytes)` after each line read."""
+    memory = KeyMemory()
+    count = 0
+    for line in lines:
+        value = line.rstrip(b"\r\n")
+        if value.strip():
+            if constant_key is not None:
+                key: bytes | None = constant_key
+            elif key_field is not None:
+                key = _field_key(value, key_field, memory)
+            else:
+                key = memory.key(value)
+            producer.send(topic, key, value)
+            count += 1
+        if on_record is not None:
+            on_record(len(line))
+    producer.flush(flush_timeout_s)
+    return count
+
+
+def _field_key(value: bytes, name: str, memory: KeyMemory) -> bytes | None:
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    key, sale_id = obj.get(name), obj.get("sale_id")
+    if isinstance(key, str):
+        if isinstance(sale_id, str) and len(memory.sale_customers) < memory.ENTRIES_MAX:
+            memory.sale_customers[sale_id] = key
+        return key.encode()
+    if isinstance(sale_id, str):
+        return memory.sale_customers.get(sale_id, sale_id).encode()
+    return None
+
+
+# --- the commands ---------------------------------------------------------------------------
+
+
+def main_intake(
+    ledger: Ledger,
+    settings: KafkaSettings,
+    home: Path,
+    *,
+    group_id: str = INTAKE_GROUP,
+    until_idle_s: float | None = None,
+    echo: Callable[[str], None] = print,
+) -> int:
+    """`rebate-ledger intake`: apply the sales and commands topics of the configured cluster
+    (else the running `rebate-ledger broker` of `home`, else an embedded broker of its own)
+    until Ctrl-C / SIGTERM, or until idle for `until_idle_s`. Returns the exit status."""
+    from consumers.transport import transport
+    from ledger.kafka.broker import broker_bootstrap
+
+    with broker_bootstrap(settings.bootstrap, home) as bootstrap:
+        intake = Intake(ledger, transport(settings, bootstrap), settings, group_id=group_id)
+        with intake:
+            echo(
+                f"intake: {intake.sales_topic} and {intake.commands_topic} at {bootstrap} "
+                f"({settings.client}), group {group_id}"
+            )
+            shown = [time.monotonic()]
+
+            def progress(part: Intake) -> None:
+                if time.monotonic() - shown[0] >= 2.0:
+                    shown[0] = time.monotonic()
+                    echo(_summary(part))
+
+            stop = threading.Event()
+            previous = signal.getsignal(signal.SIGTERM)
+            # SIGTERM as Ctrl-C (a handler that set `stop` could deadlock on the event's lock)
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            if until_idle_s is None:
+                echo("intake: running; Ctrl-C stops it")
+            try:
+                intake.run(stop, until_idle_s=until_idle_s, on_batch=progress)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+            echo(_summary(intake) + "; stopped")
+    return 0
+
+
+def _summary(intake: Intake) -> str:
+    n = intake.counters
+    return (
+        f"intake: {n.records:,} records: {n.applied:,} applied ({n.duplicates:,} duplicates), "
+        f"{n.rejected:,} rejected to {intake.rejected_topic}, {n.skipped:,} already applied"
+    )

@@ -1,0 +1,434 @@
+"""The Kafka intake on the real embedded broker: end to end against `apply_lines`, poison
+records, redelivery, two workers in one group, and the `produce`/`intake` commands; SQLite and
+PostgreSQL, both clients for the end-to-end test (`kill -9`: test_intake_kill.py)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+
+from consumers.intake import (
+    FIELD_HEADER,
+    REASON_HEADER,
+    SOURCE_OFFSET_HEADER,
+    SOURCE_PARTITION_HEADER,
+    SOURCE_TOPIC_HEADER,
+    Intake,
+)
+from consumers.topics import COMMANDS, REJECTED, SALES
+from consumers.transport import Record, TopicPartition, Transport, transport
+from ledger import Ledger
+from ledger.kafka.broker import EmbeddedBroker
+from ledger.kafka.settings import KafkaSettings
+from ledger.projections.core import sales as core_sales
+from tests.contract import helpers as h
+
+from .conftest import settings_for
+
+pytestmark = pytest.mark.kafka
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = str(Path(sys.executable).parent / "rebate-ledger")
+PARTITIONS = 4
+AS_OF = date(2025, 12, 31)
+CUSTOMERS = ("C1", "C2", "C3", "C4", "C5")
+_PREFIXES = itertools.count(1)
+
+
+def unique_settings(client: str = "confluent") -> KafkaSettings:
+    prefix = f"intake{os.getpid()}x{next(_PREFIXES)}."
+    return settings_for(client, topic_prefix=prefix, partitions=PARTITIONS)
+
+
+def group(settings: KafkaSettings) -> str:
+    """A consumer group of this test only (groups of other tests on the session broker with
+    other topics can hold up a join of the default group for tens of seconds)."""
+    return f"{settings.topic_prefix}intake"
+
+
+# --- a book in three phases -------------------------------------------------------------------
+
+
+def agreements() -> list[h.Command]:
+    commands = [
+        h.agreement(f"A{n}", customer_id=customer, tiers=(("0", "1"), ("10", "2")))
+        for n, customer in enumerate(CUSTOMERS, start=1)
+    ]
+    commands.append(h.amend("A2", "2025-04-01", tiers=h.tier_list((("0", "3"),))))
+    commands.append(h.forecast("A3", "100", "2025-02-01"))
+    return commands
+
+
+def sales(first: int, count: int) -> list[h.Command]:
+    return [
+        h.sale(
+            f"S{n}", str(n % 7 + 1), f"{n % 13 + 1}.25", f"2025-{n % 9 + 1:02d}-{n % 28 + 1:02d}",
+            customer_id=CUSTOMERS[n % len(CUSTOMERS)], product_id=f"P{n % 3}",
+        )
+        for n in range(first, first + count)
+    ]
+
+
+def after_sales() -> list[h.Command]:
+    return [
+        h.reversal("S1", "2025-10-01"),
+        h.submit("K1", "2", agreement_id="A1"),
+        h.approve("K1"),
+        h.settle("K1"),
+        h.submit("K2", "5", agreement_id="A4"),
+        h.reject("K2"),
+        h.write_off("1", "2025-11-30", agreement_id="A5"),
+    ]
+
+
+def line(command: h.Command) -> bytes:
+    return orjson.dumps(command)
+
+
+def produce(
+    kafka: Transport, topic: str, values: Sequence[bytes], keys: Sequence[bytes | None]
+) -> None:
+    producer = kafka.producer()
+    try:
+        for key, value in zip(keys, values, strict=True):
+            producer.send(topic, key, value)
+        producer.flush(30)
+    finally:
+        producer.close()
+
+
+def produce_commands(kafka: Transport, settings: KafkaSettings, commands: list[h.Command]) -> None:
+    """Commands on ONE key (as `rebate-ledger produce --topic commands` does): in order."""
+    produce(kafka, settings.topic(COMMANDS), [line(c) for c in commands],
+            [b"history"] * len(commands))
+
+
+def produce_sales(kafka: Transport, settings: KafkaSettings, commands: list[h.Command]) -> None:
+    """Sales keyed by customer (a reversal by the customer of its sale)."""
+    produce(kafka, settings.topic(SALES), [line(c) for c in commands],
+            [str(c["customer_id"]).encode() for c in commands])
+
+
+def reference(tmp_path: Path, phases: list[list[h.Command]]) -> Ledger:
+    """The same commands applied with `apply_lines` to a fresh SQLite store."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'reference.db'}")
+    for phase in phases:
+        report = ledger.apply_lines([line(c) for c in phase])
+        assert not report.rejected, report.to_dict()["rejections"]
+    return ledger
+
+
+def sales_summary(ledger: Ledger) -> tuple[int, int, int, int]:
+    """Count, and sums of quantity, amount (µ-units) and invoice day of core_sales."""
+    with ledger.engine.connect() as connection:
+        row = connection.execute(
+            select(
+                func.count(), func.sum(core_sales.c.q_micro), func.sum(core_sales.c.a_micro),
+                func.sum(core_sales.c.invoice_day),
+            )
+        ).one()
+    return (int(row[0]), int(row[1] or 0), int(row[2] or 0), int(row[3] or 0))
+
+
+def assert_same_book(ledger: Ledger, expected: Ledger) -> None:
+    assert sales_summary(ledger) == sales_summary(expected)
+    liability = ledger.liability(AS_OF)
+    assert liability and liability == expected.liability(AS_OF)
+
+
+def run_until_idle(*intakes: Intake, idle_s: float = 1.5) -> None:
+    """Run every intake in a thread until each saw nothing for `idle_s` after joining."""
+    errors: list[BaseException] = []
+
+    def run(intake: Intake) -> None:
+        try:
+            intake.run(threading.Event(), until_idle_s=idle_s)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in intakes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+        assert not thread.is_alive()
+    assert not errors, errors
+
+
+def read_all(kafka: Transport, topic: str, count: int, timeout_s: float = 30) -> list[Record]:
+    """At least `count` records of `topic` (every partition, from the start)."""
+    consumer = kafka.consumer()
+    consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+    records: list[Record] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(records) < count:
+            assert time.monotonic() < deadline, f"{len(records)} of {count} records"
+            records.extend(consumer.poll(1000, 0.3))
+    finally:
+        consumer.close()
+    return records
+
+
+# --- end to end -------------------------------------------------------------------------------
+
+
+def test_end_to_end_equals_apply_lines(
+    client: str, kafka_broker: EmbeddedBroker, database_url: str, tmp_path: Path
+) -> None:
+    settings = unique_settings(client)
+    kafka = transport(settings, kafka_broker.bootstrap)
+    book = [agreements(), sales(1, 300), after_sales()]
+    with Ledger(database_url) as ledger, Intake(
+        ledger, kafka, settings, group_id=group(settings), poll_records=97, poll_timeout_s=0.2
+    ) as intake:
+        produce_commands(kafka, settings, book[0])
+        produce_sales(kafka, settings, book[1])
+        run_until_idle(intake)
+        produce_commands(kafka, settings, book[2])
+        run_until_idle(intake)
+        assert intake.counters.rejected == 0
+        assert intake.counters.applied == sum(map(len, book))
+        assert ledger.rejections() == []
+        with reference(tmp_path, book) as expected:
+            assert_same_book(ledger, expected)
+        stored = intake.stored_positions()
+        assert sum(stored.get(TopicPartition(settings.topic(SALES), p), 0)
+                   for p in range(PARTITIONS)) == 300
+        assert sum(stored.get(TopicPartition(settings.topic(COMMANDS), p), 0)
+                   for p in range(PARTITIONS)) == len(book[0]) + len(book[2])
+
+
+# --- poison records ---------------------------------------------------------------------------
+
+
+def test_poison_records_go_to_the_rejected_topic_and_the_rest_applies(
+    kafka_broker: EmbeddedBroker, database_url: str, tmp_path: Path
+) -> None:
+    settings = unique_settings()
+    kafka = transport(settings, kafka_broker.bootstrap)
+    good_sales = sales(1, 40)
+    poison_sales: list[tuple[bytes, str]] = [  # (value, field the reason names)
+        (b"", ""),
+        (b"{not json", ""),
+        (b"[1, 2]", ""),
+        (line({"type": "record_sale", "sale_id": "X1"}), "customer_id"),
+        (line(h.agreement("A9", customer_id="C1")), "type"),  # not a sale on the sales topic
+        (line(h.reversal("NOPE", "2025-10-01")), "sale_id"),  # rule: unknown sale
+        (line(h.sale("X2", "1", "-5", customer_id="C1")), "amount"),
+    ]
+    poison_commands: list[tuple[bytes, str]] = [
+        (b"\xff\xfe", ""),
+        (line(h.approve("K404")), "claim_id"),  # rule: unknown claim
+    ]
+    values: list[bytes] = []
+    keys: list[bytes | None] = []
+    for index, sale in enumerate(good_sales):  # poison between good sales, same partitions
+        values.append(line(sale))
+        keys.append(str(sale["customer_id"]).encode())
+        if index % 5 == 2 and index // 5 < len(poison_sales):
+            values.append(poison_sales[index // 5][0])
+            keys.append(str(sale["customer_id"]).encode())
+    with Ledger(database_url) as ledger, Intake(
+        ledger, kafka, settings, group_id=group(settings), poll_records=50, poll_timeout_s=0.2
+    ) as intake:
+        produce_commands(kafka, settings, agreements())
+        produce(kafka, settings.topic(SALES), values, keys)
+        produce(kafka, settings.topic(COMMANDS), [v for v, _ in poison_commands],
+                [b"history"] * len(poison_commands))
+        run_until_idle(intake)
+        poison = len(poison_sales) + len(poison_commands)
+        assert intake.counters.rejected == poison
+        with reference(tmp_path, [agreements(), good_sales]) as expected:
+            assert_same_book(ledger, expected)
+        kept = ledger.rejections()
+    rejected = read_all(kafka, settings.topic(REJECTED), poison)
+    assert len(rejected) == poison
+    fields_by_value = {v: f for v, f in poison_sales + poison_commands}
+    sources = {r.source for r in kept}
+    for record in rejected:
+        headers = dict(record.headers)
+        assert record.value is not None and record.value in fields_by_value
+        assert headers[REASON_HEADER], headers
+        assert headers[FIELD_HEADER].decode() == fields_by_value[record.value], headers
+        topic = headers[SOURCE_TOPIC_HEADER].decode()
+        partition = int(headers[SOURCE_PARTITION_HEADER])
+        offset = int(headers[SOURCE_OFFSET_HEADER])
+        assert topic in (settings.topic(SALES), settings.topic(COMMANDS))
+        assert f"kafka:{topic}/{partition}@{offset}" in sources
+        # the coordinates name the very record: read it back there
+        consumer = kafka.consumer()
+        try:
+            consumer.assign([TopicPartition(topic, partition)])
+            consumer.seek(TopicPartition(topic, partition), offset)
+            original: list[Record] = []
+            deadline = time.monotonic() + 10
+            while not original and time.monotonic() < deadline:
+                original = consumer.poll(1, 0.3)
+        finally:
+            consumer.close()
+        assert original and original[0].offset == offset
+        assert (original[0].value or b"") == record.value
+    assert len(kept) == poison
+    not_a_sale = [r for r in kept if r.command_type == "create_agreement"]
+    assert len(not_a_sale) == 1 and "sales topic" in not_a_sale[0].reason
+
+
+# --- redelivery -------------------------------------------------------------------------------
+
+
+def test_redelivered_records_count_nothing_twice(
+    kafka_broker: EmbeddedBroker, database_url: str, tmp_path: Path
+) -> None:
+    settings = unique_settings()
+    kafka = transport(settings, kafka_broker.bootstrap)
+    book = [agreements(), sales(1, 200)]
+    with Ledger(database_url) as ledger:
+        with Intake(ledger, kafka, settings, group_id=group(settings), poll_timeout_s=0.2) as first:
+            produce_commands(kafka, settings, book[0])
+            produce_sales(kafka, settings, book[1])
+            run_until_idle(first)
+        before = sales_summary(ledger)
+        state = ledger.state()
+        # every record again, straight into the apply step: all below the stored positions
+        records = read_all(kafka, settings.topic(SALES), 200) + read_all(
+            kafka, settings.topic(COMMANDS), len(book[0])
+        )
+        with Intake(
+            ledger, kafka, settings, group_id=f"{settings.topic_prefix}another"
+        ) as again:
+            report = again.apply(records)
+            assert report.accepted == 0 and not report.duplicates and not report.rejected
+            assert again.counters.skipped == len(records)
+            # and a new group reading the topics: starts at the stored positions
+            run_until_idle(again)
+            assert again.counters.applied == 0
+        assert sales_summary(ledger) == before
+        assert ledger.state()["accepted"] == state["accepted"]
+        with reference(tmp_path, book) as expected:
+            assert_same_book(ledger, expected)
+
+
+# --- two workers ------------------------------------------------------------------------------
+
+
+def test_two_workers_in_one_group_share_the_partitions(
+    kafka_broker: EmbeddedBroker, database_url: str, tmp_path: Path
+) -> None:
+    settings = unique_settings()
+    kafka = transport(settings, kafka_broker.bootstrap)
+    book = [agreements(), sales(1, 1500)]
+    with Ledger(database_url) as ledger:
+        produce_commands(kafka, settings, book[0])
+        one = Intake(
+            ledger, kafka, settings, group_id=group(settings), poll_records=50,
+            poll_timeout_s=0.2,
+        )
+        two = Intake(
+            ledger, kafka, settings, group_id=group(settings), poll_records=50,
+            poll_timeout_s=0.2,
+        )
+        stop = threading.Event()
+        feeder_errors: list[BaseException] = []
+
+        def feed() -> None:  # sales arrive while the group rebalances
+            try:
+                for first in range(1, 1501, 100):
+                    produce_sales(kafka, settings, sales(first, 100))
+                    time.sleep(0.1)
+            except BaseException as error:
+                feeder_errors.append(error)
+
+        feeder = threading.Thread(target=feed)
+        with one, two:
+            feeder.start()
+            runner = threading.Thread(target=one.run, args=(stop,))
+            runner.start()
+            time.sleep(1.0)  # the second joins later: a rebalance while the first applies
+            run_until_idle(two, idle_s=3.0)
+            feeder.join(60)
+            stop.set()
+            runner.join(60)
+            run_until_idle(one, two)
+        assert not feeder_errors
+        applied = one.counters.applied + two.counters.applied
+        print(f"worker 1: {one.counters}, {sorted(one.assigned_ever)}; "
+              f"worker 2: {two.counters}, {sorted(two.assigned_ever)}")
+        assert applied == 1500 + len(book[0])
+        assert one.counters.applied > 0 and two.counters.applied > 0
+        with reference(tmp_path, book) as expected:
+            assert_same_book(ledger, expected)
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+
+def intake_env(settings: KafkaSettings, bootstrap: str, home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "LEDGER_HOME": str(home),
+            "LEDGER_KAFKA_BOOTSTRAP": bootstrap,
+            "LEDGER_KAFKA_CLIENT": settings.client,
+            "LEDGER_KAFKA_TOPIC_PREFIX": settings.topic_prefix,
+            "LEDGER_KAFKA_PARTITIONS": str(PARTITIONS),
+            "LEDGER_KAFKA_SESSION_TIMEOUT_MS": "3000",
+            "LEDGER_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+            "LEDGER_KAFKA_REQUEST_TIMEOUT_MS": "10000",
+            "LEDGER_KAFKA_SEND_TIMEOUT_MS": "10000",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    return env
+
+
+# --- the CLI: produce a file, intake until idle -----------------------------------------------
+
+
+def test_produce_then_intake_commands(
+    kafka_broker: EmbeddedBroker, sqlite_url: str, tmp_path: Path
+) -> None:
+    settings = unique_settings("kafka-python")
+    kafka = transport(settings, kafka_broker.bootstrap)
+    env = intake_env(settings, kafka_broker.bootstrap, tmp_path / "home")
+    book = [agreements(), sales(1, 120)]
+    commands_file, sales_file = tmp_path / "commands.jsonl", tmp_path / "sales.jsonl"
+    commands_file.write_bytes(b"\n".join(line(c) for c in book[0]) + b"\n\n")
+    sales_file.write_bytes(b"\n".join(line(c) for c in book[1]) + b"\n")
+    for file, topic, count in ((commands_file, "commands", len(book[0])),
+                               (sales_file, "sales", len(book[1]))):
+        done = subprocess.run(
+            [CLI, "produce", str(file), "--topic", topic], env=env, cwd=tmp_path,
+            capture_output=True, timeout=60,
+        )
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        assert f"produced {count} records to {settings.topic(topic)}" in done.stdout.decode()
+    # sales keyed by customer, commands by the one key `history` (so one partition, in order)
+    for record in read_all(kafka, settings.topic(SALES), len(book[1])):
+        assert record.value is not None
+        assert record.key == orjson.loads(record.value)["customer_id"].encode()
+    commands = read_all(kafka, settings.topic(COMMANDS), len(book[0]))
+    assert {r.key for r in commands} == {b"history"} and len({r.partition for r in commands}) == 1
+    assert [r.value for r in sorted(commands, key=lambda r: r.offset)] == [
+        line(c) for c in book[0]
+    ]
+    done = subprocess.run(
+        [CLI, "intake", "--database", sqlite_url, "--until-idle", "1.5",
+         "--group", f"{settings.topic_prefix}cli"],  # the session broker's other tests' groups
+        env=env, cwd=tmp_path, capture_output=True, timeout=120,
+    )
+    assert "applied" in done.stdout.decode(), done.stdout.decode()
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    with Ledger(sqlite_url) as ledger, reference(tmp_path, book) as expected:
+        assert_same_book(ledger, expected)
