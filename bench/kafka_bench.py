@@ -15,6 +15,7 @@ Prints each figure and target as PASS or MISS and writes them to bench/out/kafka
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
 import tempfile
@@ -35,7 +36,7 @@ from consumers.transport import transport
 from ledger.core import Ledger
 from ledger.kafka.broker import EmbeddedBroker
 from ledger.kafka.settings import KafkaSettings
-from ledger.projections.reader import store_position
+from ledger.projections.reader import from_projection, store_position
 from replay.rebuild import replay_projection
 
 PIPELINE_RATIO_MIN = 0.30
@@ -59,10 +60,76 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--client", choices=["confluent", "kafka-python"], default="confluent")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     parser.add_argument("--quick", action="store_true", help="5,000 sales over 20 agreements")
+    parser.add_argument(
+        "--workers", choices=["processes", "threads"], default="processes",
+        help="run intake, relay and projection as separate processes (as deployed: separate "
+        "services) or as threads of one process (as `demo` does)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sales, args.agreements = 5000, 20
     return args
+
+
+def _worker_process(kind: str, url: str, settings_json: str, bootstrap: str, stop: Any) -> None:
+    """One pipeline worker in a process of its own (the benchmark's `--workers processes`)."""
+    settings = KafkaSettings.model_validate_json(settings_json)
+    kafka = transport(settings, bootstrap)
+    with Ledger(url) as ledger:
+        worker: Any
+        if kind == "intake":
+            worker = Intake(ledger, kafka, settings)
+        elif kind == "relay":
+            worker = Relay(ledger, kafka, settings)
+        else:
+            worker = Projector(ledger, kafka, settings, names=("liability",))
+        try:
+            worker.run(stop)
+        finally:
+            worker.close()
+
+
+def projection_caught_up(ledger: Ledger, settings: KafkaSettings) -> bool:
+    """Whether the live liability projection (fed in another process) holds the whole store."""
+    return from_projection(ledger, "liability", lambda _: True, settings=settings) is not None
+
+
+def pipeline_processes(
+    ledger: Ledger, url: str, settings: KafkaSettings, bootstrap: str, sales: int
+) -> dict[str, Any]:
+    """Intake, relay and projection as three processes, as the compose stack deploys them;
+    time until the projection has caught up with a store that holds every produced sale."""
+    context = multiprocessing.get_context("spawn")  # librdkafka's threads do not survive fork
+    stop = context.Event()
+    base = ledger.state()["accepted"]
+    workers = [
+        context.Process(target=_worker_process, daemon=True,
+                        args=(kind, url, settings.model_dump_json(), bootstrap, stop))
+        for kind in ("intake", "relay", "projection")
+    ]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    try:
+        while True:
+            dead = [w for w in workers if not w.is_alive()]
+            if dead:
+                raise RuntimeError(f"a worker process exited with {dead[0].exitcode}")
+            if ledger.state()["accepted"] - base >= sales and projection_caught_up(ledger,
+                                                                                   settings):
+                break
+            if time.perf_counter() - started > 3600:
+                raise RuntimeError("the pipeline did not catch up within an hour")
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(60)
+            if worker.is_alive():
+                worker.kill()
+    return {"sales": sales, "seconds": seconds, "sales_per_s": sales / seconds,
+            "workers": "processes", "store_position": store_position(ledger)}
 
 
 def pipeline_run(
@@ -111,14 +178,15 @@ def pipeline_run(
         for worker in (intake, relay, projector):
             worker.close()
     return {"sales": sales, "seconds": seconds, "sales_per_s": sales / seconds,
-            "store_position": store_position(ledger)}
+            "workers": "threads", "store_position": store_position(ledger)}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
-        "config": {"sales": args.sales, "agreements": args.agreements, "client": args.client},
+        "config": {"sales": args.sales, "agreements": args.agreements, "client": args.client,
+                   "workers": args.workers},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "load_average_at_start": os.getloadavg()},
     }
@@ -133,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         admin = kafka.admin()
         ensure_topics(admin, settings)
         admin.close()
-        with Ledger(f"sqlite:///{Path(folder) / 'ledger.db'}") as ledger:
+        url = f"sqlite:///{Path(folder) / 'ledger.db'}"
+        with Ledger(url) as ledger:
             with book.agreements_path.open("rb") as lines:
                 report = ledger.apply_lines(lines)
             assert not report.rejected, report.to_dict()
@@ -147,8 +216,12 @@ def main(argv: list[str] | None = None) -> int:
                                     produced)
             say(f"  {raw['records_per_s']:,.0f} records/s")
 
-            say("pipeline: intake + relay + liability projection until caught up ...")
-            pipeline = pipeline_run(ledger, settings, broker.bootstrap, produced)
+            say(f"pipeline: intake + relay + liability projection ({args.workers}) until "
+                "caught up ...")
+            if args.workers == "processes":
+                pipeline = pipeline_processes(ledger, url, settings, broker.bootstrap, produced)
+            else:
+                pipeline = pipeline_run(ledger, settings, broker.bootstrap, produced)
             say(f"  {pipeline['sales_per_s']:,.0f} sales/s ({pipeline['seconds']:.1f} s)")
             ratio = pipeline["sales_per_s"] / raw["records_per_s"]
             say(f"ratio pipeline / raw consume+produce: {ratio:.2f} "

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from bench.generate import write_book
 
@@ -82,3 +83,32 @@ def test_generated_sales_carry_two_decimal_figures_of_one_sign_over_one_year(
     dates = sorted(line["invoice_date"] for line in lines)
     assert dates[0] < "2025-02-01" and dates[-1] > "2025-12-01"
     assert any(line["amount"].startswith("-") for line in lines)
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_quick_kafka_benchmark_prints_every_ratio_and_writes_results(
+    tmp_path: Path, client: str
+) -> None:
+    """`python -m bench.kafka_bench --quick` on the embedded broker: the pipeline (intake,
+    relay and projection as separate processes) and the replay both complete, every sale gets
+    through, each ratio is printed with its verdict and lands in kafka-results.json."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.kafka_bench", "--quick", "--client", client,
+         "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    for label in ("ratio pipeline / raw consume+produce: ", "ratio replay / raw consume: ",
+                  "replay time per 1,000,000 sales: "):
+        matching = [line for line in done.stdout.splitlines() if line.startswith(label)]
+        assert len(matching) == 1, (label, done.stdout)
+        assert re.search(r"(PASS|MISS)$", matching[0]), matching[0]
+    results = orjson.loads((tmp_path / "kafka-results.json").read_bytes())
+    assert results["config"]["client"] == client
+    assert results["pipeline"]["sales"] == 5000 and results["pipeline"]["workers"] == "processes"
+    assert results["raw_consume_produce"]["records"] == 5000
+    assert results["replay"]["records"] == results["raw_consume_events"]["records"] > 0
+    assert set(results["targets"]) == {
+        "pipeline_over_raw", "replay_over_raw", "replay_seconds_per_million"}
+    assert all(t.get("ratio", t.get("seconds", 0)) > 0 for t in results["targets"].values())
