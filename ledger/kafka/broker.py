@@ -148,7 +148,8 @@ def _port_closed(port: int) -> bool:
 # --- stopping brokers however this process ends -------------------------------------------
 
 _live: set[EmbeddedBroker] = set()
-_live_lock = threading.Lock()
+# re-entrant: the SIGTERM handler takes it on the main thread, which may be holding it already
+_live_lock = threading.RLock()
 _hooks_installed = False
 _previous_sigterm: Callable[[int, FrameType | None], Any] | int | None = None
 
