@@ -1,6 +1,7 @@
 """Intake: applies the commands that arrive on Kafka, exactly once in effect.
 
-It reads two topics in one consumer group (default `rebate-ledger-intake`):
+It reads two topics in one consumer group (default `<prefix>intake`, e.g. `rebate.intake`: the
+workers of one ledger share it, ledgers with other topic prefixes never do):
 
 - `<prefix>sales`: sales from an ERP, one contract `record_sale` or `reverse_sale` per record;
   any other command there is rejected (the rule: the sales topic carries sales only);
@@ -76,8 +77,11 @@ from ledger.kafka.settings import KafkaSettings
 
 LOG = logging.getLogger("consumers.intake")
 
-#: The consumer group of the intake workers (they share the partitions of both topics).
-INTAKE_GROUP = "rebate-ledger-intake"
+def intake_group(settings: KafkaSettings) -> str:
+    """The default consumer group of the intake workers (they share the partitions of both
+    topics): named after the topic prefix, so two ledgers on one cluster never share one."""
+    return f"{settings.topic_prefix}intake"
+
 #: The command types the sales topic carries.
 SALE_TYPES = frozenset({"record_sale", "reverse_sale"})
 #: How often an idle intake asks the broker for its cluster id (a change: the log is new); it
@@ -152,7 +156,7 @@ class Intake:
         transport: Transport,
         settings: KafkaSettings,
         *,
-        group_id: str = INTAKE_GROUP,
+        group_id: str | None = None,
         poll_records: int | None = None,
         poll_timeout_s: float = 0.5,
         commit_to_kafka: bool = True,
@@ -161,7 +165,7 @@ class Intake:
         poll_records = poll_records or ledger.settings.chunk_lines
         assert 1 <= poll_records <= 100_000, poll_records
         assert 0 <= poll_timeout_s <= 60, poll_timeout_s
-        assert group_id, "intake needs a consumer group id"
+        group_id = group_id or intake_group(settings)
         self.ledger = ledger
         self.engine: Engine = ledger.engine
         self.transport = transport
@@ -610,7 +614,7 @@ def main_intake(
     settings: KafkaSettings,
     home: Path,
     *,
-    group_id: str = INTAKE_GROUP,
+    group_id: str | None = None,
     until_idle_s: float | None = None,
     echo: Callable[[str], None] = print,
 ) -> int:
@@ -625,7 +629,7 @@ def main_intake(
         with intake:
             echo(
                 f"intake: {intake.sales_topic} and {intake.commands_topic} at {bootstrap} "
-                f"({settings.client}), group {group_id}"
+                f"({settings.client}), group {intake.group_id}"
             )
             shown = [time.monotonic()]
 

@@ -223,8 +223,6 @@ class ConfluentProducer:
                 # Kafka's (and kafka-python's) partitioner, not librdkafka's CRC32 default:
                 # the same key must land on the same partition whichever client produced it.
                 "partitioner": "murmur2_random",
-                # never let a send create a topic with the broker's default partition count
-                "allow.auto.create.topics": False,
                 "linger.ms": settings.linger_ms,
                 "message.timeout.ms": _delivery_timeout_ms(settings),
                 "request.timeout.ms": settings.request_timeout_ms,

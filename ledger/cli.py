@@ -469,7 +469,9 @@ def audit_view(
         str | None,
         typer.Option("--known-at", help="as the books stood at K (default: everything)"),
     ] = None,
-    output: Annotated[Format, typer.Option("--format", help="table or json")] = Format.table,
+    output: Annotated[
+        Format, typer.Option("--format", help="table, json or csv (csv: the differences)")
+    ] = Format.table,
     database: DatabaseOption = None,
 ) -> None:
     """Rebuild the liability at (D, K) purely from the events topic and compare it with the
@@ -483,7 +485,7 @@ def audit_view(
     with open_ledger(database) as ledger:
         status = main_audit_view(
             ledger, as_of_date, known, KafkaSettings(), Settings().home,
-            json_output=output is Format.json, console=console, err_console=err_console,
+            output=output.value, console=console, err_console=err_console,
         )
     raise typer.Exit(status)
 
@@ -524,8 +526,10 @@ class ProduceTopic(StrEnum):
 def intake(
     database: DatabaseOption = None,
     group: Annotated[
-        str, typer.Option("--group", help="Kafka consumer group of the intake workers")
-    ] = "rebate-ledger-intake",
+        str | None,
+        typer.Option("--group", help="Kafka consumer group of the intake workers "
+                     "(default: <topic prefix>intake, e.g. rebate.intake)"),
+    ] = None,
     until_idle: Annotated[
         float | None,
         typer.Option("--until-idle", help="exit after S seconds with nothing new"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import signal
 import threading
 from datetime import date, datetime
@@ -55,10 +57,12 @@ def main_audit_view(
     settings: KafkaSettings,
     home: Path,
     *,
-    json_output: bool,
+    output: str = "table",
     console: Console,
     err_console: Console,
 ) -> int:
+    """`rebate-ledger audit-view`: `output` is "table", "json" or "csv" (CSV: one line per
+    difference, agreement_id,field,log,core; just the header when there is none)."""
     with broker_bootstrap(settings.bootstrap, home) as bootstrap, _progress(err_console) as bar:
         task = bar.add_task("audit view from the log", total=None, events=0)
 
@@ -71,7 +75,15 @@ def main_audit_view(
             ledger, transport(settings, bootstrap), settings, as_of, known_at,
             on_progress=progress,
         )
-    if json_output:
+    if output == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(("agreement_id", "field", "log", "core"))
+        for d in result.differences:
+            row = d.to_dict()
+            writer.writerow((row["agreement_id"], row["field"], row["log"], row["core"]))
+        console.file.write(buffer.getvalue())
+    elif output == "json":
         console.file.write(orjson.dumps({
             "as_of": as_of.isoformat(),
             "known_at": None if known_at is None else known_at.isoformat(),

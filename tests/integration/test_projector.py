@@ -206,6 +206,13 @@ def test_cli_replay_and_audit_view_find_an_altered_core_row_on_postgres(
     done = _cli(["audit-view", "--as-of", AS_OF.isoformat()], env)
     assert done.returncode == 1
     assert "differences" in done.stdout.decode() and "A2" in done.stdout.decode()
+    done = _cli(["audit-view", "--as-of", AS_OF.isoformat(), "--format", "csv"], env)
+    assert done.returncode == 1
+    header, *lines = done.stdout.decode().splitlines()
+    assert header == "agreement_id,field,log,core"
+    assert len(lines) == len(differences)
+    assert {line.split(",")[0] for line in lines} == {"A2"}
+    assert f"A2,basis,{a2['basis']}," in done.stdout.decode()
 
 
 @pytest.mark.postgres
