@@ -1,9 +1,74 @@
-"""CLI commands of the auditors' toolkit (see ledger/audit/__init__.py)."""
+"""CLI commands of the auditors' toolkit for finance: `journal`, `trial-balance`,
+`reconcile` (see ledger/audit/__init__.py)."""
 
-from __future__ import annotations
+
+from typing import Annotated
 
 import typer
+
+AgreementOption = Annotated[str | None, typer.Option("--agreement", help="only this agreement")]
+CustomerOption = Annotated[str | None, typer.Option("--customer", help="only this customer")]
+KnownAtOption = Annotated[
+    str | None,
+    typer.Option("--known-at", help="as the books stood at K (ISO timestamp, or a date = end of "
+                 "that day UTC); default: everything recorded"),
+]
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
+    from ledger.cli import (
+        DatabaseOption,
+        Format,
+        console,
+        open_ledger,
+        parse_as_of,
+        parse_known_at,
+    )
+
+    FormatOption = Annotated[  # noqa: N806 - a type alias, evaluated here (no __future__)
+        Format, typer.Option("--format", help="table, json or csv")
+    ]
+
+    @app.command()
+    def journal(
+        as_of: Annotated[str, typer.Option("--as-of", help="valid date D (YYYY-MM-DD)")],
+        known_at: KnownAtOption = None,
+        agreement: AgreementOption = None,
+        customer: CustomerOption = None,
+        output: FormatOption = Format.table,
+        database: DatabaseOption = None,
+    ) -> None:
+        """The double-entry journal behind the position at D as known at K: accruals and
+        true-ups, settlements, write-offs, each with the events it came from."""
+        from ledger.audit.journal import journal_report
+        from ledger.audit.output import emit
+
+        day, known = parse_as_of(as_of), parse_known_at(known_at)
+        with open_ledger(database) as ledger:
+            report = journal_report(ledger, day, known, agreement_id=agreement,
+                                    customer_id=customer)
+        emit(report, output.value, console)
+
+    @app.command("trial-balance")
+    def trial_balance(
+        as_of: Annotated[str, typer.Option("--as-of", help="valid date D (YYYY-MM-DD)")],
+        known_at: KnownAtOption = None,
+        agreement: AgreementOption = None,
+        customer: CustomerOption = None,
+        output: FormatOption = Format.table,
+        database: DatabaseOption = None,
+    ) -> None:
+        """Debits, credits and balance per currency and account at D as known at K; checks
+        that it balances and that the liability account equals the contract's liability.
+        Exit 1 if either check fails."""
+        from ledger.audit.journal import trial_balance_report
+        from ledger.audit.output import emit
+
+        day, known = parse_as_of(as_of), parse_known_at(known_at)
+        with open_ledger(database) as ledger:
+            report = trial_balance_report(ledger, day, known, agreement_id=agreement,
+                                          customer_id=customer)
+        emit(report, output.value, console)
+        if not (report.extra["balanced"] and report.extra["liability_matches"]):
+            raise typer.Exit(1)

@@ -1,0 +1,323 @@
+"""What the store knows about one agreement, loaded once, and its accrual replayed moment by
+moment: the ground the auditors' tools stand on.
+
+`load_facts(session, agreement_id, as_of, known_us)` reads the agreement's terms changes, the
+basis rows of its customer and currency (sales count on their invoice day, reversals from their
+reversal day on), and its money rows (approved, paid, written off), all as known at K. The
+accrual at (D, t) for any t <= K is then computed from those rows in memory with the same rule
+functions as `ledger.liability` (`accrue`, `terms_in_force`, the forecast rule), so it equals
+`Ledger.liability(D, t)` for that agreement, to the cent; `timeline()` gives it after every
+recorded moment at which something about the agreement became known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ledger.errors import LedgerError
+from ledger.liability import AgreementHistory, _amended_values, _created_terms, exact_value
+from ledger.money import EXACT, ZERO
+from ledger.projections.core import agreements, basis, day, from_us, money, terms_changes
+from ledger.rules import Accrual, accrue
+from ledger.terms import Terms, TermsChange
+
+
+class UnknownAgreement(LedgerError):
+    """No agreement with that id is known at K."""
+
+
+@dataclass(frozen=True)
+class TermsRecord:
+    position: int
+    recorded_us: int
+    kind: str  # created | amended | forecast
+    effective_day: int | None
+    event_id: str
+    data: dict[str, object]
+
+    @property
+    def effective_from(self) -> date | None:
+        return None if self.effective_day is None else date.fromordinal(self.effective_day)
+
+
+@dataclass(frozen=True)
+class BasisRecord:
+    invoice_day: int
+    effective_day: int
+    recorded_us: int
+    product_id: str
+    position: int
+    quantity: Decimal
+    amount: Decimal
+
+    @property
+    def invoice_date(self) -> date:
+        return date.fromordinal(self.invoice_day)
+
+    @property
+    def reversal(self) -> bool:
+        return self.effective_day != self.invoice_day
+
+
+@dataclass(frozen=True)
+class MoneyRecord:
+    kind: str  # claimed | approved | rejected | paid | written_off
+    valid_day: int
+    recorded_us: int
+    amount: Decimal
+    claim_id: str | None
+    position: int
+    event_id: str
+
+    @property
+    def valid_date(self) -> date:
+        return date.fromordinal(self.valid_day)
+
+
+@dataclass
+class State:
+    """The agreement as known at one moment, at valid date D."""
+
+    terms: Terms
+    accrual: Accrual
+    quantity: Decimal
+    amount: Decimal
+    forecast_basis: Decimal | None
+    forecast_source: str | None
+
+
+@dataclass
+class Moment:
+    """A recorded time at which something about the agreement became known, and the accrued
+    figure at D just after it."""
+
+    recorded_us: int
+    terms: list[TermsRecord]
+    sales: list[BasisRecord]
+    money: list[MoneyRecord]
+    accrued: Decimal
+
+    @property
+    def recorded_at(self) -> datetime:
+        return from_us(self.recorded_us)
+
+    @property
+    def positions(self) -> list[int]:
+        found = {r.position for r in self.terms} | {r.position for r in self.sales}
+        found |= {r.position for r in self.money}
+        return sorted(found)
+
+
+@dataclass
+class Facts:
+    agreement_id: str
+    customer_id: str
+    currency: str
+    as_of: date
+    known_us: int
+    terms_rows: list[TermsRecord]
+    basis_rows: list[BasisRecord]
+    money_rows: list[MoneyRecord] = field(default_factory=list)
+
+    # --- the contract's figures at any moment t <= K ------------------------------------
+
+    def history(self, upto_us: int | None = None) -> AgreementHistory:
+        rows = [r for r in self.terms_rows if upto_us is None or r.recorded_us <= upto_us]
+        return history_of(rows)
+
+    def state(self, upto_us: int | None = None, terms: Terms | None = None) -> State | None:
+        """The figures at D as known at `upto_us` (default K); None before the agreement
+        was known. `terms` replaces the recorded terms (what-if)."""
+        rows = [r for r in self.terms_rows if upto_us is None or r.recorded_us <= upto_us]
+        if terms is None and not any(r.kind == "created" for r in rows):
+            return None
+        forecast: Decimal | None
+        source: str | None
+        if terms is None:
+            history = history_of(rows)
+            terms = history.terms_at(self.as_of)
+            forecast, source = history.forecast_at(self.as_of, terms)
+        else:
+            forecast, source = terms.forecast_basis, None
+        quantity, amount = self.eligible(terms, upto_us)
+        basis_value = quantity if terms.basis == "quantity" else amount
+        measure = quantity if terms.rate_kind == "per_unit" else amount
+        accrual = accrue(
+            tiers=terms.tiers, tier_method=terms.tier_method,
+            accrual_method=terms.accrual_method, basis=basis_value, measure=measure,
+            forecast_basis=forecast, cap=terms.cap,
+        )
+        return State(terms, accrual, quantity, amount, forecast, source)
+
+    def eligible_rows(self, terms: Terms, upto_us: int | None = None) -> list[BasisRecord]:
+        """Contract 2.2-2.3: the basis rows that count at D under `terms`."""
+        last = min(terms.period_end, self.as_of).toordinal()
+        first = terms.period_start.toordinal()
+        return [
+            r for r in self.basis_rows
+            if first <= r.invoice_day <= last
+            and (upto_us is None or r.recorded_us <= upto_us)
+            and terms.covers(r.product_id)
+        ]
+
+    def eligible(self, terms: Terms, upto_us: int | None = None) -> tuple[Decimal, Decimal]:
+        quantity, amount = ZERO, ZERO
+        for row in self.eligible_rows(terms, upto_us):
+            quantity = EXACT.add(quantity, row.quantity)
+            amount = EXACT.add(amount, row.amount)
+        return quantity, amount
+
+    def money_totals(self, upto_us: int | None = None) -> dict[str, Decimal]:
+        totals: dict[str, Decimal] = {}
+        for row in self.money_rows:
+            if upto_us is None or row.recorded_us <= upto_us:
+                totals[row.kind] = EXACT.add(totals.get(row.kind, ZERO), row.amount)
+        return totals
+
+    def timeline(self) -> list[Moment]:
+        """Every recorded moment (up to K) at which a terms change, a sale or reversal in the
+        customer's basis, or a money movement of the agreement became known, in recorded
+        order, with the accrued figure at D after it."""
+        by_moment: dict[int, Moment] = {}
+
+        def moment(recorded_us: int) -> Moment:
+            if recorded_us not in by_moment:
+                by_moment[recorded_us] = Moment(recorded_us, [], [], [], ZERO)
+            return by_moment[recorded_us]
+
+        created_us = min((r.recorded_us for r in self.terms_rows if r.kind == "created"),
+                         default=None)
+        for t in self.terms_rows:
+            moment(t.recorded_us).terms.append(t)
+        for b in self.basis_rows:
+            moment(max(b.recorded_us, created_us or b.recorded_us)).sales.append(b)
+        for m in self.money_rows:
+            moment(m.recorded_us).money.append(m)
+        result = []
+        for recorded_us in sorted(by_moment):
+            point = by_moment[recorded_us]
+            state = self.state(recorded_us)
+            point.accrued = state.accrual.accrued if state is not None else ZERO
+            result.append(point)
+        return result
+
+
+def history_of(rows: Sequence[TermsRecord]) -> AgreementHistory:
+    created = next((r for r in rows if r.kind == "created"), None)
+    if created is None:
+        raise UnknownAgreement("the agreement is not known at that moment")
+    history = AgreementHistory(
+        str(created.data["agreement_id"]), _created_terms(created.data), created.event_id, [], []
+    )
+    for row in rows:
+        if row.kind == "created":
+            continue
+        assert row.effective_from is not None
+        change = TermsChange(
+            seq=row.position,
+            effective_from=row.effective_from,
+            changes=(
+                _amended_values(row.data) if row.kind == "amended"
+                else {"forecast_basis": Decimal(str(row.data["forecast_basis"]))}
+            ),
+            source=row.event_id,
+        )
+        (history.amendments if row.kind == "amended" else history.forecasts).append(change)
+    return history
+
+
+def agreement_ids(session: Session, known_us: int, *, customer_id: str | None = None,
+                  agreement_id: str | None = None) -> list[str]:
+    query = (select(agreements.c.agreement_id).where(agreements.c.recorded_us <= known_us)
+             .order_by(agreements.c.agreement_id))
+    if customer_id is not None:
+        query = query.where(agreements.c.customer_id == customer_id)
+    if agreement_id is not None:
+        query = query.where(agreements.c.agreement_id == agreement_id)
+    return [row[0] for row in session.execute(query)]
+
+
+def load_facts(session: Session, agreement_id: str, as_of: date, known_us: int) -> Facts:
+    """Everything known at K (µs) about `agreement_id` that counts at valid date D."""
+    head = session.execute(
+        select(agreements.c.customer_id, agreements.c.currency)
+        .where(agreements.c.agreement_id == agreement_id)
+        .where(agreements.c.recorded_us <= known_us)
+    ).first()
+    if head is None:
+        raise UnknownAgreement(
+            f"agreement_id: no agreement {agreement_id!r} is known at that moment; list them "
+            "with `rebate-ledger liability --as-of D`"
+        )
+    customer_id, currency = head
+    terms_rows = [
+        TermsRecord(int(p), int(r), k, e, ev, orjson.loads(d))
+        for p, r, k, e, ev, d in session.execute(
+            select(terms_changes.c.position, terms_changes.c.recorded_us, terms_changes.c.kind,
+                   terms_changes.c.effective_day, terms_changes.c.event_id,
+                   terms_changes.c.data)
+            .where(terms_changes.c.agreement_id == agreement_id)
+            .where(terms_changes.c.recorded_us <= known_us)
+            .order_by(terms_changes.c.position)
+        )
+    ]
+    basis_rows = load_basis(session, customer_id, currency, as_of, known_us)
+    money_rows = [
+        MoneyRecord(k, int(v), int(r), Decimal(a), c, int(p), ev)
+        for k, v, r, a, c, p, ev in session.execute(
+            select(money.c.kind, money.c.valid_day, money.c.recorded_us, money.c.amount,
+                   money.c.claim_id, money.c.position, money.c.event_id)
+            .where(money.c.agreement_id == agreement_id)
+            .where(money.c.valid_day <= day(as_of))
+            .where(money.c.recorded_us <= known_us)
+            .order_by(money.c.position, money.c.id)
+        )
+    ]
+    return Facts(agreement_id, customer_id, currency, as_of, known_us, terms_rows, basis_rows,
+                 money_rows)
+
+
+def load_basis(
+    session: Session, customer_id: str, currency: str, as_of: date, known_us: int
+) -> list[BasisRecord]:
+    """The customer's basis rows in `currency` that count at D, as known at K."""
+    rows = session.execute(
+        select(basis.c.invoice_day, basis.c.effective_day, basis.c.recorded_us,
+               basis.c.product_id, basis.c.position, basis.c.q_micro, basis.c.a_micro,
+               basis.c.quantity, basis.c.amount)
+        .where(basis.c.customer_id == customer_id)
+        .where(basis.c.currency == currency)
+        .where(basis.c.effective_day <= day(as_of))
+        .where(basis.c.recorded_us <= known_us)
+        .order_by(basis.c.recorded_us, basis.c.position)
+    )
+    return [
+        BasisRecord(int(i), int(e), int(r), p, int(pos), exact_value(qm, qt),
+                    exact_value(am, at))
+        for i, e, r, p, pos, qm, am, qt, at in rows
+    ]
+
+
+def event_ids(session: Session, recorder: object, positions: Iterable[int]) -> dict[int, str]:
+    """Store position -> event id (`<aggregate id>/<version>`), read from the event table's
+    head columns (never the event bodies)."""
+    wanted = sorted(set(positions))
+    if not wanted:
+        return {}
+    table = recorder.tables[0]  # type: ignore[attr-defined]
+    found: dict[int, str] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        for position, originator, version in session.execute(
+            select(table.c.id, table.c.originator_id, table.c.originator_version)
+            .where(table.c.id.in_(chunk))
+        ):
+            found[int(position)] = f"{originator}/{version}"
+    return found
