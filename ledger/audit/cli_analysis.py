@@ -1,9 +1,61 @@
-"""CLI commands of the auditors' toolkit (see ledger/audit/__init__.py)."""
+"""CLI commands of the auditors' toolkit for analysis: `explain`, `diff`, `opportunities`
+(see ledger/audit/__init__.py). No `from __future__ import annotations` here: typer reads the
+annotations, and the option types are defined inside `register`."""
 
-from __future__ import annotations
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
+    from ledger.audit.cli_finance import KnownAtOption
+    from ledger.cli import (
+        EXIT_UNREADABLE,
+        DatabaseOption,
+        Format,
+        console,
+        err_console,
+        open_ledger,
+        parse_as_of,
+        parse_known_at,
+    )
+
+    FormatOption = Annotated[  # noqa: N806 - a type alias, evaluated here
+        Format, typer.Option("--format", help="table, json or csv")
+    ]
+
+    @app.command()
+    def explain(
+        agreement: Annotated[str, typer.Option("--agreement", help="the agreement to explain")],
+        as_of: Annotated[str, typer.Option("--as-of", help="valid date D (YYYY-MM-DD)")],
+        known_at: KnownAtOption = None,
+        output: FormatOption = Format.table,
+        database: DatabaseOption = None,
+    ) -> None:
+        """How one agreement's liability at D as known at K comes about, step by step: terms
+        and the events they came from, eligible sales by month, tier, formula, cap, claims,
+        settlements, write-offs."""
+        from ledger.audit.explain import explain_report
+        from ledger.audit.facts import UnknownAgreement
+        from ledger.audit.output import emit
+
+        day, known = parse_as_of(as_of), parse_known_at(known_at)
+        with open_ledger(database) as ledger:
+            try:
+                report = explain_report(ledger, agreement, day, known)
+            except UnknownAgreement as error:
+                err_console.print(f"[red]error:[/red] --agreement {error}")
+                raise typer.Exit(EXIT_UNREADABLE) from None
+        if output is Format.table:
+            console.print(report.title, highlight=False, markup=False)
+            for row in report.rows:
+                console.print(f"{row['step']}. {row['title']}: {row['text']}",
+                              highlight=False, markup=False)
+                if row["events"]:
+                    console.print(f"   events: {', '.join(row['events'])}", highlight=False,
+                                  markup=False)
+            for note in report.notes:
+                console.print(note, highlight=False, markup=False)
+        else:
+            emit(report, output.value, console)
