@@ -59,3 +59,29 @@ def register(app: typer.Typer) -> None:
                 console.print(note, highlight=False, markup=False)
         else:
             emit(report, output.value, console)
+
+    @app.command()
+    def diff(
+        as_of: Annotated[str, typer.Option("--as-of", help="valid date D (YYYY-MM-DD)")],
+        known_at: Annotated[str, typer.Option(
+            "--known-at", help="K1: the earlier moment of knowledge (e.g. the close)")],
+        vs: Annotated[str | None, typer.Option(
+            "--vs", help="K2: the later moment (default: everything recorded)")] = None,
+        output: FormatOption = Format.table,
+        database: DatabaseOption = None,
+    ) -> None:
+        """What changed in the position at D between K1 and K2, agreement by agreement, with
+        the events that made each change."""
+        from ledger.audit.diff import diff_report
+        from ledger.audit.output import emit
+
+        day = parse_as_of(as_of)
+        k1 = parse_known_at(known_at)
+        assert k1 is not None
+        k2 = parse_known_at(vs)
+        if k2 is not None and k2 < k1:
+            err_console.print("[red]error:[/red] --vs must not be before --known-at")
+            raise typer.Exit(EXIT_UNREADABLE)
+        with open_ledger(database) as ledger:
+            report = diff_report(ledger, day, k1, k2)
+        emit(report, output.value, console)

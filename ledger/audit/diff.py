@@ -1,0 +1,192 @@
+"""`rebate-ledger diff --as-of D --known-at K1 --vs K2`: what changed in the position at D
+between two moments of knowledge ("as reported at close" vs "as known now"), agreement by
+agreement, with the events recorded in (K1, K2] that made each change: late sales, returns and
+reversals, amendments (retroactive when they take effect before they were recorded), forecast
+revisions, claims, settlements, write-offs, new agreements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ledger.audit.facts import agreement_ids, load_facts
+from ledger.audit.output import Report
+from ledger.core import Ledger
+from ledger.liability import FOREVER_US, LiabilityRow
+from ledger.money import EXACT, ZERO, format_decimal
+from ledger.projections.core import from_us, reversals, sales, to_us
+
+FIGURES = ("basis", "accrued", "approved", "paid", "written_off", "liability")
+MONEY_KINDS = {"claimed": "claim submitted", "approved": "claim approved",
+               "paid": "settlement", "written_off": "write-off"}
+
+
+@dataclass(frozen=True)
+class Cause:
+    kind: str
+    recorded_at: datetime
+    event: str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "recorded_at": self.recorded_at, "event": self.event,
+                "detail": self.detail}
+
+
+@dataclass
+class Change:
+    agreement_id: str
+    customer_id: str
+    currency: str
+    before: dict[str, Decimal]
+    after: dict[str, Decimal]
+    causes: list[Cause] = field(default_factory=list)
+
+    @property
+    def delta(self) -> dict[str, Decimal]:
+        return {f: EXACT.subtract(self.after[f], self.before[f]) for f in FIGURES}
+
+    @property
+    def changed(self) -> bool:
+        return any(self.delta.values()) or bool(self.causes)
+
+
+def _figures(row: LiabilityRow | None) -> dict[str, Decimal]:
+    if row is None:
+        return dict.fromkeys(FIGURES, ZERO)
+    return {f: getattr(row, f) for f in FIGURES}
+
+
+def diff(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None = None) -> list[Change]:
+    """Every agreement whose position at D differs between K1 and K2 (or that any event
+    recorded in between concerns), with the causes."""
+    before = {r.agreement_id: r for r in ledger.liability(as_of, k1)}
+    after = {r.agreement_id: r for r in ledger.liability(as_of, k2)}
+    k1_us = to_us(k1)
+    k2_us = FOREVER_US if k2 is None else to_us(k2)
+    changes = []
+    with Session(ledger.engine) as session:
+        for agreement in agreement_ids(session, k2_us):
+            row = after.get(agreement) or before.get(agreement)
+            assert row is not None
+            change = Change(agreement, row.customer_id, row.currency,
+                            _figures(before.get(agreement)), _figures(after.get(agreement)))
+            change.causes = _causes(session, agreement, as_of, k1_us, k2_us)
+            if change.changed:
+                changes.append(change)
+    return changes
+
+
+def _causes(session: Session, agreement: str, as_of: date, k1_us: int,
+            k2_us: int) -> list[Cause]:
+    facts = load_facts(session, agreement, as_of, k2_us)
+    causes: list[Cause] = []
+    for t in facts.terms_rows:
+        if t.recorded_us <= k1_us or (t.effective_from is not None and t.effective_from > as_of):
+            continue  # known before K1, or takes effect after D: no part of the position at D
+        recorded = from_us(t.recorded_us)
+        if t.kind == "created":
+            causes.append(Cause("new agreement", recorded, t.event_id,
+                                f"created for {t.data['period_start']} to "
+                                f"{t.data['period_end']}"))
+        elif t.kind == "forecast":
+            causes.append(Cause("forecast revision", recorded, t.event_id,
+                                f"forecast basis {t.data['forecast_basis']} effective "
+                                f"{t.effective_from}"))
+        else:
+            assert t.effective_from is not None
+            retro = t.effective_from < recorded.date()
+            names: Any = t.data.get("changed", [])
+            changed = ", ".join(str(name) for name in names)
+            causes.append(Cause(
+                "retroactive amendment" if retro else "amendment", recorded, t.event_id,
+                f"{changed} effective {t.effective_from}"))
+    for m in facts.money_rows:
+        if m.recorded_us > k1_us:
+            claim = f" (claim {m.claim_id})" if m.claim_id else ""
+            causes.append(Cause(MONEY_KINDS.get(m.kind, m.kind), from_us(m.recorded_us),
+                                m.event_id, f"{m.amount} on {m.valid_date}{claim}"))
+    state = facts.state()
+    if state is not None:
+        terms = state.terms
+        first, last = terms.period_start.toordinal(), min(terms.period_end, as_of).toordinal()
+        k1_day = from_us(k1_us).date().toordinal()
+        for sale_id, invoice_day, product, q_text, q_micro, recorded_us in session.execute(
+            select(sales.c.sale_id, sales.c.invoice_day, sales.c.product_id,
+                   sales.c.quantity, sales.c.q_micro, sales.c.recorded_us)
+            .where(sales.c.customer_id == facts.customer_id)
+            .where(sales.c.currency == facts.currency)
+            .where(sales.c.invoice_day >= first).where(sales.c.invoice_day <= last)
+            .where(sales.c.recorded_us > k1_us).where(sales.c.recorded_us <= k2_us)
+            .order_by(sales.c.recorded_us, sales.c.sale_id)
+        ):
+            if not terms.covers(product):
+                continue
+            negative = (q_micro is not None and q_micro < 0) or (
+                q_text is not None and str(q_text).startswith("-"))
+            kind = "return" if negative else (
+                "late sale" if invoice_day <= k1_day else "sale")
+            causes.append(Cause(kind, from_us(recorded_us), sale_id,
+                                f"invoiced {date.fromordinal(invoice_day)}, product {product}"))
+        for sale_id, reversed_day, recorded_us, invoice_day, product in session.execute(
+            select(reversals.c.sale_id, reversals.c.reversed_day, reversals.c.recorded_us,
+                   sales.c.invoice_day, sales.c.product_id)
+            .join(sales, sales.c.sale_id == reversals.c.sale_id)
+            .where(sales.c.customer_id == facts.customer_id)
+            .where(sales.c.currency == facts.currency)
+            .where(sales.c.invoice_day >= first).where(sales.c.invoice_day <= last)
+            .where(reversals.c.reversed_day <= as_of.toordinal())
+            .where(reversals.c.recorded_us > k1_us).where(reversals.c.recorded_us <= k2_us)
+        ):
+            if terms.covers(product):
+                causes.append(Cause("reversal", from_us(recorded_us), sale_id,
+                                    f"invoiced {date.fromordinal(invoice_day)}, reversed "
+                                    f"{date.fromordinal(reversed_day)}"))
+    causes.sort(key=lambda c: (c.recorded_at, c.kind))
+    return causes
+
+
+def diff_report(ledger: Ledger, as_of: date, k1: datetime,
+                k2: datetime | None = None) -> Report:
+    changes = diff(ledger, as_of, k1, k2)
+    rows = []
+    for c in changes:
+        delta = c.delta
+        rows.append({
+            "agreement_id": c.agreement_id, "customer_id": c.customer_id,
+            "currency": c.currency,
+            "basis_before": format_decimal(c.before["basis"]),
+            "basis_after": format_decimal(c.after["basis"]),
+            **{f"{f}_before": c.before[f] for f in ("accrued", "liability")},
+            **{f"{f}_after": c.after[f] for f in ("accrued", "liability")},
+            "liability_change": delta["liability"],
+            "causes": "; ".join(f"{x.kind} {x.event}" for x in c.causes),
+        })
+    k2_text = "now" if k2 is None else k2.isoformat()
+    total: dict[str, Decimal] = {}
+    for c in changes:
+        total[c.currency] = EXACT.add(total.get(c.currency, ZERO), c.delta["liability"])
+    return Report(
+        title=f"Position at {as_of}: as known at {k1.isoformat()} vs {k2_text}",
+        columns=("agreement_id", "customer_id", "currency", "basis_before", "basis_after",
+                 "accrued_before", "accrued_after", "liability_before", "liability_after",
+                 "liability_change", "causes"),
+        rows=rows,
+        meta={"as_of": as_of, "known_at": k1, "vs": k2},
+        extra={"changes": [{"agreement_id": c.agreement_id,
+                            "before": _texts(c.before), "after": _texts(c.after),
+                            "causes": [x.to_dict() for x in c.causes]} for c in changes],
+               "total_change": {k: str(v) for k, v in total.items()}},
+        notes=[f"{len(changes)} agreements changed; liability change "
+               + (", ".join(f"{v:+.2f} {k}" for k, v in sorted(total.items())) or "none")],
+    )
+
+
+def _texts(figures: dict[str, Decimal]) -> dict[str, str]:
+    return {f: format_decimal(v) if f == "basis" else f"{v:.2f}" for f, v in figures.items()}
