@@ -72,3 +72,30 @@ def register(app: typer.Typer) -> None:
         emit(report, output.value, console)
         if not (report.extra["balanced"] and report.extra["liability_matches"]):
             raise typer.Exit(1)
+
+    @app.command()
+    def reconcile(
+        as_of: Annotated[str, typer.Option("--as-of", help="valid date D (YYYY-MM-DD)")],
+        known_at: KnownAtOption = None,
+        customer: CustomerOption = None,
+        grace_days: Annotated[int, typer.Option(
+            "--grace-days", min=0, help="days after a period's end to wait for a claim")] = 60,
+        unpaid_days: Annotated[int, typer.Option(
+            "--unpaid-days", min=0, help="days an approved claim may stay unpaid")] = 30,
+        flagged: Annotated[bool, typer.Option(
+            "--flagged", help="only the agreements with a flag")] = False,
+        output: FormatOption = Format.table,
+        database: DatabaseOption = None,
+    ) -> None:
+        """Accrued, claimed, approved, paid, written off per customer and agreement, with
+        flags: claims above earned, unclaimed accruals, negative liabilities, approved claims
+        unpaid past the limit."""
+        from ledger.audit.output import emit
+        from ledger.audit.reconcile import reconcile_report
+
+        day, known = parse_as_of(as_of), parse_known_at(known_at)
+        with open_ledger(database) as ledger:
+            report = reconcile_report(ledger, day, known, grace_days=grace_days,
+                                      unpaid_days=unpaid_days, customer_id=customer,
+                                      flagged_only=flagged)
+        emit(report, output.value, console)

@@ -26,7 +26,7 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from ledger.audit.facts import Facts, agreement_ids, event_ids, load_facts
-from ledger.audit.output import Report
+from ledger.audit.output import Report, money
 from ledger.core import Ledger
 from ledger.liability import FOREVER_US
 from ledger.money import EXACT, ZERO, round_money
@@ -65,7 +65,7 @@ class Posting:
 
 
 def _money_text(value: Decimal) -> Decimal:
-    return value.quantize(Decimal("0.01")) if value == value.quantize(Decimal("0.01")) else value
+    return money(value)
 
 
 class _Entries:

@@ -21,6 +21,14 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+CENT = Decimal("0.01")
+
+
+def money(value: Decimal) -> Decimal:
+    """A money figure shown with its two decimals (more only when it has more)."""
+    quantized = value.quantize(CENT)
+    return quantized if quantized == value else value
+
 
 def plain(value: Any) -> Any:
     """A value as JSON and CSV show it: decimals and times as strings, the rest as is."""
@@ -80,7 +88,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list):
-        return " ".join(str(v) for v in value)
+        return "; ".join(str(v) for v in value)
     return str(value)
 
 

@@ -1,0 +1,130 @@
+"""`rebate-ledger reconcile --as-of D`: accrued, claimed, approved, paid and written off per
+customer and agreement at D (as known at K), with the flags finance acts on:
+
+- `claims above earned`: more approved (or claimed) than accrued;
+- `unclaimed accrual`: something accrued, the period ended more than `grace_days` before D,
+  and no claim submitted;
+- `negative liability`: more paid and written off than accrued (the customer owes money back);
+- `approved unpaid`: a claim approved more than `unpaid_days` before D and not paid in full.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from ledger.audit.facts import load_facts
+from ledger.audit.output import Report, money
+from ledger.core import Ledger
+from ledger.liability import FOREVER_US
+from ledger.money import EXACT, ZERO
+from ledger.projections.core import to_us
+
+GRACE_DAYS = 60
+UNPAID_DAYS = 30
+
+
+@dataclass
+class Line:
+    agreement_id: str
+    customer_id: str
+    currency: str
+    period_end: date
+    accrued: Decimal
+    claimed: Decimal
+    approved: Decimal
+    paid: Decimal
+    written_off: Decimal
+    liability: Decimal
+    flags: list[str] = field(default_factory=list)
+
+    def to_row(self) -> dict[str, object]:
+        return {
+            "customer_id": self.customer_id, "agreement_id": self.agreement_id,
+            "currency": self.currency, "accrued": money(self.accrued),
+            "claimed": money(self.claimed), "approved": money(self.approved),
+            "paid": money(self.paid), "written_off": money(self.written_off),
+            "liability": money(self.liability), "flags": self.flags,
+        }
+
+
+def reconcile(
+    ledger: Ledger, as_of: date, known_at: datetime | None = None, *,
+    grace_days: int = GRACE_DAYS, unpaid_days: int = UNPAID_DAYS,
+    customer_id: str | None = None,
+) -> list[Line]:
+    known_us = FOREVER_US if known_at is None else to_us(known_at)
+    lines = []
+    with Session(ledger.engine) as session:
+        for row in ledger.liability(as_of, known_at, customer_id=customer_id):
+            assert row.terms is not None
+            facts = load_facts(session, row.agreement_id, as_of, known_us)
+            totals = facts.money_totals()
+            line = Line(row.agreement_id, row.customer_id, row.currency, row.terms.period_end,
+                        row.accrued, totals.get("claimed", ZERO), row.approved, row.paid,
+                        row.written_off, row.liability)
+            if line.approved > line.accrued:
+                line.flags.append(f"claims above earned: approved {line.approved:.2f} > "
+                                  f"accrued {line.accrued:.2f}")
+            elif line.claimed > line.accrued:
+                line.flags.append(f"claims above earned: claimed {line.claimed:.2f} > "
+                                  f"accrued {line.accrued:.2f}")
+            deadline = row.terms.period_end + timedelta(days=grace_days)
+            if line.accrued > 0 and line.claimed == 0 and as_of > deadline:
+                line.flags.append(f"unclaimed accrual: period ended {row.terms.period_end}, "
+                                  f"no claim by {deadline} (+{grace_days} days)")
+            if line.liability < 0:
+                line.flags.append(f"negative liability: {line.liability:.2f}")
+            approved: dict[str, tuple[Decimal, date]] = {}
+            paid: dict[str, Decimal] = defaultdict(lambda: ZERO)
+            for m in facts.money_rows:
+                if m.claim_id is None:
+                    continue
+                if m.kind == "approved":
+                    approved[m.claim_id] = (m.amount, m.valid_date)
+                elif m.kind == "paid":
+                    paid[m.claim_id] = EXACT.add(paid[m.claim_id], m.amount)
+            for claim_id, (amount, on) in sorted(approved.items()):
+                if paid[claim_id] < amount and (as_of - on).days > unpaid_days:
+                    line.flags.append(
+                        f"approved unpaid: claim {claim_id} approved {amount:.2f} on {on}, "
+                        f"paid {paid[claim_id]:.2f}, {(as_of - on).days} days > {unpaid_days}")
+            lines.append(line)
+    lines.sort(key=lambda x: (x.customer_id, x.agreement_id))
+    return lines
+
+
+def reconcile_report(
+    ledger: Ledger, as_of: date, known_at: datetime | None = None, *,
+    grace_days: int = GRACE_DAYS, unpaid_days: int = UNPAID_DAYS,
+    customer_id: str | None = None, flagged_only: bool = False,
+) -> Report:
+    lines = reconcile(ledger, as_of, known_at, grace_days=grace_days, unpaid_days=unpaid_days,
+                      customer_id=customer_id)
+    flagged = [x for x in lines if x.flags]
+    shown = flagged if flagged_only else lines
+    totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    for x in lines:
+        for name in ("accrued", "claimed", "approved", "paid", "written_off", "liability"):
+            totals[x.currency][name] = EXACT.add(totals[x.currency][name], getattr(x, name))
+    known = "everything recorded" if known_at is None else known_at.isoformat()
+    return Report(
+        title=f"Reconciliation at {as_of}, as known at {known} (grace {grace_days} days, "
+              f"unpaid limit {unpaid_days} days)",
+        columns=("customer_id", "agreement_id", "currency", "accrued", "claimed", "approved",
+                 "paid", "written_off", "liability", "flags"),
+        rows=[x.to_row() for x in shown],
+        meta={"as_of": as_of, "known_at": known_at, "grace_days": grace_days,
+              "unpaid_days": unpaid_days},
+        extra={"totals": {c: {k: f"{v:.2f}" for k, v in t.items()}
+                          for c, t in sorted(totals.items())},
+               "agreements": len(lines), "flagged": len(flagged)},
+        notes=[f"{len(lines)} agreements, {len(flagged)} flagged"] + [
+            f"{c}: accrued {t['accrued']:.2f}, approved {t['approved']:.2f}, paid "
+            f"{t['paid']:.2f}, written off {t['written_off']:.2f}, liability "
+            f"{t['liability']:.2f}" for c, t in sorted(totals.items())],
+    )

@@ -1,0 +1,85 @@
+"""`reconcile` (issue 4, item 4) on the worked book of conftest.py, on SQLite and PostgreSQL,
+and through the CLI."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from ledger import Ledger
+from ledger.audit.reconcile import reconcile
+from tests.contract import helpers as h
+from tests.e2e.conftest import Runner
+
+
+def by_id(book: Ledger, as_of: date, **options: int) -> dict[str, Any]:
+    return {x.agreement_id: x for x in reconcile(book, as_of, **options)}
+
+
+def test_figures_per_agreement_and_no_flag_while_all_is_in_order(book: Ledger) -> None:
+    # at 2025-06-30: A1 accrued 287.50 (115 x 2.50), claimed, approved and paid 100.00,
+    # written off 10.00: liability 177.50; A2 8.00, nothing claimed, its period still open.
+    lines = by_id(book, date(2025, 6, 30))
+    a1, a2 = lines["A1"], lines["A2"]
+    assert (a1.accrued, a1.claimed, a1.approved, a1.paid, a1.written_off, a1.liability) == (
+        Decimal("287.50"), Decimal("100.00"), Decimal("100.00"), Decimal("100.00"),
+        Decimal("10.00"), Decimal("177.50"))
+    assert a2.accrued == Decimal("8.00") and a2.claimed == 0
+    assert a1.flags == [] and a2.flags == []
+
+
+def test_unclaimed_accrual_after_the_period_and_the_grace(book: Ledger) -> None:
+    # the period ends 2025-12-31; with 60 days' grace A2 (8.00, never claimed) is flagged on
+    # 2026-03-02 but not on 2026-03-01; A1 had a claim.
+    assert by_id(book, date(2026, 3, 1))["A2"].flags == []
+    flags = by_id(book, date(2026, 3, 2))["A2"].flags
+    assert len(flags) == 1 and flags[0].startswith("unclaimed accrual")
+    assert by_id(book, date(2026, 3, 2))["A1"].flags == []
+
+
+def test_claims_above_earned_negative_liability_and_approved_unpaid(database_url: str) -> None:
+    # A3: 1.00 per unit; S20 100 units earns 100.00; claim K3 for 100.00 approved in full on
+    # 02-02 and 90.00 paid on 02-03; then S20 is returned (reversed 02-10): accrued 0.00. At
+    # 2025-03-10: approved 100.00 > accrued 0.00, liability 0 - 90 = -90.00, and 10.00 still
+    # unpaid 36 days after approval (> 30).
+    book = [
+        h.at("2025-01-01T00:00:00Z", h.agreement("A3", customer_id="C3")),
+        h.at("2025-02-01T00:00:00Z", h.sale("S20", "100", "1000.00", "2025-01-20",
+                                            customer_id="C3")),
+        h.at("2025-02-02T00:00:00Z", h.submit("K3", "100.00", submitted_on="2025-02-02",
+                                              agreement_id="A3")),
+        h.at("2025-02-02T00:00:01Z", h.approve("K3", approved_on="2025-02-02")),
+        h.at("2025-02-03T00:00:00Z", h.settle("K3", paid_on="2025-02-03", paid_amount="90.00",
+                                              payment_ref="PAY-3")),
+        h.at("2025-02-10T00:00:00Z", h.reversal("S20", "2025-02-10")),
+    ]
+    with Ledger(database_url) as ledger:
+        h.accepted_all(ledger, book)
+        flags = by_id(ledger, date(2025, 3, 10))["A3"].flags
+        assert [f.split(":")[0] for f in flags] == [
+            "claims above earned", "negative liability", "approved unpaid"]
+        assert "approved 100.00 > accrued 0.00" in flags[0]
+        assert "-90.00" in flags[1]
+        assert "claim K3 approved 100.00 on 2025-02-02, paid 90.00, 36 days > 30" in flags[2]
+        # 30 days after approval is within the limit
+        assert [f.split(":")[0] for f in by_id(ledger, date(2025, 3, 4))["A3"].flags] == [
+            "claims above earned", "negative liability"]
+        assert by_id(ledger, date(2025, 3, 10), unpaid_days=36)["A3"].flags[-1].startswith(
+            "negative liability")
+        # before the return nothing is wrong but the unpaid 10.00 (not yet 30 days)
+        assert by_id(ledger, date(2025, 2, 9))["A3"].flags == []
+
+
+def test_cli_reconcile_as_a_user_types_it(cli: Runner) -> None:
+    done = cli("reconcile", "--as-of", "2026-03-02", "--flagged", "--format", "json")
+    assert done.code == 0, str(done)
+    document = done.json()
+    assert [r["agreement_id"] for r in document["rows"]] == ["A2"]
+    assert document["agreements"] == 2 and document["flagged"] == 1
+    assert document["totals"]["EUR"]["liability"] == "185.50"  # 177.50 + 8.00
+    done = cli("reconcile", "--as-of", "2026-03-02", "--format", "csv")
+    header, *rows = done.stdout.splitlines()
+    assert header == ("customer_id,agreement_id,currency,accrued,claimed,approved,paid,"
+                      "written_off,liability,flags")
+    assert len(rows) == 2 and rows[0].startswith("C1,A1,EUR,287.50,100.00,100.00,100.00,10.00,")
