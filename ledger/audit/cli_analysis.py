@@ -85,3 +85,25 @@ def register(app: typer.Typer) -> None:
         with open_ledger(database) as ledger:
             report = diff_report(ledger, day, k1, k2)
         emit(report, output.value, console)
+
+    @app.command()
+    def opportunities(
+        as_of: Annotated[str, typer.Option("--as-of", help="valid date D (YYYY-MM-DD)")],
+        known_at: KnownAtOption = None,
+        customer: Annotated[str | None, typer.Option(
+            "--customer", help="only this customer")] = None,
+        limit: Annotated[int | None, typer.Option(
+            "--limit", min=1, help="the first N by extra rebate")] = None,
+        output: FormatOption = Format.table,
+        database: DatabaseOption = None,
+    ) -> None:
+        """Per running agreement below a next tier: the basis still needed, the days left, the
+        extra rebate it would unlock, and whether the run rate gets there; largest first."""
+        from ledger.audit.opportunities import opportunities_report
+        from ledger.audit.output import emit
+
+        day, known = parse_as_of(as_of), parse_known_at(known_at)
+        with open_ledger(database) as ledger:
+            report = opportunities_report(ledger, day, known, customer_id=customer,
+                                          limit=limit)
+        emit(report, output.value, console)
