@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from ledger import commands as c
 from ledger.application import LedgerApplication
+from ledger.audit.chain import chain_metadata
 from ledger.config import Settings
 from ledger.errors import InvalidCommand, Rejection
 from ledger.handlers import DUPLICATE, Batch, RejectionRecord
@@ -114,6 +115,7 @@ class Ledger:
 
     def _create_tables(self) -> None:
         metadata.create_all(self.engine)
+        chain_metadata.create_all(self.engine)
         with self.engine.begin() as connection:
             if connection.execute(select(ledger_state.c.id)).first() is None:
                 connection.execute(

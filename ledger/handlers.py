@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from ledger import commands as c
 from ledger.aggregates.sales import BATCH_LINES_MAX
 from ledger.application import LedgerApplication, Recorded
+from ledger.audit import chain
 from ledger.errors import Rejection, RuleViolation, UnknownAgreement
 from ledger.events import SaleLine, SaleReversal
 from ledger.liability import FOREVER_US, accrual_at, exact_value, load_histories, money_totals
@@ -86,6 +87,8 @@ class Batch:
     reversed_ids: set[str] = field(default_factory=set)
     pending_sales: list[SaleLine] = field(default_factory=list)
     pending_reversals: list[SaleReversal] = field(default_factory=list)
+    #: store positions of the events saved in this transaction, chained in `finish`
+    stored_positions: list[int] = field(default_factory=list)
 
     # Set-up and tear-down ------------------------------------------------------------------
 
@@ -128,6 +131,9 @@ class Batch:
 
     def finish(self) -> None:
         self.flush_sales()
+        # tamper evidence: the hash chain, in the transaction that stores the events
+        chain.append(self.session, self.app.recorder, self.stored_positions)
+        self.stored_positions.clear()
         if self.rejected:
             self.session.execute(
                 insert(rejections),
@@ -158,6 +164,7 @@ class Batch:
 
     def project(self, recorded: Recorded) -> None:
         self.projection.apply(self.session, recorded)
+        self.stored_positions.extend(position for _, position in recorded)
 
     def flush_sales(self) -> None:
         """Store the pending sales and reversals as batch events, in the order received."""

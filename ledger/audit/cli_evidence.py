@@ -1,9 +1,131 @@
-"""CLI commands of the auditors' toolkit (see ledger/audit/__init__.py)."""
+"""CLI commands of the auditors' toolkit for evidence: `verify`, `digest` (see
+ledger/audit/__init__.py). No `from __future__ import annotations`: typer reads the
+annotations, and the option types are defined inside `register`."""
 
-from __future__ import annotations
+from pathlib import Path
+from typing import Annotated, Any
 
+import orjson
 import typer
+
+
+def read_digest(text: str) -> tuple[int, str]:
+    """`--digest`: a file holding `rebate-ledger digest --format json`, or that JSON itself."""
+    path = Path(text)
+    raw = path.read_bytes() if path.is_file() else text.encode()
+    try:
+        data = orjson.loads(raw)
+        return int(data["position"]), str(data["store_hash"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise typer.BadParameter(
+            f"{text!r} is neither a file nor the JSON that `rebate-ledger digest --format json` "
+            "prints (with position and store_hash)", param_hint="--digest") from None
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
+    from ledger.cli import DatabaseOption, Format, console, open_ledger
+
+    FormatOption = Annotated[  # noqa: N806 - a type alias, evaluated here
+        Format, typer.Option("--format", help="table, json or csv")
+    ]
+
+    @app.command()
+    def verify(
+        digest_text: Annotated[str | None, typer.Option(
+            "--digest", help="a digest taken earlier (file or JSON): prove the chain still "
+            "passes through it")] = None,
+        log: Annotated[bool, typer.Option(
+            "--log", help="also check every record of the Kafka events topic against the "
+            "store")] = False,
+        output: FormatOption = Format.table,
+        database: DatabaseOption = None,
+    ) -> None:
+        """Recompute the hash chains of every stored event (per stream and in store order)
+        and name the first event that breaks them; exit 1 on any break."""
+        from sqlalchemy.orm import Session
+
+        from ledger.audit.chain import verify_store
+        from ledger.audit.output import Report, emit
+
+        wanted = read_digest(digest_text) if digest_text else None
+        with open_ledger(database) as ledger:
+            with Session(ledger.engine) as session:
+                result = verify_store(session, ledger.app.recorder, digest=wanted)
+            if log:
+                _verify_log(ledger, result)
+        document = result.to_dict()
+        if output is Format.json:
+            console.file.write(orjson.dumps(document).decode() + "\n")
+        elif output is Format.csv:
+            emit(Report("breaks", ("position", "aggregate_id", "version", "type", "what"),
+                        [b.to_dict() for b in result.breaks]), "csv", console)
+        else:
+            console.print(f"{result.events} stored events, {result.chained} chained; head "
+                          f"position {result.head_position}, hash {result.head_hash}",
+                          highlight=False, markup=False)
+            if result.breaks:
+                first = result.breaks[0]
+                console.print(
+                    f"BROKEN at position {first.position}: {first.what} (aggregate "
+                    f"{first.aggregate_id}, version {first.version}, "
+                    f"{document['first_break']['type']}); {len(result.breaks)} break(s)",
+                    highlight=False, markup=False)
+            else:
+                console.print("both chains verify: no event was altered, removed or "
+                              "inserted behind the ledger", highlight=False, markup=False)
+            if result.digest_checked:
+                console.print(f"digest: {'OK' if result.digest_ok else 'FAILED'}: "
+                              f"{result.digest_detail}", highlight=False, markup=False)
+            if result.log_checked:
+                console.print(f"Kafka log: {result.log_records} records checked against "
+                              "the store", highlight=False, markup=False)
+        raise typer.Exit(0 if result.ok else 1)
+
+    def _verify_log(ledger: Any, result: Any) -> None:
+        from sqlalchemy.orm import Session
+
+        from consumers.relay import Relay
+        from consumers.transport import transport
+        from ledger.audit.chain import read_events_log, verify_log
+        from ledger.config import Settings
+        from ledger.kafka.broker import broker_bootstrap
+        from ledger.kafka.settings import KafkaSettings
+        from replay.rebuild import publish_store
+
+        settings = KafkaSettings()
+        with broker_bootstrap(settings.bootstrap, Settings().home) as bootstrap:
+            kafka = transport(settings, bootstrap)
+            position = publish_store(ledger, kafka, settings)
+            records = read_events_log(kafka, settings, position)
+            with Relay(ledger, kafka, settings) as relay, Session(ledger.engine) as session:
+                result.breaks.extend(verify_log(session, ledger.app.recorder, records,
+                                                relay.records))
+        result.breaks.sort(key=lambda b: b.position)
+        result.log_checked, result.log_records = True, len(records)
+
+    @app.command()
+    def digest(
+        output: FormatOption = Format.table,
+        database: DatabaseOption = None,
+    ) -> None:
+        """The head of the store's hash chain (position and hash), to publish; `verify
+        --digest` proves later that the store still extends it."""
+        from sqlalchemy.orm import Session
+
+        from ledger.audit.chain import digest as head
+
+        with open_ledger(database) as ledger, Session(ledger.engine) as session:
+            found = head(session)
+            taken = ledger.clock()
+        document = {**found.to_dict(), "taken_at": taken.isoformat()}
+        if output is Format.table:
+            console.print(f"position {found.position}  store hash {found.hash}  "
+                          f"({found.events} events, taken {taken.isoformat()})",
+                          highlight=False, markup=False)
+        elif output is Format.csv:
+            console.file.write("position,store_hash,events,taken_at\n"
+                               f"{found.position},{found.hash},{found.events},"
+                               f"{taken.isoformat()}\n")
+        else:
+            console.file.write(orjson.dumps(document).decode() + "\n")
