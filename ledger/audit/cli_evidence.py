@@ -129,3 +129,26 @@ def register(app: typer.Typer) -> None:
                                f"{taken.isoformat()}\n")
         else:
             console.file.write(orjson.dumps(document).decode() + "\n")
+
+    @app.command()
+    def evidence(
+        as_of: Annotated[str, typer.Option("--as-of", help="valid date D (YYYY-MM-DD)")],
+        out: Annotated[Path, typer.Option("--out", help="the zip file to write")],
+        known_at: Annotated[str | None, typer.Option(
+            "--known-at", help="as the books stood at K (default: everything recorded)")] = None,
+        database: DatabaseOption = None,
+    ) -> None:
+        """Write the evidence pack for the position at D as known at K: positions, journal,
+        trial balance, explain for every agreement, verify and digest, and a manifest of
+        SHA-256 hashes."""
+        from ledger.audit.evidence import write_pack
+        from ledger.cli import parse_as_of, parse_known_at
+
+        day, known = parse_as_of(as_of), parse_known_at(known_at)
+        with open_ledger(database) as ledger:
+            pack = write_pack(ledger, day, known, out)
+        console.print(f"wrote {pack.path}: {len(pack.files)} files and manifest.json; chain "
+                      f"{'verified' if pack.verified else 'BROKEN'}, trial balance "
+                      f"{'balanced' if pack.balanced else 'NOT balanced'}",
+                      highlight=False, markup=False)
+        raise typer.Exit(0 if pack.verified and pack.balanced else 1)

@@ -1,0 +1,112 @@
+"""`rebate-ledger evidence --as-of D [--known-at K] --out FILE.zip`: what an auditor takes away.
+
+The zip holds, for the position at D as known at K: the positions (the contract's liability
+rows), the journal and the trial balance, the explanation of every agreement, the result of
+`verify` and the digest of the store's hash chain, each as JSON (and CSV where tabular), and
+`manifest.json`: the question asked, the ledger's version, the digest, and the SHA-256 and size
+of every other file, so that anyone can check that nothing in the pack was changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy.orm import Session
+
+from ledger import __version__
+from ledger.audit.chain import digest, verify_store
+from ledger.audit.explain import explain
+from ledger.audit.journal import journal_report, trial_balance_report
+from ledger.audit.output import Report, plain
+from ledger.core import Ledger
+from ledger.liability import LiabilityRow
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Pack:
+    path: Path
+    files: dict[str, str]  # name -> sha256
+    verified: bool
+    balanced: bool
+
+
+def _positions_report(rows: list[LiabilityRow], as_of: date,
+                      known_at: datetime | None) -> Report:
+    columns = ("agreement_id", "customer_id", "currency", "basis", "accrued", "approved",
+               "paid", "written_off", "liability")
+    return Report(f"Positions at {as_of}", columns, [r.to_dict() for r in rows],
+                  meta={"as_of": as_of, "known_at": known_at})
+
+
+def write_pack(ledger: Ledger, as_of: date, known_at: datetime | None, out: Path) -> Pack:
+    files: dict[str, bytes] = {}
+
+    def add_report(stem: str, report: Report, csv: bool = True) -> None:
+        files[f"{stem}.json"] = report.to_json()
+        if csv:
+            files[f"{stem}.csv"] = report.to_csv().encode()
+
+    rows = ledger.liability(as_of, known_at)
+    add_report("positions", _positions_report(rows, as_of, known_at))
+    add_report("journal", journal_report(ledger, as_of, known_at))
+    balance = trial_balance_report(ledger, as_of, known_at)
+    add_report("trial_balance", balance)
+    for row in rows:
+        explanation = explain(ledger, row.agreement_id, as_of, known_at)
+        name = f"explain/{_safe(row.agreement_id)}"
+        files[f"{name}.json"] = orjson.dumps(explanation.to_dict())
+        files[f"{name}.txt"] = ("\n".join(explanation.lines()) + "\n").encode()
+    with Session(ledger.engine) as session:
+        verified = verify_store(session, ledger.app.recorder)
+        head = digest(session)
+    files["verify.json"] = orjson.dumps(verified.to_dict())
+    files["digest.json"] = orjson.dumps(head.to_dict())
+    hashes = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
+    manifest: dict[str, Any] = {
+        "question": {"as_of": plain(as_of), "known_at": plain(known_at)},
+        "created_at": plain(ledger.clock()),
+        "ledger": {"name": "rebate-ledger", "version": __version__},
+        "digest": head.to_dict(),
+        "verified": verified.ok,
+        "trial_balance_balanced": bool(balance.extra["balanced"]),
+        "liability_matches_contract": bool(balance.extra["liability_matches"]),
+        "files": {name: {"sha256": hashes[name], "bytes": len(files[name])}
+                  for name in sorted(files)},
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(files):
+            archive.writestr(name, files[name])
+        archive.writestr(MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    return Pack(out, hashes, verified.ok, bool(balance.extra["balanced"]))
+
+
+def check_pack(path: Path) -> list[str]:
+    """Problems found in a pack: files whose hash or size differ from the manifest, files
+    missing or not listed. Empty: the pack is as written."""
+    problems = []
+    with zipfile.ZipFile(path) as archive:
+        manifest = orjson.loads(archive.read(MANIFEST))
+        names = set(archive.namelist()) - {MANIFEST}
+        for name, entry in manifest["files"].items():
+            if name not in names:
+                problems.append(f"{name}: missing")
+                continue
+            data = archive.read(name)
+            if hashlib.sha256(data).hexdigest() != entry["sha256"] or len(data) != entry["bytes"]:
+                problems.append(f"{name}: differs from the manifest")
+        problems += [f"{name}: not in the manifest" for name in sorted(
+            names - set(manifest["files"]))]
+    return problems
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
