@@ -2,6 +2,7 @@
 (see ledger/audit/__init__.py). No `from __future__ import annotations` here: typer reads the
 annotations, and the option types are defined inside `register`."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -106,4 +107,35 @@ def register(app: typer.Typer) -> None:
         with open_ledger(database) as ledger:
             report = opportunities_report(ledger, day, known, customer_id=customer,
                                           limit=limit)
+        emit(report, output.value, console)
+
+    @app.command()
+    def simulate(
+        draft: Annotated[Path, typer.Option(
+            "--draft", help="JSONL: a create_agreement and optional amend_agreement lines")],
+        as_of: Annotated[str | None, typer.Option(
+            "--as-of", help="stop at this date (default: the end of the draft's period)")] = None,
+        output: FormatOption = Format.table,
+        database: DatabaseOption = None,
+    ) -> None:
+        """What a draft agreement would have accrued, month by month, over the sales already
+        recorded, next to the customer's existing agreements; nothing is stored."""
+        from ledger.audit.output import emit
+        from ledger.audit.simulate import read_draft, simulate_report
+        from ledger.errors import Rejection
+
+        day = parse_as_of(as_of) if as_of is not None else None
+        try:
+            lines = draft.read_bytes().splitlines()
+        except OSError as error:
+            err_console.print(f"[red]error:[/red] --draft {draft}: {error.strerror or error}")
+            raise typer.Exit(EXIT_UNREADABLE) from None
+        try:
+            plan = read_draft(lines)
+        except Rejection as error:
+            err_console.print(f"[red]error:[/red] --draft {draft}: {error.reason}",
+                              highlight=False)
+            raise typer.Exit(EXIT_UNREADABLE) from None
+        with open_ledger(database) as ledger:
+            report = simulate_report(ledger, plan, day)
         emit(report, output.value, console)
