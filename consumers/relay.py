@@ -219,6 +219,9 @@ class Relay:
     # --- publishing -----------------------------------------------------------------------
 
     def _customer_of(self, event: LedgerEvent) -> str:
+        period = getattr(event, "period", None)
+        if isinstance(period, str) and getattr(event, "agreement_id", None) is None:
+            return f"period:{period}"  # a period close: ledger-wide, keyed by its period
         customer = getattr(event, "customer_id", None)
         agreement_id = getattr(event, "agreement_id", None)
         if isinstance(customer, str):

@@ -132,6 +132,21 @@ class LedgerApplication(Application[UUID]):
         )
         return self._save(claim)
 
+    def close_period(
+        self, period: str, period_start: date, period_end: date,
+        reported: tuple[Any, ...], recorded_at: datetime,
+    ) -> Recorded:
+        from ledger.aggregates.period import PeriodClose, period_uuid
+
+        if self.recorder.select_events(period_uuid(period), limit=1):
+            raise RuleViolation(
+                "period", f"period {period!r} is already closed; a close is final (later "
+                "changes show as post-close adjustments in diff and reconcile)"
+            )
+        close = PeriodClose(period=period, period_start=period_start, period_end=period_end,
+                            reported=reported, recorded_at=recorded_at)
+        return self._save(close)
+
     def save_claim(self, claim: Claim) -> Recorded:
         return self._save(claim)
 

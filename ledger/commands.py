@@ -121,6 +121,13 @@ class CreateAgreement(Command):
     forecast_basis: Positive | None = None
 
 
+class CloseStandIn(Command):
+    """Not a contract command: carries the `recorded_at` of `close-period` through the same
+    rules as a command's (`Batch.recorded_time`)."""
+
+    kind: ClassVar[str] = "close_period"
+
+
 class AmendAgreement(Command):
     kind: ClassVar[str] = "amend_agreement"
     type: Literal["amend_agreement"]

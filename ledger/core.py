@@ -27,6 +27,7 @@ from ledger.projections.core import (
     ledger_state,
     metadata,
     rejections,
+    to_us,
 )
 from ledger.store import (
     ENGINE_KEY,
@@ -293,6 +294,38 @@ class Ledger:
             else:
                 report.accepted += 1
         report.rejected.extend(batch.rejected)
+
+    # Closing a period ----------------------------------------------------------------------
+
+    def close_period(
+        self, period: str, start: date, end: date, recorded_at: datetime | None = None
+    ) -> tuple[str, int, datetime, list[LiabilityRow]]:
+        """Record the close of `period` (`start` to `end`): the liability at `end` as known at
+        the close (`recorded_at`, default now; the same rules as a command's) is frozen in a
+        `PeriodClosed` event. Returns (event id, store position, closed at, reported rows).
+        Raises `RuleViolation` (field `period` or `recorded_at`) when refused."""
+        from ledger.errors import RuleViolation
+        from ledger.events.period import ReportedRow
+
+        if end < start:
+            raise RuleViolation("period", f"ends {end} before it starts {start}")
+        with self.app.recorder.transaction(commit=True) as session:  # type: ignore[attr-defined]
+            lock_writer(session)
+            batch = Batch(session=session, app=self.app, projection=self.projection,
+                          now=self.clock(), source="close-period")
+            batch.load_state()
+            moment = batch.recorded_time(
+                c.CloseStandIn(recorded_at=recorded_at)  # the command rules of recorded_at
+            )
+            rows = liability_rows(session, end, moment)
+            reported = tuple(ReportedRow(**{k: v for k, v in r.to_dict().items()
+                                            if k != "basis"}) for r in rows)
+            recorded = self.app.close_period(period, start, end, reported, moment)
+            batch.project(recorded)
+            batch.watermark_us = max(batch.watermark_us, to_us(moment))
+            batch.finish()
+        (event, position), = recorded
+        return f"{event.originator_id}/{event.originator_version}", position, moment, rows
 
     # Reading -----------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 `reconcile` (see ledger/audit/__init__.py)."""
 
 
+from decimal import Decimal
 from typing import Annotated
 
 import typer
@@ -21,6 +22,7 @@ def register(app: typer.Typer) -> None:
         DatabaseOption,
         Format,
         console,
+        err_console,
         open_ledger,
         parse_as_of,
         parse_known_at,
@@ -99,3 +101,40 @@ def register(app: typer.Typer) -> None:
                                       unpaid_days=unpaid_days, customer_id=customer,
                                       flagged_only=flagged)
         emit(report, output.value, console)
+
+    @app.command("close-period")
+    def close_period(
+        period: Annotated[str | None, typer.Option(
+            "--period", help="2025 (year), 2025-Q4 (quarter) or 2025-11 (month)")] = None,
+        start: Annotated[str | None, typer.Option(
+            "--from", help="first day of any other range (with --to)")] = None,
+        end: Annotated[str | None, typer.Option("--to", help="last day of the range")] = None,
+        recorded_at: Annotated[str | None, typer.Option(
+            "--recorded-at", help="when the close happened, for loading history (ISO "
+            "timestamp; the same rules as a command's recorded_at); default now")] = None,
+        database: DatabaseOption = None,
+    ) -> None:
+        """Close a period: freeze the liability at its end as known now (the reported
+        position). Later changes show as post-close adjustments in diff and reconcile."""
+        from ledger.audit.close import parse_period
+        from ledger.errors import RuleViolation
+
+        first = parse_as_of(start) if start else None
+        last = parse_as_of(end) if end else None
+        moment = parse_known_at(recorded_at) if recorded_at else None
+        try:
+            label, first_day, last_day = parse_period(period, first, last)
+            with open_ledger(database) as ledger:
+                event_id, position, closed_at, rows = ledger.close_period(
+                    label, first_day, last_day, moment)
+        except RuleViolation as error:
+            err_console.print(f"[red]error:[/red] {error.reason}", highlight=False)
+            raise typer.Exit(1) from None
+        totals: dict[str, Decimal] = {}
+        for row in rows:
+            totals[row.currency] = totals.get(row.currency, Decimal(0)) + row.liability
+        console.print(
+            f"closed {label} ({first_day} to {last_day}) at {closed_at.isoformat()}: "
+            f"{len(rows)} agreements reported, liability "
+            + (", ".join(f"{v:.2f} {k}" for k, v in sorted(totals.items())) or "none")
+            + f"; event {event_id} at position {position}", highlight=False, markup=False)

@@ -7,7 +7,7 @@ revisions, claims, settlements, write-offs, new agreements.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ledger.audit.close import close_covering
 from ledger.audit.facts import agreement_ids, load_facts
 from ledger.audit.output import Report
 from ledger.core import Ledger
@@ -33,10 +34,11 @@ class Cause:
     recorded_at: datetime
     event: str
     detail: str
+    post_close: bool = False  # recorded after the close of the period that holds D
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "recorded_at": self.recorded_at, "event": self.event,
-                "detail": self.detail}
+                "detail": self.detail, "post_close_adjustment": self.post_close}
 
 
 @dataclass
@@ -70,6 +72,7 @@ def diff(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None = None) 
     after = {r.agreement_id: r for r in ledger.liability(as_of, k2)}
     k1_us = to_us(k1)
     k2_us = FOREVER_US if k2 is None else to_us(k2)
+    close = close_covering(ledger, as_of, k2)
     changes = []
     with Session(ledger.engine) as session:
         for agreement in agreement_ids(session, k2_us):
@@ -78,6 +81,9 @@ def diff(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None = None) 
             change = Change(agreement, row.customer_id, row.currency,
                             _figures(before.get(agreement)), _figures(after.get(agreement)))
             change.causes = _causes(session, agreement, as_of, k1_us, k2_us)
+            if close is not None:
+                change.causes = [replace(x, post_close=x.recorded_at > close.closed_at)
+                                 for x in change.causes]
             if change.changed:
                 changes.append(change)
     return changes
@@ -166,9 +172,14 @@ def diff_report(ledger: Ledger, as_of: date, k1: datetime,
             **{f"{f}_before": c.before[f] for f in ("accrued", "liability")},
             **{f"{f}_after": c.after[f] for f in ("accrued", "liability")},
             "liability_change": delta["liability"],
-            "causes": "; ".join(f"{x.kind} {x.event}" for x in c.causes),
+            "causes": "; ".join(f"{'post-close ' if x.post_close else ''}{x.kind} {x.event}"
+                                for x in c.causes),
         })
     k2_text = "now" if k2 is None else k2.isoformat()
+    close = close_covering(ledger, as_of, k2)
+    close_note = [] if close is None else [
+        f"{close.period} ({close.start} to {close.end}) was closed at "
+        f"{close.closed_at.isoformat()}: changes recorded after it are post-close adjustments"]
     total: dict[str, Decimal] = {}
     for c in changes:
         total[c.currency] = EXACT.add(total.get(c.currency, ZERO), c.delta["liability"])
@@ -182,9 +193,13 @@ def diff_report(ledger: Ledger, as_of: date, k1: datetime,
         extra={"changes": [{"agreement_id": c.agreement_id,
                             "before": _texts(c.before), "after": _texts(c.after),
                             "causes": [x.to_dict() for x in c.causes]} for c in changes],
-               "total_change": {k: str(v) for k, v in total.items()}},
+               "total_change": {k: str(v) for k, v in total.items()},
+               "close": None if close is None else {
+                   "period": close.period, "closed_at": close.closed_at,
+                   "event": close.event_id}},
         notes=[f"{len(changes)} agreements changed; liability change "
-               + (", ".join(f"{v:+.2f} {k}" for k, v in sorted(total.items())) or "none")],
+               + (", ".join(f"{v:+.2f} {k}" for k, v in sorted(total.items())) or "none"),
+               *close_note],
     )
 
 

@@ -5,7 +5,9 @@ customer and agreement at D (as known at K), with the flags finance acts on:
 - `unclaimed accrual`: something accrued, the period ended more than `grace_days` before D,
   and no claim submitted;
 - `negative liability`: more paid and written off than accrued (the customer owes money back);
-- `approved unpaid`: a claim approved more than `unpaid_days` before D and not paid in full.
+- `approved unpaid`: a claim approved more than `unpaid_days` before D and not paid in full;
+- `post-close adjustment`: the liability at the end of the last closed period (ending on or
+  before D) differs from what was reported at its close (`close-period`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
+from ledger.audit.close import last_close_ending_by
 from ledger.audit.facts import load_facts
 from ledger.audit.output import Report, money
 from ledger.core import Ledger
@@ -58,6 +61,9 @@ def reconcile(
     customer_id: str | None = None,
 ) -> list[Line]:
     known_us = FOREVER_US if known_at is None else to_us(known_at)
+    close = last_close_ending_by(ledger, as_of, known_at)
+    at_close_end = {} if close is None else {
+        r.agreement_id: r for r in ledger.liability(close.end, known_at, customer_id=customer_id)}
     lines = []
     with Session(ledger.engine) as session:
         for row in ledger.liability(as_of, known_at, customer_id=customer_id):
@@ -93,6 +99,19 @@ def reconcile(
                     line.flags.append(
                         f"approved unpaid: claim {claim_id} approved {amount:.2f} on {on}, "
                         f"paid {paid[claim_id]:.2f}, {(as_of - on).days} days > {unpaid_days}")
+            if close is not None and row.agreement_id in at_close_end:
+                now = at_close_end[row.agreement_id].liability
+                reported = close.reported_liability(row.agreement_id)
+                if reported is None and now != 0:
+                    line.flags.append(
+                        f"post-close adjustment to {close.period}: not reported at the close "
+                        f"{close.closed_at.isoformat()}, liability at {close.end} now "
+                        f"{now:.2f}")
+                elif reported is not None and now != reported:
+                    line.flags.append(
+                        f"post-close adjustment to {close.period}: liability at {close.end} "
+                        f"reported {reported:.2f} at the close {close.closed_at.isoformat()}, "
+                        f"now {now:.2f} ({now - reported:+.2f})")
             lines.append(line)
     lines.sort(key=lambda x: (x.customer_id, x.agreement_id))
     return lines

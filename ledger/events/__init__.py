@@ -9,6 +9,7 @@ from ledger.events.agreement import (
 )
 from ledger.events.base import LedgerCreated, LedgerEvent
 from ledger.events.claims import ClaimApproved, ClaimRejected, ClaimSettled, ClaimSubmitted
+from ledger.events.period import PeriodClosed, ReportedRow
 from ledger.events.sales import (
     ReversalColumns,
     SaleColumns,
@@ -27,6 +28,7 @@ ALL_EVENT_TYPES: tuple[type[LedgerEvent], ...] = (
     ClaimRejected,
     ClaimSettled,
     SalesRecorded,
+    PeriodClosed,
 )
 
 __all__ = [
@@ -38,6 +40,8 @@ __all__ = [
     "ClaimSettled",
     "ClaimSubmitted",
     "ForecastRevised",
+    "PeriodClosed",
+    "ReportedRow",
     "LedgerCreated",
     "LedgerEvent",
     "RebateWrittenOff",

@@ -39,6 +39,7 @@ from ledger.events import (
     ClaimSubmitted,
     ForecastRevised,
     LedgerEvent,
+    PeriodClosed,
     RebateWrittenOff,
     SalesRecorded,
 )
@@ -161,6 +162,20 @@ claims = Table(
     Index("core_claims_by_agreement", "agreement_id"),
 )
 
+# Period closes: the reported position, frozen (ledger.audit.close reads it).
+closes = Table(
+    "core_closes",
+    metadata,
+    Column("period", ID, primary_key=True),
+    Column("period_start_day", Integer, nullable=False),
+    Column("period_end_day", Integer, nullable=False),
+    Column("recorded_us", BigInteger, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("event_id", String(64), nullable=False),
+    # the reported rows, JSON
+    Column("reported", Text, nullable=False),
+)
+
 rejections = Table(
     "rejections",
     metadata,
@@ -267,6 +282,13 @@ class CoreProjection:
                         event.claim_id)
         elif isinstance(event, ClaimRejected):
             pass  # a rejected claim moves no money
+        elif isinstance(event, PeriodClosed):
+            session.execute(insert(closes), [{
+                "period": event.period, "period_start_day": day(event.period_start),
+                "period_end_day": day(event.period_end), "recorded_us": recorded_us,
+                "position": position, "event_id": event_id(event),
+                "reported": orjson.dumps([r.model_dump() for r in event.reported]).decode(),
+            }])
         else:  # pragma: no cover - every event type is handled above
             raise AssertionError(f"no projection for {type(event).__name__}")
 

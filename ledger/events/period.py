@@ -1,0 +1,40 @@
+"""The close of a reporting period: the position reported at the close, frozen."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import BaseModel, ConfigDict
+
+from ledger.events.base import LedgerCreated
+
+
+class ReportedRow(BaseModel):
+    """One agreement's position at the period's end as reported at the close (contract row
+    figures, money as strings with two decimals)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agreement_id: str
+    customer_id: str
+    currency: str
+    accrued: str
+    approved: str
+    paid: str
+    written_off: str
+    liability: str
+
+
+class PeriodClosed(LedgerCreated):
+    """Finance closed `period` (`period_start` to `period_end`): the liability at the period's
+    end as known at the close (`recorded_at`) is the reported position. Later events that
+    change it are post-close adjustments, never silent rewrites. One close per period label."""
+
+    period: str
+    period_start: date
+    period_end: date
+    reported: tuple[ReportedRow, ...]
+
+    @property
+    def valid_time(self) -> date:
+        return self.period_end

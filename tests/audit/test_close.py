@@ -1,0 +1,96 @@
+"""Period close (issue 4, item 7) on the worked book of conftest.py, on SQLite and
+PostgreSQL: the close freezes the reported position; later changes show as post-close
+adjustments in diff and reconcile; the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from ledger import Ledger
+from ledger.audit.close import close_covering, parse_period, period_closes
+from ledger.audit.diff import diff
+from ledger.audit.reconcile import reconcile
+from ledger.errors import RuleViolation
+from tests.audit.conftest import BOOK
+from tests.contract import helpers as h
+from tests.e2e.conftest import Runner
+
+CLOSED_AT = datetime(2025, 4, 10, tzinfo=UTC)
+Q1_END = date(2025, 3, 31)
+
+
+@pytest.fixture
+def closed(database_url: str) -> Iterator[Ledger]:
+    """The worked book with Q1 closed on 10 April, after the claim (04-01 to 04-03) and
+    before the write-off, the retroactive amendment and the late sale."""
+    with Ledger(database_url) as ledger:
+        h.accepted_all(ledger, BOOK[:9])
+        ledger.close_period("2025-Q1", date(2025, 1, 1), Q1_END, CLOSED_AT)
+        h.accepted_all(ledger, BOOK[9:])
+        yield ledger
+
+
+def test_the_close_freezes_the_position_reported_at_it(closed: Ledger) -> None:
+    (close,) = period_closes(closed)
+    assert (close.period, close.start, close.end, close.closed_at) == (
+        "2025-Q1", date(2025, 1, 1), Q1_END, CLOSED_AT)
+    # at 03-31 as known on 04-10: A1 110 units x 2.00 = 220.00 (the payment is dated 04-02),
+    # A2 8.00 (its forecast revised to 500 on 03-05)
+    assert close.reported_liability("A1") == Decimal("220.00")
+    assert close.reported_liability("A2") == Decimal("8.00")
+    # now A1 is 115 x 2.50 = 287.50 at 03-31, yet the reported figure stays
+    (a1,) = closed.liability(Q1_END, agreement_id="A1")
+    assert a1.liability == Decimal("287.50")
+    assert close_covering(closed, date(2025, 2, 1)) == close
+    assert close_covering(closed, date(2025, 4, 1)) is None
+    assert period_closes(closed, datetime(2025, 4, 9, tzinfo=UTC)) == []  # not yet known
+
+
+def test_later_changes_are_post_close_adjustments_in_diff(closed: Ledger) -> None:
+    (a1,) = [c for c in diff(closed, Q1_END, CLOSED_AT) if c.agreement_id == "A1"]
+    assert a1.delta["liability"] == Decimal("67.50")  # 287.50 - 220.00
+    assert [(c.kind, c.post_close) for c in a1.causes] == [
+        ("retroactive amendment", True), ("late sale", True)]
+
+
+def test_later_changes_are_post_close_adjustments_in_reconcile(closed: Ledger) -> None:
+    lines = {x.agreement_id: x for x in reconcile(closed, date(2025, 6, 30))}
+    (flag,) = lines["A1"].flags
+    assert flag.startswith("post-close adjustment to 2025-Q1: liability at 2025-03-31 "
+                           "reported 220.00 at the close")
+    assert flag.endswith("now 287.50 (+67.50)")
+    assert lines["A2"].flags == []  # unchanged since the close
+
+
+def test_a_period_closes_once_and_not_before_what_is_recorded(closed: Ledger) -> None:
+    with pytest.raises(RuleViolation, match="period: period '2025-Q1' is already closed"):
+        closed.close_period("2025-Q1", date(2025, 1, 1), Q1_END)
+    with pytest.raises(RuleViolation, match="recorded_at: .* is earlier than"):
+        closed.close_period("2025-Q2", date(2025, 4, 1), date(2025, 6, 30), CLOSED_AT)
+
+
+def test_period_labels() -> None:
+    assert parse_period("2025-Q4") == ("2025-Q4", date(2025, 10, 1), date(2025, 12, 31))
+    assert parse_period("2024-02") == ("2024-02", date(2024, 2, 1), date(2024, 2, 29))
+    assert parse_period("2025") == ("2025", date(2025, 1, 1), date(2025, 12, 31))
+    assert parse_period(None, date(2025, 1, 15), date(2025, 2, 14))[0] == \
+        "2025-01-15..2025-02-14"
+    with pytest.raises(RuleViolation, match="period: '2025-Q5' is not"):
+        parse_period("2025-Q5")
+
+
+def test_cli_close_period_as_a_user_types_it(cli: Runner) -> None:
+    done = cli("close-period", "--period", "2025-Q3")
+    assert done.code == 0, str(done)
+    # at 09-30 as known now: A1 287.50 - 100 - 10 = 177.50, A2 8.00: 185.50
+    assert "closed 2025-Q3 (2025-07-01 to 2025-09-30)" in done.stdout
+    assert "2 agreements reported, liability 185.50 EUR" in done.stdout
+    done = cli("close-period", "--period", "2025-Q3")
+    assert done.code == 1 and "already closed" in done.stderr
+    done = cli("close-period", "--period", "Q3")
+    assert done.code == 1 and "period: 'Q3' is not" in done.stderr
+    assert cli("verify").code == 0  # the close is chained like every event
