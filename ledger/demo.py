@@ -558,7 +558,18 @@ class Flush:
 
 FLUSH = Flush()
 
-Item = bytes | Deliberate | Tick | Flush
+
+@dataclass(frozen=True)
+class Close:
+    """Finance closes a quarter: `rebate-ledger close-period` at that moment."""
+
+    period: str
+    start: date
+    end: date
+    moment: datetime
+
+
+Item = bytes | Deliberate | Tick | Flush | Close
 Ask = Callable[[date], list[LiabilityRow]]
 
 
@@ -680,6 +691,9 @@ class History:
                           Decision(quarter_end, partial(self.submit_claims, quarter)))
             approve_day = submit_day + APPROVE_LAG
             self.schedule(utc(approve_day, 11), Decision(approve_day, self.approve_claims))
+            self.schedule(close_of(quarter_end), Close(
+                f"{quarter_end.year}-Q{quarter}", date(quarter_end.year, 3 * quarter - 2, 1),
+                quarter_end, close_of(quarter_end)))
             if quarter < 4:
                 self.schedule(utc(quarter_end + REVISE_LAG, 11, 30),
                               Decision(quarter_end, partial(self.revise, quarter_end)))
@@ -964,6 +978,7 @@ class Loaded:
     rejected: list[DemoRejection] = field(default_factory=list)
     by_type: Counter[str] = field(default_factory=Counter)
     deliberate: dict[int, Deliberate] = field(default_factory=dict)  # by line number
+    closes: list[str] = field(default_factory=list)  # quarters closed (close-period)
 
     @property
     def unexpected(self) -> list[DemoRejection]:
@@ -987,10 +1002,14 @@ class Segment:
         self.head, self.rest, self.loaded = head, rest, loaded
         self.on_day, self.book = on_day, book
         self.offset = loaded.lines
+        self.close: Close | None = None  # the close that ended the segment, if one did
 
     def lines(self) -> Iterator[bytes]:
         for item in itertools.chain((self.head,), self.rest):
             if isinstance(item, Flush):
+                return
+            if isinstance(item, Close):
+                self.close = item
                 return
             if isinstance(item, Tick):
                 self.on_day(item.day, self.loaded.lines)
@@ -1027,6 +1046,10 @@ def load_history(
     while head is not None:
         segment = Segment(head, items, loaded, on_day or (lambda day, lines: None), book)
         segment.absorb(ledger.apply_lines(segment.lines(), source="demo"))
+        if segment.close is not None:
+            close = segment.close
+            ledger.close_period(close.period, close.start, close.end, close.moment)
+            loaded.closes.append(close.period)
         head = next(items, None)
     return loaded
 
@@ -1219,6 +1242,12 @@ def print_loaded(console: Console, result: DemoResult) -> None:
         f"ERP sent twice, {stats['claims approved in part']} claims approved in part",
         highlight=False,
     )
+    if loaded.closes:
+        console.print(
+            f"  finance closed {', '.join(loaded.closes)} ten days after each quarter's end "
+            "(close-period): later changes show as post-close adjustments in diff and "
+            "reconcile", highlight=False,
+        )
     console.print(
         f"  The book holds {len(loaded.deliberate)} deliberately bad lines; the ledger rejects "
         "each with a reason and applies everything around them:", highlight=False,

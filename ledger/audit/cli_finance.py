@@ -112,6 +112,7 @@ def register(app: typer.Typer) -> None:
         recorded_at: Annotated[str | None, typer.Option(
             "--recorded-at", help="when the close happened, for loading history (ISO "
             "timestamp; the same rules as a command's recorded_at); default now")] = None,
+        output: FormatOption = Format.table,
         database: DatabaseOption = None,
     ) -> None:
         """Close a period: freeze the liability at its end as known now (the reported
@@ -133,8 +134,19 @@ def register(app: typer.Typer) -> None:
         totals: dict[str, Decimal] = {}
         for row in rows:
             totals[row.currency] = totals.get(row.currency, Decimal(0)) + row.liability
-        console.print(
+        summary = (
             f"closed {label} ({first_day} to {last_day}) at {closed_at.isoformat()}: "
             f"{len(rows)} agreements reported, liability "
             + (", ".join(f"{v:.2f} {k}" for k, v in sorted(totals.items())) or "none")
-            + f"; event {event_id} at position {position}", highlight=False, markup=False)
+            + f"; event {event_id} at position {position}")
+        if output is Format.table:
+            console.print(summary, highlight=False, markup=False)
+            return
+        from ledger.audit.output import Report, emit
+
+        emit(Report(summary, ("agreement_id", "customer_id", "currency", "accrued",
+                              "approved", "paid", "written_off", "liability"),
+                    [r.to_dict() for r in rows],
+                    meta={"period": label, "period_start": first_day, "period_end": last_day,
+                          "closed_at": closed_at, "event_id": event_id,
+                          "position": position}), output.value, console)

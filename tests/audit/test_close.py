@@ -91,6 +91,15 @@ def test_cli_close_period_as_a_user_types_it(cli: Runner) -> None:
     assert "2 agreements reported, liability 185.50 EUR" in done.stdout
     done = cli("close-period", "--period", "2025-Q3")
     assert done.code == 1 and "already closed" in done.stderr
+    done = cli("close-period", "--from", "2025-01-01", "--to", "2025-02-28",
+               "--format", "json")
+    assert done.code == 0, str(done)
+    document = done.json()
+    assert document["period"] == "2025-01-01..2025-02-28"
+    # at 02-28 as known now: A1 110 x 2.50 = 275.00; A2's revision takes effect 03-01, so its
+    # forecast is still 2000: 5 % of 400 = 20.00
+    assert [(r["agreement_id"], r["liability"]) for r in document["rows"]] == [
+        ("A1", "275.00"), ("A2", "20.00")]
     done = cli("close-period", "--period", "Q3")
     assert done.code == 1 and "period: 'Q3' is not" in done.stderr
     assert cli("verify").code == 0  # the close is chained like every event
