@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+#: Event ids `explain` shows per step in its table form (JSON and CSV carry them all).
+EVENTS_SHOWN = 6
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
@@ -53,9 +56,12 @@ def register(app: typer.Typer) -> None:
             for row in report.rows:
                 console.print(f"{row['step']}. {row['title']}: {row['text']}",
                               highlight=False, markup=False)
-                if row["events"]:
-                    console.print(f"   events: {', '.join(row['events'])}", highlight=False,
-                                  markup=False)
+                events = row["events"]
+                if events:
+                    shown = ", ".join(events[:EVENTS_SHOWN])
+                    more = (f" and {len(events) - EVENTS_SHOWN} more (--format json lists "
+                            "them all)") if len(events) > EVENTS_SHOWN else ""
+                    console.print(f"   events: {shown}{more}", highlight=False, markup=False)
             for note in report.notes:
                 console.print(note, highlight=False, markup=False)
         else:
