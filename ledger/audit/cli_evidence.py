@@ -64,7 +64,11 @@ def register(app: typer.Typer) -> None:
             console.print(f"{result.events} stored events, {result.chained} chained; head "
                           f"position {result.head_position}, hash {result.head_hash}",
                           highlight=False, markup=False)
-            if result.breaks:
+            if result.chained == 0 and result.events:
+                console.print("this store predates tamper evidence: none of its events is "
+                              "chained yet; the next write (apply, intake, close-period) chains "
+                              "them all, in store order", highlight=False, markup=False)
+            elif result.breaks:
                 first = result.breaks[0]
                 console.print(
                     f"BROKEN at position {first.position}: {first.what} (aggregate "

@@ -150,3 +150,15 @@ def test_digest_of_an_empty_store(tmp_path: Path) -> None:
         found = digest(session)
     assert (found.position, found.hash, found.events) == (0, GENESIS, 0)
     assert orjson.loads(orjson.dumps(found.to_dict()))["store_hash"] == GENESIS
+
+
+def test_cli_verify_on_a_store_from_before_the_chain_says_so(cli: Runner) -> None:
+    database = cli.cwd / ".rebate-ledger" / "ledger.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("DELETE FROM event_chain")  # as a store made before the chain
+    done = cli("verify")
+    assert done.code == 1
+    assert "predates tamper evidence" in done.stdout
+    cli.write("more.jsonl", [h.sale("S77", "1", "5.00", "2025-12-01")])
+    assert cli("apply", "more.jsonl").code == 0
+    assert cli("verify").code == 0  # the write chained every event
