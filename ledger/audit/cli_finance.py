@@ -2,6 +2,7 @@
 `reconcile` (see ledger/audit/__init__.py)."""
 
 
+from datetime import UTC
 from decimal import Decimal
 from typing import Annotated
 
@@ -34,7 +35,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def journal(
-        as_of: Annotated[str, typer.Option("--as-of", help="valid date D (YYYY-MM-DD)")],
+        as_of: Annotated[str | None, typer.Option(
+            "--as-of", help="valid date D (YYYY-MM-DD); default: today (UTC)")] = None,
         known_at: KnownAtOption = None,
         agreement: AgreementOption = None,
         customer: CustomerOption = None,
@@ -46,8 +48,11 @@ def register(app: typer.Typer) -> None:
         from ledger.audit.journal import journal_report
         from ledger.audit.output import emit
 
-        day, known = parse_as_of(as_of), parse_known_at(known_at)
+        day = parse_as_of(as_of) if as_of is not None else None
+        known = parse_known_at(known_at)
         with open_ledger(database) as ledger:
+            if day is None:
+                day = ledger.clock().astimezone(UTC).date()
             report = journal_report(ledger, day, known, agreement_id=agreement,
                                     customer_id=customer)
         emit(report, output.value, console)

@@ -159,6 +159,17 @@ def test_cli_journal_and_trial_balance_as_a_user_types_them(cli: Runner) -> None
     header, *rows = done.stdout.splitlines()
     assert header.startswith("entry,recorded_at,valid_date,agreement_id")
     assert len(rows) == 12  # six entries of two lines
+    # without --as-of the journal is valid today: any day after 2025 (the book's last event is
+    # 2025-07-15) gives the same six A1 entries; the accruals are valid today, the settlement
+    # on its payment date 2025-04-02, the write-off on its effective date 2025-04-30
+    done = cli("journal", "--agreement", "A1", "--format", "csv")
+    assert done.code == 0, str(done)
+    header, *today = done.stdout.splitlines()
+    assert len(today) == 12
+    assert {(row.split(",")[6], row.split(",")[2]) for row in today} == {
+        ("accrual", datetime.now(UTC).date().isoformat()),
+        ("true-up", datetime.now(UTC).date().isoformat()),
+        ("settlement", "2025-04-02"), ("write-off", "2025-04-30")}
     done = cli("journal", "--as-of", "2025-12-31", "--known-at", "2025-03-01")
     assert done.code == 0 and "true-up" in done.stdout and "settlement" not in done.stdout
     done = cli("trial-balance", "--as-of", "2025-13-01")
