@@ -147,14 +147,7 @@ class Facts:
         else:
             forecast, source = terms.forecast_basis, None
         quantity, amount = self.eligible(terms, upto_us)
-        basis_value = quantity if terms.basis == "quantity" else amount
-        measure = quantity if terms.rate_kind == "per_unit" else amount
-        accrual = accrue(
-            tiers=terms.tiers, tier_method=terms.tier_method,
-            accrual_method=terms.accrual_method, basis=basis_value, measure=measure,
-            forecast_basis=forecast, cap=terms.cap,
-        )
-        return State(terms, accrual, quantity, amount, forecast, source)
+        return _state(terms, forecast, source, quantity, amount)
 
     def eligible_rows(self, terms: Terms, upto_us: int | None = None) -> list[BasisRecord]:
         """Contract 2.2-2.3: the basis rows that count at D under `terms`."""
@@ -200,13 +193,56 @@ class Facts:
             moment(max(b.recorded_us, created_us or b.recorded_us)).sales.append(b)
         for m in self.money_rows:
             moment(m.recorded_us).money.append(m)
+        # Incremental: the terms (and forecast) change only at moments that carry a terms
+        # row; between them each moment adds its own sales to the eligible totals. This is
+        # `self.state(recorded_us)` at every moment (exact sums), in linear time.
         result = []
+        terms: Terms | None = None
+        forecast: Decimal | None = None
+        source: str | None = None
+        quantity, amount = ZERO, ZERO
         for recorded_us in sorted(by_moment):
             point = by_moment[recorded_us]
-            state = self.state(recorded_us)
-            point.accrued = state.accrual.accrued if state is not None else ZERO
+            if point.terms or terms is None:
+                rows = [r for r in self.terms_rows if r.recorded_us <= recorded_us]
+                if not any(r.kind == "created" for r in rows):
+                    result.append(point)  # not yet known: nothing accrued
+                    continue
+                history = history_of(rows)
+                now = history.terms_at(self.as_of)
+                forecast, source = history.forecast_at(self.as_of, now)
+                if now != terms:
+                    terms = now
+                    quantity, amount = self.eligible(terms, recorded_us)
+                else:
+                    quantity, amount = self._add(terms, point.sales, quantity, amount)
+            else:
+                quantity, amount = self._add(terms, point.sales, quantity, amount)
+            point.accrued = _state(terms, forecast, source, quantity, amount).accrual.accrued
             result.append(point)
         return result
+
+    def _add(self, terms: Terms, rows: list[BasisRecord], quantity: Decimal,
+             amount: Decimal) -> tuple[Decimal, Decimal]:
+        last = min(terms.period_end, self.as_of).toordinal()
+        first = terms.period_start.toordinal()
+        for r in rows:
+            if first <= r.invoice_day <= last and terms.covers(r.product_id):
+                quantity = EXACT.add(quantity, r.quantity)
+                amount = EXACT.add(amount, r.amount)
+        return quantity, amount
+
+
+def _state(terms: Terms, forecast: Decimal | None, source: str | None, quantity: Decimal,
+           amount: Decimal) -> State:
+    basis_value = quantity if terms.basis == "quantity" else amount
+    measure = quantity if terms.rate_kind == "per_unit" else amount
+    accrual = accrue(
+        tiers=terms.tiers, tier_method=terms.tier_method,
+        accrual_method=terms.accrual_method, basis=basis_value, measure=measure,
+        forecast_basis=forecast, cap=terms.cap,
+    )
+    return State(terms, accrual, quantity, amount, forecast, source)
 
 
 def history_of(rows: Sequence[TermsRecord]) -> AgreementHistory:
