@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from ledger import Ledger
 from ledger.audit.reconcile import reconcile
+from tests.audit.conftest import BOOK
 from tests.contract import helpers as h
 from tests.e2e.conftest import Runner
 
@@ -83,3 +85,33 @@ def test_cli_reconcile_as_a_user_types_it(cli: Runner) -> None:
     assert header == ("customer_id,agreement_id,currency,accrued,claimed,approved,paid,"
                       "written_off,liability,flags")
     assert len(rows) == 2 and rows[0].startswith("C1,A1,EUR,287.50,100.00,100.00,100.00,10.00,")
+
+
+def test_cli_reconcile_limits_and_a_post_close_adjustment(tmp_path: Path) -> None:
+    # the worked book up to the settlement (BOOK[:9]), Q1 closed on 2025-04-10, then the rest
+    cli = Runner(tmp_path)
+    cli.write("first.jsonl", BOOK[:9])
+    cli.write("rest.jsonl", BOOK[9:])
+    assert cli("apply", "first.jsonl").code == 0
+    done = cli("close-period", "--period", "2025-Q1", "--recorded-at", "2025-04-10T00:00:00Z")
+    assert done.code == 0, str(done)
+    # at 03-31 as known on 04-10: A1 110 units x 2.00 = 220.00 (paid on 04-02, after Q1), A2
+    # 8.00: reported 228.00
+    assert "2 agreements reported, liability 228.00 EUR" in done.stdout
+    assert cli("apply", "rest.jsonl").code == 0
+    done = cli("reconcile", "--as-of", "2025-06-30", "--flagged", "--format", "json")
+    assert done.code == 0, str(done)
+    (a1,) = done.json()["rows"]
+    # the amendment (2.50 from 100) and the late S3 make A1 at 03-31 115 x 2.50 = 287.50
+    assert a1["agreement_id"] == "A1" and a1["flags"] == [
+        "post-close adjustment to 2025-Q1: liability at 2025-03-31 reported 220.00 at the "
+        "close 2025-04-10T00:00:00+00:00, now 287.50 (+67.50)"]
+    # A2's period ends 2025-12-31: unclaimed on 2026-03-02 with 60 days' grace, not with 90
+    done = cli("reconcile", "--as-of", "2026-03-02", "--grace-days", "90", "--unpaid-days",
+               "10", "--flagged", "--format", "csv")
+    assert done.code == 0, str(done)
+    header, *rows = done.stdout.splitlines()
+    # A1 is flagged only for its post-close adjustment (its claim was paid in full)
+    assert [row.split(",")[1] for row in rows] == ["A1"]
+    done = cli("reconcile", "--as-of", "2026-03-02", "--grace-days", "-1")
+    assert done.code == 2 and "--grace-days" in done.stderr
