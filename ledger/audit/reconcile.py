@@ -1,7 +1,8 @@
 """`rebate-ledger reconcile --as-of D`: accrued, claimed, approved, paid and written off per
 customer and agreement at D (as known at K), with the flags finance acts on:
 
-- `claims above earned`: more approved (or claimed) than accrued;
+- `claims above earned`: more approved (or claimed) than accrued; `claimed` counts every claim
+  submitted on or before D except those rejected by D;
 - `unclaimed accrual`: something accrued, the period ended more than `grace_days` before D,
   and no claim submitted;
 - `negative liability`: more paid and written off than accrued (the customer owes money back);
@@ -19,10 +20,12 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
+from ledger.aggregates.claim import claim_uuid
 from ledger.audit.close import last_close_ending_by
-from ledger.audit.facts import load_facts
+from ledger.audit.facts import Facts, load_facts
 from ledger.audit.output import Report, money
 from ledger.core import Ledger
+from ledger.events import ClaimRejected
 from ledger.liability import FOREVER_US
 from ledger.money import EXACT, ZERO
 from ledger.projections.core import to_us
@@ -69,9 +72,11 @@ def reconcile(
         for row in ledger.liability(as_of, known_at, customer_id=customer_id):
             assert row.terms is not None
             facts = load_facts(session, row.agreement_id, as_of, known_us)
-            totals = facts.money_totals()
+            rejected = _rejected(ledger, facts, as_of, known_us)
+            claimed = sum((m.amount for m in facts.money_rows
+                           if m.kind == "claimed" and m.claim_id not in rejected), ZERO)
             line = Line(row.agreement_id, row.customer_id, row.currency, row.terms.period_end,
-                        row.accrued, totals.get("claimed", ZERO), row.approved, row.paid,
+                        row.accrued, claimed, row.approved, row.paid,
                         row.written_off, row.liability)
             if line.approved > line.accrued:
                 line.flags.append(f"claims above earned: approved {line.approved:.2f} > "
@@ -115,6 +120,23 @@ def reconcile(
             lines.append(line)
     lines.sort(key=lambda x: (x.customer_id, x.agreement_id))
     return lines
+
+
+def _rejected(ledger: Ledger, facts: Facts, as_of: date, known_us: int) -> set[str]:
+    """The agreement's claims rejected on or before D, as known at K (a rejection moves no
+    money, so the core tables do not hold it: read from the claim's stored events; only
+    claims submitted and never approved can be rejected)."""
+    approved = {m.claim_id for m in facts.money_rows if m.kind == "approved"}
+    open_claims = {m.claim_id for m in facts.money_rows
+                   if m.kind == "claimed" and m.claim_id is not None} - approved
+    found = set()
+    for claim_id in sorted(c for c in open_claims if c is not None):
+        for stored in ledger.app.recorder.select_events(claim_uuid(claim_id)):
+            event = ledger.app.mapper.to_domain_event(stored)
+            if (isinstance(event, ClaimRejected) and event.rejected_on <= as_of
+                    and to_us(event.recorded_at) <= known_us):
+                found.add(claim_id)
+    return found
 
 
 def reconcile_report(

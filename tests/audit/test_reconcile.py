@@ -115,3 +115,33 @@ def test_cli_reconcile_limits_and_a_post_close_adjustment(tmp_path: Path) -> Non
     assert [row.split(",")[1] for row in rows] == ["A1"]
     done = cli("reconcile", "--as-of", "2026-03-02", "--grace-days", "-1")
     assert done.code == 2 and "--grace-days" in done.stderr
+
+
+def test_a_rejected_claim_is_no_longer_claimed(database_url: str) -> None:
+    # A4: 1.00 per unit; S40 30 units earns 30.00. K4 claims 50.00 on 02-01 and is rejected
+    # on 02-05 (recorded the same days).
+    book = [
+        h.at("2025-01-01T00:00:00Z", h.agreement("A4", customer_id="C4")),
+        h.at("2025-01-11T00:00:00Z", h.sale("S40", "30", "300.00", "2025-01-10",
+                                            customer_id="C4")),
+        h.at("2025-02-01T00:00:00Z", h.submit("K4", "50.00", submitted_on="2025-02-01",
+                                              agreement_id="A4")),
+        h.at("2025-02-05T00:00:00Z", h.reject("K4", rejected_on="2025-02-05")),
+    ]
+    with Ledger(database_url) as ledger:
+        h.accepted_all(ledger, book)
+        # before the rejection: claimed 50.00 > accrued 30.00
+        a4 = by_id(ledger, date(2025, 2, 3))["A4"]
+        assert (a4.accrued, a4.claimed) == (Decimal("30.00"), Decimal("50.00"))
+        assert a4.flags == ["claims above earned: claimed 50.00 > accrued 30.00"]
+        # after it: nothing claimed, nothing flagged
+        a4 = by_id(ledger, date(2025, 2, 10))["A4"]
+        assert (a4.claimed, a4.flags) == (Decimal("0"), [])
+        # valid 02-10 but as known on 02-04, before the rejection was recorded: still claimed
+        (a4,) = [x for x in reconcile(ledger, date(2025, 2, 10),
+                                       h.moment("2025-02-04T00:00:00Z")) if x.agreement_id == "A4"]
+        assert a4.claimed == Decimal("50.00") and a4.flags[0].startswith("claims above earned")
+        # the period ends 2025-12-31; 60 days later the 30.00 is an unclaimed accrual: the only
+        # claim was rejected
+        (flag,) = by_id(ledger, date(2026, 3, 2))["A4"].flags
+        assert flag.startswith("unclaimed accrual")
