@@ -7,8 +7,9 @@ customer and agreement at D (as known at K), with the flags finance acts on:
   and no claim submitted;
 - `negative liability`: more paid and written off than accrued (the customer owes money back);
 - `approved unpaid`: a claim approved more than `unpaid_days` before D and not paid in full;
-- `post-close adjustment`: the liability at the end of the last closed period (ending on or
-  before D) differs from what was reported at its close (`close-period`).
+- `post-close adjustment`: for every closed period ending on or before D (closes known at K),
+  the liability at the period's end now differs from what was reported at its close
+  (`close-period`); one flag per period.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from ledger.aggregates.claim import claim_uuid
-from ledger.audit.close import last_close_ending_by
+from ledger.audit.close import period_closes
 from ledger.audit.facts import Facts, load_facts
 from ledger.audit.output import Report, money
 from ledger.core import Ledger
@@ -64,9 +65,13 @@ def reconcile(
     customer_id: str | None = None,
 ) -> list[Line]:
     known_us = FOREVER_US if known_at is None else to_us(known_at)
-    close = last_close_ending_by(ledger, as_of, known_at)
-    at_close_end = {} if close is None else {
-        r.agreement_id: r for r in ledger.liability(close.end, known_at, customer_id=customer_id)}
+    closed = sorted((c for c in period_closes(ledger, known_at) if c.end <= as_of),
+                    key=lambda c: (c.end, c.start, c.closed_at))
+    at_close_end = {
+        c.event_id: {r.agreement_id: r.liability
+                     for r in ledger.liability(c.end, known_at, customer_id=customer_id)}
+        for c in closed
+    }
     lines = []
     with Session(ledger.engine) as session:
         for row in ledger.liability(as_of, known_at, customer_id=customer_id):
@@ -104,8 +109,10 @@ def reconcile(
                     line.flags.append(
                         f"approved unpaid: claim {claim_id} approved {amount:.2f} on {on}, "
                         f"paid {paid[claim_id]:.2f}, {(as_of - on).days} days > {unpaid_days}")
-            if close is not None and row.agreement_id in at_close_end:
-                now = at_close_end[row.agreement_id].liability
+            for close in closed:
+                if row.agreement_id not in at_close_end[close.event_id]:
+                    continue
+                now = at_close_end[close.event_id][row.agreement_id]
                 reported = close.reported_liability(row.agreement_id)
                 if reported is None and now != 0:
                     line.flags.append(

@@ -103,3 +103,33 @@ def test_cli_close_period_as_a_user_types_it(cli: Runner) -> None:
     done = cli("close-period", "--period", "Q3")
     assert done.code == 1 and "period: 'Q3' is not" in done.stderr
     assert cli("verify").code == 0  # the close is chained like every event
+
+
+def test_reconcile_flags_every_closed_period_that_changed(database_url: str) -> None:
+    # Q1 closed on 04-10 (after the claim), Q2 on 07-10 (after the write-off and the
+    # retroactive amendment, before the late S3 recorded 07-15).
+    with Ledger(database_url) as ledger:
+        h.accepted_all(ledger, BOOK[:9])
+        ledger.close_period("2025-Q1", date(2025, 1, 1), Q1_END, CLOSED_AT)
+        h.accepted_all(ledger, BOOK[9:11])
+        q2_closed_at = datetime(2025, 7, 10, tzinfo=UTC)
+        ledger.close_period("2025-Q2", date(2025, 4, 1), date(2025, 6, 30), q2_closed_at)
+        h.accepted_all(ledger, BOOK[11:])
+        # reported at the Q2 close: A1 110 x 2.50 = 275.00 - 100.00 paid - 10.00 written off
+        # = 165.00. Now: at 03-31 115 x 2.50 = 287.50 (reported 220.00: +67.50); at 06-30
+        # 287.50 - 110.00 = 177.50 (reported 165.00: +12.50). A2 stays 8.00 at both.
+        lines = {x.agreement_id: x for x in reconcile(ledger, date(2025, 6, 30))}
+        assert [f.split(", now ")[1] for f in lines["A1"].flags] == [
+            "287.50 (+67.50)", "177.50 (+12.50)"]
+        assert lines["A1"].flags[1].startswith("post-close adjustment to 2025-Q2: liability at "
+                                               "2025-06-30 reported 165.00")
+        assert lines["A2"].flags == []
+        # on 05-15 only Q1 has ended
+        (flag,) = {x.agreement_id: x for x in reconcile(ledger, date(2025, 5, 15))}["A1"].flags
+        assert flag.startswith("post-close adjustment to 2025-Q1")
+        # as known on 07-12 (S3 not yet recorded): Q1 now 110 x 2.50 = 275.00 (+55.00); Q2 as
+        # reported
+        known = datetime(2025, 7, 12, tzinfo=UTC)
+        (flag,) = {x.agreement_id: x for x in reconcile(ledger, date(2025, 6, 30), known)}[
+            "A1"].flags
+        assert flag.endswith("now 275.00 (+55.00)") and "2025-Q1" in flag
