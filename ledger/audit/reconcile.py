@@ -1,8 +1,10 @@
 """`rebate-ledger reconcile --as-of D`: accrued, claimed, approved, paid and written off per
 customer and agreement at D (as known at K), with the flags finance acts on:
 
-- `claims above earned`: more approved (or claimed) than accrued; `claimed` counts every claim
-  submitted on or before D except those rejected by D;
+- `claims above earned`: more approved than accrued, or approved plus pending claims (submitted,
+  neither approved nor rejected by D) above accrued; a claim approved for less than was
+  claimed counts at its approved amount. `claimed` counts every claim submitted on or before
+  D except those rejected by D;
 - `unclaimed accrual`: something accrued, the period ended more than `grace_days` before D,
   and no claim submitted;
 - `negative liability`: more paid and written off than accrued (the customer owes money back);
@@ -86,9 +88,19 @@ def reconcile(
             if line.approved > line.accrued:
                 line.flags.append(f"claims above earned: approved {line.approved:.2f} > "
                                   f"accrued {line.accrued:.2f}")
-            elif line.claimed > line.accrued:
-                line.flags.append(f"claims above earned: claimed {line.claimed:.2f} > "
-                                  f"accrued {line.accrued:.2f}")
+            else:
+                # a claim approved for less than was claimed counts at its approved amount;
+                # a claim neither approved nor rejected by D counts at its claimed amount
+                decided = {m.claim_id for m in facts.money_rows if m.kind == "approved"}
+                pending = sum((m.amount for m in facts.money_rows
+                               if m.kind == "claimed" and m.claim_id not in rejected
+                               and m.claim_id not in decided), ZERO)
+                if pending and EXACT.add(line.approved, pending) > line.accrued:
+                    line.flags.append(
+                        (f"claims above earned: claimed {pending:.2f} > "
+                         if not line.approved else
+                         f"claims above earned: approved {line.approved:.2f} + pending "
+                         f"{pending:.2f} > ") + f"accrued {line.accrued:.2f}")
             deadline = row.terms.period_end + timedelta(days=grace_days)
             if line.accrued > 0 and line.claimed == 0 and as_of > deadline:
                 line.flags.append(f"unclaimed accrual: period ended {row.terms.period_end}, "

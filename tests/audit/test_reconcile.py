@@ -145,3 +145,29 @@ def test_a_rejected_claim_is_no_longer_claimed(database_url: str) -> None:
         # claim was rejected
         (flag,) = by_id(ledger, date(2026, 3, 2))["A4"].flags
         assert flag.startswith("unclaimed accrual")
+
+
+def test_a_claim_approved_for_less_counts_at_its_approved_amount(database_url: str) -> None:
+    # A6: 1.00 per unit; S60 30 units earns 30.00. K6 claims 50.00 (02-01) and is approved
+    # for 25.00 (02-02); K7 claims 10.00 (02-03), still pending.
+    book = [
+        h.at("2025-01-01T00:00:00Z", h.agreement("A6", customer_id="C6")),
+        h.at("2025-01-11T00:00:00Z", h.sale("S60", "30", "300.00", "2025-01-10",
+                                            customer_id="C6")),
+        h.at("2025-02-01T00:00:00Z", h.submit("K6", "50.00", submitted_on="2025-02-01",
+                                              agreement_id="A6")),
+        h.at("2025-02-02T00:00:00Z", h.approve("K6", approved_on="2025-02-02",
+                                               approved_amount="25.00")),
+        h.at("2025-02-03T00:00:00Z", h.submit("K7", "10.00", submitted_on="2025-02-03",
+                                              agreement_id="A6")),
+    ]
+    with Ledger(database_url) as ledger:
+        h.accepted_all(ledger, book)
+        # on 02-02: claimed 50.00 > accrued 30.00, but approved 25.00 <= 30.00: no flag
+        a6 = by_id(ledger, date(2025, 2, 2))["A6"]
+        assert (a6.claimed, a6.approved, a6.flags) == (Decimal("50.00"), Decimal("25.00"), [])
+        # on 02-03: approved 25.00 + pending 10.00 = 35.00 > 30.00
+        a6 = by_id(ledger, date(2025, 2, 3))["A6"]
+        assert a6.claimed == Decimal("60.00")
+        assert a6.flags == [
+            "claims above earned: approved 25.00 + pending 10.00 > accrued 30.00"]
