@@ -3,7 +3,8 @@ that freezes the reported position (the liability at the period's end as known a
 Later changes to a closed period show as post-close adjustments in `diff` and `reconcile`.
 
 Periods: `2025` (a year), `2025-Q4` (a quarter), `2025-11` (a month), or any range given as
-`--from D1 --to D2` (label `D1..D2`).
+`--from D1 --to D2` (label `D1..D2`, or the year's, quarter's or month's label when the
+range is exactly one, so that a period cannot be closed twice under two names).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def parse_period(label: str | None, start: date | None = None,
                                 "--from and --to")
         if end < start:
             raise RuleViolation("period", f"--to {end} is before --from {start}")
-        return f"{start}..{end}", start, end
+        return _canonical(start, end), start, end
     text = label.strip()
     if m := re.fullmatch(r"(\d{4})", text):
         year = int(m.group(1))
@@ -49,6 +50,21 @@ def parse_period(label: str | None, start: date | None = None,
             return text, date(year, month, 1), date(year, month, monthrange(year, month)[1])
     raise RuleViolation("period", f"{label!r} is not a year (2025), quarter (2025-Q4) or month "
                         "(2025-11); for any range use --from and --to")
+
+
+def _canonical(start: date, end: date) -> str:
+    """A range that is exactly a year, quarter or month gets that period's label, so that one
+    period cannot be closed twice under two names."""
+    if start.day == 1 and end.day == monthrange(end.year, end.month)[1] \
+            and start.year == end.year:
+        months = end.month - start.month + 1
+        if months == 12:
+            return f"{start.year}"
+        if months == 3 and start.month % 3 == 1:
+            return f"{start.year}-Q{(start.month + 2) // 3}"
+        if months == 1:
+            return f"{start.year}-{start.month:02d}"
+    return f"{start}..{end}"
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,13 @@ def test_period_labels() -> None:
     assert parse_period("2025") == ("2025", date(2025, 1, 1), date(2025, 12, 31))
     assert parse_period(None, date(2025, 1, 15), date(2025, 2, 14))[0] == \
         "2025-01-15..2025-02-14"
+    # a range that is exactly a year, quarter or month is that period (closed once, whatever
+    # it is called)
+    assert parse_period(None, date(2025, 10, 1), date(2025, 12, 31))[0] == "2025-Q4"
+    assert parse_period(None, date(2024, 2, 1), date(2024, 2, 29))[0] == "2024-02"
+    assert parse_period(None, date(2025, 1, 1), date(2025, 12, 31))[0] == "2025"
+    assert parse_period(None, date(2025, 2, 1), date(2025, 4, 30))[0] == \
+        "2025-02-01..2025-04-30"  # three months, not a quarter
     with pytest.raises(RuleViolation, match="period: '2025-Q5' is not"):
         parse_period("2025-Q5")
 
@@ -100,6 +107,9 @@ def test_cli_close_period_as_a_user_types_it(cli: Runner) -> None:
     # forecast is still 2000: 5 % of 400 = 20.00
     assert [(r["agreement_id"], r["liability"]) for r in document["rows"]] == [
         ("A1", "275.00"), ("A2", "20.00")]
+    # the same quarter as a date range is the same period: refused
+    done = cli("close-period", "--from", "2025-07-01", "--to", "2025-09-30")
+    assert done.code == 1 and "period '2025-Q3' is already closed" in done.stderr
     done = cli("close-period", "--period", "Q3")
     assert done.code == 1 and "period: 'Q3' is not" in done.stderr
     assert cli("verify").code == 0  # the close is chained like every event
