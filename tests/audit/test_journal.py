@@ -174,3 +174,26 @@ def test_cli_journal_and_trial_balance_as_a_user_types_them(cli: Runner) -> None
     assert done.code == 0 and "true-up" in done.stdout and "settlement" not in done.stdout
     done = cli("trial-balance", "--as-of", "2025-13-01")
     assert done.code == 2 and "--as-of" in done.stderr
+
+
+def test_a_long_journal_prints_as_a_plain_aligned_table(book: Ledger) -> None:
+    # `journal --format table` above PLAIN_TABLE_ROWS postings (the demo book's 140,000 would
+    # take rich two minutes): the same rows, numbers right-aligned under their header
+    import io
+
+    from ledger.audit.cli_finance import _plain_table
+    from ledger.audit.journal import journal_report
+
+    out = io.StringIO()
+    _plain_table(journal_report(book, END, agreement_id="A1"), out)
+    title, header, rule, *rows, note = out.getvalue().splitlines()
+    assert title.startswith("Journal of the rebate position at 2025-12-31")
+    assert header.split() == ["entry", "recorded_at", "valid_date", "agreement_id",
+                              "customer_id", "currency", "kind", "account", "debit", "credit",
+                              "events"]
+    assert len(rows) == 12 and note == "6 entries, 12 postings"
+    # the accrual of S1 (60.00): five characters like "debit", right-aligned in the same
+    # column (as wide as "160.00"), so both start at the same place
+    first = rows[0]
+    assert "accrual" in first and first.index("60.00") == header.index("debit")
+    assert len(rule.split()) == 11
