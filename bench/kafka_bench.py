@@ -21,6 +21,7 @@ import platform
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,18 +111,16 @@ def pipeline_processes(
     started = time.perf_counter()
     for worker in workers:
         worker.start()
+    def failed() -> str | None:
+        dead = [w for w in workers if not w.is_alive()]
+        return f"a worker process exited with {dead[0].exitcode}" if dead else None
+
     try:
-        while True:
-            dead = [w for w in workers if not w.is_alive()]
-            if dead:
-                raise RuntimeError(f"a worker process exited with {dead[0].exitcode}")
-            if ledger.state()["accepted"] - base >= sales and projection_caught_up(ledger,
-                                                                                   settings):
-                break
-            if time.perf_counter() - started > 3600:
-                raise RuntimeError("the pipeline did not catch up within an hour")
-            time.sleep(0.05)
-        seconds = time.perf_counter() - started
+        seconds = wait_caught_up(
+            started, failed,
+            lambda: ledger.state()["accepted"] - base >= sales
+            and projection_caught_up(ledger, settings),
+        )
     finally:
         stop.set()
         for worker in workers:
@@ -130,6 +129,21 @@ def pipeline_processes(
                 worker.kill()
     return {"sales": sales, "seconds": seconds, "sales_per_s": sales / seconds,
             "workers": "processes", "store_position": store_position(ledger)}
+
+
+def wait_caught_up(
+    started: float, failed: Callable[[], str | None], caught_up: Callable[[], bool]
+) -> float:
+    """Poll until `caught_up()`; raise as soon as `failed()` says why, or after an hour.
+    Returns the seconds since `started`."""
+    while not caught_up():
+        problem = failed()
+        if problem is not None:
+            raise RuntimeError(problem)
+        if time.perf_counter() - started > 3600:
+            raise RuntimeError("the pipeline did not catch up within an hour")
+        time.sleep(0.05)
+    return time.perf_counter() - started
 
 
 def pipeline_run(
@@ -159,18 +173,11 @@ def pipeline_run(
     for thread in threads:
         thread.start()
     try:
-        while True:
-            if errors:
-                raise RuntimeError(f"a worker failed: {errors[0]!r}") from errors[0]
-            applied = ledger.state()["accepted"] - base
-            if applied >= sales:
-                position = store_position(ledger)
-                if projector.caught_up_to() >= position:
-                    break
-            if time.perf_counter() - started > 3600:
-                raise RuntimeError("the pipeline did not catch up within an hour")
-            time.sleep(0.05)
-        seconds = time.perf_counter() - started
+        seconds = wait_caught_up(
+            started, lambda: f"a worker failed: {errors[0]!r}" if errors else None,
+            lambda: ledger.state()["accepted"] - base >= sales
+            and projector.caught_up_to() >= store_position(ledger),
+        )
     finally:
         stop.set()
         for thread in threads:

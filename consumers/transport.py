@@ -448,19 +448,22 @@ class ConfluentAdmin:
             request_timeout=self._timeout_s,
             operation_timeout=self._timeout_s,
         )
-        created: list[str] = []
+        return self._settle(futures, "create topic", self._kafka_error.TOPIC_ALREADY_EXISTS)
+
+    def _settle(self, futures: dict[str, Any], what: str, tolerated: Any) -> list[str]:
+        """Wait for each topic's admin future; return the names done. An error with code
+        `tolerated` (already exists, already gone) skips the name; any other is raised."""
+        done: list[str] = []
         for name, future in futures.items():
             try:
                 future.result(timeout=self._timeout_s)
             except Exception as error:
                 kafka_error = error.args[0] if error.args else None
-                if getattr(kafka_error, "code", lambda: None)() == (
-                    self._kafka_error.TOPIC_ALREADY_EXISTS
-                ):
+                if getattr(kafka_error, "code", lambda: None)() == tolerated:
                     continue
-                raise TransportError(f"create topic {name}: {error}") from error
-            created.append(name)
-        return created
+                raise TransportError(f"{what} {name}: {error}") from error
+            done.append(name)
+        return done
 
     def delete_topics(self, names: Sequence[str]) -> None:
         if not names:
@@ -468,16 +471,7 @@ class ConfluentAdmin:
         futures = self._admin.delete_topics(
             list(names), request_timeout=self._timeout_s, operation_timeout=self._timeout_s
         )
-        for name, future in futures.items():
-            try:
-                future.result(timeout=self._timeout_s)
-            except Exception as error:
-                kafka_error = error.args[0] if error.args else None
-                if getattr(kafka_error, "code", lambda: None)() == (
-                    self._kafka_error.UNKNOWN_TOPIC_OR_PART
-                ):
-                    continue
-                raise TransportError(f"delete topic {name}: {error}") from error
+        self._settle(futures, "delete topic", self._kafka_error.UNKNOWN_TOPIC_OR_PART)
 
     def list_topics(self) -> dict[str, int]:
         try:

@@ -55,13 +55,14 @@ def _link(previous: str, *parts: str) -> str:
     return hashlib.sha256("".join((previous, *parts)).encode()).hexdigest()
 
 
-def _events_table(recorder: Any) -> Table:
+def events_table(recorder: Any) -> Table:
+    """The event store's table (eventsourcing-sqlalchemy's, one per application)."""
     table: Table = recorder.tables[0]
     return table
 
 
 def _stored(session: Session, recorder: Any, positions: list[int]) -> Iterator[Any]:
-    table = _events_table(recorder)
+    table = events_table(recorder)
     for start in range(0, len(positions), 200):
         chunk = positions[start:start + 200]
         yield from session.execute(
@@ -82,7 +83,7 @@ def append(session: Session, recorder: Any, positions: Iterable[int]) -> None:
         .order_by(event_chain.c.position.desc()).limit(1)
     ).first()
     if head is None:
-        table = _events_table(recorder)
+        table = events_table(recorder)
         earlier = [int(p) for (p,) in session.execute(
             select(table.c.id).where(table.c.id < wanted[0]).order_by(table.c.id))]
         wanted = earlier + wanted
@@ -163,7 +164,7 @@ def _type_name(topic: str | None) -> str | None:
 def verify_store(session: Session, recorder: Any, *,
                  digest: tuple[int, str] | None = None) -> VerifyResult:
     """Recompute both chains from the event table; every difference is a break."""
-    table = _events_table(recorder)
+    table = events_table(recorder)
     chained = {int(r.position): r for r in session.execute(
         select(event_chain).order_by(event_chain.c.position))}
     positions = [int(p) for (p,) in session.execute(select(table.c.id).order_by(table.c.id))]
@@ -250,22 +251,22 @@ def verify_log(
     allowed (at-least-once)."""
     import orjson
 
-    from ledger.events.envelope import KIND_HEADER, WATERMARK_KIND
+    from ledger.events.envelope import Watermark, parse_record
 
     found: dict[tuple[int, int], bytes] = {}
     breaks: list[Break] = []
     for record in records:
-        if record.value is None or (KIND_HEADER, WATERMARK_KIND) in list(record.headers):
+        if record.value is None:
             continue
-        data = orjson.loads(record.value)
-        if data.get("control") == "watermark":
+        envelope = parse_record(record.value)
+        if isinstance(envelope, Watermark):
             continue
-        key = (int(data["position"]), int(data.get("part", 0)))
+        key = (envelope.position, envelope.part)
         if key in found and found[key] != record.value:
-            breaks.append(Break(key[0], str(data.get("aggregate_id")), None, data.get("type"),
+            breaks.append(Break(key[0], str(envelope.aggregate_id), None, envelope.type,
                                 f"two different records for part {key[1]} on the log"))
         found[key] = record.value
-    table = _events_table(recorder)
+    table = events_table(recorder)
     positions = [int(p) for (p,) in session.execute(select(table.c.id).order_by(table.c.id))]
     for position, originator, version, topic, state in _stored(session, recorder, positions):
         for part, (_, value) in enumerate(expected(int(position), topic, state)):

@@ -21,6 +21,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ledger.audit.chain import events_table
 from ledger.errors import LedgerError
 from ledger.liability import AgreementHistory, _amended_values, _created_terms, exact_value
 from ledger.money import EXACT, ZERO
@@ -347,7 +348,7 @@ def event_ids(session: Session, recorder: object, positions: Iterable[int]) -> d
     wanted = sorted(set(positions))
     if not wanted:
         return {}
-    table = recorder.tables[0]  # type: ignore[attr-defined]
+    table = events_table(recorder)
     found: dict[int, str] = {}
     for start in range(0, len(wanted), 500):
         chunk = wanted[start:start + 500]

@@ -59,13 +59,9 @@ class Posting:
             "entry": self.entry, "recorded_at": self.recorded_at, "valid_date": self.valid_date,
             "agreement_id": self.agreement_id, "customer_id": self.customer_id,
             "currency": self.currency, "kind": self.kind, "account": self.account,
-            "debit": _money_text(self.debit), "credit": _money_text(self.credit),
+            "debit": money(self.debit), "credit": money(self.credit),
             "events": list(self.events),
         }
-
-
-def _money_text(value: Decimal) -> Decimal:
-    return money(value)
 
 
 class _Entries:
@@ -200,7 +196,7 @@ def trial_balance_report(
         account = next((b for b in mine if b.account == LIABILITY), None)
         ledger_liability = round_money(-account.balance) if account is not None else ZERO
         checks.append({
-            "currency": currency, "debits": _money_text(debit), "credits": _money_text(credit),
+            "currency": currency, "debits": money(debit), "credits": money(credit),
             "balanced": debit == credit,
             "liability_account": ledger_liability,
             "contract_liability": round_money(contract[currency]),
@@ -216,8 +212,8 @@ def trial_balance_report(
     return Report(
         title=f"Trial balance at {as_of}, as known at {_known_text(known_at)}",
         columns=("currency", "account", "debit", "credit", "balance"),
-        rows=[{"currency": b.currency, "account": b.account, "debit": _money_text(b.debit),
-               "credit": _money_text(b.credit), "balance": _money_text(b.balance)}
+        rows=[{"currency": b.currency, "account": b.account, "debit": money(b.debit),
+               "credit": money(b.credit), "balance": money(b.balance)}
               for b in balances],
         meta={"as_of": as_of, "known_at": known_at},
         extra={"checks": checks,
