@@ -149,8 +149,17 @@ def register(app: typer.Typer) -> None:
         from ledger.cli import parse_as_of, parse_known_at
 
         day, known = parse_as_of(as_of), parse_known_at(known_at)
-        with open_ledger(database) as ledger:
-            pack = write_pack(ledger, day, known, out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.touch()  # a path that cannot be written fails now, not after the work
+            with open_ledger(database) as ledger:
+                pack = write_pack(ledger, day, known, out)
+        except OSError as error:
+            from ledger.cli import EXIT_UNREADABLE, err_console
+
+            err_console.print(f"[red]error:[/red] --out {out}: {error.strerror or error}",
+                              highlight=False)
+            raise typer.Exit(EXIT_UNREADABLE) from None
         console.print(f"wrote {pack.path}: {len(pack.files)} files and manifest.json; chain "
                       f"{'verified' if pack.verified else 'BROKEN'}, trial balance "
                       f"{'balanced' if pack.balanced else 'NOT balanced'}",

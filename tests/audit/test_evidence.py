@@ -55,3 +55,10 @@ def test_cli_evidence_as_a_user_types_it(cli: Runner) -> None:
     with zipfile.ZipFile(cli.cwd / "pack.zip") as archive:
         question = orjson.loads(archive.read(MANIFEST))["question"]
     assert question == {"as_of": "2025-06-30", "known_at": "2025-07-01T23:59:59.999999Z"}
+
+
+def test_cli_evidence_to_a_path_that_cannot_be_written_says_so(cli: Runner) -> None:
+    (cli.cwd / "a-file").write_text("not a directory")
+    done = cli("evidence", "--as-of", "2025-06-30", "--out", "a-file/pack.zip")
+    assert done.code == 2
+    assert "--out a-file/pack.zip" in done.stderr and "Traceback" not in done.stderr
