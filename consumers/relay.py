@@ -289,6 +289,11 @@ class Relay:
         partitions = ensure_topics(admin, self.settings).get(self.topic)
         if not partitions:
             raise TransportError(f"topic {self.topic} still missing after creating it")
+        if admin.cluster_id() != cluster_id:
+            # the broker was replaced between the two questions (seen in CI: the id came from
+            # the old broker, the partition count from the new one, which a consumer's metadata
+            # request had just given the broker's default count): ask again on the next run
+            raise TransportError(f"the cluster behind {self.topic} changed during the check")
         wanted = stored.partitions
         if wanted is not None and partitions != wanted:
             if not (lost or stored.position == 0):

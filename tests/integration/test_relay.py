@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from sqlalchemy import update
 
 from consumers.relay import Relay, RelayError, relay_state, sales_records
 from consumers.topics import EVENTS
-from consumers.transport import Record, TopicPartition, Transport, transport
+from consumers.transport import Record, TopicPartition, Transport, TransportError, transport
 from ledger import Ledger
 from ledger.config import Settings
 from ledger.events import SalesRecorded
@@ -559,6 +559,72 @@ def test_an_events_topic_auto_created_on_the_new_broker_is_recreated_with_the_le
             check_exactly_once_in_order(records, expected)
     finally:
         broker.stop()
+
+
+class _SwapOnFirstList:
+    """An admin that lets `swap()` replace the broker just before its first topic listing:
+    the relay then asks the old broker for the cluster id and the new one for the topics."""
+
+    def __init__(self, inner: object, swap: Callable[[], None]) -> None:
+        self._inner, self._swap = inner, swap
+
+    def list_topics(self) -> dict[str, int]:
+        if self._swap is not None:
+            swap, self._swap = self._swap, None
+            swap()
+        return self._inner.list_topics()  # type: ignore[attr-defined, no-any-return]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+def test_a_broker_replaced_in_the_middle_of_the_relays_check_is_checked_again(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """The CI failure this guards against: the relay read the cluster id from the old broker
+    and the topic list from the new one, where a consumer had just made the events topic with
+    the broker's default count; it took the topic for its own, repartitioned, and stopped.
+    Now a cluster id that changes during the check makes the relay ask again, and the refill
+    goes to a topic with the ledger's count."""
+    settings = unique_settings("confluent", partitions=2)
+    topic = settings.topic(EVENTS)
+    broker = EmbeddedBroker(tmp_path / "kafka")
+    broker.start()
+    port = broker.port
+    brokers = [broker]
+
+    def swap() -> None:
+        brokers[-1].stop()
+        new = EmbeddedBroker(tmp_path / "kafka", port=port)
+        new.start()
+        brokers.append(new)
+        admin = kafka.admin()
+        try:
+            admin.create_topics([topic], 4)  # as a consumer's metadata request would
+        finally:
+            admin.close()
+
+    try:
+        kafka = transport(settings, broker.bootstrap)
+        with small_chunks_ledger(sqlite_url) as ledger, Relay(ledger, kafka, settings) as relay:
+            apply_clean(ledger, book())
+            relay.run_once()
+            relay._admin = _SwapOnFirstList(kafka.admin(), swap)  # type: ignore[assignment]
+            with pytest.raises(TransportError, match="changed during the check"):
+                relay.run_once()
+            relay.run_once()
+            assert relay.refills == 1
+            admin = kafka.admin()
+            try:
+                assert admin.list_topics()[topic] == 2
+            finally:
+                admin.close()
+            expected = expected_orders(ledger)
+            records = read_topic(kafka, topic, store_end(ledger), partitions=2)
+            check_exactly_once_in_order(records, expected)
+    finally:
+        for each in brokers:
+            each.stop()
 
 
 def test_a_repartitioned_events_topic_stops_the_relay_with_what_to_do(
