@@ -162,6 +162,39 @@ def _delivery_timeout_ms(settings: KafkaSettings) -> int:
     return max(settings.send_timeout_ms, settings.request_timeout_ms + settings.linger_ms)
 
 
+def security_options(settings: KafkaSettings, keys: dict[str, str]) -> dict[str, str]:
+    """The SASL and TLS settings that are set, under each client library's own names
+    (`keys` maps the setting's name to the library's)."""
+    password = settings.sasl_password
+    values = {
+        "sasl_mechanism": settings.sasl_mechanism,
+        "sasl_username": settings.sasl_username,
+        "sasl_password": None if password is None else password.get_secret_value(),
+        "ssl_cafile": settings.ssl_cafile,
+        "ssl_certfile": settings.ssl_certfile,
+        "ssl_keyfile": settings.ssl_keyfile,
+    }
+    return {keys[name]: str(value) for name, value in values.items() if value is not None}
+
+
+CONFLUENT_SECURITY_KEYS = {
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_username": "sasl.username",
+    "sasl_password": "sasl.password",
+    "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location",
+    "ssl_keyfile": "ssl.key.location",
+}
+KAFKA_PYTHON_SECURITY_KEYS = {
+    "sasl_mechanism": "sasl_mechanism",
+    "sasl_username": "sasl_plain_username",
+    "sasl_password": "sasl_plain_password",
+    "ssl_cafile": "ssl_cafile",
+    "ssl_certfile": "ssl_certfile",
+    "ssl_keyfile": "ssl_keyfile",
+}
+
+
 # --- confluent-kafka (librdkafka) ----------------------------------------------------------
 
 
@@ -178,18 +211,7 @@ def confluent_config(settings: KafkaSettings, bootstrap: str) -> dict[str, Any]:
         # librdkafka's own log lines go to Python logging (served by poll/flush), not stderr
         "logger": LIBRDKAFKA_LOG,
     }
-    if settings.sasl_mechanism is not None:
-        config["sasl.mechanism"] = settings.sasl_mechanism
-    if settings.sasl_username is not None:
-        config["sasl.username"] = settings.sasl_username
-    if settings.sasl_password is not None:
-        config["sasl.password"] = settings.sasl_password.get_secret_value()
-    if settings.ssl_cafile is not None:
-        config["ssl.ca.location"] = str(settings.ssl_cafile)
-    if settings.ssl_certfile is not None:
-        config["ssl.certificate.location"] = str(settings.ssl_certfile)
-    if settings.ssl_keyfile is not None:
-        config["ssl.key.location"] = str(settings.ssl_keyfile)
+    config.update(security_options(settings, CONFLUENT_SECURITY_KEYS))
     return config
 
 
@@ -506,18 +528,7 @@ def kafka_python_config(settings: KafkaSettings, bootstrap: str) -> dict[str, An
         "security_protocol": settings.security_protocol,
         "request_timeout_ms": settings.request_timeout_ms,
     }
-    if settings.sasl_mechanism is not None:
-        config["sasl_mechanism"] = settings.sasl_mechanism
-    if settings.sasl_username is not None:
-        config["sasl_plain_username"] = settings.sasl_username
-    if settings.sasl_password is not None:
-        config["sasl_plain_password"] = settings.sasl_password.get_secret_value()
-    if settings.ssl_cafile is not None:
-        config["ssl_cafile"] = str(settings.ssl_cafile)
-    if settings.ssl_certfile is not None:
-        config["ssl_certfile"] = str(settings.ssl_certfile)
-    if settings.ssl_keyfile is not None:
-        config["ssl_keyfile"] = str(settings.ssl_keyfile)
+    config.update(security_options(settings, KAFKA_PYTHON_SECURITY_KEYS))
     return config
 
 
