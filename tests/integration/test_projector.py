@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -256,9 +256,17 @@ def _catch(errors: list[BaseException], work: Callable[[], None]) -> None:
         errors.append(error)
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float, what: str,
+    threads: Sequence[threading.Thread] = (),
+) -> None:
+    """Wait until `condition()`; fail at once when one of `threads` has stopped (its
+    exception is then in pytest's thread-exception warning)."""
     deadline = time.monotonic() + timeout_s
     while not condition():
+        stopped = [thread.name for thread in threads if not thread.is_alive()]
+        if stopped:
+            raise AssertionError(f"{', '.join(stopped)} stopped while waiting for {what}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.05)
@@ -285,9 +293,9 @@ def test_broker_restarted_empty_under_running_relay_and_projector(
                 Projector(ledger, kafka, settings, names=("liability",)) as projector:
             threads = [
                 threading.Thread(target=relay.run, args=(stop, 0.02),
-                                 kwargs={"retry_sleep_s": 0.2}),
+                                 kwargs={"retry_sleep_s": 0.2}, name="the relay thread"),
                 threading.Thread(target=projector.run, args=(stop,),
-                                 kwargs={"retry_sleep_s": 0.2}),
+                                 kwargs={"retry_sleep_s": 0.2}, name="the projector thread"),
             ]
             for thread in threads:
                 thread.start()
@@ -296,7 +304,7 @@ def test_broker_restarted_empty_under_running_relay_and_projector(
                 apply_clean(ledger, commands[start:start + 6])
                 time.sleep(0.02)
             position = store_position(ledger)
-            wait_for(lambda: projector.caught_up_to() >= position, 30, "the first log")
+            wait_for(lambda: projector.caught_up_to() >= position, 30, "the first log", threads)
             broker.stop()
             relay.chunk_records = 1000  # the refill: few chunks, few watermarks
             broker = EmbeddedBroker(tmp_path / "kafka", port=port)
@@ -306,7 +314,7 @@ def test_broker_restarted_empty_under_running_relay_and_projector(
             apply_clean(ledger, [c for c in more if c["type"] == "record_sale"])
             position = store_position(ledger)
             wait_for(lambda: relay.refills >= 1 and projector.caught_up_to() >= position, 60,
-                     "the refilled log")
+                     "the refilled log", threads)
             stop.set()
             for thread in threads:
                 thread.join(30)
