@@ -5,11 +5,13 @@ ledger reads (a typo there would be silently ignored in production)."""
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 
@@ -61,3 +63,31 @@ def test_every_ledger_variable_set_is_one_the_ledger_reads(compose: dict[str, An
         kafka = {k.removeprefix("LEDGER_KAFKA_").lower(): v for k, v in environment.items()
                  if k.startswith("LEDGER_KAFKA_")}
         KafkaSettings.model_validate(kafka)
+
+
+# The Compose Specification's JSON Schema, as docker-compose 1.29.2 (Debian bookworm's
+# `docker-compose` package, Apache-2.0) validates files with: the check `docker compose config`
+# makes first, run here without a container engine or a compose client.
+COMPOSE_SCHEMA = Path(__file__).parent / "data" / "compose_spec.json"
+
+
+def compose_errors(document: dict[str, Any]) -> list[str]:
+    import jsonschema
+
+    schema = orjson.loads(COMPOSE_SCHEMA.read_bytes())
+    validator = jsonschema.Draft201909Validator(schema)
+    return sorted(
+        f"{'/'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in validator.iter_errors(document)
+    )
+
+
+def test_the_file_is_valid_by_the_compose_specification(compose: dict[str, Any]) -> None:
+    assert compose_errors(compose) == []
+
+
+def test_the_compose_check_catches_a_misspelt_key(compose: dict[str, Any]) -> None:
+    broken = copy.deepcopy(compose)
+    broken["services"]["relay"]["enviroment"] = broken["services"]["relay"].pop("environment")
+    errors = compose_errors(broken)
+    assert errors and "enviroment" in errors[0], errors
