@@ -10,7 +10,10 @@
 
 from __future__ import annotations
 
-from consumers.transport import Admin
+import time
+
+from consumers.transport import Admin, Record, TopicPartition, Transport
+from ledger.events.envelope import Watermark, parse_record
 from ledger.kafka.settings import KafkaSettings
 
 EVENTS = "events"
@@ -27,3 +30,36 @@ def ensure_topics(admin: Admin, settings: KafkaSettings) -> dict[str, int]:
     admin.create_topics(names, settings.partitions)
     existing = admin.list_topics()
     return {name: existing[name] for name in names if name in existing}
+
+
+def read_until_watermark(
+    kafka: Transport, topic: str, position: int, partitions: int, timeout_s: float = 300.0
+) -> list[Record]:
+    """Every record of the events topic `topic` (its `partitions` partitions, from offset 0)
+    until each partition has carried a relay watermark >= `position`: the only sure sign of
+    having read everything up to a store position (never an end offset: the embedded
+    broker's are unreliable, docs/kafka-notes.md). Raises TimeoutError after `timeout_s`."""
+    consumer = kafka.consumer()
+    records: list[Record] = []
+    marks: dict[int, int] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, 0)
+        while not all(marks.get(p, 0) >= position for p in range(partitions)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{topic}: no watermark >= {position} on every partition within "
+                    f"{timeout_s:.0f} s (watermarks {marks}); is the relay publishing?")
+            for record in consumer.poll(10_000, 0.5):
+                records.append(record)
+                if record.value is not None:
+                    message = parse_record(record.value)
+                    if isinstance(message, Watermark):
+                        marks[record.partition] = max(marks.get(record.partition, 0),
+                                                      message.position)
+    finally:
+        consumer.close()
+    return records

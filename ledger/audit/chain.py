@@ -287,12 +287,8 @@ def verify_log(
 def read_events_log(kafka: Any, settings: Any, position: int,
                     timeout_s: float = 300.0) -> list[Any]:
     """Every record of the events topic from offset 0 until each partition has carried a
-    watermark >= `position` (never an end offset: the embedded broker's are unreliable)."""
-    import time
-
-    from consumers.topics import EVENTS
-    from consumers.transport import TopicPartition
-    from ledger.events.envelope import Watermark, parse_record
+    watermark >= `position`."""
+    from consumers.topics import EVENTS, read_until_watermark
 
     topic = settings.topic(EVENTS)
     admin = kafka.admin()
@@ -300,27 +296,4 @@ def read_events_log(kafka: Any, settings: Any, position: int,
         partitions = admin.list_topics()[topic]
     finally:
         admin.close()
-    consumer = kafka.consumer()
-    records: list[Any] = []
-    marks: dict[int, int] = {}
-    deadline = time.monotonic() + timeout_s
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, 0)
-        while not all(marks.get(p, 0) >= position for p in range(partitions)):
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{topic}: no watermark >= {position} on every partition within "
-                    f"{timeout_s:.0f} s (watermarks {marks}); is the relay publishing?")
-            for record in consumer.poll(10_000, 0.5):
-                records.append(record)
-                if record.value is not None:
-                    message = parse_record(record.value)
-                    if isinstance(message, Watermark):
-                        marks[record.partition] = max(marks.get(record.partition, 0),
-                                                      message.position)
-    finally:
-        consumer.close()
-    return records
+    return read_until_watermark(kafka, topic, position, partitions, timeout_s)

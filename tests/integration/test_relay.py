@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy import update
 
 from consumers.relay import Relay, RelayError, relay_state, sales_records
-from consumers.topics import EVENTS
-from consumers.transport import Record, TopicPartition, Transport, TransportError, transport
+from consumers.topics import EVENTS, read_until_watermark
+from consumers.transport import Record, Transport, TransportError, transport
 from ledger import Ledger
 from ledger.config import Settings
 from ledger.events import SalesRecorded
@@ -152,22 +152,9 @@ def read_topic(
     """Every record of `topic` (all partitions, from the start) up to the point where each
     partition has carried a watermark >= `until_position`: never an end offset (Tansu's are
     wrong, docs/kafka-notes.md quirk 4)."""
-    consumer = kafka.consumer()
-    consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
-    records: list[Record] = []
-    marks: dict[int, int] = {}
-    deadline = time.monotonic() + timeout_s
-    try:
-        while not all(marks.get(p, -1) >= until_position for p in range(partitions)):
-            assert time.monotonic() < deadline, f"watermarks {marks} never reached {until_position}"
-            for record in consumer.poll(10_000, 0.5):
-                records.append(record)
-                assert record.value is not None
-                message = parse_record(record.value)
-                if isinstance(message, Watermark):
-                    marks[record.partition] = max(marks.get(record.partition, -1), message.position)
-    finally:
-        consumer.close()
+    assert until_position > 0, until_position
+    records = read_until_watermark(kafka, topic, until_position, partitions, timeout_s)
+    assert all(record.value is not None for record in records)
     return records
 
 
@@ -566,7 +553,8 @@ class _SwapOnFirstList:
     the relay then asks the old broker for the cluster id and the new one for the topics."""
 
     def __init__(self, inner: object, swap: Callable[[], None]) -> None:
-        self._inner, self._swap = inner, swap
+        self._inner = inner
+        self._swap: Callable[[], None] | None = swap
 
     def list_topics(self) -> dict[str, int]:
         if self._swap is not None:
