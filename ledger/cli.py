@@ -475,7 +475,8 @@ def audit_view(
     database: DatabaseOption = None,
 ) -> None:
     """Rebuild the liability at (D, K) purely from the events topic and compare it with the
-    core's answer, printing every difference; exit 0 when none, 1 when any."""
+    core's answer and with the live liability projection's, printing every difference; exit 0
+    when none, 1 when any."""
     from ledger.config import Settings
     from ledger.kafka.settings import KafkaSettings
     from replay.commands import main_audit_view

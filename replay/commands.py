@@ -20,7 +20,13 @@ from ledger.kafka.broker import broker_bootstrap, find_running_broker
 from ledger.kafka.settings import KafkaSettings
 from ledger.projections.generations import check_name
 from ledger.projections.runner import ProjectionRunner
-from replay.rebuild import audit_view, publish_store, replay_projection, run_projections
+from replay.rebuild import (
+    Difference,
+    audit_view,
+    publish_store,
+    replay_projection,
+    run_projections,
+)
 
 
 def _progress(console: Console) -> Progress:
@@ -62,7 +68,8 @@ def main_audit_view(
     err_console: Console,
 ) -> int:
     """`rebate-ledger audit-view`: `output` is "table", "json" or "csv" (CSV: one line per
-    difference, agreement_id,field,log,core; just the header when there is none)."""
+    agreement and field that differs anywhere, `AUDIT_CSV_COLUMNS`; just the header when
+    nothing does). Exit 0 when the log, the core and the live projection agree, else 1."""
     with broker_bootstrap(settings.bootstrap, home) as bootstrap, _progress(err_console) as bar:
         task = bar.add_task("audit view from the log", total=None, events=0)
 
@@ -78,10 +85,9 @@ def main_audit_view(
     if output == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(("agreement_id", "field", "log", "core"))
-        for d in result.differences:
-            row = d.to_dict()
-            writer.writerow((row["agreement_id"], row["field"], row["log"], row["core"]))
+        writer.writerow(AUDIT_CSV_COLUMNS)
+        for row in result.table():
+            writer.writerow(tuple(row.get(column) or "" for column in AUDIT_CSV_COLUMNS))
         console.file.write(buffer.getvalue())
     elif output == "json":
         console.file.write(orjson.dumps({
@@ -90,6 +96,11 @@ def main_audit_view(
             "store_position": result.position,
             "rows": len(result.core_rows),
             "differences": [d.to_dict() for d in result.differences],
+            "projection": {
+                "source": result.projection_source,
+                "rows": None if result.projection_rows is None else len(result.projection_rows),
+                "differences": [d.to_dict("projection") for d in result.projection_differences],
+            },
         }).decode() + "\n")
     else:
         console.print(
@@ -98,16 +109,35 @@ def main_audit_view(
             f"{len(result.core_rows)} from the core",
             highlight=False,
         )
-        if result.differences:
-            table = Table(title=f"{len(result.differences)} differences")
-            for column in ("agreement_id", "field", "log", "core"):
-                table.add_column(column)
-            for d in result.differences:
-                table.add_row(d.agreement_id, d.field, str(d.log), str(d.core))
-            console.print(table)
+        _print_differences(console, result.differences, "core", "the core")
+        if result.projection_source is None:
+            console.print(
+                "live projection: none has caught up with the store, so liability queries "
+                "answer from the core", highlight=False,
+            )
         else:
-            console.print("no difference", highlight=False)
-    return 1 if result.differences else 0
+            _print_differences(console, result.projection_differences, "projection",
+                               f"the live {result.projection_source}")
+    return 0 if result.clean else 1
+
+
+#: `audit-view --format csv`: one line per agreement and field that differs anywhere
+#: (projection empty when no live projection has caught up)
+AUDIT_CSV_COLUMNS = ("agreement_id", "field", "log", "core", "projection")
+
+
+def _print_differences(
+    console: Console, differences: list[Difference], column: str, name: str
+) -> None:
+    if not differences:
+        console.print(f"log against {name}: no difference", highlight=False)
+        return
+    table = Table(title=f"log against {name}: {len(differences)} differences")
+    for heading in ("agreement_id", "field", "log", column):
+        table.add_column(heading)
+    for d in differences:
+        table.add_row(d.agreement_id, d.field, str(d.log), str(d.core))
+    console.print(table)
 
 
 def main_project(

@@ -4,8 +4,9 @@
   partition until it has caught up with the store position taken at the start, then swapped in
   with one UPDATE of the pointer row (`ledger.projections.generations`), the old one dropped.
 - `audit_view`: the liability at (as_of, known_at) rebuilt from the log alone into an in-memory
-  SQLite database with the core tables, compared row by row, field by field with the live
-  answer of the core; every difference is returned.
+  SQLite database with the core tables, compared row by row, field by field with the core's
+  answer and with the live liability projection's (when one has caught up with the store:
+  the answer `liability` queries then get); every difference is returned.
 - `run_projections`: the three live projections fed from the topic (`rebate-ledger project`).
 
 Every function takes the transport of an existing broker. Before reading, `publish_store` runs
@@ -15,6 +16,7 @@ the readers wait for exist.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ from ledger.projections.generations import (
     swap_in,
 )
 from ledger.projections.read_models import LiabilityModel, model
-from ledger.projections.reader import store_position
+from ledger.projections.reader import from_projection, store_position
 from ledger.projections.runner import ProjectionRunner
 
 Progress = Callable[[ProjectionRunner, int], None]
@@ -91,9 +93,10 @@ class Difference:
     log: str | None  # None: the row is missing from the log's view
     core: str | None  # None: the row is missing from the core's answer
 
-    def to_dict(self) -> dict[str, str | None]:
+    def to_dict(self, other: str = "core") -> dict[str, str | None]:
+        """As a dict; `other` names the answer compared with the log (`core`, `projection`)."""
         return {"agreement_id": self.agreement_id, "field": self.field, "log": self.log,
-                "core": self.core}
+                other: self.core}
 
 
 def compare(
@@ -125,6 +128,32 @@ class AuditResult:
     log_rows: list[LiabilityRow]
     core_rows: list[LiabilityRow]
     differences: list[Difference]
+    #: the live liability projection that `liability` queries read (`projection liability
+    #: gN`), when one has caught up with the store; None: they answer from the core
+    projection_source: str | None = None
+    projection_rows: list[LiabilityRow] | None = None
+    #: log against that projection (`Difference.core` holds the projection's value)
+    projection_differences: list[Difference] = dataclasses.field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.differences and not self.projection_differences
+
+    def table(self) -> list[dict[str, str | None]]:
+        """Every (agreement, field) that differs anywhere, with the log's, the core's and the
+        live projection's value (None when there is no live projection)."""
+        rows: dict[tuple[str, str], dict[str, str | None]] = {}
+        for d in self.differences:
+            rows[(d.agreement_id, d.field)] = {
+                "agreement_id": d.agreement_id, "field": d.field, "log": d.log, "core": d.core,
+                "projection": d.log if self.projection_source is not None else None,
+            }
+        for d in self.projection_differences:
+            row = rows.setdefault((d.agreement_id, d.field), {
+                "agreement_id": d.agreement_id, "field": d.field, "log": d.log, "core": d.log,
+            })
+            row["projection"] = d.core
+        return [rows[key] for key in sorted(rows)]
 
 
 def audit_view(
@@ -138,7 +167,9 @@ def audit_view(
     timeout_s: float = 3600.0,
     publish: bool = True,
 ) -> AuditResult:
-    """The liability at (as_of, known_at) rebuilt from the log only, against the core's."""
+    """The liability at (as_of, known_at) rebuilt from the log only, against the core's
+    answer and against the live liability projection's (when one has caught up: the one
+    `liability` queries then read)."""
     position = publish_store(ledger, kafka, settings) if publish else store_position(ledger)
     engine: Engine = memory_engine()
     try:
@@ -155,8 +186,16 @@ def audit_view(
     finally:
         engine.dispose()
     core_rows = ledger.liability(as_of, known_at)
-    return AuditResult(as_of, known_at, position, log_rows, core_rows,
-                       compare(log_rows, core_rows))
+    result = AuditResult(as_of, known_at, position, log_rows, core_rows,
+                         compare(log_rows, core_rows))
+    live = from_projection(
+        ledger, "liability", lambda session: liability_rows(session, as_of, known_at),
+        settings=settings,
+    )
+    if live is not None:
+        result.projection_rows, result.projection_source = live
+        result.projection_differences = compare(log_rows, result.projection_rows)
+    return result
 
 
 def run_projections(

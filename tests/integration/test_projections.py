@@ -473,6 +473,44 @@ def test_new_generation_is_not_live_until_swapped(small_ledger: Ledger) -> None:
     assert second.exists(small_ledger.engine)
 
 
+def test_audit_view_compares_the_log_with_the_live_projection_too(
+    small_ledger: Ledger, kafka_broker: EmbeddedBroker
+) -> None:
+    """`liability` queries read the live projection once it has caught up, so the audit view
+    checks that answer as well: a projection row altered behind the ledger's back (or a
+    record the projection skipped) shows as a difference against the projection, with the
+    core still equal to the log."""
+    settings = unique_settings()
+    kafka = transport(settings, kafka_broker.bootstrap)
+    apply_clean(small_ledger, book())
+    as_of = date(2025, 12, 31)
+    result = audit_view(small_ledger, kafka, settings, as_of, None)
+    assert result.projection_source is None and result.projection_differences == []
+    generation = replay_projection(small_ledger, "liability", kafka, settings)
+    result = audit_view(small_ledger, kafka, settings, as_of, None)
+    assert result.projection_source == f"projection liability g{generation.number}"
+    assert result.projection_rows == result.log_rows == result.core_rows
+    assert result.clean and result.table() == []
+    engine = generation.engine()
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                update(core.money).where(core.money.c.claim_id == "K1")
+                .where(core.money.c.kind == "paid").where(core.money.c.amount == "1")
+                .values(amount="0.75")
+            )
+    finally:
+        engine.dispose()
+    result = audit_view(small_ledger, kafka, settings, as_of, None)
+    assert result.differences == [] and not result.clean
+    fields = {(d.agreement_id, d.field): (d.log, d.core) for d in result.projection_differences}
+    assert fields[("A1", "paid")] == ("1.50", "1.25")
+    assert {a for a, _ in fields} == {"A1"}
+    paid = next(row for row in result.table() if row["field"] == "paid")
+    assert paid == {"agreement_id": "A1", "field": "paid", "log": "1.50", "core": "1.50",
+                    "projection": "1.25"}
+
+
 def test_audit_view_reports_a_forged_envelope_in_the_log(
     sqlite_ledger: Ledger, kafka_broker: EmbeddedBroker
 ) -> None:

@@ -178,6 +178,8 @@ def test_cli_replay_and_audit_view_find_an_altered_core_row_on_postgres(
     assert done.returncode == 0, done.stderr.decode()
     report = orjson.loads(done.stdout)
     assert report["differences"] == [] and report["rows"] == len(expected)
+    assert report["projection"] == {"source": "projection liability g1", "rows": len(expected),
+                                    "differences": []}
 
     # behind the ledger's back: one basis row of customer C2 counts twice its quantity and amount
     with Ledger(database_url) as ledger, ledger.engine.begin() as connection:
@@ -209,9 +211,11 @@ def test_cli_replay_and_audit_view_find_an_altered_core_row_on_postgres(
     done = _cli(["audit-view", "--as-of", AS_OF.isoformat(), "--format", "csv"], env)
     assert done.returncode == 1
     header, *lines = done.stdout.decode().splitlines()
-    assert header == "agreement_id,field,log,core"
+    assert header == "agreement_id,field,log,core,projection"
     assert len(lines) == len(differences)
     assert {line.split(",")[0] for line in lines} == {"A2"}
+    # the live projection (generation 1) was built from the log: it agrees with the log
+    assert any(line.split(",")[2] == line.split(",")[4] != line.split(",")[3] for line in lines)
     assert f"A2,basis,{a2['basis']}," in done.stdout.decode()
 
 
