@@ -520,7 +520,7 @@ class Intake:
 class KeyMemory:
     """Partition keys for commands, so that what must stay in order lands on one partition:
     `agreement_id` when the command has one, else the agreement of its claim (from the
-    `submit_claim` seen before), else `customer_id`, else the customer of its sale (from the
+    `submit_claim` seen before), else `group_id`, else `customer_id`, else the customer of its sale (from the
     `record_sale` seen before), else its `sale_id`/`claim_id`; None for a line that is not a
     JSON object."""
 
@@ -544,6 +544,9 @@ class KeyMemory:
             if isinstance(claim_id, str) and remember:
                 self.claim_agreements[claim_id] = agreement_id
             return agreement_id.encode()
+        group_id = obj.get("group_id")
+        if isinstance(group_id, str):  # a group's joins and leaves stay in recorded order
+            return group_id.encode()
         if isinstance(claim_id, str):
             return self.claim_agreements.get(claim_id, claim_id).encode()
         if isinstance(customer_id, str):

@@ -224,6 +224,9 @@ class Relay:
             return f"period:{period}"  # a period close: ledger-wide, keyed by its period
         customer = getattr(event, "customer_id", None)
         agreement_id = getattr(event, "agreement_id", None)
+        group = getattr(event, "group_id", None)
+        if not isinstance(customer, str) and isinstance(group, str):
+            customer = f"group:{group}"  # a group and its agreements: keyed by the group
         if isinstance(customer, str):
             if isinstance(agreement_id, str):
                 self._customers[agreement_id] = customer
@@ -236,11 +239,13 @@ class Relay:
         customer = self._customers.get(agreement_id)
         if customer is None:
             with self.engine.connect() as connection:
-                customer = connection.execute(
-                    select(agreements.c.customer_id).where(
+                found = connection.execute(
+                    select(agreements.c.customer_id, agreements.c.group_id).where(
                         agreements.c.agreement_id == agreement_id
                     )
-                ).scalar()
+                ).first()
+            if found is not None:
+                customer = found[0] if found[0] is not None else f"group:{found[1]}"
             if customer is None:
                 raise RelayError(
                     f"agreement_id {agreement_id!r} of event {event.event_type()} is not in "

@@ -16,8 +16,16 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.utils import get_topic
 
-from ledger.aggregates import Agreement, Claim, SalesBatch, agreement_uuid, claim_uuid
-from ledger.errors import RuleViolation, UnknownAgreement, UnknownClaim
+from ledger.aggregates import (
+    Agreement,
+    Claim,
+    Group,
+    SalesBatch,
+    agreement_uuid,
+    claim_uuid,
+    group_uuid,
+)
+from ledger.errors import RuleViolation, UnknownAgreement, UnknownClaim, UnknownGroup
 from ledger.events import (
     LedgerEvent,
     ReversalColumns,
@@ -27,6 +35,7 @@ from ledger.events import (
 )
 from ledger.events.agreement import TierTerm
 from ledger.events.codec import OrjsonTranscoder, PydanticMapper
+from ledger.terms import check_new_terms
 
 Recorded = list[tuple[LedgerEvent, int]]
 
@@ -60,6 +69,8 @@ class LedgerApplication(Application[UUID]):
                 f"agreement {terms['agreement_id']!r} already exists; agreement ids are "
                 "unique (use amend_agreement to change its terms)",
             )
+        if terms.get("group_id") is not None and not self.group_exists(terms["group_id"]):
+            raise UnknownGroup(terms["group_id"])
         tiers = [TierTerm.of(t) for t in terms.pop("tiers")]
         products = terms.pop("products")
         agreement = Agreement(
@@ -68,6 +79,7 @@ class LedgerApplication(Application[UUID]):
             recorded_at=recorded_at,
             **terms,
         )
+        check_new_terms(agreement.created_terms)
         return self._save(agreement)
 
     def amend_agreement(
@@ -93,7 +105,7 @@ class LedgerApplication(Application[UUID]):
 
     def write_off(
         self, agreement_id: str, amount: Decimal, effective_date: date, reason: str,
-        recorded_at: datetime,
+        recorded_at: datetime, write_off_id: str | None = None,
     ) -> Recorded:
         agreement = self.get_agreement(agreement_id)
         agreement.write_off(
@@ -102,8 +114,50 @@ class LedgerApplication(Application[UUID]):
             effective_date=effective_date,
             reason=reason,
             recorded_at=recorded_at,
+            write_off_id=write_off_id,
         )
         return self._save(agreement)
+
+    def reverse_write_off(
+        self, agreement_id: str, write_off_id: str, reversed_on: date, reason: str,
+        recorded_at: datetime,
+    ) -> Recorded:
+        agreement = self.get_agreement(agreement_id)
+        agreement.reverse_write_off(write_off_id, reversed_on, reason, recorded_at)
+        return self._save(agreement)
+
+    # Buying groups (contract 4) ------------------------------------------------------------
+
+    def group_exists(self, group_id: str) -> bool:
+        return bool(self.recorder.select_events(group_uuid(group_id), limit=1))
+
+    def get_group(self, group_id: str) -> Group:
+        try:
+            return self.repository.get(group_uuid(group_id))  # type: ignore[return-value]
+        except AggregateNotFoundError:
+            raise UnknownGroup(group_id) from None
+
+    def create_group(self, group_id: str, name: str | None, recorded_at: datetime) -> Recorded:
+        if self.group_exists(group_id):
+            raise RuleViolation(
+                "group_id", f"group {group_id!r} already exists; group ids are unique"
+            )
+        return self._save(Group(group_id=group_id, name=name, recorded_at=recorded_at))
+
+    def join_group(
+        self, group_id: str, customer_id: str, effective_from: date, recorded_at: datetime
+    ) -> Recorded:
+        group = self.get_group(group_id)
+        group.join(group_id=group_id, customer_id=customer_id, effective_from=effective_from,
+                   recorded_at=recorded_at)
+        return self._save(group)
+
+    def leave_group(
+        self, group_id: str, customer_id: str, effective_from: date, recorded_at: datetime
+    ) -> Recorded:
+        group = self.get_group(group_id)
+        group.leave(customer_id, effective_from, recorded_at)
+        return self._save(group)
 
     # Claims -------------------------------------------------------------------------------
 

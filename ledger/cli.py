@@ -190,8 +190,8 @@ def _print_report(report: ApplyReport, output: Format) -> None:
         f"rejected: {len(report.rejected)}",
         highlight=False,
     )
-    for number, sale_id in report.duplicates[:50]:
-        console.print(f"  duplicate line {number}: record_sale {sale_id} (already recorded)",
+    for number, kind, ident in report.duplicates[:50]:
+        console.print(f"  duplicate line {number}: {kind} {ident} (already recorded)",
                       highlight=False)
     if len(report.duplicates) > 50:
         console.print(f"  … and {len(report.duplicates) - 50} more duplicates", highlight=False)
@@ -218,7 +218,20 @@ def liability(
     agreement: Annotated[
         str | None, typer.Option("--agreement", help="only this agreement")
     ] = None,
-    customer: Annotated[str | None, typer.Option("--customer", help="only this customer")] = None,
+    customer: Annotated[
+        str | None,
+        typer.Option(
+            "--customer",
+            help="only this customer's own agreements and those of the groups it is a member "
+            "of at D, as known at K",
+        ),
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option("--group", help="only this buying group's agreements")
+    ] = None,
+    program: Annotated[
+        str | None, typer.Option("--program", help="only the agreements of this program")
+    ] = None,
     output: Annotated[Format, typer.Option("--format", help="table, json or csv")] = Format.table,
     database: DatabaseOption = None,
 ) -> None:
@@ -232,7 +245,8 @@ def liability(
         from ledger.projections.reader import liability_answer
 
         rows, source = liability_answer(
-            book, as_of_date, known, agreement_id=agreement, customer_id=customer
+            book, as_of_date, known, agreement_id=agreement, customer_id=customer,
+            group_id=group, program_id=program,
         )
     finally:
         book.close()
@@ -253,7 +267,12 @@ def liability(
 
 
 LIABILITY_COLUMNS = (
-    "agreement_id", "customer_id", "currency", "basis", "accrued", "approved", "paid",
+    "agreement_id", "customer_id", "group_id", "program_id", "currency", "basis", "accrued",
+    "approved", "paid", "written_off", "liability",
+)
+#: The table shows who the agreement is with in one column: a customer, or "group G".
+TABLE_COLUMNS = (
+    "agreement_id", "with", "program_id", "currency", "basis", "accrued", "approved", "paid",
     "written_off", "liability",
 )
 
@@ -269,18 +288,22 @@ def rows_to_csv(rows: list[LiabilityRow]) -> str:
 
 def liability_table(rows: list[LiabilityRow], as_of: date, known_text: str) -> Table:
     table = Table(title=f"Rebate liability as of {as_of}, as known at {known_text}")
-    for column in LIABILITY_COLUMNS:
+    programs = any(r.program_id is not None for r in rows)
+    columns = [c for c in TABLE_COLUMNS if programs or c != "program_id"]
+    for column in columns:
         numeric = column in ("basis", "accrued", "approved", "paid", "written_off", "liability")
         table.add_column(column, justify="right" if numeric else "left")
     for row in rows:
         values = row.to_dict()
-        table.add_row(*(values[c] for c in LIABILITY_COLUMNS))
+        values["with"] = row.customer_id if row.group_id is None else f"group {row.group_id}"
+        table.add_row(*(values[c] or "" for c in columns))
     if rows:
         currencies = sorted({r.currency for r in rows})
         for currency in currencies:
             mine = [r for r in rows if r.currency == currency]
             table.add_row(
-                f"total {currency}", f"{len(mine)} agreements", currency, "",
+                f"total {currency}", f"{len(mine)} agreements", *([""] if programs else []),
+                currency, "",
                 format_money(sum((r.accrued for r in mine), start=mine[0].accrued * 0)),
                 format_money(sum((r.approved for r in mine), start=mine[0].accrued * 0)),
                 format_money(sum((r.paid for r in mine), start=mine[0].accrued * 0)),

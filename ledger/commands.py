@@ -1,4 +1,4 @@
-"""The contract's ten commands (section 1) as pydantic models, and how a JSON line becomes one.
+"""The contract's commands (sections 1, 4 and 5 of v2) as pydantic models, and how a JSON line becomes one.
 
 A line is decoded with orjson; when it holds a JSON number with a fraction or exponent it is
 decoded again with the standard library reading numbers as `Decimal`, so that no value ever
@@ -104,10 +104,15 @@ class Command(BaseModel):
 
 
 class CreateAgreement(Command):
+    """Contract 1 and 4: an agreement names exactly one of `customer_id` (a customer's own
+    agreement) or `group_id` (a buying group's), and optionally the program it was made from."""
+
     kind: ClassVar[str] = "create_agreement"
     type: Literal["create_agreement"]
     agreement_id: Id
-    customer_id: Id
+    customer_id: Id | None = None
+    group_id: Id | None = None
+    program_id: Id | None = None
     currency: Currency
     period_start: Day
     period_end: Day
@@ -119,6 +124,20 @@ class CreateAgreement(Command):
     cap: Positive | None = None
     accrual_method: AccrualMethod = "earned"
     forecast_basis: Positive | None = None
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> CreateAgreement:
+        if self.customer_id is None and self.group_id is None:
+            raise ValueError(
+                "customer_id is required for create_agreement (or group_id, for a buying "
+                "group's agreement): an agreement names exactly one of them"
+            )
+        if self.customer_id is not None and self.group_id is not None:
+            raise ValueError(
+                "customer_id and group_id: an agreement names exactly one of customer_id (a "
+                "customer's own agreement) or group_id (a buying group's agreement), got both"
+            )
+        return self
 
 
 class CloseStandIn(Command):
@@ -232,12 +251,56 @@ class SettleClaim(Command):
 
 
 class WriteOff(Command):
+    """Contract 1 and 5: with a `write_off_id`, sending the same write-off again is a
+    duplicate and it can be reversed by `reverse_write_off`."""
+
     kind: ClassVar[str] = "write_off"
     type: Literal["write_off"]
     agreement_id: Id
     amount: Positive
     effective_date: Day
     reason: Text
+    write_off_id: Id | None = None
+
+
+class ReverseWriteOff(Command):
+    """Contract 5: the write-off no longer counts from `reversed_on` on."""
+
+    kind: ClassVar[str] = "reverse_write_off"
+    type: Literal["reverse_write_off"]
+    write_off_id: Id
+    reversed_on: Day
+    reason: Text
+
+
+class CreateGroup(Command):
+    """Contract 4: a buying group (co-operative, franchise, purchasing organisation)."""
+
+    kind: ClassVar[str] = "create_group"
+    type: Literal["create_group"]
+    group_id: Id
+    name: Text | None = None
+
+
+class JoinGroup(Command):
+    """Contract 4: the customer is a member from `effective_from` on (laid in recorded order
+    with the group's other joins and leaves of that customer)."""
+
+    kind: ClassVar[str] = "join_group"
+    type: Literal["join_group"]
+    group_id: Id
+    customer_id: Id
+    effective_from: Day
+
+
+class LeaveGroup(Command):
+    """Contract 4: `effective_from` is the first day the customer is no longer a member."""
+
+    kind: ClassVar[str] = "leave_group"
+    type: Literal["leave_group"]
+    group_id: Id
+    customer_id: Id
+    effective_from: Day
 
 
 COMMAND_TYPES: dict[str, type[Command]] = {
@@ -253,6 +316,10 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         RejectClaim,
         SettleClaim,
         WriteOff,
+        ReverseWriteOff,
+        CreateGroup,
+        JoinGroup,
+        LeaveGroup,
     )
 }
 
@@ -267,7 +334,11 @@ AnyCommand = Annotated[
     | ApproveClaim
     | RejectClaim
     | SettleClaim
-    | WriteOff,
+    | WriteOff
+    | ReverseWriteOff
+    | CreateGroup
+    | JoinGroup
+    | LeaveGroup,
     Field(discriminator="type"),
 ]
 _COMMAND = TypeAdapter(AnyCommand)
@@ -384,12 +455,10 @@ def parse_command(obj: Any) -> Command:
     return parse_line(orjson.dumps(obj, default=_exact_default))
 
 
-_TYPES_TEXT = ", ".join(
-    [
-        "create_agreement", "amend_agreement", "revise_forecast", "record_sale", "reverse_sale",
-        "submit_claim", "approve_claim", "reject_claim", "settle_claim", "write_off",
-    ]
-)
+_TYPES_TEXT = ", ".join(COMMAND_TYPES)
+
+#: What `amend_agreement` may never change (contract 4): who the agreement is with.
+UNAMENDABLE = frozenset({"customer_id", "group_id", "program_id"})
 
 
 def _rejection(exc: ValidationError, raw: bytes) -> InvalidCommand:
@@ -417,6 +486,11 @@ def _rejection(exc: ValidationError, raw: bytes) -> InvalidCommand:
         path = _field_path(loc[1:])
         if kind_of_error == "missing":
             text = f"{path}: is required for {kind}"
+        elif kind_of_error == "extra_forbidden" and kind == "amend_agreement" and (
+            path in UNAMENDABLE
+        ):
+            text = (f"{path}: an amendment cannot change customer_id, group_id or program_id; "
+                    "create a new agreement instead")
         elif kind_of_error == "extra_forbidden":
             text = f"{path}: is not a field of {kind}"
         elif kind_of_error.startswith("value_error") or kind_of_error == "assertion_error":

@@ -28,6 +28,7 @@ from ledger.projections.core import (
     metadata,
     rejections,
     to_us,
+    upgrade_v1_tables,
 )
 from ledger.store import (
     ENGINE_KEY,
@@ -61,7 +62,8 @@ class ApplyReport:
     """What one `apply` did: every line is accepted, a duplicate, or rejected with a reason."""
 
     accepted: int = 0
-    duplicates: list[tuple[int, str]] = field(default_factory=list)
+    #: (line, command type, the id that made it a duplicate)
+    duplicates: list[tuple[int, str, str]] = field(default_factory=list)
     rejected: list[RejectionRecord] = field(default_factory=list)
     by_type: Counter[str] = field(default_factory=Counter)
 
@@ -75,7 +77,9 @@ class ApplyReport:
             "duplicates": len(self.duplicates),
             "rejected": len(self.rejected),
             "by_type": dict(self.by_type),
-            "duplicate_lines": [{"line": n, "sale_id": s} for n, s in self.duplicates],
+            "duplicate_lines": [
+                {"line": n, "command": kind, "id": ident} for n, kind, ident in self.duplicates
+            ],
             "rejections": [
                 {"line": r.line, "command": r.command_type, "field": r.field,
                  "reason": r.reason}
@@ -115,6 +119,7 @@ class Ledger:
         self._create_tables()
 
     def _create_tables(self) -> None:
+        upgrade_v1_tables(self.engine)
         metadata.create_all(self.engine)
         chain_metadata.create_all(self.engine)
         with self.engine.begin() as connection:
@@ -268,7 +273,7 @@ class Ledger:
             )
             batch.load_state()
             batch.prefetch_sales(sale_ids)
-            outcomes: list[tuple[int, str, str]] = []
+            outcomes: list[tuple[int, str, c.Command]] = []
             for number, line, command, invalid, line_source in parsed:
                 problem: Rejection | None = invalid
                 if command is not None:
@@ -277,7 +282,7 @@ class Ledger:
                     except Rejection as rejection:
                         problem = rejection
                     else:
-                        outcomes.append((number, outcome, getattr(command, "sale_id", "")))
+                        outcomes.append((number, outcome, command))
                         report.by_type[command.kind] += 1
                         continue
                 assert problem is not None
@@ -288,9 +293,9 @@ class Ledger:
             if before_commit is not None:
                 before_commit(session, batch.rejected)
         # Only once the transaction has committed does the report count the chunk.
-        for number, outcome, sale_id in outcomes:
+        for number, outcome, command in outcomes:
             if outcome == DUPLICATE:
-                report.duplicates.append((number, sale_id))
+                report.duplicates.append((number, command.kind, duplicate_id(command)))
             else:
                 report.accepted += 1
         report.rejected.extend(batch.rejected)
@@ -336,10 +341,13 @@ class Ledger:
         *,
         agreement_id: str | None = None,
         customer_id: str | None = None,
+        group_id: str | None = None,
+        program_id: str | None = None,
     ) -> list[LiabilityRow]:
         with self.app.recorder.transaction(commit=False) as session:  # type: ignore[attr-defined]
             return liability_rows(
-                session, as_of, known_at, agreement_id=agreement_id, customer_id=customer_id
+                session, as_of, known_at, agreement_id=agreement_id, customer_id=customer_id,
+                group_id=group_id, program_id=program_id,
             )
 
     def rejections(self, *, limit: int | None = None) -> list[RejectionRecord]:
@@ -369,6 +377,17 @@ class Ledger:
             "position": row.position,
             "watermark": from_us(row.watermark_us) if row.watermark_us else None,
         }
+
+
+def duplicate_id(command: c.Command) -> str:
+    """What made a command a duplicate: its sale, write-off or payment reference."""
+    if isinstance(command, c.SettleClaim):
+        return f"{command.claim_id} payment_ref {command.payment_ref}"
+    for name in ("sale_id", "write_off_id"):
+        value = getattr(command, name, None)
+        if isinstance(value, str):
+            return value
+    return ""
 
 
 def default_database_url() -> str:

@@ -44,6 +44,13 @@ class UnknownClaim(RuleViolation):
         )
 
 
+class UnknownGroup(RuleViolation):
+    def __init__(self, group_id: str) -> None:
+        super().__init__(
+            "group_id", f"no group {group_id!r}; create it with create_group first"
+        )
+
+
 class ClaimStateError(RuleViolation):
     """A claim cannot make that move: submitted → approved → settled, or submitted → rejected."""
 

@@ -32,6 +32,7 @@ from ledger.projections.core import (
     money,
     rejections,
     to_us,
+    write_offs,
 )
 
 MISSING = object()
@@ -254,6 +255,12 @@ class Batch:
             others = EXACT.add(others, Decimal(amount))
         return EXACT.subtract(accrual.accrued, others), accrual.accrued, others
 
+    def write_off_agreement(self, write_off_id: str) -> str | None:
+        """The agreement holding the write-off recorded with `write_off_id`, or None."""
+        return self.session.execute(
+            select(write_offs.c.agreement_id).where(write_offs.c.write_off_id == write_off_id)
+        ).scalar()
+
     def liability_now(self, agreement_id: str, as_of: date) -> Decimal:
         self.flush_sales()
         history = load_histories(self.session, [agreement_id], FOREVER_US)[agreement_id]
@@ -404,6 +411,8 @@ def reject_claim(batch: Batch, cmd: c.RejectClaim, recorded_at: datetime) -> str
 def settle_claim(batch: Batch, cmd: c.SettleClaim, recorded_at: datetime) -> str:
     batch.flush_sales()
     claim = batch.app.get_claim(cmd.claim_id)
+    if claim.is_settlement_resent(cmd.paid_amount, cmd.paid_on, cmd.payment_ref):
+        return DUPLICATE
     claim.settle(cmd.paid_amount, cmd.paid_on, cmd.payment_ref, recorded_at)
     batch.project(batch.app.save_claim(claim))
     return ACCEPTED
@@ -411,6 +420,10 @@ def settle_claim(batch: Batch, cmd: c.SettleClaim, recorded_at: datetime) -> str
 
 def write_off(batch: Batch, cmd: c.WriteOff, recorded_at: datetime) -> str:
     batch.flush_sales()
+    if cmd.write_off_id is not None:
+        holder = batch.write_off_agreement(cmd.write_off_id)
+        if holder is not None:
+            return _resent_write_off(batch, cmd, holder)
     if not batch.app.agreement_exists(cmd.agreement_id):
         raise UnknownAgreement(cmd.agreement_id)
     owed = batch.liability_now(cmd.agreement_id, cmd.effective_date)
@@ -422,8 +435,70 @@ def write_off(batch: Batch, cmd: c.WriteOff, recorded_at: datetime) -> str:
         )
     batch.project(
         batch.app.write_off(
-            cmd.agreement_id, cmd.amount, cmd.effective_date, cmd.reason, recorded_at
+            cmd.agreement_id, cmd.amount, cmd.effective_date, cmd.reason, recorded_at,
+            write_off_id=cmd.write_off_id,
         )
+    )
+    return ACCEPTED
+
+
+def _resent_write_off(batch: Batch, cmd: c.WriteOff, holder: str) -> str:
+    """Contract 5: a write_off_id seen before is a duplicate with identical fields, else
+    rejected."""
+    assert cmd.write_off_id is not None
+    if holder == cmd.agreement_id:
+        known = batch.app.get_agreement(holder).write_offs[cmd.write_off_id]
+        if (known.amount, known.effective_date, known.reason) == (
+            cmd.amount, cmd.effective_date, cmd.reason
+        ):
+            return DUPLICATE
+        said = (f"amount {known.amount}, effective_date {known.effective_date}, reason "
+                f"{known.reason!r}")
+    else:
+        said = f"agreement_id {holder!r}"
+    raise RuleViolation(
+        "write_off_id",
+        f"write-off {cmd.write_off_id!r} was already recorded with different fields ({said}); "
+        "a write-off cannot be changed: reverse it with reverse_write_off and write off again "
+        "under a new write_off_id",
+    )
+
+
+def reverse_write_off(batch: Batch, cmd: c.ReverseWriteOff, recorded_at: datetime) -> str:
+    batch.flush_sales()
+    holder = batch.write_off_agreement(cmd.write_off_id)
+    if holder is None:
+        raise RuleViolation(
+            "write_off_id",
+            f"no write-off {cmd.write_off_id!r} has been recorded (only a write_off sent with "
+            "a write_off_id can be reversed); nothing to reverse",
+        )
+    batch.project(
+        batch.app.reverse_write_off(
+            holder, cmd.write_off_id, cmd.reversed_on, cmd.reason, recorded_at
+        )
+    )
+    return ACCEPTED
+
+
+def create_group(batch: Batch, cmd: c.CreateGroup, recorded_at: datetime) -> str:
+    batch.flush_sales()
+    batch.project(batch.app.create_group(cmd.group_id, cmd.name, recorded_at))
+    return ACCEPTED
+
+
+def join_group(batch: Batch, cmd: c.JoinGroup, recorded_at: datetime) -> str:
+    batch.flush_sales()
+    batch.project(
+        batch.app.join_group(cmd.group_id, cmd.customer_id, cmd.effective_from, recorded_at)
+    )
+    return ACCEPTED
+
+
+def leave_group(batch: Batch, cmd: c.LeaveGroup, recorded_at: datetime) -> str:
+    batch.flush_sales()
+    batch.project(
+        batch.app.leave_group(cmd.group_id, cmd.customer_id, cmd.effective_from, recorded_at)
     )
     return ACCEPTED
 
@@ -439,4 +514,8 @@ HANDLERS: dict[type[c.Command], Callable[[Batch, Any, datetime], str]] = {
     c.RejectClaim: reject_claim,
     c.SettleClaim: settle_claim,
     c.WriteOff: write_off,
+    c.ReverseWriteOff: reverse_write_off,
+    c.CreateGroup: create_group,
+    c.JoinGroup: join_group,
+    c.LeaveGroup: leave_group,
 }

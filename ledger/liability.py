@@ -11,17 +11,26 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ledger.money import EXACT, ZERO, format_decimal, format_money, from_micro, round_money
-from ledger.projections.core import agreements, basis, day, money, terms_changes, to_us
+from ledger.membership import MembershipChange, is_member, member_spans
+from ledger.projections.core import (
+    agreements,
+    basis,
+    day,
+    memberships,
+    money,
+    terms_changes,
+    to_us,
+)
 from ledger.rules import Accrual, Tier, accrue
 from ledger.rules import liability as owed
 from ledger.terms import Terms, TermsChange, terms_in_force
@@ -29,11 +38,13 @@ from ledger.terms import Terms, TermsChange, terms_in_force
 #: Stand-in for "everything recorded" (no K): later than any recorded time.
 FOREVER_US = (1 << 62)
 
+ONE_DAY = timedelta(days=1)
+
 
 @dataclass(frozen=True)
 class LiabilityRow:
     agreement_id: str
-    customer_id: str
+    customer_id: str | None  # None for a group agreement (contract 4)
     currency: str
     basis: Decimal
     accrued: Decimal
@@ -47,12 +58,17 @@ class LiabilityRow:
     quantity: Decimal = field(default=ZERO, compare=False)
     amount: Decimal = field(default=ZERO, compare=False)
     forecast_basis: Decimal | None = field(default=None, compare=False)
+    group_id: str | None = None
+    program_id: str | None = None
 
-    def to_dict(self) -> dict[str, str]:
-        """The contract's liability row: decimals as strings, money with two decimals."""
+    def to_dict(self) -> dict[str, str | None]:
+        """The contract's liability row: decimals as strings, money with two decimals;
+        `customer_id` or `group_id` null as the agreement is a group's or a customer's."""
         return {
             "agreement_id": self.agreement_id,
             "customer_id": self.customer_id,
+            "group_id": self.group_id,
+            "program_id": self.program_id,
             "currency": self.currency,
             "basis": format_decimal(self.basis),
             "accrued": format_money(self.accrued),
@@ -80,6 +96,8 @@ def _created_terms(data: dict[str, Any]) -> Terms:
         forecast_basis=(
             Decimal(data["forecast_basis"]) if data["forecast_basis"] is not None else None
         ),
+        group_id=data.get("group_id"),  # absent in what a v1 store projected
+        program_id=data.get("program_id"),
     )
 
 
@@ -206,14 +224,89 @@ _BASIS_ROWS_PRODUCTS = _BASIS_ROWS.where(
 def eligible_totals(
     session: Session, terms: Terms, as_of: date, known_us: int
 ) -> tuple[Decimal, Decimal]:
-    """Contract 2.2–2.3: Q and A of the eligible sales at D as known at K."""
+    """Contract 2.2–2.3: Q and A of the eligible sales at D as known at K: of the agreement's
+    customer, or (contract 4) of each customer on the days it is a member of the agreement's
+    group, as known at K."""
     last = min(terms.period_end, as_of)
     if last < terms.period_start:
         return ZERO, ZERO
+    if terms.group_id is None:
+        assert terms.customer_id is not None
+        return customer_totals(session, terms, terms.customer_id, terms.period_start, last,
+                               as_of, known_us)
+    quantity, amount = ZERO, ZERO
+    for customer, first, final in member_windows(
+        session, terms.group_id, terms.period_start, last, known_us
+    ):
+        q, a = customer_totals(session, terms, customer, first, final, as_of, known_us)
+        quantity, amount = EXACT.add(quantity, q), EXACT.add(amount, a)
+    return quantity, amount
+
+
+_MEMBERSHIP = (
+    select(memberships.c.customer_id, memberships.c.position, memberships.c.kind,
+           memberships.c.effective_day)
+    .where(memberships.c.group_id == bindparam("group_id"))
+    .where(memberships.c.recorded_us <= bindparam("known_us"))
+    .order_by(memberships.c.customer_id, memberships.c.position)
+)
+
+
+def membership_changes(
+    session: Session, group_id: str, known_us: int
+) -> dict[str, list[MembershipChange]]:
+    """Every join and leave of `group_id` recorded at or before K, by customer."""
+    changes: dict[str, list[MembershipChange]] = defaultdict(list)
+    for customer, position, kind, effective_day in session.execute(
+        _MEMBERSHIP, {"group_id": group_id, "known_us": known_us}
+    ):
+        changes[customer].append(
+            MembershipChange(position, kind, date.fromordinal(effective_day))
+        )
+    return changes
+
+
+def member_windows(
+    session: Session, group_id: str, first: date, last: date, known_us: int
+) -> list[tuple[str, date, date]]:
+    """(customer, first day, last day) of every span of membership in `group_id`, as known
+    at K, cut to the days `first` to `last`: the invoice days whose sales count (contract 4)."""
+    windows = []
+    for customer, changes in membership_changes(session, group_id, known_us).items():
+        for start, end in member_spans(changes):
+            window_first = max(start, first)
+            window_last = last if end is None else min(last, end - ONE_DAY)
+            if window_first <= window_last:
+                windows.append((customer, window_first, window_last))
+    return windows
+
+
+def groups_of(session: Session, customer_id: str, on: date, known_us: int) -> list[str]:
+    """The groups `customer_id` is a member of on `on`, as known at K (contract 4)."""
+    query = (
+        select(memberships.c.group_id, memberships.c.position, memberships.c.kind,
+               memberships.c.effective_day)
+        .where(memberships.c.customer_id == customer_id)
+        .where(memberships.c.recorded_us <= known_us)
+    )
+    changes: dict[str, list[MembershipChange]] = defaultdict(list)
+    for group_id, position, kind, effective_day in session.execute(query):
+        changes[group_id].append(
+            MembershipChange(position, kind, date.fromordinal(effective_day))
+        )
+    return sorted(group for group, made in changes.items() if is_member(made, on))
+
+
+def customer_totals(
+    session: Session, terms: Terms, customer_id: str, first: date, last: date, as_of: date,
+    known_us: int,
+) -> tuple[Decimal, Decimal]:
+    """Q and A of `customer_id`'s sales in the agreement's currency and products invoiced
+    from `first` to `last`, counted at D (reversals effective by D) as known at K."""
     params: dict[str, Any] = {
-        "customer_id": terms.customer_id,
+        "customer_id": customer_id,
         "currency": terms.currency,
-        "first_day": day(terms.period_start),
+        "first_day": day(first),
         "last_day": day(last),
         "as_of_day": day(as_of),
         "known_us": known_us,
@@ -293,19 +386,19 @@ def liability_rows(
     *,
     agreement_id: str | None = None,
     customer_id: str | None = None,
+    group_id: str | None = None,
+    program_id: str | None = None,
 ) -> list[LiabilityRow]:
-    """Every agreement that exists as known at K (filtered), sorted by agreement id."""
+    """Every agreement that exists as known at K (filtered), sorted by agreement id.
+
+    `customer_id` selects the customer's own agreements and those of every group it is a
+    member of at D, as known at K (contract 4); `group_id` a group's agreements; `program_id`
+    the agreements made from a program."""
     known_us = FOREVER_US if known_at is None else to_us(known_at)
-    query = (
-        select(agreements.c.agreement_id)
-        .where(agreements.c.recorded_us <= known_us)
-        .order_by(agreements.c.agreement_id)
+    ids = agreement_ids(
+        session, as_of, known_us, agreement_id=agreement_id, customer_id=customer_id,
+        group_id=group_id, program_id=program_id,
     )
-    if agreement_id is not None:
-        query = query.where(agreements.c.agreement_id == agreement_id)
-    if customer_id is not None:
-        query = query.where(agreements.c.customer_id == customer_id)
-    ids = [row[0] for row in session.execute(query)]
     histories = load_histories(session, ids, known_us)
     totals = money_totals(session, ids, as_of, known_us)
     rows = []
@@ -321,6 +414,8 @@ def liability_rows(
             LiabilityRow(
                 agreement_id=agreement,
                 customer_id=terms.customer_id,
+                group_id=terms.group_id,
+                program_id=terms.program_id,
                 currency=terms.currency,
                 basis=accrual.basis,
                 accrued=accrual.accrued,
@@ -336,3 +431,35 @@ def liability_rows(
             )
         )
     return rows
+
+
+def agreement_ids(
+    session: Session,
+    as_of: date,
+    known_us: int,
+    *,
+    agreement_id: str | None = None,
+    customer_id: str | None = None,
+    group_id: str | None = None,
+    program_id: str | None = None,
+) -> list[str]:
+    """The ids of the agreements that exist as known at K and pass the filters (see
+    `liability_rows`), sorted."""
+    query = (
+        select(agreements.c.agreement_id)
+        .where(agreements.c.recorded_us <= known_us)
+        .order_by(agreements.c.agreement_id)
+    )
+    if agreement_id is not None:
+        query = query.where(agreements.c.agreement_id == agreement_id)
+    if group_id is not None:
+        query = query.where(agreements.c.group_id == group_id)
+    if program_id is not None:
+        query = query.where(agreements.c.program_id == program_id)
+    if customer_id is not None:
+        owners = agreements.c.customer_id == customer_id
+        groups = groups_of(session, customer_id, as_of, known_us)
+        if groups:
+            owners = or_(owners, agreements.c.group_id.in_(groups))
+        query = query.where(owners)
+    return [row[0] for row in session.execute(query)]

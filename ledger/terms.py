@@ -33,7 +33,8 @@ AMENDABLE_FIELDS = (
 @dataclass(frozen=True, slots=True)
 class Terms:
     agreement_id: str
-    customer_id: str
+    #: exactly one of customer_id (a customer's own agreement) and group_id (contract 4)
+    customer_id: str | None
     currency: str
     period_start: date
     period_end: date
@@ -45,6 +46,8 @@ class Terms:
     cap: Decimal | None = None
     accrual_method: str = "earned"
     forecast_basis: Decimal | None = None
+    group_id: str | None = None
+    program_id: str | None = None
     #: Where each term came from: field name -> id of the event that set it last.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -96,6 +99,25 @@ def check_terms(terms: Terms) -> None:
         )
 
 
+#: Contract 5: the highest rate a `percent` tier may have (1 is 100 %).
+PERCENT_RATE_MAX = Decimal(1)
+
+
+def check_new_terms(terms: Terms) -> None:
+    """The rules for terms a command sets now: `check_terms`, and contract 5's percent rule
+    (not applied to agreements recorded before it, which must still load)."""
+    check_terms(terms)
+    if terms.rate_kind == "percent":
+        for index, tier in enumerate(terms.tiers):
+            if tier.rate > PERCENT_RATE_MAX:
+                raise RuleViolation(
+                    f"tiers[{index}].rate",
+                    f"rate {tier.rate} is {tier.rate * 100:f} %; with rate_kind percent a rate "
+                    'is a fraction of the sales amount ("0.05" means 5 %) and may be at most '
+                    '1 (100 %); write "0.05" for 5 %',
+                )
+
+
 def check_tiers(tiers: Sequence[Tier]) -> None:
     if not tiers:
         raise RuleViolation("tiers", "tiers must list at least one tier")
@@ -145,4 +167,4 @@ def check_amendment(created: Terms, recorded: Sequence[TermsChange], new: TermsC
         a.effective_from for a in recorded if a.effective_from > new.effective_from
     }
     for when in sorted(dates):
-        check_terms(terms_in_force(created, [*recorded, new], when))
+        check_new_terms(terms_in_force(created, [*recorded, new], when))

@@ -56,6 +56,8 @@ def test_every_example_is_a_valid_record(number: int) -> None:
         customers = {line.customer_id for line in event.sales.rows()}
         customers |= {line.customer_id for line in event.reversals.rows()}
         assert customers == {record.key}
+    elif getattr(event, "customer_id", None) is None and hasattr(event, "group_id"):
+        assert record.key == f"group:{event.group_id}"  # a group and its agreements
     elif hasattr(event, "customer_id"):
         assert event.customer_id == record.key
 

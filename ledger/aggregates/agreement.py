@@ -18,7 +18,9 @@ from ledger.events.agreement import (
     ForecastRevised,
     RebateWrittenOff,
     TierTerm,
+    WriteOffReversed,
 )
+from ledger.errors import RuleViolation
 from ledger.terms import Terms, TermsChange, check_amendment, check_terms
 
 
@@ -35,6 +37,7 @@ class Agreement(BaseAggregate[UUID]):
     AgreementAmended = AgreementAmended
     ForecastRevised = ForecastRevised
     RebateWrittenOff = RebateWrittenOff
+    WriteOffReversed = WriteOffReversed
 
     @staticmethod
     def create_id(agreement_id: str, **_: Any) -> UUID:
@@ -44,7 +47,7 @@ class Agreement(BaseAggregate[UUID]):
     def __init__(
         self,
         agreement_id: str,
-        customer_id: str,
+        customer_id: str | None,
         currency: str,
         period_start: date,
         period_end: date,
@@ -57,6 +60,8 @@ class Agreement(BaseAggregate[UUID]):
         accrual_method: str,
         forecast_basis: Decimal | None,
         recorded_at: datetime,
+        group_id: str | None = None,
+        program_id: str | None = None,
     ) -> None:
         self.agreement_id = agreement_id
         self.created_terms = Terms(
@@ -73,15 +78,19 @@ class Agreement(BaseAggregate[UUID]):
             cap=cap,
             accrual_method=accrual_method,
             forecast_basis=forecast_basis,
+            group_id=group_id,
+            program_id=program_id,
             sources={},
         )
         check_terms(self.created_terms)
         self.amendments: list[TermsChange] = []
         self.forecasts: list[TermsChange] = []
         self.written_off: list[tuple[date, Decimal]] = []
+        #: write-offs recorded with a write_off_id (contract 5), by id
+        self.write_offs: dict[str, WriteOffEntry] = {}
 
     @property
-    def customer_id(self) -> str:
+    def customer_id(self) -> str | None:
         return self.created_terms.customer_id
 
     def amend(
@@ -160,6 +169,55 @@ class Agreement(BaseAggregate[UUID]):
     @event(RebateWrittenOff)
     def write_off(
         self, agreement_id: str, amount: Decimal, effective_date: date, reason: str,
-        recorded_at: datetime,
+        recorded_at: datetime, write_off_id: str | None = None,
     ) -> None:
         self.written_off.append((effective_date, amount))
+        if write_off_id is not None:
+            self.write_offs[write_off_id] = WriteOffEntry(amount, effective_date, reason)
+
+    def reverse_write_off(
+        self, write_off_id: str, reversed_on: date, reason: str, recorded_at: datetime
+    ) -> None:
+        """Contract 5: the write-off must exist here, not be reversed already, and
+        `reversed_on` must not be before its `effective_date`."""
+        entry = self.write_offs.get(write_off_id)
+        if entry is None:  # the caller found the agreement by the id: a stale index
+            raise RuleViolation(
+                "write_off_id", f"no write-off {write_off_id!r} on agreement "
+                f"{self.agreement_id!r}; nothing to reverse"
+            )
+        if entry.reversed_on is not None:
+            raise RuleViolation(
+                "write_off_id",
+                f"write-off {write_off_id!r} is already reversed (from {entry.reversed_on}); "
+                "a reversal is final: write off again under a new write_off_id if needed",
+            )
+        if reversed_on < entry.effective_date:
+            raise RuleViolation(
+                "reversed_on",
+                f"reversed_on {reversed_on} is before the write-off's effective_date "
+                f"{entry.effective_date}",
+            )
+        self._write_off_reversed(
+            agreement_id=self.agreement_id, write_off_id=write_off_id, amount=entry.amount,
+            reversed_on=reversed_on, reason=reason, recorded_at=recorded_at,
+        )
+
+    @event(WriteOffReversed)
+    def _write_off_reversed(
+        self, agreement_id: str, write_off_id: str, amount: Decimal, reversed_on: date,
+        reason: str, recorded_at: datetime,
+    ) -> None:
+        self.write_offs[write_off_id].reversed_on = reversed_on
+
+
+class WriteOffEntry:
+    """A write-off recorded with an id: what a resend must equal, and its reversal."""
+
+    __slots__ = ("amount", "effective_date", "reason", "reversed_on")
+
+    def __init__(self, amount: Decimal, effective_date: date, reason: str) -> None:
+        self.amount = amount
+        self.effective_date = effective_date
+        self.reason = reason
+        self.reversed_on: date | None = None

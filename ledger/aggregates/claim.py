@@ -48,6 +48,8 @@ class Claim(BaseAggregate[UUID]):
         self.status = SUBMITTED
         self.approved_amount: Decimal | None = None
         self.paid_amount = ZERO
+        #: settlements by payment_ref: (paid_on, paid_amount) (contract 5)
+        self.settlements: dict[str, tuple[date, Decimal]] = {}
 
     def check_status(self, expected: str, move: str) -> None:
         """Refuse a move the claim state machine does not allow from the current status."""
@@ -105,6 +107,26 @@ class Claim(BaseAggregate[UUID]):
         assert self.approved_amount is not None
         return self.approved_amount - self.paid_amount
 
+    def is_settlement_resent(
+        self, paid_amount: Decimal | None, paid_on: date, payment_ref: str
+    ) -> bool:
+        """Contract 5: True when a settlement with this `payment_ref` was recorded with the
+        same fields (a duplicate: nothing to do); RuleViolation when it was recorded with
+        different ones; False when the reference is new on this claim. A resend without
+        `paid_amount` matches the amount that was paid under the reference."""
+        known = self.settlements.get(payment_ref)
+        if known is None:
+            return False
+        known_on, known_amount = known
+        if known_on == paid_on and (paid_amount is None or paid_amount == known_amount):
+            return True
+        raise RuleViolation(
+            "payment_ref",
+            f"payment_ref {payment_ref!r} was already settled on claim {self.claim_id!r} "
+            f"with paid_on {known_on} and paid_amount {known_amount}; a payment reference "
+            "pays once: send a new payment_ref for another payment",
+        )
+
     def settle(
         self, paid_amount: Decimal | None, paid_on: date, payment_ref: str, recorded_at: datetime
     ) -> None:
@@ -132,6 +154,7 @@ class Claim(BaseAggregate[UUID]):
         payment_ref: str, recorded_at: datetime,
     ) -> None:
         self.paid_amount += paid_amount
+        self.settlements[payment_ref] = (paid_on, paid_amount)
         assert self.approved_amount is not None and self.paid_amount <= self.approved_amount
         if self.paid_amount == self.approved_amount:
             self.status = SETTLED

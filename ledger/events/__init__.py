@@ -6,9 +6,11 @@ from ledger.events.agreement import (
     ForecastRevised,
     RebateWrittenOff,
     TierTerm,
+    WriteOffReversed,
 )
 from ledger.events.base import LedgerCreated, LedgerEvent
 from ledger.events.claims import ClaimApproved, ClaimRejected, ClaimSettled, ClaimSubmitted
+from ledger.events.group import GroupCreated, MemberJoined, MemberLeft
 from ledger.events.period import PeriodClosed, ReportedRow
 from ledger.events.sales import (
     ReversalColumns,
@@ -29,6 +31,10 @@ ALL_EVENT_TYPES: tuple[type[LedgerEvent], ...] = (
     ClaimSettled,
     SalesRecorded,
     PeriodClosed,
+    WriteOffReversed,
+    GroupCreated,
+    MemberJoined,
+    MemberLeft,
 )
 
 __all__ = [
@@ -40,6 +46,10 @@ __all__ = [
     "ClaimSettled",
     "ClaimSubmitted",
     "ForecastRevised",
+    "GroupCreated",
+    "MemberJoined",
+    "MemberLeft",
+    "WriteOffReversed",
     "PeriodClosed",
     "ReportedRow",
     "LedgerCreated",

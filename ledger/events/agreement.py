@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger.events.base import LedgerCreated, LedgerEvent
+from ledger.events.base import LedgerCreated, LedgerEvent, Upcaster
 from ledger.rules import Tier
 
 
@@ -29,9 +30,26 @@ class TierTerm(BaseModel):
         return Tier(threshold=self.threshold, rate=self.rate)
 
 
+def _v1_agreement(state: dict[str, Any]) -> dict[str, Any]:
+    """v1 (contract v1) agreements were all a customer's own, from no program."""
+    return {**state, "group_id": None, "program_id": None}
+
+
+def _v1_write_off(state: dict[str, Any]) -> dict[str, Any]:
+    """v1 write-offs had no id (they can be neither deduplicated nor reversed)."""
+    return {**state, "write_off_id": None}
+
+
 class AgreementCreated(LedgerCreated):
+    """v2 (contract v2, section 4): exactly one of `customer_id` or `group_id`; `program_id`."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2
+    UPCASTERS: ClassVar[dict[int, Upcaster]] = {1: _v1_agreement}
+
     agreement_id: str
-    customer_id: str
+    customer_id: str | None
+    group_id: str | None
+    program_id: str | None
     currency: str
     period_start: date
     period_end: date
@@ -82,11 +100,32 @@ class ForecastRevised(LedgerEvent):
 
 
 class RebateWrittenOff(LedgerEvent):
+    """v2 (contract v2, section 5): an optional `write_off_id`."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2
+    UPCASTERS: ClassVar[dict[int, Upcaster]] = {1: _v1_write_off}
+
     agreement_id: str
     amount: Decimal
     effective_date: date
     reason: str
+    write_off_id: str | None
 
     @property
     def valid_time(self) -> date:
         return self.effective_date
+
+
+class WriteOffReversed(LedgerEvent):
+    """Contract 5: the write-off `write_off_id` (of `amount`) no longer counts from
+    `reversed_on` on."""
+
+    agreement_id: str
+    write_off_id: str
+    amount: Decimal
+    reversed_on: date
+    reason: str
+
+    @property
+    def valid_time(self) -> date:
+        return self.reversed_on

@@ -19,6 +19,7 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import (
     BigInteger,
+    Engine,
     Column,
     Index,
     Integer,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     insert,
+    inspect,
 )
 from sqlalchemy.orm import Session
 
@@ -39,9 +41,13 @@ from ledger.events import (
     ClaimSubmitted,
     ForecastRevised,
     LedgerEvent,
+    GroupCreated,
+    MemberJoined,
+    MemberLeft,
     PeriodClosed,
     RebateWrittenOff,
     SalesRecorded,
+    WriteOffReversed,
 )
 from ledger.money import EXACT, to_micro
 
@@ -63,12 +69,58 @@ ledger_state = Table(
     Column("writes", BigInteger, nullable=False),
 )
 
+# One row per agreement: exactly one of customer_id and group_id (contract 4).
 agreements = Table(
     "core_agreements",
     metadata,
     Column("agreement_id", ID, primary_key=True),
-    Column("customer_id", ID, nullable=False),
+    Column("customer_id", ID, nullable=True),
     Column("currency", String(3), nullable=False),
+    Column("recorded_us", BigInteger, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("group_id", ID, nullable=True),
+    Column("program_id", ID, nullable=True),
+    Index("core_agreements_by_group", "group_id"),
+    Index("core_agreements_by_program", "program_id"),
+)
+
+#: The columns contract v2 added to `core_agreements` (a v1 store gains them on opening).
+AGREEMENT_V2_COLUMNS = ("group_id", "program_id")
+
+groups = Table(
+    "core_groups",
+    metadata,
+    Column("group_id", ID, primary_key=True),
+    Column("name", Text, nullable=True),
+    Column("recorded_us", BigInteger, nullable=False),
+    Column("position", BigInteger, nullable=False),
+)
+
+# Every recorded join and leave (contract 4), laid in recorded order (position) by
+# `ledger.membership`: a member on day X as known at K when the last recorded change with
+# effective_day <= X and recorded_us <= K is a join.
+memberships = Table(
+    "core_memberships",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("group_id", ID, nullable=False),
+    Column("customer_id", ID, nullable=False),
+    # join | leave
+    Column("kind", String(8), nullable=False),
+    Column("effective_day", Integer, nullable=False),
+    Column("recorded_us", BigInteger, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Index("core_memberships_by_group", "group_id", "customer_id", "position"),
+    Index("core_memberships_by_customer", "customer_id", "group_id"),
+)
+
+# Write-offs recorded with a write_off_id (contract 5): which agreement holds each.
+write_offs = Table(
+    "core_write_offs",
+    metadata,
+    Column("write_off_id", ID, primary_key=True),
+    Column("agreement_id", ID, nullable=False),
     Column("recorded_us", BigInteger, nullable=False),
     Column("position", BigInteger, nullable=False),
 )
@@ -192,6 +244,38 @@ rejections = Table(
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def upgrade_v1_tables(engine: Engine) -> None:
+    """Bring a store made before contract v2 up to date before `create_all`: its
+    `core_agreements` table (derived, so copied, never the events) gains `group_id` and
+    `program_id` and a nullable `customer_id`, by copying it into the new shape. Idempotent;
+    concurrent openers serialise on the copy (the loser finds it done)."""
+    names = inspect(engine).get_table_names()
+    if agreements.name not in names:
+        return
+    columns = {c["name"] for c in inspect(engine).get_columns(agreements.name)}
+    if set(AGREEMENT_V2_COLUMNS) <= columns:
+        return
+    old = f"{agreements.name}_v1"
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("LOCK TABLE core_agreements IN ACCESS EXCLUSIVE MODE")
+        else:  # a write first takes SQLite's write lock; the DDL below joins its transaction
+            connection.exec_driver_sql("UPDATE ledger_state SET writes = writes + 1 WHERE id = 1")
+        columns = {c["name"] for c in inspect(connection).get_columns(agreements.name)}
+        if set(AGREEMENT_V2_COLUMNS) <= columns:
+            return
+        connection.exec_driver_sql(f"ALTER TABLE {agreements.name} RENAME TO {old}")
+        for index in agreements.indexes:
+            connection.exec_driver_sql(f"DROP INDEX IF EXISTS {index.name}")
+        agreements.create(connection)
+        connection.exec_driver_sql(
+            f"INSERT INTO {agreements.name} (agreement_id, customer_id, currency, recorded_us,"
+            f" position) SELECT agreement_id, customer_id, currency, recorded_us, position"
+            f" FROM {old}"
+        )
+        connection.exec_driver_sql(f"DROP TABLE {old}")
+
+
 def to_us(moment: datetime) -> int:
     """Microseconds since the epoch, exactly (no float)."""
     assert moment.tzinfo is not None, "recorded times are timezone-aware"
@@ -248,6 +332,8 @@ class CoreProjection:
                 [{
                     "agreement_id": cast(Any, event).agreement_id,
                     "customer_id": event.customer_id,
+                    "group_id": event.group_id,
+                    "program_id": event.program_id,
                     "currency": event.currency,
                     "recorded_us": recorded_us,
                     "position": position,
@@ -266,6 +352,27 @@ class CoreProjection:
         elif isinstance(event, RebateWrittenOff):
             self._money(session, event, position, "written_off", event.effective_date,
                         event.amount, None)
+            if event.write_off_id is not None:
+                session.execute(insert(write_offs), [{
+                    "write_off_id": event.write_off_id, "agreement_id": event.agreement_id,
+                    "recorded_us": recorded_us, "position": position,
+                }])
+        elif isinstance(event, WriteOffReversed):
+            # from reversed_on on, the write-off no longer counts: its amount taken back
+            self._money(session, event, position, "written_off", event.reversed_on,
+                        -event.amount, None)
+        elif isinstance(event, GroupCreated):
+            session.execute(insert(groups), [{
+                "group_id": event.group_id, "name": event.name, "recorded_us": recorded_us,
+                "position": position,
+            }])
+        elif isinstance(event, MemberJoined | MemberLeft):
+            session.execute(insert(memberships), [{
+                "group_id": event.group_id, "customer_id": event.customer_id,
+                "kind": "join" if isinstance(event, MemberJoined) else "leave",
+                "effective_day": day(event.effective_from), "recorded_us": recorded_us,
+                "position": position, "event_id": event_id(event),
+            }])
         elif isinstance(event, ClaimSubmitted):
             session.execute(
                 insert(claims),

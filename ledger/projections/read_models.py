@@ -87,6 +87,7 @@ class LiabilityModel:
         self.core = CoreProjection()
 
     def create(self, engine: Engine) -> None:
+        core.upgrade_v1_tables(engine)
         core.metadata.create_all(engine)
         with engine.begin() as connection:
             if connection.execute(select(core.ledger_state.c.id)).first() is None:

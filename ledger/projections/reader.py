@@ -74,20 +74,21 @@ def liability_answer(
     *,
     agreement_id: str | None = None,
     customer_id: str | None = None,
+    group_id: str | None = None,
+    program_id: str | None = None,
     settings: KafkaSettings | None = None,
 ) -> tuple[list[LiabilityRow], str]:
     """The liability rows and where they came from (`core` or `projection liability gN`)."""
+    filters = {"agreement_id": agreement_id, "customer_id": customer_id, "group_id": group_id,
+               "program_id": program_id}
     answer = from_projection(
         ledger, "liability",
-        lambda session: liability_rows(
-            session, as_of, known_at, agreement_id=agreement_id, customer_id=customer_id
-        ),
+        lambda session: liability_rows(session, as_of, known_at, **filters),
         settings=settings,
     )
     if answer is not None:
         return answer
-    rows = ledger.liability(as_of, known_at, agreement_id=agreement_id, customer_id=customer_id)
-    return rows, CORE
+    return ledger.liability(as_of, known_at, **filters), CORE
 
 
 def claims_answer(

@@ -180,13 +180,17 @@ def row(
     paid: str = "0.00",
     written_off: str = "0.00",
     agreement_id: str = "A1",
-    customer_id: str = "C1",
+    customer_id: str | None = "C1",
     currency: str = "EUR",
-) -> dict[str, str]:
+    group_id: str | None = None,
+    program_id: str | None = None,
+) -> dict[str, str | None]:
     """The contract's liability row, written out by hand."""
     return {
         "agreement_id": agreement_id,
         "customer_id": customer_id,
+        "group_id": group_id,
+        "program_id": program_id,
         "currency": currency,
         "basis": basis,
         "accrued": accrued,

@@ -131,10 +131,12 @@ def test_a_rejected_claim_makes_no_further_move(ledger: Ledger, move: Command) -
 def test_a_settlement_beyond_the_approved_amount_is_rejected(ledger: Ledger) -> None:
     book(ledger, submit("X1", "60"), approve("X1"), settle("X1", paid_amount="30"))
     # 60 − 30 = 30 left to pay: 30.01 is too much, 30 is the rest.
-    _assert_rejected_naming(ledger, settle("X1", paid_amount="30.01"), "paid_amount")
+    _assert_rejected_naming(
+        ledger, settle("X1", paid_amount="30.01", payment_ref="PAY-2"), "paid_amount"
+    )
     assert figures(ledger) == row(basis="100", accrued="100.00", approved="60.00",
                                   paid="30.00", liability="70.00")
-    accepted_all(ledger, [settle("X1", paid_amount="30")])
+    accepted_all(ledger, [settle("X1", paid_amount="30", payment_ref="PAY-2")])
     assert figures(ledger) == row(basis="100", accrued="100.00", approved="60.00",
                                   paid="60.00", liability="40.00")
 

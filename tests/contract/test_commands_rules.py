@@ -145,7 +145,9 @@ def test_a_duplicate_sale_counts_as_accepted_and_raises_the_recorded_at_watermar
     cuts = [(0, 5)] if batches == 1 else [(0, 2), (2, 3), (3, 5)]
     reports = [clocked_ledger.apply(commands[start:end]) for start, end in cuts]
     assert sum(r.accepted for r in reports) == 3
-    assert [d for r in reports for d in r.duplicates] == [(3 if batches == 1 else 1, "S1")]
+    assert [d for r in reports for d in r.duplicates] == [
+        (3 if batches == 1 else 1, "record_sale", "S1")
+    ]
     rejected = [(r.command_type, r.reason) for report in reports for r in report.rejected]
     assert len(rejected) == 1 and rejected[0][0] == "record_sale"
     assert "recorded_at" in rejected[0][1]
@@ -352,7 +354,7 @@ def test_an_identical_sale_is_a_duplicate_that_changes_nothing(ledger: Ledger) -
     accepted_all(ledger, [agreement(), sale("S1", "10", "100")])
     report = ledger.apply([sale("S2", "5", "50"), sale("S1", "10", "100")])
     assert report.accepted == 1
-    assert report.duplicates == [(2, "S1")]
+    assert report.duplicates == [(2, "record_sale", "S1")]
     assert report.rejected == []
     assert ledger.rejections() == []
     # S1 counted once: B = 10 + 5 = 15 → 15.00
@@ -361,7 +363,7 @@ def test_an_identical_sale_is_a_duplicate_that_changes_nothing(ledger: Ledger) -
 
 def test_a_sale_repeated_within_one_batch_is_a_duplicate(ledger: Ledger) -> None:
     report = ledger.apply([agreement(), sale("S1", "10", "100"), sale("S1", "10", "100")])
-    assert report.accepted == 2 and report.duplicates == [(3, "S1")]
+    assert report.accepted == 2 and report.duplicates == [(3, "record_sale", "S1")]
     assert one_row(ledger, "2025-12-31") == row(basis="10", accrued="10.00", liability="10.00")
 
 
@@ -560,7 +562,7 @@ def test_reversed_on_before_the_invoice_date_is_rejected_and_equal_is_accepted(
 def test_a_reversed_sale_is_still_a_known_sale_id(ledger: Ledger) -> None:
     accepted_all(ledger, [agreement(), sale("S1", "10", "100"), reversal("S1", "2025-04-01")])
     report = ledger.apply([sale("S1", "10", "100")])
-    assert report.duplicates == [(1, "S1")]
+    assert report.duplicates == [(1, "record_sale", "S1")]
     assert "sale_id" in rejected_one(ledger, sale("S1", "12", "120"))
     assert one_row(ledger, "2025-12-31") == row(basis="0", accrued="0.00", liability="0.00")
 

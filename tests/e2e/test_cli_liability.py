@@ -21,7 +21,7 @@ import pytest
 from .conftest import CLI, TIMEOUT_S, Runner, agreement, clean_env, rows_by_id, sale
 
 ROW_FIELDS = (
-    "agreement_id", "customer_id", "currency", "basis", "accrued", "approved", "paid",
+    "agreement_id", "customer_id", "group_id", "program_id", "currency", "basis", "accrued", "approved", "paid",
     "written_off", "liability",
 )
 MONEY_FIELDS = ("accrued", "approved", "paid", "written_off", "liability")
@@ -71,13 +71,16 @@ BOOK: list[dict[str, Any]] = [
 #:     capped at 40.00; nothing claimed, so liability 40.00.
 #: A3: no sales: basis 0, everything 0.00.
 EXPECTED_APRIL: dict[str, dict[str, str]] = {
-    "A1": {"agreement_id": "A1", "customer_id": "C1", "currency": "EUR", "basis": "110",
+    "A1": {"agreement_id": "A1", "customer_id": "C1", "group_id": None,
+           "program_id": None, "currency": "EUR", "basis": "110",
            "accrued": "165.00", "approved": "100.00", "paid": "60.00", "written_off": "5.00",
            "liability": "100.00"},
-    "A2": {"agreement_id": "A2", "customer_id": "C2", "currency": "USD", "basis": "1500",
+    "A2": {"agreement_id": "A2", "customer_id": "C2", "group_id": None,
+           "program_id": None, "currency": "USD", "basis": "1500",
            "accrued": "40.00", "approved": "0.00", "paid": "0.00", "written_off": "0.00",
            "liability": "40.00"},
-    "A3": {"agreement_id": "A3", "customer_id": "C3", "currency": "EUR", "basis": "0",
+    "A3": {"agreement_id": "A3", "customer_id": "C3", "group_id": None,
+           "program_id": None, "currency": "EUR", "basis": "0",
            "accrued": "0.00", "approved": "0.00", "paid": "0.00", "written_off": "0.00",
            "liability": "0.00"},
 }
@@ -86,7 +89,8 @@ EXPECTED_APRIL: dict[str, dict[str, str]] = {
 def comparable(row: dict[str, str]) -> dict[str, Any]:
     """A row with its basis as a Decimal: the contract fixes money to two decimals, but the
     basis only as a decimal string ("1500" and "1500.00" are the same basis)."""
-    return {**row, "basis": Decimal(row["basis"])}
+    return {**{k: ("" if v is None else v) for k, v in row.items()},
+            "basis": Decimal(row["basis"])}
 
 
 def instant(text: str) -> datetime:
@@ -136,7 +140,10 @@ def test_liability_rows_have_exactly_the_contract_fields_as_strings(april: dict[
     assert document["rows"], "the book has agreements"
     for row in document["rows"]:
         assert set(row) == set(ROW_FIELDS)
-        assert all(isinstance(value, str) for value in row.values()), row
+        # contract 4: group_id and program_id are null when the agreement has none
+        assert all(isinstance(row[name], str) for name in ROW_FIELDS if name not in (
+            "group_id", "program_id")), row
+        assert row["group_id"] is None and row["program_id"] is None, row
         for name in MONEY_FIELDS:
             assert MONEY_TEXT.fullmatch(row[name]), (name, row[name])
         Decimal(row["basis"])  # a decimal string
@@ -373,4 +380,7 @@ def test_liability_table_piped_without_columns_keeps_each_row_on_one_line(book: 
         matching = [line for line in lines if f" {row['agreement_id']} " in line]
         assert len(matching) == 1, (row["agreement_id"], lines)
         cells = [cell.strip() for cell in matching[0].strip("│ ").split("│")]
-        assert cells == [row[name] for name in ROW_FIELDS], (cells, row)
+        # the table shows who the agreement is with in one column, and no program column
+        # when no agreement has one
+        shown = [name for name in ROW_FIELDS if name not in ("group_id", "program_id")]
+        assert cells == [row[name] for name in shown], (cells, row)
