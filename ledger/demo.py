@@ -13,8 +13,14 @@ commands by asking the ledger first (what has this agreement earned, what is sti
 lines are applied in segments separated by those questions, and streamed: only a few days of
 pending lines are ever held in memory.
 
+Contract v2 is in it too: two buying groups whose members join (one of them late, recorded
+after a quarter closed), leave, and have a leave corrected; one member in both groups; a group
+agreement per group; a standard program offered to many customers; write-offs with ids (one sent
+twice, one reversed) and a settlement sent twice, which change nothing the second time.
+
 Then it prints the liability at each quarter end of 2025, the largest liabilities at year end,
-and how one late sale and one retroactive amendment changed a quarter that had already closed.
+how one late sale and one retroactive amendment changed a quarter that had already closed, and
+how one member's late join changed that quarter's group figure.
 """
 
 from __future__ import annotations
@@ -101,6 +107,21 @@ FAMILIES: dict[str, tuple[str, int, tuple[int, int]]] = {
     "paper": ("PAP", 4, (900, 3500)),
 }
 
+#: Contract v2: two buying groups and one standard program (section 4).
+GROUPS = (("GRP-NORTH", "Northern Grocers Co-operative"),
+          ("GRP-SOUTH", "Southern Cafés Purchasing Group"))
+GROUP_CREATED_AT = datetime(2025, 1, 3, 8, 0, tzinfo=UTC)
+GROUP_MEMBERS_MAX = 8
+#: The late join of the story: effective in Q2, recorded after Q2 closed.
+LATE_JOIN_FROM = date(2025, 4, 1)
+LATE_JOIN_RECORDED = datetime(2025, 7, 25, 9, 0, tzinfo=UTC)
+PROGRAM_ID = "PRG-GROWTH-2025"
+#: The program's standard terms: the same for every enrolled customer.
+PROGRAM_TIERS = ((Decimal(0), Decimal("0.004")), (Decimal(20000), Decimal("0.008")),
+                 (Decimal(50000), Decimal("0.012")))
+#: One EUR customer in this many is enrolled in the program.
+PROGRAM_EVERY = 4
+
 REJECT_REASONS = (
     "no proof of sell-through supplied",
     "claimed against the wrong agreement",
@@ -172,7 +193,7 @@ class Customer:
 @dataclass(frozen=True)
 class AgreementPlan:
     agreement_id: str
-    customer_id: str
+    customer_id: str | None  # None: a buying group's agreement (group_id)
     currency: str
     period_start: date
     period_end: date
@@ -185,6 +206,8 @@ class AgreementPlan:
     accrual_method: str
     forecast_basis: Decimal | None
     recorded_at: datetime
+    group_id: str | None = None
+    program_id: str | None = None
 
     @property
     def variant(self) -> tuple[tuple[str, str, str], bool, bool, str]:
@@ -196,7 +219,9 @@ class AgreementPlan:
         body: dict[str, Any] = {
             "type": "create_agreement",
             "agreement_id": self.agreement_id,
-            "customer_id": self.customer_id,
+            **({"customer_id": self.customer_id} if self.group_id is None
+               else {"group_id": self.group_id}),
+            **({"program_id": self.program_id} if self.program_id is not None else {}),
             "currency": self.currency,
             "period_start": self.period_start.isoformat(),
             "period_end": self.period_end.isoformat(),
@@ -259,6 +284,29 @@ class Story:
 
 
 @dataclass(frozen=True)
+class MembershipChange:
+    """One join_group or leave_group of the plan."""
+
+    recorded_at: datetime
+    body: dict[str, Any]
+    why: str
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    group_id: str
+    name: str
+    agreement_id: str
+    members: tuple[str, ...]
+    changes: tuple[MembershipChange, ...]
+    #: the member whose join, effective in Q2, is recorded after Q2 closed (None: none)
+    late_joiner: str | None
+
+    def create(self) -> dict[str, Any]:
+        return {"type": "create_group", "group_id": self.group_id, "name": self.name}
+
+
+@dataclass(frozen=True)
 class Plan:
     seed: int
     products: tuple[Product, ...]
@@ -266,6 +314,7 @@ class Plan:
     agreements: tuple[AgreementPlan, ...]
     amendments: tuple[Amendment, ...]
     story: Story
+    groups: tuple[GroupPlan, ...] = ()
 
     def agreement(self, agreement_id: str) -> AgreementPlan:
         return next(a for a in self.agreements if a.agreement_id == agreement_id)
@@ -444,7 +493,88 @@ def plan_book(seed: int = SEED_DEFAULT, customers: int = CUSTOMERS_DEFAULT) -> P
     deals.sort(key=lambda a: a.recorded_at)
     story = make_story(next(a for a in deals if a.customer_id == people[0].customer_id))
     amendments = make_amendments(rng, tuple(people), tuple(deals), story)
-    return Plan(seed, catalogue, tuple(people), tuple(deals), amendments, story)
+    # contract v2: buying groups of EUR customers that keep trading, and a program
+    steady = [c for c in people[1:] if c.currency == "EUR" and c.churn_on is None]
+    groups, group_deals = make_groups(rng, steady)
+    deals += group_deals + make_program_deals(steady)
+    deals.sort(key=lambda a: a.recorded_at)
+    return Plan(seed, catalogue, tuple(people), tuple(deals), amendments, story, groups)
+
+
+def make_groups(
+    rng: random.Random, steady: list[Customer]
+) -> tuple[tuple[GroupPlan, ...], list[AgreementPlan]]:
+    """Two buying groups of up to eight members each, one member in both, with one group
+    agreement each (retroactive, percent of the members' purchases, tiers sized from their
+    expected volume). NORTH: a member's join effective 1 April is recorded on 25 July, after
+    Q2 closed; another member's leave is recorded in error and corrected by a later join.
+    SOUTH: a member leaves from 1 September."""
+    chosen = rng.sample(steady, k=min(len(steady), 2 * GROUP_MEMBERS_MAX))
+    half = (len(chosen) + 1) // 2
+    teams = [chosen[:half], chosen[half:]]
+    if teams[1]:  # one customer in both groups
+        teams[0] = [*teams[0], teams[1][0]]
+    groups, deals = [], []
+    for index, ((group_id, name), team) in enumerate(zip(GROUPS, teams, strict=True)):
+        if not team:
+            continue
+        ids = [c.customer_id for c in team]
+        changes: list[MembershipChange] = []
+        late = ids[-1] if index == 0 and len(ids) >= 3 else None
+        for number, customer_id in enumerate(ids):
+            if customer_id == late:
+                changes.append(MembershipChange(LATE_JOIN_RECORDED, {
+                    "type": "join_group", "group_id": group_id, "customer_id": customer_id,
+                    "effective_from": LATE_JOIN_FROM.isoformat(),
+                }, "joined from 1 April; head office told us on 25 July"))
+                continue
+            changes.append(MembershipChange(GROUP_CREATED_AT + timedelta(minutes=number + 1), {
+                "type": "join_group", "group_id": group_id, "customer_id": customer_id,
+                "effective_from": YEAR_START.isoformat(),
+            }, "founding member"))
+        if index == 0 and len(ids) >= 2:
+            corrected = ids[0]
+            changes.append(MembershipChange(utc(date(2025, 6, 5), 10), {
+                "type": "leave_group", "group_id": group_id, "customer_id": corrected,
+                "effective_from": "2025-06-01",
+            }, "leave recorded in error"))
+            changes.append(MembershipChange(utc(date(2025, 6, 20), 10), {
+                "type": "join_group", "group_id": group_id, "customer_id": corrected,
+                "effective_from": "2025-06-01",
+            }, "correction: it never left"))
+        if index == 1 and len(ids) >= 2:
+            changes.append(MembershipChange(utc(date(2025, 9, 10), 10), {
+                "type": "leave_group", "group_id": group_id, "customer_id": ids[-1],
+                "effective_from": "2025-09-01",
+            }, "left the group from 1 September"))
+        agreement_id = f"RB-2025-G{index + 1:03d}"
+        groups.append(GroupPlan(group_id, name, agreement_id, tuple(ids), tuple(changes), late))
+        expected = sum((expected_volume(c, None, YEAR_START, YEAR_END)[1] for c in team), ZERO)
+        tiers = ((ZERO, Decimal("0.005")), (nice(expected * Decimal("0.5")), Decimal("0.010")),
+                 (nice(expected * Decimal("0.9")), Decimal("0.015")))
+        deals.append(AgreementPlan(
+            agreement_id=agreement_id, customer_id=None, currency="EUR",
+            period_start=YEAR_START, period_end=YEAR_END, tier_method="retroactive",
+            basis="amount", rate_kind="percent", tiers=tiers, products=None, cap=None,
+            accrual_method="earned", forecast_basis=None,
+            recorded_at=GROUP_CREATED_AT + timedelta(minutes=30 + index), group_id=group_id,
+        ))
+    return tuple(groups), deals
+
+
+def make_program_deals(steady: list[Customer]) -> list[AgreementPlan]:
+    """The growth program: the same standard terms for one EUR customer in four."""
+    deals = []
+    for number, customer in enumerate(steady[::PROGRAM_EVERY], start=1):
+        deals.append(AgreementPlan(
+            agreement_id=f"RB-2025-P{number:03d}", customer_id=customer.customer_id,
+            currency="EUR", period_start=YEAR_START, period_end=YEAR_END,
+            tier_method="retroactive", basis="amount", rate_kind="percent",
+            tiers=PROGRAM_TIERS, products=None, cap=None, accrual_method="earned",
+            forecast_basis=None, recorded_at=utc(date(2025, 1, 6), 10, number % 60),
+            program_id=PROGRAM_ID,
+        ))
+    return deals
 
 
 def make_story(featured: AgreementPlan) -> Story:
@@ -681,6 +811,10 @@ class History:
         self.slots.pop(day, None)
 
     def schedule_plan(self) -> None:
+        for group in self.plan.groups:
+            self.command(GROUP_CREATED_AT, group.create())
+            for change in group.changes:
+                self.command(change.recorded_at, change.body)
         for deal in self.plan.agreements:
             self.command(deal.recorded_at, deal.command())
         for amendment in self.plan.amendments:
@@ -795,10 +929,11 @@ class History:
         before; some over-claim (finance approves part), one wildly (the over-approval)."""
         quarter_end = QUARTER_ENDS[quarter - 1]
         for row in rows:
-            customer = self.customers[row.customer_id]
-            if customer.churn_on is not None and customer.churn_on <= quarter_end:
+            customer = self.customers.get(row.customer_id or "")  # None: a group's head office
+            if customer is not None and customer.churn_on is not None and (
+                    customer.churn_on <= quarter_end):
                 continue  # a customer that stopped trading claims no more
-            if quarter % customer.claims_every:
+            if customer is not None and quarter % customer.claims_every:
                 continue
             claimable = self.claimable(row)
             if claimable < CLAIM_MINIMUM:
@@ -861,13 +996,18 @@ class History:
             if paid_amount is not None:
                 body["paid_amount"] = text(paid_amount)
             self.command(utc(paid_on, 12), body)
+            if not self.stats["resent settlements"]:
+                # the bank file is loaded twice: the same payment_ref again changes nothing
+                self.command(utc(paid_on, 12, 5), body)
+                self.stats["resent settlements"] += 1
 
     def revise(self, quarter_end: date, rows: list[LiabilityRow], at: datetime) -> None:
         """Forecast agreements are re-forecast to the run rate of the basis so far."""
         for row in rows:
             deal = self.deals[row.agreement_id]
-            customer = self.customers[row.customer_id]
-            if deal.accrual_method != "forecast" or customer.churn_on is not None:
+            if deal.accrual_method != "forecast" or deal.customer_id is None:
+                continue
+            if self.customers[deal.customer_id].churn_on is not None:
                 continue
             elapsed = (quarter_end - deal.period_start).days + 1
             if elapsed <= 0 or row.basis <= 0 or self.rng.randrange(10) >= 6:
@@ -885,14 +1025,35 @@ class History:
         """What the customers that stopped trading never claimed is written off at year end;
         failing those, the smallest positive balance."""
         owed = [r for r in rows if r.liability > 0]
-        gone = [r for r in owed if self.customers[r.customer_id].churn_on is not None]
+        gone = [r for r in owed if r.customer_id in self.customers
+                and self.customers[r.customer_id].churn_on is not None]
         chosen = gone or sorted(owed, key=lambda r: (r.liability, r.agreement_id))[:1]
-        for row in chosen:
-            self.command(at, {
-                "type": "write_off", "agreement_id": row.agreement_id,
+        bodies = []
+        for number, row in enumerate(chosen, start=1):
+            bodies.append({
+                "type": "write_off", "write_off_id": f"WO-2025-{number:03d}",
+                "agreement_id": row.agreement_id,
                 "amount": text(row.liability), "effective_date": YEAR_END.isoformat(),
                 "reason": "customer stopped trading; unclaimed rebate forfeited (clause 9.2)"
                 if gone else "residual balance below the claim minimum",
+            })
+            self.command(at, bodies[-1])
+        if bodies:  # the write-off file is loaded again the next day: duplicates
+            self.command(at + timedelta(days=1), bodies[0])
+            self.stats["resent write-offs"] += 1
+        # one written off by mistake (a customer still trading), reversed a week later
+        mistaken = [r for r in owed if r not in chosen and r.customer_id in self.customers]
+        if mistaken:
+            row = min(mistaken, key=lambda r: (r.liability, r.agreement_id))
+            self.command(at + timedelta(minutes=5), {
+                "type": "write_off", "write_off_id": "WO-2025-900",
+                "agreement_id": row.agreement_id, "amount": text(row.liability),
+                "effective_date": YEAR_END.isoformat(), "reason": "residual balance (in error)",
+            })
+            self.command(at + timedelta(days=6), {
+                "type": "reverse_write_off", "write_off_id": "WO-2025-900",
+                "reversed_on": YEAR_END.isoformat(),
+                "reason": "written off in error: the customer still trades and will claim",
             })
 
     # Bad lines ----------------------------------------------------------------------------
@@ -937,6 +1098,13 @@ class History:
             "type": "submit_claim", "claim_id": "CLM-2025Q3-99999",
             "agreement_id": "RB-2025-9999", "amount": "120.00", "submitted_on": "2025-10-15",
         }, "RB-2025-9999", "a claim against an agreement that does not exist")
+        self.deliberate(utc(date(2025, 2, 4), 9, 30), {
+            "type": "create_agreement", "agreement_id": "RB-2025-9001",
+            "customer_id": customer.customer_id, "currency": customer.currency,
+            "period_start": "2025-01-01", "period_end": "2025-12-31", "basis": "amount",
+            "tier_method": "retroactive", "rate_kind": "percent",
+            "tiers": [{"from": "0", "rate": "2"}],
+        }, "100 %", "a percent rate typed as 2 (200 %) instead of 0.02")
 
     def invalid_amendment(self) -> dict[str, Any]:
         """Make an incremental amount/percent deal use a quantity basis (not allowed), or,
@@ -1109,6 +1277,33 @@ class StoryView:
         return self.story.amendment.recorded_at - timedelta(microseconds=1)
 
 
+@dataclass(frozen=True)
+class GroupView:
+    """The group agreement with the late join, at Q2's end: as known at Q2's close, just
+    before and just after the join was recorded, and now."""
+
+    group: GroupPlan
+    at_close: LiabilityRow
+    before_join: LiabilityRow
+    after_join: LiabilityRow
+    now: LiabilityRow
+
+
+def survey_group(ledger: Ledger, plan: Plan) -> GroupView | None:
+    group = next((g for g in plan.groups if g.late_joiner is not None), None)
+    if group is None:
+        return None
+    quarter_end = QUARTER_ENDS[1]
+
+    def row(known_at: datetime | None) -> LiabilityRow:
+        (found,) = ledger.liability(quarter_end, known_at, agreement_id=group.agreement_id)
+        return found
+
+    return GroupView(group, row(close_of(quarter_end)),
+                     row(LATE_JOIN_RECORDED - timedelta(microseconds=1)),
+                     row(LATE_JOIN_RECORDED), row(None))
+
+
 def survey(
     ledger: Ledger, story: Story, late_sale: dict[str, Any]
 ) -> tuple[list[QuarterView], StoryView]:
@@ -1143,6 +1338,7 @@ class DemoResult:
     quarters: list[QuarterView]
     story: StoryView
     seconds: float
+    group: GroupView | None = None
 
 
 def demo_store(database: str | None, book_path: Path | None) -> tuple[str, Path | None]:
@@ -1188,12 +1384,14 @@ def run_demo(
             if book is not None:
                 book.close()
         quarters, story = survey(ledger, plan.story, history.late_sale)
+        group = survey_group(ledger, plan)
     result = DemoResult(url, book_path, plan, history.stats, loaded, quarters, story,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, group)
     print_loaded(console, result)
     print_quarters(console, quarters)
     print_top(console, plan, quarters[-1])
     print_story(console, story, plan)
+    print_groups(console, result)
     print_next(console, result)
     return result
 
@@ -1309,7 +1507,8 @@ def print_top(console: Console, plan: Plan, year_end: QuarterView) -> None:
         table.add_column(name, justify="right" if numeric else "left", no_wrap=True)
     table.add_column("terms", max_width=40)
     for row in sorted(year_end.rows, key=lambda r: (-r.liability, r.agreement_id))[:5]:
-        table.add_row(row.agreement_id, row.customer_id, row.currency, format_decimal(row.basis),
+        who = row.customer_id if row.group_id is None else f"group {row.group_id}"
+        table.add_row(row.agreement_id, who, row.currency, format_decimal(row.basis),
                       format_money(row.accrued), format_money(row.paid),
                       format_money(row.liability), short_terms(plan.agreement(row.agreement_id)))
     console.print()
@@ -1352,6 +1551,52 @@ def print_story(console: Console, view: StoryView, plan: Plan) -> None:
         f"{view.now.liability - view.at_close.liability:+.2f} {view.now.currency}; the books "
         "as they stood at close are still answered exactly (--known-at).", highlight=False,
     )
+
+
+def print_groups(console: Console, result: DemoResult) -> None:
+    """Contract v2: the buying groups, the program, and the late join that changed a closed
+    quarter's group figure."""
+    plan, year_end = result.plan, result.quarters[-1]
+    console.print()
+    for group in plan.groups:
+        (row,) = [r for r in year_end.rows if r.agreement_id == group.agreement_id]
+        console.print(
+            f"  Buying group {group.group_id} ({group.name}): {len(group.members)} members, "
+            f"agreement {group.agreement_id}; year-end basis {format_money(row.basis)} EUR, "
+            f"liability {format_money(row.liability)} EUR", highlight=False, markup=False)
+    enrolled = [r for r in year_end.rows if r.program_id == PROGRAM_ID]
+    if enrolled:
+        owed = sum((r.liability for r in enrolled), ZERO)
+        console.print(
+            f"  Program {PROGRAM_ID}: the same terms for {len(enrolled)} customers; year-end "
+            f"liability {format_money(owed)} EUR (liability --program {PROGRAM_ID})",
+            highlight=False, markup=False)
+    view = result.group
+    if view is None:
+        return
+    table = compact_table(
+        f"How a late join changed closed Q2: {view.group.agreement_id} (group "
+        f"{view.group.group_id}), as of {QUARTER_ENDS[1]}")
+    for name in ("as known at", "basis", "accrued", "liability", "change"):
+        table.add_column(name, justify="left" if name == "as known at" else "right")
+    steps = (
+        (f"{stamp(close_of(QUARTER_ENDS[1]))} (Q2 close)", view.at_close, None),
+        (f"{stamp(LATE_JOIN_RECORDED - timedelta(seconds=1))} (+ late sales)", view.before_join,
+         view.at_close),
+        (f"{stamp(LATE_JOIN_RECORDED)} (+ late join)", view.after_join, view.before_join),
+        ("now", view.now, view.after_join),
+    )
+    for label, row, before in steps:
+        change = "" if before is None else f"{row.liability - before.liability:+.2f}"
+        table.add_row(label, format_money(row.basis), format_money(row.accrued),
+                      format_money(row.liability), change)
+    console.print()
+    console.print(table)
+    console.print(
+        f"  {view.group.late_joiner} joined {view.group.group_id} effective "
+        f"{LATE_JOIN_FROM} (in Q2), recorded {stamp(LATE_JOIN_RECORDED)}, after Q2 closed: "
+        "its Q2 purchases count from then on, and the books as they stood at close are still "
+        "answered exactly (--known-at).", highlight=False, markup=False)
 
 
 def print_next(console: Console, result: DemoResult) -> None:

@@ -33,7 +33,7 @@ from ledger.demo import (
 )
 
 SMALL = 20
-DELIBERATE_REJECTIONS = 8
+DELIBERATE_REJECTIONS = 9
 CENT = Decimal("0.01")
 
 
@@ -84,7 +84,9 @@ def test_every_line_is_accepted_except_the_deliberately_bad_ones(
         assert rejection.deliberate.expect in rejection.reason, rejection
     # Every line is accounted for: accepted, duplicate or rejected.
     assert loaded.accepted + loaded.duplicates + len(loaded.rejected) == loaded.lines
-    assert loaded.duplicates == 3  # the ERP re-sent three sales identically
+    # the ERP re-sent three sales identically; finance loaded a bank file (one settlement) and
+    # a write-off file (one write-off) twice
+    assert loaded.duplicates == 5
 
 
 def test_the_rejections_say_what_was_wrong(demo_run: tuple[DemoResult, str]) -> None:
@@ -99,6 +101,7 @@ def test_the_rejections_say_what_was_wrong(demo_run: tuple[DemoResult, str]) -> 
         ("approve_claim", "approved_amount"),  # the over-approval
         ("reverse_sale", "sale_id"),
         ("submit_claim", "agreement_id"),
+        ("create_agreement", "tiers[0].rate"),  # a percent rate of 2 (200 %)
     }
     over = next(r for r in result.loaded.rejected if r.command_type == "approve_claim")
     assert "available" in over.reason

@@ -247,31 +247,41 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def upgrade_v1_tables(engine: Engine) -> None:
     """Bring a store made before contract v2 up to date before `create_all`: its
     `core_agreements` table (derived, so copied, never the events) gains `group_id` and
-    `program_id` and a nullable `customer_id`, by copying it into the new shape. Idempotent;
-    concurrent openers serialise on the copy (the loser finds it done)."""
-    names = inspect(engine).get_table_names()
-    if agreements.name not in names:
+    `program_id` and a nullable `customer_id`. Concurrent openers serialise on SQLite's write
+    lock (the loser finds it done)."""
+    reshape_table(
+        engine, agreements, AGREEMENT_V2_COLUMNS,
+        lock_sql="UPDATE ledger_state SET writes = writes + 1 WHERE id = 1",
+    )
+
+
+def reshape_table(
+    engine: Engine, table: Table, added: Sequence[str], *, lock_sql: str | None = None
+) -> None:
+    """When `table` exists without the columns `added`, copy it into its current shape (a
+    derived table: the new columns start NULL). Idempotent. On PostgreSQL the table is locked;
+    on SQLite `lock_sql` (a write) takes the write lock first, so that the DDL joins one
+    transaction."""
+    if table.name not in inspect(engine).get_table_names():
         return
-    columns = {c["name"] for c in inspect(engine).get_columns(agreements.name)}
-    if set(AGREEMENT_V2_COLUMNS) <= columns:
+    if set(added) <= {c["name"] for c in inspect(engine).get_columns(table.name)}:
         return
-    old = f"{agreements.name}_v1"
+    old = f"{table.name}_before"
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql("LOCK TABLE core_agreements IN ACCESS EXCLUSIVE MODE")
-        else:  # a write first takes SQLite's write lock; the DDL below joins its transaction
-            connection.exec_driver_sql("UPDATE ledger_state SET writes = writes + 1 WHERE id = 1")
-        columns = {c["name"] for c in inspect(connection).get_columns(agreements.name)}
-        if set(AGREEMENT_V2_COLUMNS) <= columns:
+            connection.exec_driver_sql(f"LOCK TABLE {table.name} IN ACCESS EXCLUSIVE MODE")
+        elif lock_sql is not None:
+            connection.exec_driver_sql(lock_sql)
+        present = {c["name"] for c in inspect(connection).get_columns(table.name)}
+        if set(added) <= present:
             return
-        connection.exec_driver_sql(f"ALTER TABLE {agreements.name} RENAME TO {old}")
-        for index in agreements.indexes:
+        connection.exec_driver_sql(f"ALTER TABLE {table.name} RENAME TO {old}")
+        for index in table.indexes:
             connection.exec_driver_sql(f"DROP INDEX IF EXISTS {index.name}")
-        agreements.create(connection)
+        table.create(connection)
+        kept = ", ".join(c.name for c in table.columns if c.name in present)
         connection.exec_driver_sql(
-            f"INSERT INTO {agreements.name} (agreement_id, customer_id, currency, recorded_us,"
-            f" position) SELECT agreement_id, customer_id, currency, recorded_us, position"
-            f" FROM {old}"
+            f"INSERT INTO {table.name} ({kept}) SELECT {kept} FROM {old}"
         )
         connection.exec_driver_sql(f"DROP TABLE {old}")
 

@@ -49,8 +49,11 @@ from ledger.events import (
     ClaimSettled,
     ClaimSubmitted,
     LedgerEvent,
+    MemberJoined,
+    MemberLeft,
     SalesRecorded,
 )
+from ledger.membership import JOIN, LEAVE, MembershipChange, member_spans
 from ledger.money import EXACT, ZERO
 from ledger.projections import core
 from ledger.projections.core import CoreProjection, insert_rows
@@ -274,13 +277,28 @@ sa_agreements = Table(
     "sa_agreements",
     sales_metadata,
     Column("agreement_id", ID, primary_key=True),
-    Column("customer_id", ID, nullable=False),
+    # exactly one of customer_id and group_id (contract 4)
+    Column("customer_id", ID, nullable=True),
     Column("currency", String(3), nullable=False),
     Column("period_start", Integer, nullable=False),
     Column("period_end", Integer, nullable=False),
     # JSON list of product ids, or NULL: every product
     Column("products", Text, nullable=True),
     Column("position", BigInteger, nullable=False),
+    Column("group_id", ID, nullable=True),
+)
+
+# Every join and leave of a buying group (contract 4), in recorded order (position).
+sa_members = Table(
+    "sa_members",
+    sales_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("group_id", ID, nullable=False),
+    Column("customer_id", ID, nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("effective_day", Integer, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Index("sa_members_by_group", "group_id", "customer_id", "position"),
 )
 
 sa_sales = Table(
@@ -321,6 +339,7 @@ class SalesModel:
     name = "sales"
 
     def create(self, engine: Engine) -> None:
+        core.reshape_table(engine, sa_agreements, ("group_id",))
         sales_metadata.create_all(engine)
 
     def apply(self, session: Session, items: Sequence[Delivered]) -> None:
@@ -343,10 +362,18 @@ class SalesModel:
             elif isinstance(event, AgreementCreated):
                 session.execute(insert(sa_agreements).values(
                     agreement_id=event.agreement_id, customer_id=event.customer_id,
+                    group_id=event.group_id,
                     currency=event.currency, period_start=event.period_start.toordinal(),
                     period_end=event.period_end.toordinal(),
                     products=None if event.products is None
                     else orjson.dumps(sorted(event.products)).decode(),
+                    position=envelope.position,
+                ))
+            elif isinstance(event, MemberJoined | MemberLeft):
+                session.execute(insert(sa_members).values(
+                    group_id=event.group_id, customer_id=event.customer_id,
+                    kind=JOIN if isinstance(event, MemberJoined) else LEAVE,
+                    effective_day=event.effective_from.toordinal(),
                     position=envelope.position,
                 ))
             elif isinstance(event, AgreementAmended):
@@ -366,9 +393,35 @@ class SalesModel:
                     )
 
 
+def _buyers(session: Session, agreement: Any) -> list[tuple[str, int, int]]:
+    """(customer, first day, last day) whose sales an agreement counts: its customer over its
+    period, or each member of its group on the days it is a member (as known now)."""
+    if agreement.group_id is None:
+        return [(agreement.customer_id, agreement.period_start, agreement.period_end)]
+    changes: dict[str, list[MembershipChange]] = {}
+    for customer, position, kind, effective_day in session.execute(
+        select(sa_members.c.customer_id, sa_members.c.position, sa_members.c.kind,
+               sa_members.c.effective_day)
+        .where(sa_members.c.group_id == agreement.group_id)
+    ):
+        changes.setdefault(customer, []).append(
+            MembershipChange(position, kind, date.fromordinal(effective_day))
+        )
+    buyers = []
+    for customer, made in changes.items():
+        for start, end in member_spans(made):
+            first = max(start.toordinal(), agreement.period_start)
+            last = agreement.period_end if end is None else min(
+                end.toordinal() - 1, agreement.period_end)
+            if first <= last:
+                buyers.append((customer, first, last))
+    return buyers
+
+
 def attribution(session: Session, *, agreement_id: str | None = None) -> list[AttributionRow]:
-    """Per agreement and invoice month: the sales it counts (its customer and currency, its
-    current period and products, not reversed), with their quantity and amount."""
+    """Per agreement and invoice month: the sales it counts (its customer's, or its group's
+    members' on the days they are members, in its currency, its current period and products,
+    not reversed), with their quantity and amount."""
     query = select(sa_agreements).order_by(sa_agreements.c.agreement_id)
     if agreement_id is not None:
         query = query.where(sa_agreements.c.agreement_id == agreement_id)
@@ -376,15 +429,19 @@ def attribution(session: Session, *, agreement_id: str | None = None) -> list[At
     for agreement in session.execute(query).all():
         products = None if agreement.products is None else set(orjson.loads(agreement.products))
         months: dict[str, list[Any]] = {}
-        lines = session.execute(
-            select(sa_sales.c.product_id, sa_sales.c.invoice_day, sa_sales.c.quantity,
-                   sa_sales.c.amount)
-            .where(sa_sales.c.customer_id == agreement.customer_id)
-            .where(sa_sales.c.currency == agreement.currency)
-            .where(sa_sales.c.invoice_day >= agreement.period_start)
-            .where(sa_sales.c.invoice_day <= agreement.period_end)
-            .where(sa_sales.c.reversed == 0)
-        )
+        lines = [
+            line
+            for customer, first, last in _buyers(session, agreement)
+            for line in session.execute(
+                select(sa_sales.c.product_id, sa_sales.c.invoice_day, sa_sales.c.quantity,
+                       sa_sales.c.amount)
+                .where(sa_sales.c.customer_id == customer)
+                .where(sa_sales.c.currency == agreement.currency)
+                .where(sa_sales.c.invoice_day >= first)
+                .where(sa_sales.c.invoice_day <= last)
+                .where(sa_sales.c.reversed == 0)
+            )
+        ]
         for product_id, invoice_day, quantity, amount in lines:
             if products is not None and product_id not in products:
                 continue
