@@ -113,6 +113,15 @@ def _causes(session: Session, agreement: str, as_of: date, k1_us: int,
             causes.append(Cause(
                 "retroactive amendment" if retro else "amendment", recorded, t.event_id,
                 f"{changed} effective {t.effective_from}"))
+    for j in facts.membership_rows:
+        if j.recorded_us > k1_us and j.effective_from <= as_of:
+            recorded = from_us(j.recorded_us)
+            late = j.effective_from < recorded.date()
+            word = "join" if j.kind == "join" else "leave"
+            causes.append(Cause(
+                f"late {word}" if late else word, recorded, j.event_id,
+                f"{j.customer_id} {'joins' if j.kind == 'join' else 'leaves'} group "
+                f"{facts.group_id} effective {j.effective_from}"))
     for m in facts.money_rows:
         if m.recorded_us > k1_us:
             claim = f" (claim {m.claim_id})" if m.claim_id else ""
@@ -121,17 +130,21 @@ def _causes(session: Session, agreement: str, as_of: date, k1_us: int,
     state = facts.state()
     if state is not None:
         terms = state.terms
-        first, last = terms.period_start.toordinal(), min(terms.period_end, as_of).toordinal()
         k1_day = from_us(k1_us).date().toordinal()
-        for sale_id, invoice_day, product, q_text, q_micro, recorded_us in session.execute(
-            select(sales.c.sale_id, sales.c.invoice_day, sales.c.product_id,
-                   sales.c.quantity, sales.c.q_micro, sales.c.recorded_us)
-            .where(sales.c.customer_id == facts.customer_id)
-            .where(sales.c.currency == facts.currency)
-            .where(sales.c.invoice_day >= first).where(sales.c.invoice_day <= last)
-            .where(sales.c.recorded_us > k1_us).where(sales.c.recorded_us <= k2_us)
-            .order_by(sales.c.recorded_us, sales.c.sale_id)
-        ):
+        buyers = facts.buyers(terms)
+        for sale_id, invoice_day, product, q_text, q_micro, recorded_us in [
+            line
+            for customer, first, last in buyers
+            for line in session.execute(
+                select(sales.c.sale_id, sales.c.invoice_day, sales.c.product_id,
+                       sales.c.quantity, sales.c.q_micro, sales.c.recorded_us)
+                .where(sales.c.customer_id == customer)
+                .where(sales.c.currency == facts.currency)
+                .where(sales.c.invoice_day >= first).where(sales.c.invoice_day <= last)
+                .where(sales.c.recorded_us > k1_us).where(sales.c.recorded_us <= k2_us)
+                .order_by(sales.c.recorded_us, sales.c.sale_id)
+            )
+        ]:
             if not terms.covers(product):
                 continue
             negative = (q_micro is not None and q_micro < 0) or (
@@ -140,16 +153,21 @@ def _causes(session: Session, agreement: str, as_of: date, k1_us: int,
                 "late sale" if invoice_day <= k1_day else "sale")
             causes.append(Cause(kind, from_us(recorded_us), sale_id,
                                 f"invoiced {date.fromordinal(invoice_day)}, product {product}"))
-        for sale_id, reversed_day, recorded_us, invoice_day, product in session.execute(
-            select(reversals.c.sale_id, reversals.c.reversed_day, reversals.c.recorded_us,
-                   sales.c.invoice_day, sales.c.product_id)
-            .join(sales, sales.c.sale_id == reversals.c.sale_id)
-            .where(sales.c.customer_id == facts.customer_id)
-            .where(sales.c.currency == facts.currency)
-            .where(sales.c.invoice_day >= first).where(sales.c.invoice_day <= last)
-            .where(reversals.c.reversed_day <= as_of.toordinal())
-            .where(reversals.c.recorded_us > k1_us).where(reversals.c.recorded_us <= k2_us)
-        ):
+        for sale_id, reversed_day, recorded_us, invoice_day, product in [
+            line
+            for customer, first, last in buyers
+            for line in session.execute(
+                select(reversals.c.sale_id, reversals.c.reversed_day, reversals.c.recorded_us,
+                       sales.c.invoice_day, sales.c.product_id)
+                .join(sales, sales.c.sale_id == reversals.c.sale_id)
+                .where(sales.c.customer_id == customer)
+                .where(sales.c.currency == facts.currency)
+                .where(sales.c.invoice_day >= first).where(sales.c.invoice_day <= last)
+                .where(reversals.c.reversed_day <= as_of.toordinal())
+                .where(reversals.c.recorded_us > k1_us)
+                .where(reversals.c.recorded_us <= k2_us)
+            )
+        ]:
             if terms.covers(product):
                 causes.append(Cause("reversal", from_us(recorded_us), sale_id,
                                     f"invoiced {date.fromordinal(invoice_day)}, reversed "

@@ -45,17 +45,19 @@ class Step:
 @dataclass
 class Explanation:
     agreement_id: str
-    customer_id: str
+    customer_id: str | None
     currency: str
     as_of: date
     known_at: datetime | None
     steps: list[Step]
     liability: Decimal
     matches_ledger: bool
+    group_id: str | None = None  # contract 4: a group's agreement
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "agreement_id": self.agreement_id, "customer_id": self.customer_id,
+            "group_id": self.group_id,
             "currency": self.currency, "as_of": plain(self.as_of),
             "known_at": plain(self.known_at), "liability": format_money(self.liability),
             "matches_ledger": self.matches_ledger,
@@ -64,7 +66,9 @@ class Explanation:
 
     def lines(self) -> list[str]:
         known = "everything recorded" if self.known_at is None else plain(self.known_at)
-        out = [f"Agreement {self.agreement_id} (customer {self.customer_id}, {self.currency}): "
+        owner = (f"customer {self.customer_id}" if self.group_id is None
+                 else f"group {self.group_id}")
+        out = [f"Agreement {self.agreement_id} ({owner}, {self.currency}): "
                f"liability at {self.as_of}, as known at {known}"]
         for number, step in enumerate(self.steps, 1):
             out.append(f"{number}. {step.title}: {step.text}")
@@ -98,6 +102,7 @@ def explain(
                           {b.position for b in facts.basis_rows})
         steps = [
             _terms_step(facts, state),
+            *_membership_steps(facts, state),
             _sales_step(session, facts, state, names),
             _tier_step(state),
             _formula_step(state),
@@ -118,7 +123,7 @@ def explain(
     (row,) = ledger.liability(as_of, known_at, agreement_id=agreement_id)
     return Explanation(agreement_id, facts.customer_id, facts.currency, as_of, known_at, steps,
                        liability, row.liability == liability and
-                       row.accrued == state.accrual.accrued)
+                       row.accrued == state.accrual.accrued, facts.group_id)
 
 
 def _terms_step(facts: Facts, state: State) -> Step:
@@ -164,7 +169,9 @@ def _sales_step(session: Session, facts: Facts, state: State, names: dict[int, s
     last = min(terms.period_end, facts.as_of)
     products = "" if terms.products is None else " for products " + ", ".join(
         sorted(terms.products))
-    text = (f"sales of customer {facts.customer_id} in {facts.currency} invoiced "
+    whose = (f"customer {facts.customer_id}" if facts.group_id is None
+             else f"the members of group {facts.group_id}, each on its member days,")
+    text = (f"sales of {whose} in {facts.currency} invoiced "
             f"{terms.period_start} to {last}{products}, returns counted from their reversal day: "
             + "; ".join(f"{month} quantity {format_decimal(f['quantity'])} amount "
                         f"{format_money(f['amount'])} ({len(f['sales'])} sales)"
@@ -179,16 +186,6 @@ def _sales_step(session: Session, facts: Facts, state: State, names: dict[int, s
 def _sale_ids(session: Session, facts: Facts, state: State) -> dict[str, list[str]]:
     """Sale ids (and reversed sale ids, marked) by invoice month, as known at K."""
     terms = state.terms
-    first = terms.period_start.toordinal()
-    last = min(terms.period_end, facts.as_of).toordinal()
-    query = (
-        select(sales.c.sale_id, sales.c.invoice_day, sales.c.product_id)
-        .where(sales.c.customer_id == facts.customer_id)
-        .where(sales.c.currency == facts.currency)
-        .where(sales.c.invoice_day >= first).where(sales.c.invoice_day <= last)
-        .where(sales.c.recorded_us <= facts.known_us)
-        .order_by(sales.c.invoice_day, sales.c.sale_id)
-    )
     reversed_ids = {
         sale_id for (sale_id,) in session.execute(
             select(reversals.c.sale_id)
@@ -197,11 +194,53 @@ def _sale_ids(session: Session, facts: Facts, state: State) -> dict[str, list[st
         )
     }
     found: dict[str, list[str]] = defaultdict(list)
-    for sale_id, invoice_day, product_id in session.execute(query):
+    lines = sorted(
+        line
+        for customer, first, last in facts.buyers(terms)
+        for line in session.execute(
+            select(sales.c.invoice_day, sales.c.sale_id, sales.c.product_id)
+            .where(sales.c.customer_id == customer)
+            .where(sales.c.currency == facts.currency)
+            .where(sales.c.invoice_day >= first).where(sales.c.invoice_day <= last)
+            .where(sales.c.recorded_us <= facts.known_us)
+        )
+    )
+    for invoice_day, sale_id, product_id in lines:
         if terms.covers(product_id):
             month = date.fromordinal(invoice_day).strftime("%Y-%m")
             found[month].append(sale_id + (" (reversed)" if sale_id in reversed_ids else ""))
     return found
+
+
+def _membership_steps(facts: Facts, state: State) -> list[Step]:
+    """Contract 4, for a group's agreement: who was a member on which days as known at K, and
+    the joins and leaves (recorded order) that let members' sales in or kept them out."""
+    if facts.group_id is None:
+        return []
+    windows = facts.member_windows()
+    figures: dict[str, Any] = {}
+    parts = []
+    for customer in sorted({m.customer_id for m in facts.membership_rows}):
+        changes = [m for m in facts.membership_rows if m.customer_id == customer]
+        spans = [(date.fromordinal(a), None if b == date.max.toordinal() else date.fromordinal(b))
+                 for a, b in windows.get(customer, [])]
+        said = ", ".join(f"{a} to {b or 'open'}" for a, b in spans) or "never a member"
+        history = "; ".join(
+            f"{m.kind} effective {m.effective_from} recorded {plain(from_us(m.recorded_us))}"
+            for m in changes)
+        parts.append(f"{customer}: member {said} ({history})")
+        figures[customer] = {
+            "member_days": [[a.isoformat(), None if b is None else b.isoformat()]
+                            for a, b in spans],
+            "changes": [{"kind": m.kind, "effective_from": m.effective_from.isoformat(),
+                         "recorded_at": plain(from_us(m.recorded_us)), "event": m.event_id}
+                        for m in changes],
+        }
+    text = (f"group {facts.group_id}: a customer is a member on day X, as known at K, when "
+            "its join or leave recorded last among those effective by X is a join; "
+            + ("; ".join(parts) if parts else "no member yet"))
+    return [Step("Members of the group", text, figures,
+                 [m.event_id for m in facts.membership_rows])]
 
 
 def _tier_step(state: State) -> Step:

@@ -3,7 +3,10 @@ moment: the ground the auditors' tools stand on.
 
 `load_facts(session, agreement_id, as_of, known_us)` reads the agreement's terms changes, the
 basis rows of its customer and currency (sales count on their invoice day, reversals from their
-reversal day on), and its money rows (approved, paid, written off), all as known at K. The
+reversal day on), and its money rows (approved, paid, written off), all as known at K. For a
+buying group's agreement (contract 4) it reads the group's joins and leaves and the basis rows
+of every customer they name; a row counts while its customer is a member on its invoice day,
+as known at the moment asked about. The
 accrual at (D, t) for any t <= K is then computed from those rows in memory with the same rule
 functions as `ledger.liability` (`accrue`, `terms_in_force`, the forecast rule), so it equals
 `Ledger.liability(D, t)` for that agreement, to the cent; `timeline()` gives it after every
@@ -24,8 +27,18 @@ from sqlalchemy.orm import Session
 from ledger.audit.chain import events_table
 from ledger.errors import LedgerError
 from ledger.liability import AgreementHistory, _amended_values, _created_terms, exact_value
+from ledger.liability import agreement_ids as liability_agreement_ids
 from ledger.money import EXACT, ZERO
-from ledger.projections.core import agreements, basis, day, from_us, money, terms_changes
+from ledger.membership import MembershipChange, member_spans
+from ledger.projections.core import (
+    agreements,
+    basis,
+    day,
+    from_us,
+    memberships,
+    money,
+    terms_changes,
+)
 from ledger.rules import Accrual, accrue
 from ledger.terms import Terms, TermsChange
 
@@ -57,6 +70,7 @@ class BasisRecord:
     position: int
     quantity: Decimal
     amount: Decimal
+    customer_id: str = ""
 
     @property
     def invoice_date(self) -> date:
@@ -65,6 +79,26 @@ class BasisRecord:
     @property
     def reversal(self) -> bool:
         return self.effective_day != self.invoice_day
+
+
+@dataclass(frozen=True)
+class MembershipRecord:
+    """A join or leave of the agreement's group (contract 4)."""
+
+    customer_id: str
+    kind: str  # join | leave
+    effective_day: int
+    recorded_us: int
+    position: int
+    event_id: str
+
+    @property
+    def effective_from(self) -> date:
+        return date.fromordinal(self.effective_day)
+
+
+#: Per member: the invoice days (ordinals, first and last, inclusive) it is a member.
+Windows = dict[str, list[tuple[int, int]]]
 
 
 @dataclass(frozen=True)
@@ -104,6 +138,7 @@ class Moment:
     sales: list[BasisRecord]
     money: list[MoneyRecord]
     accrued: Decimal
+    members: list[MembershipRecord] = field(default_factory=list)
 
     @property
     def recorded_at(self) -> datetime:
@@ -112,20 +147,63 @@ class Moment:
     @property
     def positions(self) -> list[int]:
         found = {r.position for r in self.terms} | {r.position for r in self.sales}
-        found |= {r.position for r in self.money}
+        found |= {r.position for r in self.money} | {r.position for r in self.members}
         return sorted(found)
 
 
 @dataclass
 class Facts:
     agreement_id: str
-    customer_id: str
+    customer_id: str | None  # None: a group's agreement
     currency: str
     as_of: date
     known_us: int
     terms_rows: list[TermsRecord]
     basis_rows: list[BasisRecord]
     money_rows: list[MoneyRecord] = field(default_factory=list)
+    group_id: str | None = None
+    membership_rows: list[MembershipRecord] = field(default_factory=list)
+
+    @property
+    def owner(self) -> str:
+        """Who the agreement is with, for people: `customer C` or `group G`."""
+        return (f"customer {self.customer_id}" if self.group_id is None
+                else f"group {self.group_id}")
+
+    def member_windows(self, upto_us: int | None = None) -> Windows:
+        """Contract 4: each customer's days of membership in the group, as known at
+        `upto_us` (default K)."""
+        changes: dict[str, list[MembershipChange]] = {}
+        for row in self.membership_rows:
+            if upto_us is None or row.recorded_us <= upto_us:
+                changes.setdefault(row.customer_id, []).append(
+                    MembershipChange(row.position, row.kind, row.effective_from))
+        windows: Windows = {}
+        for customer, made in changes.items():
+            for start, end in member_spans(made):
+                last = date.max.toordinal() if end is None else end.toordinal() - 1
+                windows.setdefault(customer, []).append((start.toordinal(), last))
+        return windows
+
+    def buyers(self, terms: Terms, upto_us: int | None = None) -> list[tuple[str, int, int]]:
+        """(customer, first invoice day, last invoice day) whose sales count at D under
+        `terms`: the customer over the period, or each member on its member days in it."""
+        first, last = terms.period_start.toordinal(), min(terms.period_end, self.as_of).toordinal()
+        if self.group_id is None:
+            assert self.customer_id is not None
+            return [(self.customer_id, first, last)] if first <= last else []
+        return [
+            (customer, max(first, start), min(last, end))
+            for customer, spans in sorted(self.member_windows(upto_us).items())
+            for start, end in spans
+            if max(first, start) <= min(last, end)
+        ]
+
+    def _counts(self, row: BasisRecord, windows: Windows | None) -> bool:
+        if windows is None:
+            return True
+        return any(start <= row.invoice_day <= end
+                   for start, end in windows.get(row.customer_id, ()))
 
     # --- the contract's figures at any moment t <= K ------------------------------------
 
@@ -154,11 +232,13 @@ class Facts:
         """Contract 2.2-2.3: the basis rows that count at D under `terms`."""
         last = min(terms.period_end, self.as_of).toordinal()
         first = terms.period_start.toordinal()
+        windows = None if self.group_id is None else self.member_windows(upto_us)
         return [
             r for r in self.basis_rows
             if first <= r.invoice_day <= last
             and (upto_us is None or r.recorded_us <= upto_us)
             and terms.covers(r.product_id)
+            and self._counts(r, windows)
         ]
 
     def eligible(self, terms: Terms, upto_us: int | None = None) -> tuple[Decimal, Decimal]:
@@ -194,6 +274,8 @@ class Facts:
             moment(max(b.recorded_us, created_us or b.recorded_us)).sales.append(b)
         for m in self.money_rows:
             moment(m.recorded_us).money.append(m)
+        for j in self.membership_rows:
+            moment(j.recorded_us).members.append(j)
         # Incremental: the terms (and forecast) change only at moments that carry a terms
         # row; between them each moment adds its own sales to the eligible totals. This is
         # `self.state(recorded_us)` at every moment (exact sums), in linear time.
@@ -202,8 +284,17 @@ class Facts:
         forecast: Decimal | None = None
         source: str | None = None
         quantity, amount = ZERO, ZERO
+        windows: Windows | None = None
         for recorded_us in sorted(by_moment):
             point = by_moment[recorded_us]
+            if point.members:  # who is a member changed: count the basis afresh
+                windows = self.member_windows(recorded_us)
+                if terms is not None and not point.terms:
+                    quantity, amount = self.eligible(terms, recorded_us)
+                    point.accrued = _state(terms, forecast, source, quantity,
+                                           amount).accrual.accrued
+                    result.append(point)
+                    continue
             if point.terms or terms is None:
                 rows = [r for r in self.terms_rows if r.recorded_us <= recorded_us]
                 if not any(r.kind == "created" for r in rows):
@@ -212,23 +303,26 @@ class Facts:
                 history = history_of(rows)
                 now = history.terms_at(self.as_of)
                 forecast, source = history.forecast_at(self.as_of, now)
-                if now != terms:
+                if now != terms or point.members:
                     terms = now
                     quantity, amount = self.eligible(terms, recorded_us)
                 else:
-                    quantity, amount = self._add(terms, point.sales, quantity, amount)
+                    quantity, amount = self._add(terms, point.sales, quantity, amount, windows)
             else:
-                quantity, amount = self._add(terms, point.sales, quantity, amount)
+                quantity, amount = self._add(terms, point.sales, quantity, amount, windows)
             point.accrued = _state(terms, forecast, source, quantity, amount).accrual.accrued
             result.append(point)
         return result
 
     def _add(self, terms: Terms, rows: list[BasisRecord], quantity: Decimal,
-             amount: Decimal) -> tuple[Decimal, Decimal]:
+             amount: Decimal, windows: Windows | None = None) -> tuple[Decimal, Decimal]:
         last = min(terms.period_end, self.as_of).toordinal()
         first = terms.period_start.toordinal()
+        if self.group_id is not None and windows is None:
+            windows = {}  # nobody is a member yet
         for r in rows:
-            if first <= r.invoice_day <= last and terms.covers(r.product_id):
+            if (first <= r.invoice_day <= last and terms.covers(r.product_id)
+                    and self._counts(r, windows)):
                 quantity = EXACT.add(quantity, r.quantity)
                 amount = EXACT.add(amount, r.amount)
         return quantity, amount
@@ -271,20 +365,17 @@ def history_of(rows: Sequence[TermsRecord]) -> AgreementHistory:
 
 
 def agreement_ids(session: Session, known_us: int, *, customer_id: str | None = None,
-                  agreement_id: str | None = None) -> list[str]:
-    query = (select(agreements.c.agreement_id).where(agreements.c.recorded_us <= known_us)
-             .order_by(agreements.c.agreement_id))
-    if customer_id is not None:
-        query = query.where(agreements.c.customer_id == customer_id)
-    if agreement_id is not None:
-        query = query.where(agreements.c.agreement_id == agreement_id)
-    return [row[0] for row in session.execute(query)]
+                  agreement_id: str | None = None, as_of: date = date.max) -> list[str]:
+    """The agreements known at K; `customer_id`: its own and those of the groups it is a
+    member of at `as_of` (contract 4), as `ledger.liability.agreement_ids`."""
+    return liability_agreement_ids(session, as_of, known_us, agreement_id=agreement_id,
+                                   customer_id=customer_id)
 
 
 def load_facts(session: Session, agreement_id: str, as_of: date, known_us: int) -> Facts:
     """Everything known at K (µs) about `agreement_id` that counts at valid date D."""
     head = session.execute(
-        select(agreements.c.customer_id, agreements.c.currency)
+        select(agreements.c.customer_id, agreements.c.currency, agreements.c.group_id)
         .where(agreements.c.agreement_id == agreement_id)
         .where(agreements.c.recorded_us <= known_us)
     ).first()
@@ -293,7 +384,7 @@ def load_facts(session: Session, agreement_id: str, as_of: date, known_us: int) 
             f"agreement_id: no agreement {agreement_id!r} is known at that moment; list them "
             "with `rebate-ledger liability --as-of D`"
         )
-    customer_id, currency = head
+    customer_id, currency, group_id = head
     terms_rows = [
         TermsRecord(int(p), int(r), k, e, ev, orjson.loads(d))
         for p, r, k, e, ev, d in session.execute(
@@ -305,7 +396,27 @@ def load_facts(session: Session, agreement_id: str, as_of: date, known_us: int) 
             .order_by(terms_changes.c.position)
         )
     ]
-    basis_rows = load_basis(session, customer_id, currency, as_of, known_us)
+    membership_rows: list[MembershipRecord] = []
+    if group_id is None:
+        basis_rows = load_basis(session, customer_id, currency, as_of, known_us)
+    else:
+        membership_rows = [
+            MembershipRecord(c, k, int(e), int(r), int(p), ev)
+            for c, k, e, r, p, ev in session.execute(
+                select(memberships.c.customer_id, memberships.c.kind,
+                       memberships.c.effective_day, memberships.c.recorded_us,
+                       memberships.c.position, memberships.c.event_id)
+                .where(memberships.c.group_id == group_id)
+                .where(memberships.c.recorded_us <= known_us)
+                .order_by(memberships.c.position)
+            )
+        ]
+        basis_rows = [
+            row
+            for customer in sorted({m.customer_id for m in membership_rows})
+            for row in load_basis(session, customer, currency, as_of, known_us)
+        ]
+        basis_rows.sort(key=lambda r: (r.recorded_us, r.position))
     money_rows = [
         MoneyRecord(k, int(v), int(r), Decimal(a), c, int(p), ev)
         for k, v, r, a, c, p, ev in session.execute(
@@ -318,7 +429,7 @@ def load_facts(session: Session, agreement_id: str, as_of: date, known_us: int) 
         )
     ]
     return Facts(agreement_id, customer_id, currency, as_of, known_us, terms_rows, basis_rows,
-                 money_rows)
+                 money_rows, group_id, membership_rows)
 
 
 def load_basis(
@@ -337,7 +448,7 @@ def load_basis(
     )
     return [
         BasisRecord(int(i), int(e), int(r), p, int(pos), exact_value(qm, qt),
-                    exact_value(am, at))
+                    exact_value(am, at), customer_id)
         for i, e, r, p, pos, qm, am, qt, at in rows
     ]
 

@@ -98,9 +98,10 @@ def postings(
     entries = _Entries()
     with Session(ledger.engine) as session:
         ids = agreement_ids(session, known_us, agreement_id=agreement_id,
-                            customer_id=customer_id)
+                            customer_id=customer_id, as_of=as_of)
         loaded = [load_facts(session, a, as_of, known_us) for a in ids]
         positions = {b.position for facts in loaded for b in facts.basis_rows}
+        positions |= {m.position for facts in loaded for m in facts.membership_rows}
         names = event_ids(session, ledger.app.recorder, positions)
         for facts in loaded:
             previous = ZERO
@@ -110,6 +111,7 @@ def postings(
                 if delta != 0:
                     events = tuple(dict.fromkeys(
                         [t.event_id for t in moment.terms]
+                        + [m.event_id for m in moment.members]
                         + [names.get(s.position, str(s.position)) for s in moment.sales]
                     ))
                     entries.add(facts, moment.recorded_us, as_of,
@@ -121,8 +123,9 @@ def postings(
                     if row.kind == "paid":
                         entries.add(facts, row.recorded_us, row.valid_date, "settlement",
                                     LIABILITY, CASH, row.amount, (row.event_id,))
-                    elif row.kind == "written_off":
-                        entries.add(facts, row.recorded_us, row.valid_date, "write-off",
+                    elif row.kind == "written_off":  # negative: a reversal posts back
+                        entries.add(facts, row.recorded_us, row.valid_date,
+                                    "write-off" if row.amount > 0 else "write-off reversal",
                                     LIABILITY, EXPENSE, row.amount, (row.event_id,))
     return entries.postings
 

@@ -137,7 +137,7 @@ def reconcile(
                         f"reported {reported:.2f} at the close {close.closed_at.isoformat()}, "
                         f"now {now:.2f} ({now - reported:+.2f})")
             lines.append(line)
-    lines.sort(key=lambda x: (x.customer_id, x.agreement_id))
+    lines.sort(key=lambda x: (x.customer_id or "", x.agreement_id))
     return lines
 
 
