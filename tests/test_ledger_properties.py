@@ -1,13 +1,17 @@
 """Hypothesis properties of the whole ledger (commands in, liability out), on SQLite:
 
 - a sale followed by its reversal (dated the invoice day) changes no liability at any date;
-- a query as known at K ignores everything recorded after K, whatever it is.
+- a query as known at K ignores everything recorded after K, whatever it is;
+- (contract v2) a group with one member always in it gives the figures of that customer's own
+  agreement with the same terms; a group's figures as known at K ignore every membership change
+  recorded after K, and its basis is the naive sum over members' sales on member days.
 """
 
 from __future__ import annotations
 
 import tempfile
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +132,86 @@ def test_a_query_as_known_at_k_ignores_everything_recorded_after_k(
         assert figures(ledger, known_at) == before
         # and the later commands did change what is known now (the property is not vacuous)
         assert ledger.state()["accepted"] > len(early) + 1
+
+
+# Contract v2, section 4: buying groups ---------------------------------------------------------
+
+
+def as_group_agreement(agreement: dict[str, Any], agreement_id: str = "GA") -> dict[str, Any]:
+    command = {k: v for k, v in agreement.items() if k != "customer_id"}
+    return {**command, "agreement_id": agreement_id, "group_id": "G1"}
+
+
+@PROPERTY_SETTINGS
+@given(agreement=agreements(), book=st.integers(0, 10).flatmap(lambda n: sales("S", n)))
+def test_a_group_with_one_member_always_in_it_equals_that_customers_own_agreement(
+    agreement: dict[str, Any], book: list[dict[str, Any]],
+) -> None:
+    with tempfile.TemporaryDirectory() as folder, Ledger(
+        f"sqlite:///{Path(folder) / 'ledger.db'}"
+    ) as ledger:
+        setup = [{"type": "create_group", "group_id": "G1"},
+                 {"type": "join_group", "group_id": "G1", "customer_id": "C1",
+                  "effective_from": "2024-01-01"},
+                 agreement, as_group_agreement(agreement), *book]
+        report = ledger.apply(stamped(setup, 0))
+        assert not report.rejected, report.to_dict()
+        for as_of in QUERY_DATES:
+            own, group = ledger.liability(as_of)  # sorted: A1, then GA
+            assert (own.agreement_id, group.agreement_id) == ("A1", "GA")
+            figures_of = lambda r: (r.basis, r.accrued, r.approved, r.paid,  # noqa: E731
+                                    r.written_off, r.liability)
+            assert figures_of(own) == figures_of(group), as_of
+
+
+@st.composite
+def memberships(draw: st.DrawFn, count: int) -> list[dict[str, Any]]:
+    return [
+        {"type": draw(st.sampled_from(["join_group", "leave_group"])), "group_id": "G1",
+         "customer_id": draw(st.sampled_from(["C1", "C2"])),
+         "effective_from": (date(2025, 1, 1) + timedelta(days=draw(st.integers(-10, 364))))
+         .isoformat()}
+        for _ in range(count)
+    ]
+
+
+@PROPERTY_SETTINGS
+@given(agreement=agreements(), book=st.integers(1, 8).flatmap(lambda n: sales("S", n)),
+       early=st.integers(0, 4).flatmap(memberships),
+       late=st.integers(1, 4).flatmap(memberships))
+def test_a_group_query_as_known_at_k_ignores_membership_changes_recorded_after_k(
+    agreement: dict[str, Any], book: list[dict[str, Any]], early: list[dict[str, Any]],
+    late: list[dict[str, Any]],
+) -> None:
+    """The group's figures at every D as known at K equal those of a book that never had
+    the joins and leaves recorded after K; and they equal the contract's rule evaluated
+    naively (tests/model)."""
+    from model.contract_model import is_member
+
+    with tempfile.TemporaryDirectory() as folder, Ledger(
+        f"sqlite:///{Path(folder) / 'ledger.db'}"
+    ) as ledger:
+        first = [{"type": "create_group", "group_id": "G1"}, {
+            "type": "join_group", "group_id": "G1", "customer_id": "C1",
+            "effective_from": "2025-01-01"}, as_group_agreement(agreement), *book, *early]
+        ledger.apply(stamped(first, 0))
+        known_at = START + timedelta(minutes=500)
+        before = figures(ledger, known_at)
+        ledger.apply(stamped(late, 1000))
+        assert figures(ledger, known_at) == before
+        # now, the basis is the naive sum over the sales of members on their invoice days
+        accepted = [c for c in first[1:2] + early + late
+                    if c["type"] == "join_group" or any(
+                        j["type"] == "join_group" and j["customer_id"] == c["customer_id"]
+                        for j in (first[1:2] + early + late)[:(first[1:2] + early + late)
+                                                             .index(c)])]
+        known = [{**c, "effective_from": date.fromisoformat(c["effective_from"])}
+                 for c in accepted]
+        for as_of in QUERY_DATES:
+            counted = [s for s in book if s["invoice_date"] <= as_of.isoformat()
+                       and is_member(known, "G1", s["customer_id"],
+                                     date.fromisoformat(s["invoice_date"]))]
+            key = "quantity" if agreement["basis"] == "quantity" else "amount"
+            expected = sum((Decimal(s[key]) for s in counted), Decimal(0))
+            (row,) = ledger.liability(as_of)
+            assert row.basis == expected, (as_of, counted)

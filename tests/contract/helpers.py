@@ -247,3 +247,34 @@ class Clock:
 def fixed_clock(text: str) -> Clock:
     return Clock(moment(text).astimezone(UTC))
 
+
+
+# Contract v2: buying groups and programs (section 4), safer money movements (section 5) -------
+
+
+def group(group_id: str = "G1", **extra: Any) -> Command:
+    return _extra({"type": "create_group", "group_id": group_id}, extra)
+
+
+def join(customer_id: str, effective_from: str, group_id: str = "G1", **extra: Any) -> Command:
+    return _extra({"type": "join_group", "group_id": group_id, "customer_id": customer_id,
+                   "effective_from": effective_from}, extra)
+
+
+def leave(customer_id: str, effective_from: str, group_id: str = "G1", **extra: Any) -> Command:
+    return _extra({"type": "leave_group", "group_id": group_id, "customer_id": customer_id,
+                   "effective_from": effective_from}, extra)
+
+
+def group_agreement(agreement_id: str = "GA", group_id: str = "G1", **extra: Any) -> Command:
+    """A group's `create_agreement` (no customer_id): otherwise as `agreement`."""
+    command = agreement(agreement_id, **extra)
+    del command["customer_id"]
+    command["group_id"] = group_id
+    return command
+
+
+def reverse_write_off(write_off_id: str, reversed_on: str, reason: str = "in error",
+                      **extra: Any) -> Command:
+    return _extra({"type": "reverse_write_off", "write_off_id": write_off_id,
+                   "reversed_on": reversed_on, "reason": reason}, extra)

@@ -1,5 +1,5 @@
-"""A deliberately naive model of the ledger contract (shared/spec/ledger-contract.md, sections 1
-and 2): the oracle of the stateful test (tests/test_stateful.py).
+"""A deliberately naive model of the ledger contract (shared/spec/ledger-contract.md, v2:
+sections 1, 2, 4 and 5): the oracle of the stateful test (tests/test_stateful.py).
 
 It is written from the contract text alone and imports nothing from the `ledger` package. It
 keeps the accepted commands in a list, decides whether a command is accepted by scanning that
@@ -27,8 +27,9 @@ DUPLICATE = "duplicate"
 REJECTED = "rejected"
 
 REQUIRED: dict[str, set[str]] = {
+    # v2: exactly one of customer_id and group_id (checked in `parse`)
     "create_agreement": {
-        "agreement_id", "customer_id", "currency", "period_start", "period_end", "basis",
+        "agreement_id", "currency", "period_start", "period_end", "basis",
         "tier_method", "rate_kind", "tiers",
     },
     "amend_agreement": {"agreement_id", "effective_from"},
@@ -42,6 +43,10 @@ REQUIRED: dict[str, set[str]] = {
     "reject_claim": {"claim_id", "rejected_on", "reason"},
     "settle_claim": {"claim_id", "paid_on", "payment_ref"},
     "write_off": {"agreement_id", "amount", "effective_date", "reason"},
+    "reverse_write_off": {"write_off_id", "reversed_on", "reason"},
+    "create_group": {"group_id"},
+    "join_group": {"group_id", "customer_id", "effective_from"},
+    "leave_group": {"group_id", "customer_id", "effective_from"},
 }
 
 #: The terms an amendment may change. The table of section 1 does not list `forecast_basis`,
@@ -52,7 +57,10 @@ AMENDABLE = {
 }
 
 OPTIONAL: dict[str, set[str]] = {
-    "create_agreement": {"products", "cap", "accrual_method", "forecast_basis"},
+    "create_agreement": {"products", "cap", "accrual_method", "forecast_basis", "customer_id",
+                         "group_id", "program_id"},
+    "write_off": {"write_off_id"},
+    "create_group": {"name"},
     "amend_agreement": AMENDABLE,
     "approve_claim": {"approved_amount"},
     "settle_claim": {"paid_amount"},
@@ -62,6 +70,8 @@ DATES = {
     "period_start", "period_end", "effective_from", "invoice_date", "reversed_on",
     "submitted_on", "approved_on", "rejected_on", "paid_on", "effective_date",
 }
+#: v2, section 5: the highest percent rate (100 %).
+PERCENT_MAX = Fraction(1)
 DECIMALS = {"quantity", "amount", "cap", "forecast_basis", "approved_amount", "paid_amount"}
 #: "cap, forecast_basis, amounts of claims and write-offs: > 0 where given."
 POSITIVE = {"cap", "forecast_basis", "approved_amount", "paid_amount"}
@@ -137,6 +147,8 @@ def parse(raw: dict[str, Any]) -> dict[str, Any]:
             cmd[name] = value
     if kind == "record_sale" and cmd["quantity"] * cmd["amount"] < 0:
         raise Rejected("quantity and amount carry different signs")
+    if kind == "create_agreement" and ("customer_id" in cmd) == ("group_id" in cmd):
+        raise Rejected("exactly one of customer_id and group_id")
     return cmd
 
 
@@ -162,6 +174,8 @@ def check_terms(terms: dict[str, Any]) -> None:
     pair = (terms["basis"], terms["rate_kind"])
     if terms["tier_method"] == "incremental" and pair not in INCREMENTAL_PAIRS:
         raise Rejected(f"incremental with {pair}")
+    if terms["rate_kind"] == "percent" and any(r > PERCENT_MAX for _, r in terms["tiers"]):
+        raise Rejected("a percent rate above 1 (100 %)")
 
 
 def rate(tiers: list[tuple[Fraction, Fraction]], x: Fraction) -> Fraction:
@@ -235,7 +249,7 @@ class ContractModel:
     def _all(self, kind: str, **match: Any) -> list[dict[str, Any]]:
         return [
             e.cmd for e in self.entries
-            if e.cmd["type"] == kind and all(e.cmd[k] == v for k, v in match.items())
+            if e.cmd["type"] == kind and all(e.cmd.get(k) == v for k, v in match.items())
         ]
 
     def agreement(self, agreement_id: str) -> dict[str, Any] | None:
@@ -290,7 +304,28 @@ class ContractModel:
     def _create_agreement(self, cmd: dict[str, Any]) -> str:
         if self.agreement(cmd["agreement_id"]) is not None:
             raise Rejected("agreement_id not unique")
+        if "group_id" in cmd and not self._all("create_group", group_id=cmd["group_id"]):
+            raise Rejected("no such group")
         check_terms(cmd)
+        return ACCEPTED
+
+    # Section 4: groups ---------------------------------------------------------------------
+
+    def _create_group(self, cmd: dict[str, Any]) -> str:
+        if self._all("create_group", group_id=cmd["group_id"]):
+            raise Rejected("group_id not unique")
+        return ACCEPTED
+
+    def _join_group(self, cmd: dict[str, Any]) -> str:
+        if not self._all("create_group", group_id=cmd["group_id"]):
+            raise Rejected("no such group")
+        return ACCEPTED
+
+    def _leave_group(self, cmd: dict[str, Any]) -> str:
+        if not self._all("create_group", group_id=cmd["group_id"]):
+            raise Rejected("no such group")
+        if not self._all("join_group", group_id=cmd["group_id"], customer_id=cmd["customer_id"]):
+            raise Rejected("no earlier join of that customer to that group")
         return ACCEPTED
 
     def _amend_agreement(self, cmd: dict[str, Any]) -> str:
@@ -354,6 +389,13 @@ class ContractModel:
         return ACCEPTED
 
     def _settle_claim(self, cmd: dict[str, Any]) -> str:
+        # v2, section 5: the same payment_ref on the claim again
+        for known in self._all("settle_claim", claim_id=cmd["claim_id"],
+                               payment_ref=cmd["payment_ref"]):
+            if known["paid_on"] == cmd["paid_on"] and cmd.get(
+                    "paid_amount", known["paid_amount"]) == known["paid_amount"]:
+                return DUPLICATE
+            raise Rejected("payment_ref settled with other fields")
         if self.claim_status(cmd["claim_id"]) != "approved":
             raise Rejected(f"claim is {self.claim_status(cmd['claim_id'])}")
         unpaid = self.unpaid(cmd["claim_id"])
@@ -362,12 +404,32 @@ class ContractModel:
             raise Rejected("paid more than approved")
         return ACCEPTED
 
+    def write_off_by_id(self, write_off_id: str) -> dict[str, Any] | None:
+        found = self._all("write_off", write_off_id=write_off_id) if write_off_id else []
+        return found[0] if found else None
+
     def _write_off(self, cmd: dict[str, Any]) -> str:
+        known = self.write_off_by_id(cmd.get("write_off_id", ""))
+        if known is not None:  # v2, section 5
+            same = ("agreement_id", "amount", "effective_date", "reason")
+            if all(known[f] == cmd[f] for f in same):
+                return DUPLICATE
+            raise Rejected("write_off_id recorded with other fields")
         if self.agreement(cmd["agreement_id"]) is None:
             raise Rejected("no such agreement")
         row = self.row(cmd["agreement_id"], cmd["effective_date"])
         if cmd["amount"] > row["liability"]:
             raise Rejected("written off more than the liability")
+        return ACCEPTED
+
+    def _reverse_write_off(self, cmd: dict[str, Any]) -> str:
+        known = self.write_off_by_id(cmd["write_off_id"])
+        if known is None:
+            raise Rejected("no such write-off")
+        if self._all("reverse_write_off", write_off_id=cmd["write_off_id"]):
+            raise Rejected("already reversed")
+        if cmd["reversed_on"] < known["effective_date"]:
+            raise Rejected("reversed_on before the write-off's effective_date")
         return ACCEPTED
 
     # Section 2: liability at a point in time -----------------------------------------------
@@ -399,9 +461,18 @@ class ContractModel:
 
         paid = total("settle_claim", "paid_on", "paid_amount")
         written_off = total("write_off", "effective_date", "amount")
+        # v2, section 5: a reversed write-off no longer counts from reversed_on on
+        for reversal in known:
+            if reversal["type"] == "reverse_write_off" and reversal["reversed_on"] <= as_of:
+                original = self.write_off_by_id(reversal["write_off_id"])
+                assert original is not None
+                if original["agreement_id"] == agreement_id:
+                    written_off -= original["amount"]
         return {
             "agreement_id": agreement_id,
-            "customer_id": created["customer_id"],
+            "customer_id": created.get("customer_id"),
+            "group_id": created.get("group_id"),
+            "program_id": created.get("program_id"),
             "currency": created["currency"],
             "basis": basis,
             "accrued": accrued,
@@ -411,10 +482,16 @@ class ContractModel:
             "liability": accrued - paid - written_off,
         }
 
-    def liability(self, as_of: date, known_at: datetime | None = None) -> list[dict[str, Any]]:
-        """The contract's rows, money as two-decimal strings, basis as an exact Fraction."""
+    def liability(
+        self, as_of: date, known_at: datetime | None = None, customer_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The contract's rows, money as two-decimal strings, basis as an exact Fraction;
+        `customer_id`: its own agreements and those of its groups at D, as known at K."""
+        known = self.known(known_at)
         ids = sorted(
-            c["agreement_id"] for c in self.known(known_at) if c["type"] == "create_agreement"
+            c["agreement_id"] for c in known if c["type"] == "create_agreement"
+            and (customer_id is None or c.get("customer_id") == customer_id
+                 or ("group_id" in c and is_member(known, c["group_id"], customer_id, as_of)))
         )
         rows = []
         for agreement_id in ids:
@@ -423,6 +500,17 @@ class ContractModel:
                 row[name] = money(row[name])
             rows.append(row)
         return rows
+
+
+def is_member(known: list[dict[str, Any]], group_id: str, customer_id: str, on: date) -> bool:
+    """Section 4: among the joins and leaves of (G, C) in `known` (recorded at or before K, in
+    recorded order) with effective_from <= X, the one recorded last is a join."""
+    last = None
+    for c in known:
+        if (c["type"] in ("join_group", "leave_group") and c["group_id"] == group_id
+                and c["customer_id"] == customer_id and c["effective_from"] <= on):
+            last = c["type"]
+    return last == "join_group"
 
 
 def terms_at(created: dict[str, Any], known: list[dict[str, Any]], as_of: date) -> dict[str, Any]:
@@ -449,7 +537,8 @@ def accrual(
         if s["type"] == "record_sale"
         and s["invoice_date"] <= as_of
         and terms["period_start"] <= s["invoice_date"] <= terms["period_end"]
-        and s["customer_id"] == terms["customer_id"]
+        and (s["customer_id"] == terms["customer_id"] if "customer_id" in terms
+             else is_member(known, terms["group_id"], s["customer_id"], s["invoice_date"]))
         and s["currency"] == terms["currency"]
         and (products is None or s["product_id"] in products)
         and s["sale_id"] not in reversed_ids
