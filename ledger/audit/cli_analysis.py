@@ -116,6 +116,52 @@ def register(app: typer.Typer) -> None:
         emit(report, output.value, console)
 
     @app.command()
+    def positions(
+        customer: Annotated[str, typer.Option("--customer", help="the customer")],
+        as_of: Annotated[str | None, typer.Option(
+            "--as-of", help="valid date D (YYYY-MM-DD; default: today)")] = None,
+        known_at: KnownAtOption = None,
+        output: FormatOption = Format.table,
+        database: DatabaseOption = None,
+    ) -> None:
+        """Every agreement that covers a customer at D (its own and its buying groups'), with
+        the program of each: basis, tier reached, next tier and what is still needed, the
+        money, and the customer's own share of a group's basis."""
+        from datetime import UTC, datetime
+
+        from ledger.audit.output import emit
+        from ledger.audit.positions import positions_report
+
+        day = parse_as_of(as_of) if as_of is not None else datetime.now(UTC).date()
+        known = parse_known_at(known_at)
+        with open_ledger(database) as ledger:
+            report = positions_report(ledger, customer, day, known)
+        emit(report, output.value, console)
+        if output is not Format.table and not report.rows:
+            err_console.print(report.notes[0], highlight=False, markup=False)
+
+    @app.command()
+    def programs(
+        as_of: Annotated[str | None, typer.Option(
+            "--as-of", help="valid date D (YYYY-MM-DD; default: today)")] = None,
+        known_at: KnownAtOption = None,
+        output: FormatOption = Format.table,
+        database: DatabaseOption = None,
+    ) -> None:
+        """Programs (the standard deals agreements are made from) with their enrolled
+        agreements and totals per currency at D."""
+        from datetime import UTC, datetime
+
+        from ledger.audit.output import emit
+        from ledger.audit.positions import programs_report
+
+        day = parse_as_of(as_of) if as_of is not None else datetime.now(UTC).date()
+        known = parse_known_at(known_at)
+        with open_ledger(database) as ledger:
+            report = programs_report(ledger, day, known)
+        emit(report, output.value, console)
+
+    @app.command()
     def simulate(
         draft: Annotated[Path, typer.Option(
             "--draft", help="JSONL: a create_agreement and optional amend_agreement lines")],

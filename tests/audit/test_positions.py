@@ -1,0 +1,105 @@
+"""`positions` and `programs` (contract v2 enrollment at a glance), worked by hand, through the
+library and the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+
+from ledger import Ledger
+from ledger.audit.positions import positions, programs_report
+
+from tests.contract.helpers import (
+    accepted_all,
+    agreement,
+    approve,
+    at,
+    day,
+    group,
+    group_agreement,
+    join,
+    moment,
+    reject,
+    sale,
+    submit,
+)
+
+CLI = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "rebate-ledger"
+TIERS = (("0", "1"), ("100", "2"), ("200", "3"))
+
+
+def book(ledger: Ledger) -> None:
+    accepted_all(ledger, [
+        at("2025-01-02T09:00:00Z", group()),
+        at("2025-01-02T09:00:00Z", group_agreement(tiers=TIERS, program_id="P-COOP")),
+        at("2025-01-02T09:00:00Z", agreement("A1", customer_id="C1", program_id="P-STD")),
+        at("2025-01-02T09:00:00Z", agreement("A2", customer_id="C2", program_id="P-STD")),
+        at("2025-01-02T09:00:00Z", join("C1", "2025-01-01")),
+        at("2025-01-02T09:00:00Z", join("C2", "2025-01-01")),
+        at("2025-03-02T09:00:00Z", sale("S1", "70", "700", "2025-03-01", customer_id="C1")),
+        at("2025-03-02T09:00:00Z", sale("S2", "50", "500", "2025-03-01", customer_id="C2")),
+        at("2025-06-01T09:00:00Z", submit("X1", "40", "2025-06-01", agreement_id="GA")),
+        at("2025-06-01T09:00:00Z", submit("X2", "10", "2025-06-01", agreement_id="GA")),
+        at("2025-06-02T09:00:00Z", approve("X1", "2025-06-02")),
+        at("2025-06-02T09:00:00Z", reject("X2", "2025-06-02")),
+        # C3 joined from February; head office tells us in August
+        at("2025-08-01T09:00:00Z", join("C3", "2025-02-01")),
+    ])
+
+
+def test_positions_lists_the_customers_own_and_its_groups_agreements(ledger: Ledger) -> None:
+    book(ledger)
+    found = {p.row.agreement_id: p for p in positions(ledger, "C1", day("2025-06-30"))}
+    assert sorted(found) == ["A1", "GA"]
+    own, grouped = found["A1"], found["GA"]
+    # A1: 70 units at 1 EUR: 70.00; one tier only: reached 0, no next tier
+    assert (own.row.basis, own.row.accrued, own.tier_from, own.next_from) == (
+        Decimal(70), Decimal("70.00"), Decimal(0), None)
+    assert own.share is None and own.row.program_id == "P-STD"
+    # GA: 70 + 50 = 120 units ≥ 100: 2 EUR a unit, 240.00; next tier 200: 80 still needed;
+    # C1's own share 70; claimed 40 (X2 was rejected), approved 40, liability 240.00
+    assert (grouped.row.basis, grouped.row.accrued) == (Decimal(120), Decimal("240.00"))
+    assert (grouped.tier_from, grouped.tier_rate) == (Decimal(100), Decimal(2))
+    assert (grouped.next_from, grouped.needed) == (Decimal(200), Decimal(80))
+    assert grouped.share == Decimal(70)
+    assert (grouped.claimed, grouped.row.approved) == (Decimal(40), Decimal(40))
+    assert grouped.row.program_id == "P-COOP"
+
+
+def test_positions_of_a_late_joiner_depend_on_when_it_was_known(ledger: Ledger) -> None:
+    book(ledger)
+    assert [p.row.agreement_id for p in positions(ledger, "C3", day("2025-06-30"))] == ["GA"]
+    assert positions(ledger, "C3", day("2025-06-30"), moment("2025-07-31T00:00:00Z")) == []
+
+
+def test_programs_total_their_agreements(ledger: Ledger) -> None:
+    book(ledger)
+    report = programs_report(ledger, day("2025-06-30"))
+    by_program = {r["program_id"]: r for r in report.rows}
+    assert by_program["P-STD"]["agreements"] == 2
+    # A1 70.00 + A2 50.00 (both 1 EUR a unit)
+    assert by_program["P-STD"]["accrued"] == Decimal("120.00")
+    assert by_program["P-STD"]["enrolled"] == ["C1", "C2"]
+    assert by_program["P-COOP"]["enrolled"] == ["group G1"]
+
+
+def test_the_positions_command_answers_as_a_user_types_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with Ledger(url) as ledger:
+        book(ledger)
+    done = subprocess.run(
+        [str(CLI), "positions", "--customer", "C1", "--as-of", "2025-06-30", "--format",
+         "json", "--database", url], capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    document = orjson.loads(done.stdout)
+    rows = {r["agreement_id"]: r for r in document["rows"]}
+    assert rows["GA"]["via"] == "group G1" and rows["GA"]["customer_share"] == "70"
+    assert rows["GA"]["still_needed"] == "80" and rows["GA"]["liability"] == "240.00"
+    unknown = subprocess.run(
+        [str(CLI), "positions", "--customer", "c1", "--as-of", "2025-06-30", "--database",
+         url], capture_output=True, timeout=120, check=False)
+    assert unknown.returncode == 0
+    assert "no agreement covers customer 'c1'" in unknown.stdout.decode()
