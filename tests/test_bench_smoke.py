@@ -112,3 +112,23 @@ def test_quick_kafka_benchmark_prints_every_ratio_and_writes_results(
     assert set(results["targets"]) == {
         "pipeline_over_raw", "replay_over_raw", "replay_seconds_per_million"}
     assert all(t.get("ratio", t.get("seconds", 0)) > 0 for t in results["targets"].values())
+
+
+def test_the_groups_benchmark_runs_and_prints_its_ratios(tmp_path: Path) -> None:
+    """bench/groups_bench.py end to end on a small book (no timing assertion: a ratio and a
+    verdict printed for both stages, the same group row before and after the run's repeats)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.groups_bench", "--sales", "5000", "--repeats", "3",
+         "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    ratios = [line for line in done.stdout.splitlines()
+              if line.startswith("ratio group liability 5,000/1,000 sales")]
+    assert len(ratios) == 2, done.stdout
+    for line in ratios:
+        assert re.search(r"= \d+\.\d+ \(target <= 3\.00\): (PASS|MISS)$", line), line
+    results = orjson.loads((tmp_path / "groups-results.json").read_bytes())
+    before = results["before_changes"]["row"]
+    assert before["group_id"] == "G01" and before["customer_id"] is None
+    assert results["apply_sales_per_s"]["large"] > 0

@@ -15,10 +15,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+from sqlalchemy.orm import Session
+
 from ledger.audit.output import Report, money
 from ledger.core import Ledger
+from ledger.liability import FOREVER_US, customer_totals, member_windows
 from ledger.money import EXACT, ZERO, format_decimal
 from ledger.rules import accrue
+from ledger.projections.core import to_us
 from ledger.terms import Terms
 
 
@@ -37,6 +41,9 @@ class Opportunity:
     earned_at_next_tier: Decimal
     projected_basis: Decimal
     reaches: bool
+    group_id: str | None = None
+    #: a group's agreement (contract 4): each member's part of the basis, largest first
+    member_shares: tuple[tuple[str, Decimal], ...] = ()
 
     @property
     def extra_rebate(self) -> Decimal:
@@ -45,6 +52,7 @@ class Opportunity:
     def to_row(self) -> dict[str, object]:
         return {
             "agreement_id": self.agreement_id, "customer_id": self.customer_id,
+            "group_id": self.group_id,
             "currency": self.currency, "basis_kind": self.basis_kind,
             "basis": format_decimal(self.basis), "next_tier": format_decimal(self.next_tier),
             "next_rate": format_decimal(self.next_rate), "gap": format_decimal(self.gap),
@@ -53,6 +61,8 @@ class Opportunity:
             "extra_rebate": money(self.extra_rebate),
             "projected_basis": format_decimal(self.projected_basis.quantize(Decimal("0.01"))),
             "reaches_at_run_rate": "yes" if self.reaches else "no",
+            "member_shares": [f"{member}: {format_decimal(share)}"
+                              for member, share in self.member_shares],
         }
 
 
@@ -92,10 +102,29 @@ def opportunities(
             row.agreement_id, row.customer_id, row.currency, terms.basis, basis,
             target.threshold, target.rate, gap, (terms.period_end - as_of).days,
             earned(basis, measure), earned(target.threshold, new_measure), projected,
-            projected >= target.threshold,
+            projected >= target.threshold, row.group_id,
+            member_shares(ledger, terms, as_of, known_at) if row.group_id else (),
         ))
     found.sort(key=lambda o: (-o.extra_rebate, o.agreement_id))
     return found
+
+
+def member_shares(
+    ledger: Ledger, terms: Terms, as_of: date, known_at: datetime | None
+) -> tuple[tuple[str, Decimal], ...]:
+    """Each member's part of a group agreement's basis at D as known at K (its eligible sales
+    on its member days), largest first."""
+    assert terms.group_id is not None
+    known_us = FOREVER_US if known_at is None else to_us(known_at)
+    last = min(terms.period_end, as_of)
+    shares: dict[str, Decimal] = {}
+    with Session(ledger.engine) as session:
+        for member, first, final in member_windows(session, terms.group_id,
+                                                   terms.period_start, last, known_us):
+            q, a = customer_totals(session, terms, member, first, final, as_of, known_us)
+            part = q if terms.basis == "quantity" else a
+            shares[member] = EXACT.add(shares.get(member, ZERO), part)
+    return tuple(sorted(shares.items(), key=lambda item: (-item[1], item[0])))
 
 
 def opportunities_report(
@@ -106,10 +135,10 @@ def opportunities_report(
     shown = found[:limit] if limit else found
     return Report(
         title=f"Next-tier opportunities at {as_of}, by extra rebate",
-        columns=("agreement_id", "customer_id", "currency", "basis_kind", "basis",
+        columns=("agreement_id", "customer_id", "group_id", "currency", "basis_kind", "basis",
                  "next_tier", "next_rate", "gap", "days_left", "earned_now",
                  "earned_at_next_tier", "extra_rebate", "projected_basis",
-                 "reaches_at_run_rate"),
+                 "reaches_at_run_rate", "member_shares"),
         rows=[o.to_row() for o in shown],
         meta={"as_of": as_of, "known_at": known_at},
         extra={"agreements": len(found)},

@@ -103,3 +103,17 @@ def test_the_positions_command_answers_as_a_user_types_it(tmp_path: Path) -> Non
          url], capture_output=True, timeout=120, check=False)
     assert unknown.returncode == 0
     assert "no agreement covers customer 'c1'" in unknown.stdout.decode()
+
+
+def test_opportunities_show_a_group_below_its_next_tier_with_each_members_share(
+    ledger: Ledger,
+) -> None:
+    from ledger.audit.opportunities import opportunities
+
+    book(ledger)
+    (found,) = [o for o in opportunities(ledger, day("2025-06-30")) if o.agreement_id == "GA"]
+    # 120 units (C1 70, C2 50; C3 joined late but bought nothing) below the tier from 200
+    assert (found.group_id, found.basis, found.next_tier, found.gap) == (
+        "G1", Decimal(120), Decimal(200), Decimal(80))
+    # every member is listed, one that bought nothing with 0
+    assert found.member_shares == (("C1", Decimal(70)), ("C2", Decimal(50)), ("C3", Decimal(0)))
