@@ -24,10 +24,10 @@ from ledger.audit.facts import load_basis
 from ledger.audit.output import Report, money
 from ledger.core import Ledger
 from ledger.errors import Rejection
-from ledger.liability import FOREVER_US
+from ledger.liability import FOREVER_US, member_windows
 from ledger.money import EXACT, ZERO, format_decimal
 from ledger.rules import accrue
-from ledger.terms import Terms, TermsChange, check_amendment, check_terms, terms_in_force
+from ledger.terms import Terms, TermsChange, check_amendment, check_new_terms, terms_in_force
 
 
 class DraftError(Rejection):
@@ -57,7 +57,7 @@ def read_draft(lines: list[bytes]) -> Draft:
                 if created is not None:
                     raise Rejection("type", "a draft holds one create_agreement")
                 created = _terms(command)
-                check_terms(created)
+                check_new_terms(created)
             elif isinstance(command, c.AmendAgreement):
                 if created is None:
                     raise Rejection("type", "the create_agreement comes first in a draft")
@@ -86,6 +86,7 @@ def _terms(cmd: c.CreateAgreement) -> Terms:
         tiers=tuple(t.to_tier() for t in cmd.tiers),
         products=frozenset(cmd.products) if cmd.products is not None else None,
         cap=cmd.cap, accrual_method=cmd.accrual_method, forecast_basis=cmd.forecast_basis,
+        group_id=cmd.group_id, program_id=cmd.program_id,
     )
 
 
@@ -123,15 +124,30 @@ def simulate(ledger: Ledger, draft: Draft, as_of: date | None = None) -> list[Mo
     if last < created.period_start:
         return []
     months = []
+    # a customer's draft: its own sales; a group's draft (contract 4): each member's sales on
+    # the days it is a member, as the group's joins and leaves stand now
+    windows: dict[str, list[tuple[int, int]]] | None = None
     with Session(ledger.engine) as session:
-        rows = load_basis(session, created.customer_id, created.currency, last, FOREVER_US)
+        if created.group_id is None:
+            assert created.customer_id is not None
+            rows = load_basis(session, created.customer_id, created.currency, last, FOREVER_US)
+        else:
+            windows = {}
+            for member, first, final in member_windows(
+                session, created.group_id, created.period_start, last, FOREVER_US
+            ):
+                windows.setdefault(member, []).append((first.toordinal(), final.toordinal()))
+            rows = [row for member in sorted(windows)
+                    for row in load_basis(session, member, created.currency, last, FOREVER_US)]
     for end in month_ends(created.period_start, last):
         terms = terms_in_force(created, draft.amendments, end)
         top = min(terms.period_end, end).toordinal()
         quantity = amount = ZERO
         for row in rows:
             if (created.period_start.toordinal() <= row.invoice_day <= top
-                    and row.effective_day <= end.toordinal() and terms.covers(row.product_id)):
+                    and row.effective_day <= end.toordinal() and terms.covers(row.product_id)
+                    and (windows is None or any(a <= row.invoice_day <= b
+                                                for a, b in windows[row.customer_id]))):
                 quantity = EXACT.add(quantity, row.quantity)
                 amount = EXACT.add(amount, row.amount)
         basis = quantity if terms.basis == "quantity" else amount
@@ -141,8 +157,10 @@ def simulate(ledger: Ledger, draft: Draft, as_of: date | None = None) -> list[Mo
             measure=quantity if terms.rate_kind == "per_unit" else amount,
             forecast_basis=terms.forecast_basis, cap=terms.cap,
         )
-        existing = {r.agreement_id: r.accrued
-                    for r in ledger.liability(end, customer_id=created.customer_id)
+        beside = (ledger.liability(end, customer_id=created.customer_id)
+                  if created.group_id is None
+                  else ledger.liability(end, group_id=created.group_id))
+        existing = {r.agreement_id: r.accrued for r in beside
                     if r.currency == created.currency}
         months.append(Month(end, basis, accrual.accrued, existing))
     return months
@@ -163,20 +181,23 @@ def simulate_report(ledger: Ledger, draft: Draft, as_of: date | None = None) -> 
         previous = m.accrued
     created = draft.created
     final = months[-1] if months else None
-    notes = [f"draft {created.agreement_id} for customer {created.customer_id} "
+    owner = (f"customer {created.customer_id}" if created.group_id is None
+             else f"the members of group {created.group_id}")
+    notes = [f"draft {created.agreement_id} for {owner} "
              f"({created.currency}): nothing was stored"]
     if final is not None:
         notes.append(
             f"at {final.end}: the draft would have accrued {money(final.accrued)}; the "
-            f"customer's existing agreements accrued "
+            f"{'customer' if created.group_id is None else 'group'}'s existing agreements "
+            "accrued "
             f"{money(sum(final.existing.values(), ZERO))}")
     return Report(
-        title=f"What-if: draft {created.agreement_id} over the recorded sales of "
-              f"{created.customer_id}",
+        title=f"What-if: draft {created.agreement_id} over the recorded sales of {owner}",
         columns=("month_end", "draft_basis", "draft_accrued", "draft_change",
                  *[f"{a} accrued" for a in agreements]),
         rows=rows,
         meta={"agreement_id": created.agreement_id, "customer_id": created.customer_id,
+              "group_id": created.group_id,
               "currency": created.currency, "as_of": as_of},
         extra={"final": None if final is None else {
             "month_end": final.end.isoformat(), "draft_accrued": f"{final.accrued:.2f}",

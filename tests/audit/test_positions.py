@@ -117,3 +117,21 @@ def test_opportunities_show_a_group_below_its_next_tier_with_each_members_share(
         "G1", Decimal(120), Decimal(200), Decimal(80))
     # every member is listed, one that bought nothing with 0
     assert found.member_shares == (("C1", Decimal(70)), ("C2", Decimal(50)), ("C3", Decimal(0)))
+
+
+def test_simulate_runs_a_draft_group_agreement_over_the_members_recorded_sales(
+    ledger: Ledger,
+) -> None:
+    from ledger.audit.simulate import read_draft, simulate
+
+    book(ledger)
+    draft = read_draft([orjson.dumps(group_agreement("DRAFT", tiers=(("0", "0.5"),)))])
+    months = simulate(ledger, draft, day("2025-03-31"))
+    # C1 70 + C2 50 units in March (C3, a member from February, bought nothing): 120 x 0.5
+    assert [(m.end.isoformat(), m.basis, m.accrued) for m in months] == [
+        ("2025-01-31", Decimal(0), Decimal("0.00")),
+        ("2025-02-28", Decimal(0), Decimal("0.00")),
+        ("2025-03-31", Decimal(120), Decimal("60.00")),
+    ]
+    # beside it, the group's existing agreement: GA at 1 EUR a unit below 100... 120 ≥ 100: 2
+    assert months[-1].existing == {"GA": Decimal("240.00")}
