@@ -27,7 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ledger.core import ApplyReport, Ledger
+from ledger.core import ApplyReport, ApplyStopped, Ledger
 from ledger.errors import ConfigurationError, InputUnreadable, LedgerError
 from ledger.liability import LiabilityRow
 from ledger.money import format_money
@@ -54,8 +54,8 @@ PIPED_WIDTH = 200
 console = Console(width=_width(sys.stdout))
 err_console = Console(stderr=True, width=_width(sys.stderr))
 
-#: Exit codes of `apply` (contract section 3).
-EXIT_OK, EXIT_REJECTED, EXIT_UNREADABLE = 0, 1, 2
+#: Exit codes of `apply` (contract section 3), and 3: stopped by an internal error (a bug).
+EXIT_OK, EXIT_REJECTED, EXIT_UNREADABLE, EXIT_STOPPED = 0, 1, 2, 3
 
 DatabaseOption = Annotated[
     str | None,
@@ -145,7 +145,8 @@ def apply(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Apply a batch of commands, in order. Exit 0: all applied; 1: some rejected (the rest
-    applied); 2: the input could not be read."""
+    applied); 2: the input could not be read; 3: stopped by an internal error (the lines before
+    the one named are applied, the rest are not)."""
     try:
         handle, size = _open_input(file)
     except InputUnreadable as exc:
@@ -170,6 +171,10 @@ def apply(
                 )
         else:
             report = book.apply_lines(handle, source=file)
+    except ApplyStopped as stopped:
+        _print_report(stopped.report, output)
+        err_console.print(f"error: {stopped}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_STOPPED) from None
     except OSError as exc:
         err_console.print(f"[red]error:[/red] cannot read input: {exc}")
         raise typer.Exit(EXIT_UNREADABLE) from None

@@ -19,11 +19,14 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
@@ -47,8 +50,84 @@ DIGITS_MAX = 48
 _JSON_FRACTION = re.compile(rb"[:\[,]\s*-?(?:\d+(?:\.\d|[eE])|\d{19})")
 
 
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+#: The one range of dates and timestamps the ledger accepts, in every command and every query
+#: (docs/configuration.md, "Dates"): wide enough for any rebate deal, narrow enough that no
+#: date arithmetic (a day after a period's end, a timestamp's UTC instant) leaves the calendar.
+DAY_MIN = date(1900, 1, 1)
+DAY_MAX = date(2199, 12, 31)
+MOMENT_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+MOMENT_MAX = datetime(2199, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+DATE_RANGE_TEXT = f"{DAY_MIN} to {DAY_MAX}"
+
+#: How an agreement without an end is written: a far period_end inside the range.
+OPEN_ENDED_HINT = (
+    f"an agreement without an end is written with a far period_end inside the range, "
+    f"such as {DAY_MAX}"
+)
+
+_DAY_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+#: The start every timestamp must have (the rest, offset included, pydantic checks): a unix
+#: time such as "1735689600" would otherwise be taken for a timestamp.
+_MOMENT_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
+
+
+def day_out_of_range(day: date, field: str = "") -> str | None:
+    """Why `day` is refused (None: it is inside the ledger's range)."""
+    if DAY_MIN <= day <= DAY_MAX:
+        return None
+    hint = f"; {OPEN_ENDED_HINT}" if field == "period_end" and day > DAY_MAX else ""
+    return f"{day.isoformat()} is outside the dates the ledger accepts, {DATE_RANGE_TEXT}{hint}"
+
+
+def moment_in_range(moment: datetime) -> datetime:
+    """`moment` (timezone-aware) as a UTC instant; `ValueError` when it is outside the range.
+
+    The local year is checked before the conversion: converting 9999-12-31T23:59:59-01:00 to
+    UTC would leave the calendar (OverflowError)."""
+    assert moment.tzinfo is not None
+    text = moment.isoformat()
+    if not DAY_MIN.year <= moment.year <= DAY_MAX.year:
+        raise ValueError(f"{text} is outside the timestamps the ledger accepts, "
+                         f"{_moment_text(MOMENT_MIN)} to {_moment_text(MOMENT_MAX)}")
+    utc = moment.astimezone(UTC)
+    if not MOMENT_MIN <= utc <= MOMENT_MAX:
+        raise ValueError(f"{text} is outside the timestamps the ledger accepts, "
+                         f"{_moment_text(MOMENT_MIN)} to {_moment_text(MOMENT_MAX)}")
+    return utc
+
+
+def _moment_text(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _day(value: object, info: ValidationInfo) -> date:
+    """A date: a `YYYY-MM-DD` string of ASCII digits (JSON) or a `date`, inside the range."""
+    if isinstance(value, str) and _DAY_TEXT.fullmatch(value):
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{_show(value)} is not a calendar date") from None
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        day = value
+    else:
+        raise ValueError(f"expected a date YYYY-MM-DD, got {_show(value)}")
+    refused = day_out_of_range(day, info.field_name or "")
+    if refused is not None:
+        raise ValueError(refused)
+    return day
+
+
+def _timestamp_text(value: object) -> object:
+    """Strict about the kind of value (a string or a `datetime`, never a number), lax parsing
+    after it: pydantic's strict mode refuses the string a before-validator hands on."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _MOMENT_TEXT.match(value):
+        raise ValueError(
+            f"expected an ISO 8601 timestamp with an offset (2025-04-02T09:00:00Z), "
+            f"got {_show(value)}"
+        )
+    return value
 
 
 #: Exact decimals: JSON strings or numbers (numbers with a fraction or exponent never reach
@@ -57,8 +136,10 @@ Dec = Annotated[
     Decimal,
     Field(allow_inf_nan=False, max_digits=DIGITS_MAX, decimal_places=PLACES_MAX),
 ]
-Day = Annotated[date, Field(strict=True)]
-Timestamp = Annotated[AwareDatetime, Field(strict=True), AfterValidator(_utc)]
+Day = Annotated[date, PlainValidator(_day)]
+Timestamp = Annotated[
+    AwareDatetime, BeforeValidator(_timestamp_text), AfterValidator(moment_in_range)
+]
 Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=ID_LENGTH_MAX)]
 Text = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=TEXT_LENGTH_MAX)]
 Currency = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z]{3}$")]
@@ -356,11 +437,23 @@ def parse_line(line: bytes | str) -> Command:
             raw = _exact_json(raw)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise InvalidCommand("", f"not valid JSON: {exc}") from None
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            raise _unreadable(exc) from None
     try:
         command: Command = _COMMAND.validate_json(raw)
     except ValidationError as exc:
         raise _rejection(exc, raw) from None
+    except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
+        # A validator's own failure that pydantic passes through (only ValueError and
+        # AssertionError become validation errors): the line is rejected, never the batch.
+        raise _unreadable(exc) from None
     return command
+
+
+def _unreadable(exc: BaseException) -> InvalidCommand:
+    return InvalidCommand(
+        "", f"the line cannot be read as a command ({type(exc).__name__}: {exc}); fix the line"
+    )
 
 
 def command_type_of(obj: Any) -> str:
@@ -381,7 +474,11 @@ def parse_command(obj: Any) -> Command:
     """Validate a decoded JSON value (a dict) as one of the contract's commands."""
     if not isinstance(obj, dict):
         raise InvalidCommand("", f"a command is a JSON object, got {type(obj).__name__}")
-    return parse_line(orjson.dumps(obj, default=_exact_default))
+    try:
+        line = orjson.dumps(obj, default=_exact_default)
+    except TypeError as exc:  # text orjson cannot encode (a lone surrogate), a foreign type
+        raise _unreadable(exc) from None
+    return parse_line(line)
 
 
 _TYPES_TEXT = ", ".join(
