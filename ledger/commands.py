@@ -32,6 +32,7 @@ from pydantic import (
 
 from ledger.errors import InvalidCommand
 from ledger.rules import Tier
+from ledger.text import storable, unstorable
 
 #: Upper bounds on what a command may hold ("put a limit on everything").
 ID_LENGTH_MAX = 200
@@ -358,7 +359,7 @@ def decode_line(line: bytes | str) -> Any:
     """Decode one JSON line; numbers with a fraction or exponent become `Decimal`."""
     if len(line) > LINE_BYTES_MAX:
         raise InvalidCommand("", f"line is longer than {LINE_BYTES_MAX} bytes")
-    raw = line.encode("utf-8") if isinstance(line, str) else line
+    raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
     try:
         if _JSON_FRACTION.search(raw) is None:
             return orjson.loads(raw)
@@ -431,7 +432,9 @@ def parse_line(line: bytes | str) -> Command:
     """
     if len(line) > LINE_BYTES_MAX:
         raise InvalidCommand("", f"line is longer than {LINE_BYTES_MAX} bytes")
-    raw = line.encode("utf-8") if isinstance(line, str) else line
+    raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+    if _NEEDS_SCREEN.search(raw) is not None:
+        _screen(raw)
     if _JSON_FRACTION.search(raw) is not None:
         try:
             raw = _exact_json(raw)
@@ -456,6 +459,61 @@ def _unreadable(exc: BaseException) -> InvalidCommand:
     )
 
 
+#: What sends a line through `_screen`: a NUL byte, a JSON escape (`\u0000`, `\ud800`), or
+#: any byte outside ASCII. Plain ASCII lines, the bulk of any feed, skip it.
+_NEEDS_SCREEN = re.compile(rb"[^\x01-\x7f]|\\u")
+
+
+class _Members(list[tuple[str, Any]]):
+    """A JSON object's members in the order sent, duplicates kept (`json`'s pairs hook)."""
+
+
+def _screen(raw: bytes) -> None:
+    """Reject text that no store can keep, naming where it is: a NUL byte, bytes that are not
+    UTF-8 (raw CESU-8 surrogates among them), a NUL character or a lone surrogate in any key
+    or string. A line that is not JSON passes: the parser says why."""
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise InvalidCommand(
+            "", f"the line holds a NUL byte (0x00) at byte {nul + 1}, which cannot be stored; "
+            "remove it"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidCommand(
+            "", f"not valid UTF-8 at byte {exc.start + 1} ({exc.reason}); write the line "
+            "in UTF-8 (surrogates encoded on their own, CESU-8, are not UTF-8)"
+        ) from None
+    try:
+        value = json.loads(text, object_pairs_hook=_Members, parse_float=str, parse_int=str,
+                           parse_constant=str)
+    except (ValueError, RecursionError):
+        return
+    _screen_value(value, "")
+
+
+def _screen_value(value: Any, path: str) -> None:
+    if isinstance(value, _Members):
+        for key, item in value:
+            name = f"{path}.{storable(key)}" if path else storable(key)
+            _screen_text(key, name, "its name")
+            _screen_value(item, name)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _screen_value(item, f"{path}[{index}]")
+    elif isinstance(value, str):
+        _screen_text(value, path, "its value")
+
+
+def _screen_text(text: str, field: str, where: str) -> None:
+    found = unstorable(text)
+    if found is not None:
+        raise InvalidCommand(
+            field, f"{where} holds {found}, which is not text the ledger can store; remove it"
+        )
+
+
 def command_type_of(obj: Any) -> str:
     """The `type` of a decoded command, for reports ("" when there is none)."""
     if isinstance(obj, dict) and isinstance(obj.get("type"), str):
@@ -467,6 +525,10 @@ def command_type_of_line(line: bytes | str) -> str:
     try:
         return command_type_of(orjson.loads(line))
     except orjson.JSONDecodeError:
+        pass
+    try:  # orjson refuses lone surrogates; a rejected line still shows its type
+        return command_type_of(json.loads(line))
+    except (ValueError, RecursionError):
         return ""
 
 
