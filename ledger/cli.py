@@ -27,6 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ledger.commands import day_out_of_range, moment_in_range
 from ledger.core import ApplyReport, ApplyStopped, Ledger
 from ledger.errors import ConfigurationError, InputUnreadable, LedgerError
 from ledger.liability import LiabilityRow
@@ -78,13 +79,18 @@ class Format(StrEnum):
 
 def parse_known_at(value: str | None) -> datetime | None:
     """`--known-at`: an ISO 8601 timestamp (UTC when it has no offset), or a date meaning the
-    end of that day, UTC (everything recorded on it is known)."""
+    end of that day, UTC (everything recorded on it is known); inside the ledger's range of
+    dates and timestamps (the same as for commands)."""
     if value is None:
         return None
     text = value.strip()
     try:
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time.max, tzinfo=UTC)
+            day = date.fromisoformat(text)
+            refused = day_out_of_range(day)
+            if refused is not None:
+                raise typer.BadParameter(refused, param_hint="--known-at")
+            return datetime.combine(day, time.max, tzinfo=UTC)
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(
@@ -94,16 +100,24 @@ def parse_known_at(value: str | None) -> datetime | None:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment_in_range(moment)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--known-at") from None
 
 
 def parse_as_of(value: str) -> date:
+    """A date option (`--as-of`, `--from`, `--to`), inside the ledger's range of dates."""
     try:
-        return date.fromisoformat(value.strip())
+        day = date.fromisoformat(value.strip())
     except ValueError:
         raise typer.BadParameter(
             f"{value!r} is not a date YYYY-MM-DD", param_hint="--as-of"
         ) from None
+    refused = day_out_of_range(day)
+    if refused is not None:
+        raise typer.BadParameter(refused, param_hint="--as-of")
+    return day
 
 
 def format_timestamp(moment: datetime) -> str:
