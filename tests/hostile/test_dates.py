@@ -4,7 +4,6 @@ is refused with a reason that says how to write one."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -98,8 +97,6 @@ def test_the_first_and_last_instant_of_the_range_are_accepted() -> None:
                          ("2199-12-31T18:59:59.999999-05:00", MOMENT_MAX)]:
         command = parse_line(orjson.dumps({**orjson.loads(good_sale("S1")), "recorded_at": text}))
         assert command.recorded_at == moment
-    assert MOMENT_MIN == datetime(1900, 1, 1, tzinfo=UTC)
-    assert MOMENT_MAX.date() == DAY_MAX == date(2199, 12, 31)
 
 
 @pytest.mark.parametrize("kind", ["create_agreement", "amend_agreement"])
