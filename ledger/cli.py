@@ -9,6 +9,7 @@ import csv
 import io
 import os
 import sys
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Annotated, BinaryIO
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -25,6 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.segment import Segment
 from rich.table import Table
 
 from ledger.commands import day_out_of_range, moment_in_range
@@ -32,6 +35,7 @@ from ledger.core import ApplyReport, ApplyStopped, Ledger
 from ledger.errors import ConfigurationError, InputUnreadable, LedgerError
 from ledger.liability import LiabilityRow
 from ledger.money import format_money
+from ledger.text import csv_cell, printable, printable_lines
 
 app = typer.Typer(
     name="rebate-ledger",
@@ -51,9 +55,24 @@ def _width(stream: object) -> int | None:
     return PIPED_WIDTH
 
 
+class SafeConsole(Console):
+    """A console that never hands the terminal a control character from data: every segment
+    of text (not rich's own control segments: cursor moves, styles) has its control, bidi and
+    surrogate characters written as escapes (`\x1b`) just before it is written out. Every
+    table and message of the CLI goes through one of the two below; tables also escape their
+    cells as they are built (`printable`), which keeps the columns aligned."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            segment if segment.control else Segment(
+                printable_lines(segment.text), segment.style, segment.control)
+            for segment in buffer
+        )
+
+
 PIPED_WIDTH = 200
-console = Console(width=_width(sys.stdout))
-err_console = Console(stderr=True, width=_width(sys.stderr))
+console = SafeConsole(width=_width(sys.stdout))
+err_console = SafeConsole(stderr=True, width=_width(sys.stderr))
 
 #: Exit codes of `apply` (contract section 3), and 3: stopped by an internal error (a bug).
 EXIT_OK, EXIT_REJECTED, EXIT_UNREADABLE, EXIT_STOPPED = 0, 1, 2, 3
@@ -128,7 +147,7 @@ def open_ledger(database: str | None) -> Ledger:
     try:
         return Ledger(database)
     except ConfigurationError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
 
 
@@ -164,7 +183,7 @@ def apply(
     try:
         handle, size = _open_input(file)
     except InputUnreadable as exc:
-        err_console.print(f"[red]error:[/red] cannot read input: {exc}")
+        err_console.print(f"[red]error:[/red] cannot read input: {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
     book = open_ledger(database)
     try:
@@ -190,7 +209,7 @@ def apply(
         err_console.print(f"error: {stopped}", markup=False, highlight=False)
         raise typer.Exit(EXIT_STOPPED) from None
     except OSError as exc:
-        err_console.print(f"[red]error:[/red] cannot read input: {exc}")
+        err_console.print(f"[red]error:[/red] cannot read input: {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
     finally:
         if handle is not sys.stdin.buffer:
@@ -210,14 +229,16 @@ def _print_report(report: ApplyReport, output: Format) -> None:
         highlight=False,
     )
     for number, sale_id in report.duplicates[:50]:
-        console.print(f"  duplicate line {number}: record_sale {sale_id} (already recorded)",
-                      highlight=False)
+        console.print(
+            f"  duplicate line {number}: record_sale {printable(sale_id)} (already recorded)",
+            highlight=False, markup=False,
+        )
     if len(report.duplicates) > 50:
         console.print(f"  … and {len(report.duplicates) - 50} more duplicates", highlight=False)
     for rejection in report.rejected:
         console.print(
-            f"  rejected line {rejection.line}: {rejection.command_type or '(no type)'}: "
-            f"{rejection.reason}",
+            f"  rejected line {rejection.line}: "
+            f"{printable(rejection.command_type) or '(no type)'}: {printable(rejection.reason)}",
             highlight=False,
             markup=False,
         )
@@ -282,7 +303,7 @@ def rows_to_csv(rows: list[LiabilityRow]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=LIABILITY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow(row.to_dict())
+        writer.writerow({name: csv_cell(value) for name, value in row.to_dict().items()})
     return buffer.getvalue()
 
 
@@ -293,7 +314,7 @@ def liability_table(rows: list[LiabilityRow], as_of: date, known_text: str) -> T
         table.add_column(column, justify="right" if numeric else "left")
     for row in rows:
         values = row.to_dict()
-        table.add_row(*(values[c] for c in LIABILITY_COLUMNS))
+        table.add_row(*(printable(values[c]) for c in LIABILITY_COLUMNS))
     if rows:
         currencies = sorted({r.currency for r in rows})
         for currency in currencies:
@@ -345,17 +366,20 @@ def rejections(
             lineterminator="\n",
         )
         writer.writeheader()
-        writer.writerows(items)
+        writer.writerows({name: csv_cell(value) for name, value in item.items()}
+                         for item in items)
         sys.stdout.write(buffer.getvalue())
     else:
         table = Table(title=f"{len(items)} rejected commands")
         for column in ("rejected_at", "source", "line", "command", "reason"):
             table.add_column(column)
         for item in items:
-            table.add_row(
-                str(item["rejected_at"] or ""), str(item["source"]), str(item["line"]),
-                str(item["command"]), str(item["reason"]),
-            )
+            table.add_row(*(
+                printable("" if value is None else str(value)) for value in (
+                    item["rejected_at"], item["source"], item["line"], item["command"],
+                    item["reason"],
+                )
+            ))
         console.print(table)
 
 
@@ -614,7 +638,7 @@ def produce(
     try:
         handle, size = _open_input(file)
     except InputUnreadable as exc:
-        err_console.print(f"[red]error:[/red] cannot read input: {exc}")
+        err_console.print(f"[red]error:[/red] cannot read input: {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
     settings = KafkaSettings()
     name = settings.topic(topic.value)
@@ -663,7 +687,7 @@ def main() -> None:
     try:
         app()
     except LedgerError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(EXIT_UNREADABLE)
 
 
