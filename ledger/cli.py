@@ -30,7 +30,7 @@ from rich.progress import (
 from rich.segment import Segment
 from rich.table import Table
 
-from ledger.commands import day_out_of_range, moment_in_range
+from ledger.commands import bounded_lines, day_out_of_range, moment_in_range
 from ledger.core import ApplyReport, ApplyStopped, Ledger
 from ledger.errors import ConfigurationError, InputUnreadable, LedgerError
 from ledger.liability import LiabilityRow
@@ -200,10 +200,11 @@ def apply(
             ) as progress:
                 task = progress.add_task("apply", total=size)
                 report = book.apply_lines(
-                    handle, source=file, on_progress=lambda n: progress.advance(task, n)
+                    bounded_lines(handle), source=file,
+                    on_progress=lambda n: progress.advance(task, n),
                 )
         else:
-            report = book.apply_lines(handle, source=file)
+            report = book.apply_lines(bounded_lines(handle), source=file)
     except ApplyStopped as stopped:
         _print_report(stopped.report, output)
         err_console.print(f"error: {stopped}", markup=False, highlight=False)

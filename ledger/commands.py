@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, BinaryIO, ClassVar, Literal
 
 import orjson
 from pydantic import (
@@ -352,11 +353,49 @@ AnyCommand = Annotated[
 _COMMAND = TypeAdapter(AnyCommand)
 
 
+#: What a rejection of an overlong line says.
+TOO_LONG = (
+    f"line is longer than {LINE_BYTES_MAX} bytes (1 MiB, not counting its line ending); "
+    "split the command or remove what it does not need"
+)
+
+
+def line_bytes(raw: bytes) -> int:
+    """The length of a line as the limit counts it: its bytes without the line ending (`\n`
+    or `\r\n`) it may end with."""
+    if raw.endswith(b"\n"):
+        return len(raw) - (2 if raw.endswith(b"\r\n") else 1)
+    return len(raw)
+
+
+def bounded_lines(stream: BinaryIO) -> Iterator[bytes]:
+    """The lines of `stream`, each read with a bound: a line longer than `LINE_BYTES_MAX` is
+    never held whole. It comes out as its first `LINE_BYTES_MAX + 2` bytes (which
+    `parse_line` rejects as too long) and the rest of it, up to the next newline, is read in
+    pieces of 64 KiB and dropped. At most `LINE_BYTES_MAX + 2` bytes are read at once: a line
+    of exactly `LINE_BYTES_MAX` bytes with its `\r\n` fits."""
+    bound = LINE_BYTES_MAX + 2
+    while True:
+        line = stream.readline(bound)
+        if not line:
+            return
+        if len(line) == bound and not line.endswith(b"\n"):
+            while True:  # the rest of an overlong line: skipped, never held
+                piece = stream.readline(SKIP_BYTES)
+                if not piece or piece.endswith(b"\n"):
+                    break
+        yield line
+
+
+#: How much of an overlong line is read at a time while skipping it.
+SKIP_BYTES = 1 << 16
+
+
 def decode_line(line: bytes | str) -> Any:
     """Decode one JSON line; numbers with a fraction or exponent become `Decimal`."""
-    if len(line) > LINE_BYTES_MAX:
-        raise InvalidCommand("", f"line is longer than {LINE_BYTES_MAX} bytes")
     raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+    if line_bytes(raw) > LINE_BYTES_MAX:
+        raise InvalidCommand("", TOO_LONG)
     try:
         if _JSON_FRACTION.search(raw) is None:
             return orjson.loads(raw)
@@ -427,9 +466,9 @@ def parse_line(line: bytes | str) -> Command:
     parsed and validated in one step by pydantic-core; the others first have those numbers
     turned into exact strings, since pydantic would read them through a float.
     """
-    if len(line) > LINE_BYTES_MAX:
-        raise InvalidCommand("", f"line is longer than {LINE_BYTES_MAX} bytes")
     raw = sent = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+    if line_bytes(raw) > LINE_BYTES_MAX:
+        raise InvalidCommand("", TOO_LONG)
     screened = _needs_screen(raw)
     if screened:
         _screen(raw)
