@@ -33,7 +33,7 @@ from pydantic import (
 
 from ledger.errors import InvalidCommand
 from ledger.rules import Tier
-from ledger.text import storable, unstorable
+from ledger.text import printable, unstorable
 
 #: Upper bounds on what a command may hold ("put a limit on everything").
 ID_LENGTH_MAX = 200
@@ -423,12 +423,15 @@ def _exact_json(line: bytes) -> bytes:
                         for key, number in tier.items():
                             if isinstance(number, _ExactNumber) and key not in TIER_DECIMAL_FIELDS:
                                 raise InvalidCommand(
-                                    f"tiers[{index}].{key}", f"expected a string, got {number}"
+                                    f"tiers[{index}].{field_name(key)}",
+                                    f"expected a string, got {number}",
                                 )
                     elif isinstance(tier, _ExactNumber):
                         raise InvalidCommand(f"tiers[{index}]", f"expected an object, got {tier}")
             elif _holds_number(item) and name not in DECIMAL_FIELDS:
-                raise InvalidCommand(name, f"expected a string, got a number {_first(item)}")
+                raise InvalidCommand(
+                    field_name(name), f"expected a string, got a number {_first(item)}"
+                )
     return orjson.dumps(value, default=_exact_default)
 
 
@@ -532,6 +535,12 @@ class _Members(list[tuple[str, Any]]):
     """A JSON object's members in the order sent, duplicates kept (`json`'s pairs hook)."""
 
 
+def field_name(key: str) -> str:
+    """A key as a rejection names it: on one line, every control character escaped (a key is
+    text from the line), the empty key as `""`."""
+    return printable(key) if key else '""'
+
+
 def _screen(raw: bytes) -> None:
     """Reject text that no store can keep, naming where it is: a NUL byte, bytes that are not
     UTF-8 (raw CESU-8 surrogates among them), a NUL character or a lone surrogate in any key
@@ -563,7 +572,7 @@ def _screen_value(value: Any, path: str) -> None:
         decimals = DECIMAL_FIELDS if not path else TIER_DECIMAL_FIELDS if _TIER.fullmatch(
             path) else frozenset()
         for key, item in value:
-            name = f"{path}.{storable(key)}" if path else storable(key)
+            name = f"{path}.{field_name(key)}" if path else field_name(key)
             _screen_text(key, name, "its name")
             if key in seen:
                 raise InvalidCommand(
@@ -571,6 +580,8 @@ def _screen_value(value: Any, path: str) -> None:
                     "disagree on which value wins)"
                 )
             seen.add(key)
+            if isinstance(item, str):
+                _screen_text(item, name, "its value")
             if key in decimals and isinstance(item, str) and not item.isascii():
                 raise InvalidCommand(
                     name, f"{_show(item)} is not a decimal written with the digits 0-9"
@@ -654,6 +665,9 @@ def _rejection(exc: ValidationError, raw: bytes) -> InvalidCommand:
         if kind_of_error == "missing":
             text = f"{path}: is required for {kind}"
         elif kind_of_error == "extra_forbidden":
+            # the last part is the key as sent, whatever it holds ("[" included)
+            key = field_name(str(loc[-1]))
+            path = f"{_field_path(loc[1:-1])}.{key}" if len(loc) > 2 else key
             text = f"{path}: is not a field of {kind}"
         elif kind_of_error.startswith("value_error") or kind_of_error == "assertion_error":
             message = str(error["msg"]).removeprefix("Value error, ")
@@ -698,14 +712,17 @@ def _field_path(loc: tuple[Any, ...]) -> str:
         elif part.startswith("function-") or "[" in part:
             continue
         else:
-            path += f".{part}" if path else str(part)
+            path += f".{field_name(part)}" if path else field_name(part)
     return path
 
 
 def _show(value: Any) -> str:
     if isinstance(value, Decimal | _ExactNumber):
         return str(value)
-    text = orjson.dumps(value, default=str).decode() if value is not None else "null"
+    try:
+        text = orjson.dumps(value, default=str).decode() if value is not None else "null"
+    except TypeError:  # a lone surrogate: json escapes it (\ud800) where orjson refuses
+        text = json.dumps(value, default=str)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

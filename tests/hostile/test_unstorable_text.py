@@ -18,7 +18,7 @@ HOSTILE = {
         good_sale("S\\u0000X").replace(b"\\\\u", b"\\u"), "sale_id", "S\\u0000X",
         "record_sale"),
     "NUL escape in an unknown key": (
-        sale_with("B", b'"note\\u0000":"x"'), "note\\u0000", "note\\u0000", "record_sale"),
+        sale_with("B", b'"note\\u0000":"x"'), "note\\x00", "note\\u0000", "record_sale"),
     "NUL escape in the type": (
         b'{"type":"record_sale\\u0000"}', "type", "record_sale\\u0000", "record_sale\\u0000"),
     "raw NUL byte in a string": (
