@@ -9,6 +9,7 @@ import csv
 import io
 import os
 import sys
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Annotated, BinaryIO
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -25,12 +27,15 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.segment import Segment
 from rich.table import Table
 
-from ledger.core import ApplyReport, Ledger
+from ledger.commands import bounded_lines, day_out_of_range, moment_in_range
+from ledger.core import ApplyReport, ApplyStopped, Ledger
 from ledger.errors import ConfigurationError, InputUnreadable, LedgerError
 from ledger.liability import LiabilityRow
 from ledger.money import format_money
+from ledger.text import csv_cell, printable, printable_lines
 
 app = typer.Typer(
     name="rebate-ledger",
@@ -50,12 +55,27 @@ def _width(stream: object) -> int | None:
     return PIPED_WIDTH
 
 
-PIPED_WIDTH = 200
-console = Console(width=_width(sys.stdout))
-err_console = Console(stderr=True, width=_width(sys.stderr))
+class SafeConsole(Console):
+    """A console that never hands the terminal a control character from data: every segment
+    of text (not rich's own control segments: cursor moves, styles) has its control, bidi and
+    surrogate characters written as escapes (`\x1b`) just before it is written out. Every
+    table and message of the CLI goes through one of the two below; tables also escape their
+    cells as they are built (`printable`), which keeps the columns aligned."""
 
-#: Exit codes of `apply` (contract section 3).
-EXIT_OK, EXIT_REJECTED, EXIT_UNREADABLE = 0, 1, 2
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            segment if segment.control else Segment(
+                printable_lines(segment.text), segment.style, segment.control)
+            for segment in buffer
+        )
+
+
+PIPED_WIDTH = 200
+console = SafeConsole(width=_width(sys.stdout))
+err_console = SafeConsole(stderr=True, width=_width(sys.stderr))
+
+#: Exit codes of `apply` (contract section 3), and 3: stopped by an internal error (a bug).
+EXIT_OK, EXIT_REJECTED, EXIT_UNREADABLE, EXIT_STOPPED = 0, 1, 2, 3
 
 DatabaseOption = Annotated[
     str | None,
@@ -78,13 +98,18 @@ class Format(StrEnum):
 
 def parse_known_at(value: str | None) -> datetime | None:
     """`--known-at`: an ISO 8601 timestamp (UTC when it has no offset), or a date meaning the
-    end of that day, UTC (everything recorded on it is known)."""
+    end of that day, UTC (everything recorded on it is known); inside the ledger's range of
+    dates and timestamps (the same as for commands)."""
     if value is None:
         return None
     text = value.strip()
     try:
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time.max, tzinfo=UTC)
+            day = date.fromisoformat(text)
+            refused = day_out_of_range(day)
+            if refused is not None:
+                raise typer.BadParameter(refused, param_hint="--known-at")
+            return datetime.combine(day, time.max, tzinfo=UTC)
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(
@@ -94,16 +119,24 @@ def parse_known_at(value: str | None) -> datetime | None:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment_in_range(moment)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--known-at") from None
 
 
 def parse_as_of(value: str) -> date:
+    """A date option (`--as-of`, `--from`, `--to`), inside the ledger's range of dates."""
     try:
-        return date.fromisoformat(value.strip())
+        day = date.fromisoformat(value.strip())
     except ValueError:
         raise typer.BadParameter(
             f"{value!r} is not a date YYYY-MM-DD", param_hint="--as-of"
         ) from None
+    refused = day_out_of_range(day)
+    if refused is not None:
+        raise typer.BadParameter(refused, param_hint="--as-of")
+    return day
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -114,7 +147,7 @@ def open_ledger(database: str | None) -> Ledger:
     try:
         return Ledger(database)
     except ConfigurationError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
 
 
@@ -145,11 +178,12 @@ def apply(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Apply a batch of commands, in order. Exit 0: all applied; 1: some rejected (the rest
-    applied); 2: the input could not be read."""
+    applied); 2: the input could not be read; 3: stopped by an internal error (the lines before
+    the one named are applied, the rest are not)."""
     try:
         handle, size = _open_input(file)
     except InputUnreadable as exc:
-        err_console.print(f"[red]error:[/red] cannot read input: {exc}")
+        err_console.print(f"[red]error:[/red] cannot read input: {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
     book = open_ledger(database)
     try:
@@ -166,12 +200,17 @@ def apply(
             ) as progress:
                 task = progress.add_task("apply", total=size)
                 report = book.apply_lines(
-                    handle, source=file, on_progress=lambda n: progress.advance(task, n)
+                    bounded_lines(handle), source=file,
+                    on_progress=lambda n: progress.advance(task, n),
                 )
         else:
-            report = book.apply_lines(handle, source=file)
+            report = book.apply_lines(bounded_lines(handle), source=file)
+    except ApplyStopped as stopped:
+        _print_report(stopped.report, output)
+        err_console.print(f"error: {stopped}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_STOPPED) from None
     except OSError as exc:
-        err_console.print(f"[red]error:[/red] cannot read input: {exc}")
+        err_console.print(f"[red]error:[/red] cannot read input: {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
     finally:
         if handle is not sys.stdin.buffer:
@@ -191,14 +230,16 @@ def _print_report(report: ApplyReport, output: Format) -> None:
         highlight=False,
     )
     for number, kind, ident in report.duplicates[:50]:
-        console.print(f"  duplicate line {number}: {kind} {ident} (already recorded)",
-                      highlight=False)
+        console.print(
+            f"  duplicate line {number}: {kind} {printable(ident)} (already recorded)",
+            highlight=False, markup=False,
+        )
     if len(report.duplicates) > 50:
         console.print(f"  … and {len(report.duplicates) - 50} more duplicates", highlight=False)
     for rejection in report.rejected:
         console.print(
-            f"  rejected line {rejection.line}: {rejection.command_type or '(no type)'}: "
-            f"{rejection.reason}",
+            f"  rejected line {rejection.line}: "
+            f"{printable(rejection.command_type) or '(no type)'}: {printable(rejection.reason)}",
             highlight=False,
             markup=False,
         )
@@ -282,7 +323,7 @@ def rows_to_csv(rows: list[LiabilityRow]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=LIABILITY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow(row.to_dict())
+        writer.writerow({name: csv_cell(value) for name, value in row.to_dict().items()})
     return buffer.getvalue()
 
 
@@ -296,7 +337,7 @@ def liability_table(rows: list[LiabilityRow], as_of: date, known_text: str) -> T
     for row in rows:
         values = row.to_dict()
         values["with"] = row.customer_id if row.group_id is None else f"group {row.group_id}"
-        table.add_row(*(values[c] or "" for c in columns))
+        table.add_row(*(printable(values[c] or "") for c in columns))
     if rows:
         currencies = sorted({r.currency for r in rows})
         for currency in currencies:
@@ -349,17 +390,20 @@ def rejections(
             lineterminator="\n",
         )
         writer.writeheader()
-        writer.writerows(items)
+        writer.writerows({name: csv_cell(value) for name, value in item.items()}
+                         for item in items)
         sys.stdout.write(buffer.getvalue())
     else:
         table = Table(title=f"{len(items)} rejected commands")
         for column in ("rejected_at", "source", "line", "command", "reason"):
             table.add_column(column)
         for item in items:
-            table.add_row(
-                str(item["rejected_at"] or ""), str(item["source"]), str(item["line"]),
-                str(item["command"]), str(item["reason"]),
-            )
+            table.add_row(*(
+                printable("" if value is None else str(value)) for value in (
+                    item["rejected_at"], item["source"], item["line"], item["command"],
+                    item["reason"],
+                )
+            ))
         console.print(table)
 
 
@@ -618,7 +662,7 @@ def produce(
     try:
         handle, size = _open_input(file)
     except InputUnreadable as exc:
-        err_console.print(f"[red]error:[/red] cannot read input: {exc}")
+        err_console.print(f"[red]error:[/red] cannot read input: {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
     settings = KafkaSettings()
     name = settings.topic(topic.value)
@@ -667,7 +711,7 @@ def main() -> None:
     try:
         app()
     except LedgerError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(EXIT_UNREADABLE)
 
 

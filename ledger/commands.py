@@ -10,25 +10,30 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, BinaryIO, ClassVar, Literal
 
 import orjson
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
 from ledger.errors import InvalidCommand
 from ledger.rules import Tier
+from ledger.text import printable, unstorable
 
 #: Upper bounds on what a command may hold ("put a limit on everything").
 ID_LENGTH_MAX = 200
@@ -47,8 +52,81 @@ DIGITS_MAX = 48
 _JSON_FRACTION = re.compile(rb"[:\[,]\s*-?(?:\d+(?:\.\d|[eE])|\d{19})")
 
 
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+#: The one range of dates and timestamps the ledger accepts, in every command and every query
+#: (docs/configuration.md, "Dates"): wide enough for any rebate deal, narrow enough that no
+#: date arithmetic (a day after a period's end, a timestamp's UTC instant) leaves the calendar.
+DAY_MIN = date(1900, 1, 1)
+DAY_MAX = date(2199, 12, 31)
+MOMENT_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+MOMENT_MAX = datetime(2199, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+DATE_RANGE_TEXT = f"{DAY_MIN} to {DAY_MAX}"
+
+#: How an agreement without an end is written: a far period_end inside the range.
+OPEN_ENDED_HINT = (
+    f"an agreement without an end is written with a far period_end inside the range, "
+    f"such as {DAY_MAX}"
+)
+
+_DAY_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+#: The start every timestamp must have (the rest, offset included, pydantic checks): a unix
+#: time such as "1735689600" would otherwise be taken for a timestamp.
+_MOMENT_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
+
+
+def day_out_of_range(day: date, field: str = "") -> str | None:
+    """Why `day` is refused (None: it is inside the ledger's range)."""
+    if DAY_MIN <= day <= DAY_MAX:
+        return None
+    hint = f"; {OPEN_ENDED_HINT}" if field == "period_end" and day > DAY_MAX else ""
+    return f"{day.isoformat()} is outside the dates the ledger accepts, {DATE_RANGE_TEXT}{hint}"
+
+
+def moment_in_range(moment: datetime) -> datetime:
+    """`moment` (timezone-aware) as a UTC instant; `ValueError` when it is outside the range.
+
+    The local year is checked before the conversion: converting 9999-12-31T23:59:59-01:00 to
+    UTC would leave the calendar (OverflowError)."""
+    assert moment.tzinfo is not None
+    if DAY_MIN.year <= moment.year <= DAY_MAX.year:
+        utc = moment.astimezone(UTC)
+        if MOMENT_MIN <= utc <= MOMENT_MAX:
+            return utc
+    raise ValueError(f"{moment.isoformat()} is outside the timestamps the ledger accepts, "
+                     f"{_moment_text(MOMENT_MIN)} to {_moment_text(MOMENT_MAX)}")
+
+
+def _moment_text(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _day(value: object, info: ValidationInfo) -> date:
+    """A date: a `YYYY-MM-DD` string of ASCII digits (JSON) or a `date`, inside the range."""
+    if isinstance(value, str) and _DAY_TEXT.fullmatch(value):
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{_show(value)} is not a calendar date") from None
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        day = value
+    else:
+        raise ValueError(f"expected a date YYYY-MM-DD, got {_show(value)}")
+    refused = day_out_of_range(day, info.field_name or "")
+    if refused is not None:
+        raise ValueError(refused)
+    return day
+
+
+def _timestamp_text(value: object) -> object:
+    """Strict about the kind of value (a string or a `datetime`, never a number), lax parsing
+    after it: pydantic's strict mode refuses the string a before-validator hands on."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _MOMENT_TEXT.match(value):
+        raise ValueError(
+            f"expected an ISO 8601 timestamp with an offset (2025-04-02T09:00:00Z), "
+            f"got {_show(value)}"
+        )
+    return value
 
 
 #: Exact decimals: JSON strings or numbers (numbers with a fraction or exponent never reach
@@ -57,8 +135,10 @@ Dec = Annotated[
     Decimal,
     Field(allow_inf_nan=False, max_digits=DIGITS_MAX, decimal_places=PLACES_MAX),
 ]
-Day = Annotated[date, Field(strict=True)]
-Timestamp = Annotated[AwareDatetime, Field(strict=True), AfterValidator(_utc)]
+Day = Annotated[date, PlainValidator(_day)]
+Timestamp = Annotated[
+    AwareDatetime, BeforeValidator(_timestamp_text), AfterValidator(moment_in_range)
+]
 Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=ID_LENGTH_MAX)]
 Text = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=TEXT_LENGTH_MAX)]
 Currency = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z]{3}$")]
@@ -344,11 +424,49 @@ AnyCommand = Annotated[
 _COMMAND = TypeAdapter(AnyCommand)
 
 
+#: What a rejection of an overlong line says.
+TOO_LONG = (
+    f"line is longer than {LINE_BYTES_MAX} bytes (1 MiB, not counting its line ending); "
+    "split the command or remove what it does not need"
+)
+
+
+def line_bytes(raw: bytes) -> int:
+    """The length of a line as the limit counts it: its bytes without the line ending (`\n`
+    or `\r\n`) it may end with."""
+    if raw.endswith(b"\n"):
+        return len(raw) - (2 if raw.endswith(b"\r\n") else 1)
+    return len(raw)
+
+
+def bounded_lines(stream: BinaryIO) -> Iterator[bytes]:
+    """The lines of `stream`, each read with a bound: a line longer than `LINE_BYTES_MAX` is
+    never held whole. It comes out as its first `LINE_BYTES_MAX + 2` bytes (which
+    `parse_line` rejects as too long) and the rest of it, up to the next newline, is read in
+    pieces of 64 KiB and dropped. At most `LINE_BYTES_MAX + 2` bytes are read at once: a line
+    of exactly `LINE_BYTES_MAX` bytes with its `\r\n` fits."""
+    bound = LINE_BYTES_MAX + 2
+    while True:
+        line = stream.readline(bound)
+        if not line:
+            return
+        if len(line) == bound and not line.endswith(b"\n"):
+            while True:  # the rest of an overlong line: skipped, never held
+                piece = stream.readline(SKIP_BYTES)
+                if not piece or piece.endswith(b"\n"):
+                    break
+        yield line
+
+
+#: How much of an overlong line is read at a time while skipping it.
+SKIP_BYTES = 1 << 16
+
+
 def decode_line(line: bytes | str) -> Any:
     """Decode one JSON line; numbers with a fraction or exponent become `Decimal`."""
-    if len(line) > LINE_BYTES_MAX:
-        raise InvalidCommand("", f"line is longer than {LINE_BYTES_MAX} bytes")
-    raw = line.encode("utf-8") if isinstance(line, str) else line
+    raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+    if line_bytes(raw) > LINE_BYTES_MAX:
+        raise InvalidCommand("", TOO_LONG)
     try:
         if _JSON_FRACTION.search(raw) is None:
             return orjson.loads(raw)
@@ -376,12 +494,15 @@ def _exact_json(line: bytes) -> bytes:
                         for key, number in tier.items():
                             if isinstance(number, _ExactNumber) and key not in TIER_DECIMAL_FIELDS:
                                 raise InvalidCommand(
-                                    f"tiers[{index}].{key}", f"expected a string, got {number}"
+                                    f"tiers[{index}].{field_name(key)}",
+                                    f"expected a string, got {number}",
                                 )
                     elif isinstance(tier, _ExactNumber):
                         raise InvalidCommand(f"tiers[{index}]", f"expected an object, got {tier}")
             elif _holds_number(item) and name not in DECIMAL_FIELDS:
-                raise InvalidCommand(name, f"expected a string, got a number {_first(item)}")
+                raise InvalidCommand(
+                    field_name(name), f"expected a string, got a number {_first(item)}"
+                )
     return orjson.dumps(value, default=_exact_default)
 
 
@@ -419,19 +540,137 @@ def parse_line(line: bytes | str) -> Command:
     parsed and validated in one step by pydantic-core; the others first have those numbers
     turned into exact strings, since pydantic would read them through a float.
     """
-    if len(line) > LINE_BYTES_MAX:
-        raise InvalidCommand("", f"line is longer than {LINE_BYTES_MAX} bytes")
-    raw = line.encode("utf-8") if isinstance(line, str) else line
+    raw = sent = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+    if line_bytes(raw) > LINE_BYTES_MAX:
+        raise InvalidCommand("", TOO_LONG)
+    screened = _needs_screen(raw)
+    if screened:
+        _screen(raw)
     if _JSON_FRACTION.search(raw) is not None:
         try:
             raw = _exact_json(raw)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise InvalidCommand("", f"not valid JSON: {exc}") from None
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            raise _unreadable(exc) from None
     try:
         command: Command = _COMMAND.validate_json(raw)
     except ValidationError as exc:
         raise _rejection(exc, raw) from None
+    except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
+        # A validator's own failure that pydantic passes through (only ValueError and
+        # AssertionError become validation errors): the line is rejected, never the batch.
+        raise _unreadable(exc) from None
+    if not screened and _may_repeat_a_key(sent, command):
+        _screen(sent)  # raises if a key is given twice
     return command
+
+
+def _unreadable(exc: BaseException) -> InvalidCommand:
+    return InvalidCommand(
+        "", f"the line cannot be read as a command ({type(exc).__name__}: {exc}); fix the line"
+    )
+
+
+def _needs_screen(raw: bytes) -> bool:
+    """What sends a line through `_screen`: a NUL byte, a JSON escape (`\u0000`, `\ud800`),
+    or any byte outside ASCII. Plain ASCII lines, the bulk of any feed, skip it (three scans
+    in C: a third of one regular expression's cost)."""
+    return not raw.isascii() or b"\\u" in raw or b"\x00" in raw
+
+
+_TIER = re.compile(r"tiers\[[0-9]+\]")
+#: The end of a JSON object's key: a string's closing quote, then the colon.
+_KEY_END = re.compile(rb'"[ \t\r\n]*:')
+
+
+def _may_repeat_a_key(raw: bytes, command: Command) -> bool:
+    """Whether `raw` may hold more keys than `command` has fields: a key given twice (parsers
+    keep the last). A valid command holds exactly its fields set, two in each tier; every key
+    ends with a colon, so a line with no more colons than that has no key twice (the common
+    case, counted in C), and one with no more key ends than that neither."""
+    tiers = command.__dict__.get("tiers")  # getattr costs an AttributeError when absent
+    expected = len(command.model_fields_set) + 2 * len(tiers or ())
+    if raw.count(b":") <= expected:
+        return False
+    # Colons inside strings (timestamps): bound the key ends by the quotes a colon or a blank
+    # follows, still in C, before the regular expression counts them exactly.
+    quote_then = (raw.count(b'":') + raw.count(b'" ') + raw.count(b'"\t')
+                  + raw.count(b'"\r') + raw.count(b'"\n'))
+    if quote_then <= expected:
+        return False
+    return len(_KEY_END.findall(raw)) > expected
+
+
+class _Members(list[tuple[str, Any]]):
+    """A JSON object's members in the order sent, duplicates kept (`json`'s pairs hook)."""
+
+
+def field_name(key: str) -> str:
+    """A key as a rejection names it: on one line, every control character escaped (a key is
+    text from the line), the empty key as `""`."""
+    return printable(key) if key else '""'
+
+
+def _screen(raw: bytes) -> None:
+    """Reject text that no store can keep, naming where it is: a NUL byte, bytes that are not
+    UTF-8 (raw CESU-8 surrogates among them), a NUL character or a lone surrogate in any key
+    or string. A line that is not JSON passes: the parser says why."""
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise InvalidCommand(
+            "", f"the line holds a NUL byte (0x00) at byte {nul + 1}, which cannot be stored; "
+            "remove it"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidCommand(
+            "", f"not valid UTF-8 at byte {exc.start + 1} ({exc.reason}); write the line "
+            "in UTF-8 (surrogates encoded on their own, CESU-8, are not UTF-8)"
+        ) from None
+    try:
+        value = json.loads(text, object_pairs_hook=_Members, parse_float=str, parse_int=str,
+                           parse_constant=str)
+    except (ValueError, RecursionError):
+        return
+    _screen_value(value, "")
+
+
+def _screen_value(value: Any, path: str) -> None:
+    if isinstance(value, _Members):
+        seen: set[str] = set()
+        decimals = DECIMAL_FIELDS if not path else TIER_DECIMAL_FIELDS if _TIER.fullmatch(
+            path) else frozenset()
+        for key, item in value:
+            name = f"{path}.{field_name(key)}" if path else field_name(key)
+            _screen_text(key, name, "its name")
+            if key in seen:
+                raise InvalidCommand(
+                    name, "is given twice in the line; send each field once (JSON parsers "
+                    "disagree on which value wins)"
+                )
+            seen.add(key)
+            if isinstance(item, str):
+                _screen_text(item, name, "its value")
+            if key in decimals and isinstance(item, str) and not item.isascii():
+                raise InvalidCommand(
+                    name, f"{_show(item)} is not a decimal written with the digits 0-9"
+                )
+            _screen_value(item, name)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _screen_value(item, f"{path}[{index}]")
+    elif isinstance(value, str):
+        _screen_text(value, path, "its value")
+
+
+def _screen_text(text: str, field: str, where: str) -> None:
+    found = unstorable(text)
+    if found is not None:
+        raise InvalidCommand(
+            field, f"{where} holds {found}, which is not text the ledger can store; remove it"
+        )
 
 
 def command_type_of(obj: Any) -> str:
@@ -445,6 +684,10 @@ def command_type_of_line(line: bytes | str) -> str:
     try:
         return command_type_of(orjson.loads(line))
     except orjson.JSONDecodeError:
+        pass
+    try:  # orjson refuses lone surrogates; a rejected line still shows its type
+        return command_type_of(json.loads(line))
+    except (ValueError, RecursionError):
         return ""
 
 
@@ -452,7 +695,11 @@ def parse_command(obj: Any) -> Command:
     """Validate a decoded JSON value (a dict) as one of the contract's commands."""
     if not isinstance(obj, dict):
         raise InvalidCommand("", f"a command is a JSON object, got {type(obj).__name__}")
-    return parse_line(orjson.dumps(obj, default=_exact_default))
+    try:
+        line = orjson.dumps(obj, default=_exact_default)
+    except TypeError as exc:  # text orjson cannot encode (a lone surrogate), a foreign type
+        raise _unreadable(exc) from None
+    return parse_line(line)
 
 
 _TYPES_TEXT = ", ".join(COMMAND_TYPES)
@@ -492,6 +739,9 @@ def _rejection(exc: ValidationError, raw: bytes) -> InvalidCommand:
             text = (f"{path}: an amendment cannot change customer_id, group_id or program_id; "
                     "create a new agreement instead")
         elif kind_of_error == "extra_forbidden":
+            # the last part is the key as sent, whatever it holds ("[" included)
+            key = field_name(str(loc[-1]))
+            path = f"{_field_path(loc[1:-1])}.{key}" if len(loc) > 2 else key
             text = f"{path}: is not a field of {kind}"
         elif kind_of_error.startswith("value_error") or kind_of_error == "assertion_error":
             message = str(error["msg"]).removeprefix("Value error, ")
@@ -536,14 +786,17 @@ def _field_path(loc: tuple[Any, ...]) -> str:
         elif part.startswith("function-") or "[" in part:
             continue
         else:
-            path += f".{part}" if path else str(part)
+            path += f".{field_name(part)}" if path else field_name(part)
     return path
 
 
 def _show(value: Any) -> str:
     if isinstance(value, Decimal | _ExactNumber):
         return str(value)
-    text = orjson.dumps(value, default=str).decode() if value is not None else "null"
+    try:
+        text = orjson.dumps(value, default=str).decode() if value is not None else "null"
+    except TypeError:  # a lone surrogate: json escapes it (\ud800) where orjson refuses
+        text = json.dumps(value, default=str)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

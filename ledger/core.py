@@ -66,6 +66,9 @@ class ApplyReport:
     duplicates: list[tuple[int, str, str]] = field(default_factory=list)
     rejected: list[RejectionRecord] = field(default_factory=list)
     by_type: Counter[str] = field(default_factory=Counter)
+    #: The line `apply_lines` stopped at on an internal error (`ApplyStopped`), with the error.
+    stopped_at: int | None = None
+    stopped_by: str = ""
 
     @property
     def lines(self) -> int:
@@ -85,7 +88,37 @@ class ApplyReport:
                  "reason": r.reason}
                 for r in self.rejected
             ],
+            **({} if self.stopped_at is None else
+               {"stopped": {"line": self.stopped_at, "error": self.stopped_by}}),
         }
+
+
+class ApplyStopped(Exception):  # noqa: N818 -- it is what happened, not an error class
+    """`apply_lines` stopped on a failure that is not a rejection: a bug, not bad input.
+
+    Every line before `report.stopped_at` is applied and committed (and counted in `report`);
+    that line and every line after it are not."""
+
+    def __init__(self, report: ApplyReport, line: int, cause: BaseException) -> None:
+        report.stopped_at = line
+        report.stopped_by = f"{type(cause).__name__}: {cause}"
+        super().__init__(
+            f"apply stopped at line {line} by an error that is not a rejection "
+            f"({report.stopped_by}); "
+            f"{report.lines} lines before it were applied (accepted {report.accepted}, "
+            f"duplicate {len(report.duplicates)}, rejected {len(report.rejected)}); line "
+            f"{line} and the lines after it were not"
+        )
+        self.report = report
+        self.line = line
+
+
+@dataclass
+class _Cursor:
+    """Where `_apply_parsed` is: the index of the command it handles, len(parsed) once it is
+    finishing the transaction, -1 before the first."""
+
+    index: int = -1
 
 
 class Ledger:
@@ -160,15 +193,34 @@ class Ledger:
             chunk.append((number, line))
             chunk_bytes += len(line) + 1
             if len(chunk) >= self.settings.chunk_lines:
-                self._apply_chunk(chunk, source, report)
+                self._apply_chunk_or_stop(chunk, source, report)
                 if on_progress is not None:
                     on_progress(chunk_bytes)
                 chunk, chunk_bytes = [], 0
         if chunk:
-            self._apply_chunk(chunk, source, report)
+            self._apply_chunk_or_stop(chunk, source, report)
             if on_progress is not None:
                 on_progress(chunk_bytes)
         return report
+
+    def _apply_chunk_or_stop(
+        self, chunk: list[tuple[int, bytes | str]], source: str, report: ApplyReport
+    ) -> None:
+        """Apply a chunk; on a failure that is not a rejection (a bug: bad input is rejected
+        line by line and never gets here) the chunk rolls back, the lines before the one that
+        failed are applied again in a transaction of their own, and `ApplyStopped` says where
+        the batch stopped."""
+        at = _Cursor()
+        try:
+            self._apply_chunk(chunk, source, report, at)
+        except Exception as exc:
+            failed = at.index if 0 <= at.index < len(chunk) else 0
+            if failed > 0:
+                try:
+                    self._apply_chunk(chunk[:failed], source, report)
+                except Exception:  # the prefix fails too: nothing of the chunk is applied
+                    failed = 0
+            raise ApplyStopped(report, chunk[failed][0], exc) from exc
 
     def apply(self, commands: Iterable[dict[str, Any] | str | bytes]) -> ApplyReport:
         """Apply commands given as dicts (or JSON text), in order."""
@@ -182,20 +234,28 @@ class Ledger:
         return self.apply_lines(lines(), source="api")
 
     def _apply_chunk(
-        self, chunk: list[tuple[int, bytes | str]], source: str, report: ApplyReport
+        self,
+        chunk: list[tuple[int, bytes | str]],
+        source: str,
+        report: ApplyReport,
+        at: _Cursor | None = None,
     ) -> None:
         # The sale path allocates many short-lived objects and no cycles worth chasing; the
         # cyclic collector would otherwise run every few hundred lines (a quarter of the time).
         collecting = gc.isenabled()
         gc.disable()
         try:
-            self._apply_chunk_now(chunk, source, report)
+            self._apply_chunk_now(chunk, source, report, at)
         finally:
             if collecting:
                 gc.enable()
 
     def _apply_chunk_now(
-        self, chunk: list[tuple[int, bytes | str]], source: str, report: ApplyReport
+        self,
+        chunk: list[tuple[int, bytes | str]],
+        source: str,
+        report: ApplyReport,
+        at: _Cursor | None,
     ) -> None:
         parsed: list[Parsed] = []
         sale_ids: list[str] = []
@@ -205,10 +265,15 @@ class Ledger:
             except InvalidCommand as error:
                 parsed.append((number, line, None, error, None))
                 continue
+            except Exception as exc:  # a line that cannot be read at all: rejected alone
+                parsed.append((number, line, None, InvalidCommand(
+                    "", f"the line cannot be read as a command ({type(exc).__name__}: {exc})"
+                ), None))
+                continue
             if isinstance(valid, c.RecordSale | c.ReverseSale):
                 sale_ids.append(valid.sale_id)
             parsed.append((number, line, valid, None, None))
-        self._apply_parsed(parsed, sale_ids, source, report)
+        self._apply_parsed(parsed, sale_ids, source, report, at=at)
 
     def apply_records(
         self,
@@ -257,7 +322,9 @@ class Ledger:
         *,
         skip_applied: Callable[[Session], Collection[int]] | None = None,
         before_commit: Callable[[Session, list[RejectionRecord]], None] | None = None,
+        at: _Cursor | None = None,
     ) -> None:
+        at = at or _Cursor()
         with self.app.recorder.transaction(commit=True) as session:  # type: ignore[attr-defined]
             lock_writer(session)
             if skip_applied is not None:
@@ -274,7 +341,8 @@ class Ledger:
             batch.load_state()
             batch.prefetch_sales(sale_ids)
             outcomes: list[tuple[int, str, c.Command]] = []
-            for number, line, command, invalid, line_source in parsed:
+            for index, (number, line, command, invalid, line_source) in enumerate(parsed):
+                at.index = index
                 problem: Rejection | None = invalid
                 if command is not None:
                     try:
@@ -283,12 +351,12 @@ class Ledger:
                         problem = rejection
                     else:
                         outcomes.append((number, outcome, command))
-                        report.by_type[command.kind] += 1
                         continue
                 assert problem is not None
                 batch.reject(
                     number, line, c.command_type_of_line(line), problem, source=line_source
                 )
+            at.index = len(parsed)
             batch.finish()
             if before_commit is not None:
                 before_commit(session, batch.rejected)
@@ -298,6 +366,7 @@ class Ledger:
                 report.duplicates.append((number, command.kind, duplicate_id(command)))
             else:
                 report.accepted += 1
+            report.by_type[command.kind] += 1
         report.rejected.extend(batch.rejected)
 
     # Closing a period ----------------------------------------------------------------------

@@ -34,6 +34,7 @@ from ledger.projections.core import (
     to_us,
     write_offs,
 )
+from ledger.text import storable
 
 MISSING = object()
 ACCEPTED = "accepted"
@@ -184,17 +185,18 @@ class Batch:
         self, line: int, raw: bytes | str, command_type: str, error: Rejection,
         source: str | None = None,
     ) -> None:
-        """Keep a rejection; `source` None: the batch's source."""
+        """Keep a rejection; `source` None: the batch's source. Every text is made storable
+        (NUL and lone surrogates escaped): a rejected line is text that failed its checks."""
         text = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw).rstrip("\r\n")
         self.rejected_count += 1
         self.rejected.append(
             RejectionRecord(
                 line=line,
-                command_type=command_type,
-                field=error.field,
-                reason=str(error),
-                command=text[:REJECTED_TEXT_MAX],
-                source=self.source if source is None else source,
+                command_type=storable(command_type),
+                field=storable(error.field),
+                reason=storable(str(error)),
+                command=storable(text[:REJECTED_TEXT_MAX]),
+                source=storable(self.source if source is None else source),
                 rejected_at=self.now,
             )
         )

@@ -20,6 +20,7 @@ from ledger.kafka.broker import broker_bootstrap, find_running_broker
 from ledger.kafka.settings import KafkaSettings
 from ledger.projections.generations import check_name
 from ledger.projections.runner import ProjectionRunner
+from ledger.text import csv_cell
 from replay.rebuild import (
     Difference,
     audit_view,
@@ -87,7 +88,9 @@ def main_audit_view(
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(AUDIT_CSV_COLUMNS)
         for row in result.table():
-            writer.writerow(tuple(row.get(column) or "" for column in AUDIT_CSV_COLUMNS))
+            writer.writerow(
+                tuple(csv_cell(row.get(column) or "") for column in AUDIT_CSV_COLUMNS)
+            )
         console.file.write(buffer.getvalue())
     elif output == "json":
         console.file.write(orjson.dumps({

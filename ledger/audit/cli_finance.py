@@ -117,7 +117,8 @@ def register(app: typer.Typer) -> None:
         known_at: KnownAtOption = None,
         customer: CustomerOption = None,
         grace_days: Annotated[int, typer.Option(
-            "--grace-days", min=0, help="days after a period's end to wait for a claim")] = 60,
+            "--grace-days", min=0, max=36_500,
+            help="days after a period's end to wait for a claim")] = 60,
         unpaid_days: Annotated[int, typer.Option(
             "--unpaid-days", min=0, help="days an approved claim may stay unpaid")] = 30,
         flagged: Annotated[bool, typer.Option(

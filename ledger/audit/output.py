@@ -2,8 +2,9 @@
 
 A tool hands over a `Report`: a title, its columns, and rows of plain values (`Decimal`,
 `date`, `datetime`, `str`, `int`, `None`, lists). JSON keeps money exact (decimals as strings,
-money with the precision the tool gave it), CSV writes one line per row, and the table is rich's,
-right-aligning numbers.
+money with the precision the tool gave it), CSV writes one line per row (a text cell a spreadsheet
+would run as a formula neutralised: `ledger.text.csv_cell`), and the table is rich's,
+right-aligning numbers (control characters in cells escaped: `ledger.text.printable`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any, TextIO
 import orjson
 from rich.console import Console
 from rich.table import Table
+
+from ledger.text import csv_cell, printable
 
 CENT = Decimal("0.01")
 
@@ -70,7 +73,7 @@ class Report:
                                 extrasaction="ignore")
         writer.writeheader()
         for row in self.rows:
-            writer.writerow({k: _cell(v) for k, v in plain(row).items()})
+            writer.writerow({k: csv_cell(_cell(v)) for k, v in plain(row).items()})
         return buffer.getvalue()
 
     def to_table(self) -> Table:
@@ -80,7 +83,7 @@ class Report:
         for column in self.columns:
             table.add_column(column, justify="right" if column in numeric else "left")
         for row in self.rows:
-            table.add_row(*(_cell(plain(row.get(c))) for c in self.columns))
+            table.add_row(*(printable(_cell(plain(row.get(c)))) for c in self.columns))
         return table
 
 

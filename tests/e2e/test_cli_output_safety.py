@@ -1,0 +1,84 @@
+"""Issue 15, point 5: what the CLI prints is safe to look at and to open. Control characters
+from data (terminal escape sequences, bidi overrides) are escaped in every table and message;
+`--format csv` neutralises cells a spreadsheet would run as formulas (OWASP's CSV injection
+rule) but leaves numbers, negative money included, as numbers; JSON stays exact."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import orjson
+
+from .conftest import Runner, agreement, sale
+
+#: Clears the screen and sets the terminal's title; then red text; then a right-to-left override.
+ESCAPES = "\x1b[2J\x1b]0;pwned\x07\x1b[31m\u202e"
+
+
+def hostile_book(run: Runner) -> None:
+    run.write("book.jsonl", [
+        agreement(f"A{ESCAPES}", "C1"),
+        # 1.00 per unit on an amount basis: returns of more units than were sold, for less
+        # money, make a negative accrual (README, contract decisions)
+        agreement("=HYPERLINK(\"http://x\")", "@C2", basis="amount"),
+        sale("S1", "C1", "5", "50.00", "2025-02-01"),
+        sale("S2", "@C2", "1", "100.00", "2025-02-01"),
+        sale("S3", "@C2", "-3", "-10.00", "2025-02-02"),  # a credit note
+        {"type": f"record_sale{ESCAPES}", "sale_id": f"S{ESCAPES}"},
+        {"type": "record_sale", "sale_id": "-2+3", "customer_id": "+C", "product_id": "P1",
+         "quantity": "x", "amount": "1", "currency": "EUR", "invoice_date": "2025-02-01"},
+    ])
+
+
+def assert_no_control_characters(text: str) -> None:
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text, repr(text)
+
+
+def test_tables_and_messages_escape_control_characters(run: Runner) -> None:
+    hostile_book(run)
+
+    applied = run("apply", "book.jsonl")
+    listed = run("rejections")
+    table = run("liability", "--as-of", "2025-12-31")
+
+    assert applied.code == 1, str(applied)
+    for answer in (applied, listed, table):
+        assert_no_control_characters(answer.stdout + answer.stderr)
+    assert "record_sale\\x1b[2J\\x1b]0;pwned\\x07\\x1b[31m\\u202e" in applied.stdout
+    assert "record_sale\\x1b[2J" in listed.stdout
+    assert "A\\x1b[2J" in table.stdout
+
+
+def test_csv_neutralises_formulas_in_text_cells_and_keeps_numbers(run: Runner) -> None:
+    hostile_book(run)
+    run("apply", "book.jsonl")
+
+    liability = list(csv.DictReader(io.StringIO(
+        run("liability", "--as-of", "2025-12-31", "--format", "csv").stdout)))
+    rejections = list(csv.DictReader(io.StringIO(run("rejections", "--format", "csv").stdout)))
+
+    group = next(r for r in liability if "HYPERLINK" in r["agreement_id"])
+    assert group["agreement_id"] == "'=HYPERLINK(\"http://x\")"
+    assert group["customer_id"] == "'@C2"
+    # B = 90.00 (amount), 1.00 x (1 - 3) units = -2.00: negative money, still a number
+    assert (group["basis"], group["accrued"], group["liability"]) == ("90", "-2.00", "-2.00")
+    first = next(r for r in liability if r["agreement_id"].startswith("A"))
+    assert first["agreement_id"] == "A\\x1b[2J\\x1b]0;pwned\\x07\\x1b[31m\\u202e"
+    for row in liability + rejections:
+        for cell in row.values():
+            assert not cell.startswith(("=", "+", "@", "\t", "\r")), row
+            assert not cell.startswith("-") or cell.lstrip("-").replace(".", "").isdigit(), row
+            assert_no_control_characters(cell)
+
+
+def test_json_output_stays_exact(run: Runner) -> None:
+    hostile_book(run)
+    run("apply", "book.jsonl")
+
+    document = run("liability", "--as-of", "2025-12-31", "--format", "json").json()
+    rejected = orjson.loads(run("rejections", "--format", "json").stdout)["rejections"]
+
+    ids = sorted(r["agreement_id"] for r in document["rows"])
+    assert ids == sorted([f"A{ESCAPES}", "=HYPERLINK(\"http://x\")"])
+    assert f"record_sale{ESCAPES}" in [r["command"] for r in rejected]
