@@ -644,8 +644,9 @@ def produce(
         str | None,
         typer.Option(
             "--key-field",
-            help="key each record by this field of the command. Default: customer_id on "
-            "sales; on commands one constant key `history`, so that every command lands on "
+            help="key each record by this field of the command. Default: sale_id on sales "
+            "(a sale and its reverse_sale share a key, so a reversal never overtakes its "
+            "sale); on commands one constant key `history`, so that every command lands on "
             "ONE partition and intake applies them in file order (a history with recorded_at, "
             "an agreement before its sales, a claim before its approval: order across "
             "partitions is not kept)",
@@ -656,7 +657,7 @@ def produce(
     stand-in). Kafka: as for `intake`."""
     from consumers.transport import transport
     from ledger.config import Settings
-    from ledger.kafka.broker import broker_bootstrap
+    from ledger.kafka.broker import broker_bootstrap, find_running_broker
     from ledger.kafka.settings import KafkaSettings
 
     try:
@@ -666,8 +667,16 @@ def produce(
         raise typer.Exit(EXIT_UNREADABLE) from None
     settings = KafkaSettings()
     name = settings.topic(topic.value)
-    field = key_field or ("customer_id" if topic is ProduceTopic.sales else None)
+    field = key_field or ("sale_id" if topic is ProduceTopic.sales else None)
     constant = b"history" if field is None else None
+    if not settings.bootstrap and find_running_broker(Settings().home) is None:
+        # a private embedded broker would vanish with this command, and the records with it
+        err_console.print(
+            "[red]error:[/red] no Kafka to produce to: LEDGER_KAFKA_BOOTSTRAP is not set and "
+            f"no `rebate-ledger broker` is running for {escape(str(Settings().home))}; start "
+            "one (`rebate-ledger broker &`) or set LEDGER_KAFKA_BOOTSTRAP, then produce again"
+        )
+        raise typer.Exit(EXIT_UNREADABLE)
     try:
         with broker_bootstrap(settings.bootstrap, Settings().home) as bootstrap:
             producer = transport(settings, bootstrap).producer()

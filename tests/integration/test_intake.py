@@ -414,10 +414,10 @@ def test_produce_then_intake_commands(
         )
         assert done.returncode == 0, done.stderr.decode()[-2000:]
         assert f"produced {count} records to {settings.topic(topic)}" in done.stdout.decode()
-    # sales keyed by customer, commands by the one key `history` (so one partition, in order)
+    # sales keyed by sale id, commands by the one key `history` (so one partition, in order)
     for record in read_all(kafka, settings.topic(SALES), len(book[1])):
         assert record.value is not None
-        assert record.key == orjson.loads(record.value)["customer_id"].encode()
+        assert record.key == orjson.loads(record.value)["sale_id"].encode()
     commands = read_all(kafka, settings.topic(COMMANDS), len(book[0]))
     assert {r.key for r in commands} == {b"history"} and len({r.partition for r in commands}) == 1
     assert [r.value for r in sorted(commands, key=lambda r: r.offset)] == [
@@ -432,3 +432,59 @@ def test_produce_then_intake_commands(
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     with Ledger(sqlite_url) as ledger, reference(tmp_path, book) as expected:
         assert_same_book(ledger, expected)
+
+
+def test_a_reversal_produced_later_lands_on_its_sales_partition_and_never_overtakes_it(
+    kafka_broker: EmbeddedBroker, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Issue 12, point 5: `produce --topic sales` keyed a reverse_sale (which has no customer)
+    by nothing, so it could land on another partition than its sale and be applied first (and
+    rejected). Keyed by sale_id, a sale and its reversal share one partition, also when they
+    are produced by two separate runs."""
+    settings = unique_settings("kafka-python")
+    kafka = transport(settings, kafka_broker.bootstrap)
+    env = intake_env(settings, kafka_broker.bootstrap, tmp_path / "home")
+    sold = sales(1, 40)
+    reversals = [h.reversal(f"S{n}", "2025-11-30") for n in range(1, 41)]
+    files = []
+    for name, commands in (("commands", agreements()), ("sales", sold), ("sales", reversals)):
+        file = tmp_path / f"{name}-{len(files)}.jsonl"
+        file.write_bytes(b"\n".join(line(c) for c in commands) + b"\n")
+        files.append((file, name))
+    for file, topic in files:  # three separate runs of `produce`
+        done = subprocess.run([CLI, "produce", str(file), "--topic", topic], env=env,
+                              cwd=tmp_path, capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+    records = read_all(kafka, settings.topic(SALES), 80)
+    partition_of: dict[str, set[int]] = {}
+    for record in records:
+        assert record.value is not None
+        partition_of.setdefault(orjson.loads(record.value)["sale_id"], set()).add(
+            record.partition)
+    assert len(partition_of) == 40 and all(len(p) == 1 for p in partition_of.values())
+    assert len({p for parts in partition_of.values() for p in parts}) > 1  # spread, not one
+    done = subprocess.run(
+        [CLI, "intake", "--database", sqlite_url, "--until-idle", "1.5",
+         "--group", f"{settings.topic_prefix}cli"],
+        env=env, cwd=tmp_path, capture_output=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    with Ledger(sqlite_url) as ledger:
+        assert ledger.rejections() == []
+        assert ledger.state()["accepted"] == len(agreements()) + 80
+
+
+def test_produce_without_a_broker_that_outlives_it_is_an_error(tmp_path: Path) -> None:
+    """Issue 12, point 6: with no LEDGER_KAFKA_BOOTSTRAP and no running `rebate-ledger
+    broker`, produce used to send into a private broker that vanished with it (exit 0,
+    'produced 3 records'); now it refuses and says what to do."""
+    file = tmp_path / "sales.jsonl"
+    file.write_bytes(b"\n".join(line(c) for c in sales(1, 3)) + b"\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    env["LEDGER_HOME"] = str(tmp_path / "home")
+    done = subprocess.run([CLI, "produce", str(file)], env=env, cwd=tmp_path,
+                          capture_output=True, timeout=60)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    message = done.stderr.decode()
+    assert "rebate-ledger broker" in message and "LEDGER_KAFKA_BOOTSTRAP" in message
+    assert "produced" not in done.stdout.decode()
