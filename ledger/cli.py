@@ -634,9 +634,10 @@ def produce(
 
 
 # The auditors' toolkit: imported last, as its modules use the helpers above.
+from ledger import cli_service  # noqa: E402
 from ledger.audit import cli_analysis, cli_evidence, cli_finance  # noqa: E402
 
-for _module in (cli_finance, cli_analysis, cli_evidence):
+for _module in (cli_finance, cli_analysis, cli_evidence, cli_service):
     _module.register(app)
 
 
