@@ -1,8 +1,8 @@
 """CLI commands of the service: `serve` and `users add|list|revoke|rotate`.
 
 They run as the operator (whoever holds the database holds every right) through the
-application service, like every other entrypoint. No `from __future__ import annotations`: typer reads the
-annotations, and the option types are defined inside `register`."""
+application service, like every other entrypoint. No `from __future__ import annotations`:
+typer reads the annotations, and the option types are defined inside `register`."""
 
 import getpass
 import os
@@ -28,7 +28,6 @@ def _operator_name() -> str:
 def register(app: typer.Typer) -> None:
     """Add `serve` and the `users` group to `app`."""
     from ledger.cli import DatabaseOption, console, err_console
-
     from ledger.service import LedgerService
 
     def service(database: str | None) -> LedgerService:

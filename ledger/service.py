@@ -15,6 +15,7 @@ as the proposer's, approved by the approver.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
 import threading
@@ -216,7 +217,8 @@ class LedgerService:
                     proposals.append(_Proposal(number, str(uuid.uuid4()), command, text,
                                                verdict))
                     continue
-            records.append(SourcedCommand(number, line, command, problem, source))
+            kept = line.replace(b"\x00", b"\\u0000")  # the text kept with a rejection
+            records.append(SourcedCommand(number, kept, command, problem, source))
 
         def extras(session: Session) -> None:
             moment = accounts.now_us()
@@ -293,6 +295,10 @@ class LedgerService:
 
     def _parse(self, principal: Principal, line: bytes
                ) -> tuple[c.Command | None, Rejection | None]:
+        if b"\x00" in line:
+            # never JSON (a NUL in a string is written \u0000), and PostgreSQL's text columns
+            # cannot keep it with the rejection: refused here, before the store sees it
+            return None, InvalidCommand("", "not valid JSON: the line holds a NUL byte")
         try:
             command = c.parse_line(line)
         except InvalidCommand as problem:
@@ -358,12 +364,9 @@ class LedgerService:
             raise _RolledBack
 
         before = self.ledger.liability(as_of, agreement_id=agreement_id) if agreement_id else []
-        with self._lock:
-            try:
-                self.ledger.apply_records([SourcedCommand(1, text, command, None, "what-if")],
-                                          before_commit=peek)
-            except _RolledBack:
-                pass
+        with self._lock, contextlib.suppress(_RolledBack):
+            self.ledger.apply_records([SourcedCommand(1, text, command, None, "what-if")],
+                                      before_commit=peek)
         if "rejection" in seen:
             record: RejectionRecord = seen["rejection"]
             return Rejection(record.field, record.reason, reason=record.reason)

@@ -135,6 +135,50 @@ SECURITY_HEADERS = {
 CSP = "default-src 'none'; frame-ancestors 'none'"
 
 
+class AccessLog:
+    """Security headers on every response, and one structured log line per request: user,
+    route, status, milliseconds, client (never a credential)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        docs = scope["path"].startswith(("/docs", "/redoc"))
+
+        async def with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                extra = dict(SECURITY_HEADERS)
+                if not docs:
+                    extra["content-security-policy"] = CSP
+                headers += [(k.encode(), v.encode()) for k, v in extra.items()
+                            if k.encode() not in present]
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_headers)
+        finally:
+            route = scope.get("route")
+            client = scope.get("client")
+            log.info(orjson.dumps({
+                "user": scope.get("state", {}).get("user"),
+                "method": scope["method"],
+                "route": getattr(route, "path", scope["path"]),
+                "status": status,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+                "client": client[0] if client else None,
+            }).decode())
+
+
 def create_app(service: LedgerService, settings: ApiSettings | None = None) -> FastAPI:
     """The API over `service` (built once per process by ledger.bootstrap)."""
     settings = settings or ApiSettings()
@@ -149,25 +193,6 @@ def create_app(service: LedgerService, settings: ApiSettings | None = None) -> F
     )
     app.state.service = service
 
-    @app.middleware("http")
-    async def access_log(request: Request, call_next: Callable[..., Any]) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if not request.url.path.startswith(("/docs", "/redoc")):
-            response.headers.setdefault("content-security-policy", CSP)
-        route = request.scope.get("route")
-        log.info(orjson.dumps({
-            "user": getattr(request.state, "user", None),
-            "method": request.method,
-            "route": getattr(route, "path", request.url.path),
-            "status": response.status_code,
-            "ms": round((time.perf_counter() - started) * 1000, 2),
-            "client": request.client.host if request.client else None,
-        }).decode())
-        return response
-
     if settings.cors_origins.strip():
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -175,6 +200,7 @@ def create_app(service: LedgerService, settings: ApiSettings | None = None) -> F
                            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
                            allow_origins=[o.strip() for o in settings.cors_origins.split(",")
                                           if o.strip()])
+    app.add_middleware(AccessLog)
     app.add_middleware(BodyLimit, limit=settings.body_bytes_max)
 
     @app.exception_handler(LedgerError)
