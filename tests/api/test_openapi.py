@@ -1,0 +1,28 @@
+"""docs/openapi.json is the API's schema: a change to the API must come with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from ledger.http.openapi import openapi_document
+from tests.api.conftest import Api
+
+CHECKED_IN = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+
+
+def test_the_checked_in_document_is_the_apps() -> None:
+    assert CHECKED_IN.read_bytes() == openapi_document(), (
+        "the API changed: regenerate with `python -m ledger.http.openapi > docs/openapi.json` "
+        "and review the difference")
+
+
+def test_the_running_app_serves_that_document(api: Api) -> None:
+    served = api.client.get("/openapi.json").json()
+    assert served == orjson.loads(CHECKED_IN.read_bytes())
+    paths = set(served["paths"])
+    assert {"/v1/commands", "/v1/liability", "/v1/agreements/{agreement_id}", "/v1/proposals",
+            "/v1/proposals/{proposal_id}/approve", "/v1/proposals/{proposal_id}/reject",
+            "/healthz", "/readyz"} <= paths
+    assert api.client.get("/docs").status_code == 200
