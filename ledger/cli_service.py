@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ledger.access import Role, exit_code, operator
+from ledger.access import Principal, Role, exit_code, operator
 from ledger.errors import LedgerError
 
 users_app = typer.Typer(help="API users: add, list, revoke, rotate (tokens shown once).",
@@ -23,6 +23,13 @@ def _operator_name() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli:unknown"
+
+
+def operator_principal(name: str | None = None) -> Principal:
+    """The CLI's principal: `--as NAME`, else `cli:<OS user>`."""
+    from ledger.accounts import check_name
+
+    return operator(check_name(name) if name is not None else _operator_name())
 
 
 def register(app: typer.Typer) -> None:

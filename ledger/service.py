@@ -20,7 +20,7 @@ import hashlib
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -49,7 +49,7 @@ from ledger.access import (
 )
 from ledger.accounts import api_idempotency, api_proposals
 from ledger.audit.chain import events_table
-from ledger.core import Ledger, SourcedCommand
+from ledger.core import ApplyReport, Ledger, SourcedCommand
 from ledger.errors import ConfigurationError, InvalidCommand, Rejection, UnknownAgreement
 from ledger.handlers import RejectionRecord
 from ledger.liability import LiabilityRow, liability_rows
@@ -131,6 +131,12 @@ class LedgerService:
 
     def close(self) -> None:
         self.ledger.close()
+
+    def __enter__(self) -> LedgerService:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     # Access ------------------------------------------------------------------------------
 
@@ -262,6 +268,40 @@ class LedgerService:
                 ).values(status=status, body=orjson.dumps(body).decode()))
         return outcome
 
+    def load(self, principal: Principal, lines: Iterable[bytes | str], *, source: str,
+             on_progress: Callable[[int], None] | None = None) -> ApplyReport:
+        """`apply` from the command line: an operator loads history directly (no proposals),
+        chunk by chunk as `Ledger.apply_lines` does, recording `principal` as the actor."""
+        report = ApplyReport()
+        chunk: list[SourcedCommand] = []
+        chunk_bytes = 0
+        size = self.ledger.settings.chunk_lines
+
+        def flush() -> None:
+            part = self._apply(principal, chunk, lambda _: None)
+            report.accepted += part.accepted
+            report.duplicates.extend(part.duplicates)
+            report.rejected.extend(part.rejected)
+            report.by_type.update(part.by_type)
+            if on_progress is not None:
+                on_progress(chunk_bytes)
+
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                command, problem = c.parse_line(line), None
+            except InvalidCommand as error:
+                command, problem = None, error
+            chunk.append(SourcedCommand(number, line, command, problem, source))
+            chunk_bytes += len(line) + 1
+            if len(chunk) >= size:
+                flush()
+                chunk, chunk_bytes = [], 0
+        if chunk:
+            flush()
+        return report
+
     def _kept_outcome(self, principal: Principal, key: str, request_hash: str) -> Outcome | None:
         with self.engine.connect() as connection:
             row = connection.execute(select(api_idempotency).where(
@@ -318,8 +358,6 @@ class LedgerService:
                ) -> Any:
         """`Ledger.apply_records` in one transaction, recording the actor over the positions
         it stored and writing `extras` in the same transaction."""
-        from ledger.core import ApplyReport
-
         start: list[int] = []
 
         def skip_applied(session: Session) -> set[int]:
