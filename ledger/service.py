@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import tempfile
 import threading
 import uuid
@@ -59,6 +60,8 @@ from ledger.projections.core import agreements, from_us, terms_changes
 REQUEST_LINES_MAX = 100_000
 #: Most proposals one request may carry (each is checked in a transaction of its own).
 REQUEST_PROPOSALS_MAX = 100
+#: An event id as the tools print it: `<aggregate uuid>/<version>`.
+EVENT_ID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/[0-9]+")
 #: Most events one read of the event log returns.
 EVENT_PAGE_MAX = 10_000
 
@@ -572,6 +575,36 @@ class LedgerService:
         return {"agreement_id": head.agreement_id, "customer_id": head.customer_id,
                 "currency": head.currency, "versions": versions}
 
+    def _with_recorders(self, document: bytes) -> bytes:
+        """`document` (a tool's JSON) with `recorded_by`: who recorded each event it names,
+        by event id (`unknown` for events stored before actors were recorded)."""
+        from ledger.audit.chain import event_chain
+
+        ids = sorted({m.decode() for m in EVENT_ID.findall(document)})
+        wanted: dict[tuple[str, int], str] = {}
+        for event_id in ids:
+            originator, _, version = event_id.partition("/")
+            wanted[(originator, int(version))] = event_id
+        positions: dict[str, int] = {}
+        originators = sorted({o for o, _ in wanted})
+        with Session(self.engine) as session:
+            for start in range(0, len(originators), 500):
+                for row in session.execute(select(
+                        event_chain.c.originator_id, event_chain.c.originator_version,
+                        event_chain.c.position).where(
+                        event_chain.c.originator_id.in_(originators[start:start + 500]))):
+                    found = wanted.get((row.originator_id, int(row.originator_version)))
+                    if found is not None:
+                        positions[found] = int(row.position)
+            actors = accounts.actors_at(session, positions.values())
+        value = orjson.loads(document)
+        value["recorded_by"] = {
+            event_id: (actors[positions[event_id]] if event_id in positions
+                       else accounts.UNKNOWN).to_dict()
+            for event_id in ids
+        }
+        return orjson.dumps(value)
+
     def explain(self, principal: Principal, agreement_id: str, as_of: date,
                 known_at: datetime | None = None) -> bytes:
         from ledger.audit.explain import explain_report
@@ -580,7 +613,8 @@ class LedgerService:
         self.require(principal, Capability.read, "explain")
         self._visible_agreement(principal, agreement_id)
         try:
-            return explain_report(self.ledger, agreement_id, as_of, known_at).to_json()
+            return self._with_recorders(
+                explain_report(self.ledger, agreement_id, as_of, known_at).to_json())
         except NotKnown as error:
             raise NotFound(f"agreement_id: {error}") from None
 
@@ -606,8 +640,9 @@ class LedgerService:
         from ledger.audit.journal import journal_report
 
         self.require(principal, Capability.read_books, "read the journal")
-        return journal_report(self.ledger, as_of, known_at, agreement_id=agreement_id,
-                              customer_id=customer_id).to_json()
+        return self._with_recorders(journal_report(
+            self.ledger, as_of, known_at, agreement_id=agreement_id,
+            customer_id=customer_id).to_json())
 
     def trial_balance(self, principal: Principal, as_of: date,
                       known_at: datetime | None = None, *, agreement_id: str | None = None,
@@ -635,7 +670,7 @@ class LedgerService:
         self.require(principal, Capability.read_books, "diff")
         if k2 is not None and k2 < k1:
             raise BadRequest("vs", "must not be before known_at")
-        return diff_report(self.ledger, as_of, k1, k2).to_json()
+        return self._with_recorders(diff_report(self.ledger, as_of, k1, k2).to_json())
 
     def simulate(self, principal: Principal, draft: Sequence[bytes],
                  as_of: date | None = None) -> bytes:
