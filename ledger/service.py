@@ -207,12 +207,16 @@ class LedgerService:
             kept = self._kept_outcome(principal, idempotency_key, request_hash)
             if kept is not None:
                 return kept
-        self._check_types(principal, numbered)
+        if not numbered:
+            raise BadRequest("body", "no command: send one JSON object, or JSON Lines")
+        parsed = [(number, line, *_parse(line)) for number, line in numbered]
+        self._check_types(principal, parsed)
         source = f"api:{principal.name}"
         records: list[SourcedCommand] = []
         proposals: list[_Proposal] = []
-        for number, line in numbered:
-            command, problem = self._parse(principal, line)
+        for number, line, command, problem in parsed:
+            if command is not None and (hidden := self._out_of_scope(principal, command)):
+                command, problem = None, hidden
             if command is not None and command.kind in self.proposal_commands:
                 if len(proposals) >= REQUEST_PROPOSALS_MAX:
                     raise TooLarge(f"more than {REQUEST_PROPOSALS_MAX} proposals in one "
@@ -226,8 +230,7 @@ class LedgerService:
                     proposals.append(_Proposal(number, str(uuid.uuid4()), command, text,
                                                verdict))
                     continue
-            kept = line.replace(b"\x00", b"\\u0000")  # the text kept with a rejection
-            records.append(SourcedCommand(number, kept, command, problem, source))
+            records.append(SourcedCommand(number, _kept(line), command, problem, source))
 
         def extras(session: Session) -> None:
             moment = accounts.now_us()
@@ -292,11 +295,9 @@ class LedgerService:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            try:
-                command, problem = c.parse_line(line), None
-            except InvalidCommand as error:
-                command, problem = None, error
-            chunk.append(SourcedCommand(number, line, command, problem, source))
+            raw = line.encode() if isinstance(line, str) else line
+            command, problem = _parse(raw)
+            chunk.append(SourcedCommand(number, _kept(raw), command, problem, source))
             chunk_bytes += len(line) + 1
             if len(chunk) >= size:
                 flush()
@@ -321,14 +322,16 @@ class LedgerService:
                            "nothing was applied again")
         return Outcome(int(row.status), orjson.loads(row.body))
 
-    def _check_types(self, principal: Principal, numbered: list[tuple[int, bytes]]) -> None:
+    def _check_types(self, principal: Principal,
+                     parsed: list[tuple[int, bytes, c.Command | None, Rejection | None]]
+                     ) -> None:
         """Refuse the whole request (403, nothing applied) when it holds a command the role
         may not send; unknown types are left to be rejected as invalid lines."""
         allowed = COMMANDS_BY_ROLE[principal.role]
         known = all_command_types()
         refused = []
-        for number, line in numbered:
-            kind = c.command_type_of_line(line)
+        for number, line, command, _ in parsed:
+            kind = command.kind if command is not None else c.command_type_of_line(line)
             if kind in known and kind not in allowed:
                 refused.append(f"line {number}: {kind}")
         if refused:
@@ -336,22 +339,14 @@ class LedgerService:
             raise Forbidden(f"role {principal.role.value} may not send "
                             f"{'; '.join(refused[:10])} (it may send: {may_send})")
 
-    def _parse(self, principal: Principal, line: bytes
-               ) -> tuple[c.Command | None, Rejection | None]:
-        if b"\x00" in line:
-            # never JSON (a NUL in a string is written \u0000), and PostgreSQL's text columns
-            # cannot keep it with the rejection: refused here, before the store sees it
-            return None, InvalidCommand("", "not valid JSON: the line holds a NUL byte")
-        try:
-            command = c.parse_line(line)
-        except InvalidCommand as problem:
-            return None, problem
+    def _out_of_scope(self, principal: Principal, command: c.Command) -> Rejection | None:
+        """A customer's claim on another customer's agreement is rejected as one on an
+        agreement that does not exist (the same words: nothing is told of the other)."""
         if principal.role is Role.customer and isinstance(command, c.SubmitClaim):
-            # another customer's agreement answers as one that does not exist
             owner = self._agreement_customer(command.agreement_id)
             if not principal.sees_customer(owner):
-                return None, UnknownAgreement(command.agreement_id)
-        return command, None
+                return UnknownAgreement(command.agreement_id)
+        return None
 
     def _apply(self, principal: Principal, records: list[SourcedCommand],
                extras: Callable[[Session], None], *, approved_by: str | None = None,
@@ -764,6 +759,22 @@ class LedgerService:
                 "payload": orjson.loads(event.model_dump_json()),
             })
         return {"events": items, "next": items[-1]["position"] if items else after}
+
+
+def _parse(line: bytes) -> tuple[c.Command | None, Rejection | None]:
+    if b"\x00" in line:
+        # never JSON (a NUL in a string is written \u0000), and PostgreSQL's text columns
+        # cannot keep it with the rejection: refused here, before the store sees it
+        return None, InvalidCommand("", "not valid JSON: the line holds a NUL byte")
+    try:
+        return c.parse_line(line), None
+    except InvalidCommand as problem:
+        return None, problem
+
+
+def _kept(line: bytes) -> bytes:
+    """The text kept with a rejection: a NUL byte shown as `\\u0000`."""
+    return line.replace(b"\x00", b"\\u0000") if b"\x00" in line else line
 
 
 def _without_recorded_at(line: bytes) -> bytes:

@@ -29,3 +29,15 @@ def test_apply_records_the_operator_or_the_name_given(tmp_path: Path) -> None:
         assert [(e["type"], e["actor"], e["role"]) for e in events] == [
             ("AgreementCreated", f"cli:{getpass.getuser()}", Role.admin.value),
             ("SalesRecorded", "erp-import", Role.admin.value)]
+
+
+def test_a_line_with_a_nul_byte_is_rejected_and_kept(database_url: str) -> None:
+    """PostgreSQL's text columns refuse NUL: the line is rejected before the store sees it,
+    kept with `\\u0000` in its place, and the lines around it apply."""
+    with LedgerService(Ledger(database_url)) as service:
+        lines = [orjson.dumps(h.agreement("A1")), b'{"type": "record_sale"\x00}',
+                 orjson.dumps(h.sale("S1", "1", "1.00"))]
+        report = service.load(operator("t"), lines, source="nul.jsonl")
+        assert report.accepted == 2 and [r.line for r in report.rejected] == [2]
+        (kept,) = service.ledger.rejections()
+        assert "NUL" in kept.reason and "\\u0000" in kept.command and "\x00" not in kept.command

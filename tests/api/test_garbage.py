@@ -45,12 +45,19 @@ def test_garbage_bodies(api: Api, content_type: str) -> None:
                 "admin", **{"content-type": content_type}))
             assert response.status_code < 500, (path, body[:60], response.text)
             assert "Traceback" not in response.text
-            if path == "/v1/commands" and response.status_code == 422:
+            if response.headers["content-type"] == "application/json" and \
+                    path == "/v1/commands" and response.status_code == 422:
                 # the report of apply: every line rejected with its reason, kept
                 report = response.json()
                 assert report["rejected"] == len(report["rejections"]) >= 1
             elif response.status_code >= 400:
                 assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_an_empty_body_is_no_command(api: Api) -> None:
+    for body in (b"", b"\n \n"):
+        response = api.client.post("/v1/commands", content=body, headers=api.headers("admin"))
+        assert response.status_code == 422 and response.json()["field"] == "body"
 
 
 def test_garbage_parameters(api: Api) -> None:
