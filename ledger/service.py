@@ -419,10 +419,11 @@ class LedgerService:
                 agreements.c.agreement_id == agreement_id)).scalar()
 
     def _customer_of(self, session: Session, command: c.Command) -> str | None:
-        customer = getattr(command, "customer_id", None)
-        if customer is None and getattr(command, "agreement_id", None) is not None:
+        customer: str | None = getattr(command, "customer_id", None)
+        agreement_id: str | None = getattr(command, "agreement_id", None)
+        if customer is None and agreement_id is not None:
             customer = session.execute(select(agreements.c.customer_id).where(
-                agreements.c.agreement_id == command.agreement_id)).scalar()
+                agreements.c.agreement_id == agreement_id)).scalar()
         return customer
 
     # Proposals ---------------------------------------------------------------------------

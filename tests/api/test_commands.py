@@ -109,3 +109,22 @@ def test_events_name_who_recorded_them_and_older_ones_read_unknown(api: Api) -> 
     page = api.client.get(f"/v1/events?after={events['next'] - 1}&limit=1",
                           headers=api.headers("auditor")).json()
     assert [e["position"] for e in page["events"]] == [events["next"]]
+
+
+def test_a_key_whose_answer_was_lost_says_so_and_applies_nothing(api: Api) -> None:
+    """The server stopped between committing a batch (with its key) and keeping the answer."""
+    import hashlib
+
+    from sqlalchemy import insert
+
+    from ledger.accounts import api_idempotency
+
+    body = orjson.dumps(h.sale("S70", "1", "1.00"))
+    with api.service.engine.begin() as connection:
+        connection.execute(insert(api_idempotency).values(
+            user_name="ingest", key="lost", request_sha256=hashlib.sha256(body).hexdigest(),
+            created_us=0))
+    response = api.client.post("/v1/commands", content=body,
+                               headers=api.headers("ingest", **{"Idempotency-Key": "lost"}))
+    assert response.status_code == 409 and "was applied" in response.json()["detail"]
+    assert api.service.ledger.apply([h.sale("S70", "1", "1.00")]).accepted == 1  # not before

@@ -92,3 +92,17 @@ def test_an_unknown_proposal_is_404(api: Api) -> None:
         method = "GET" if path.endswith("nope") else "POST"
         response = api.client.request(method, path, headers=api.headers("admin"))
         assert response.status_code == 404
+
+
+def test_a_proposal_the_book_has_since_made_invalid_fails_on_approval(api: Api) -> None:
+    # A1's liability is 100.00: two write-offs of 60.00 each pass alone, not together
+    first = api.post_commands("finance", [h.write_off("60.00")]).json()["proposal_id"]
+    second = api.post_commands("finance2", [h.write_off("60.00")]).json()["proposal_id"]
+    assert api.client.post(f"/v1/proposals/{first}/approve",
+                           headers=api.headers("finance2")).status_code == 200
+    failed = api.client.post(f"/v1/proposals/{second}/approve", headers=api.headers("finance"))
+    assert failed.status_code == 422
+    proposal = failed.json()["proposal"]
+    assert proposal["status"] == "failed" and "amount" in proposal["reason"]
+    assert failed.json()["report"]["rejections"][0]["command"] == "write_off"
+    assert _liability(api, "A1") == "40.00"
