@@ -632,13 +632,25 @@ class LedgerService:
                                     limit=limit).to_json()
 
     def journal(self, principal: Principal, as_of: date, known_at: datetime | None = None, *,
-                agreement_id: str | None = None, customer_id: str | None = None) -> bytes:
+                agreement_id: str | None = None, customer_id: str | None = None,
+                after: int = 0, limit: int | None = None) -> bytes:
+        """The journal (`journal --format json`); with `after` and `limit`, the entries
+        numbered after `after`, at most `limit` of them, and `next`: the cursor of the next
+        page (null on the last)."""
         from ledger.audit.journal import journal_report
 
         self.require(principal, Capability.read_books, "read the journal")
-        return self._with_recorders(journal_report(
-            self.ledger, as_of, known_at, agreement_id=agreement_id,
-            customer_id=customer_id).to_json())
+        report = journal_report(self.ledger, as_of, known_at, agreement_id=agreement_id,
+                                customer_id=customer_id)
+        if after or limit is not None:
+            if after < 0 or (limit is not None and limit < 1):
+                raise BadRequest("after" if after < 0 else "limit",
+                                 "after is 0 or more, limit 1 or more")
+            last = report.extra["entries"] if limit is None else after + limit
+            report.rows = [r for r in report.rows if after < r["entry"] <= last]
+            report.extra = {**report.extra, "next": last if last < report.extra["entries"]
+                            else None}
+        return self._with_recorders(report.to_json())
 
     def trial_balance(self, principal: Principal, as_of: date,
                       known_at: datetime | None = None, *, agreement_id: str | None = None,

@@ -347,10 +347,16 @@ def create_app(service: LedgerService, settings: ApiSettings | None = None) -> F
 
     @app.get("/v1/journal", tags=["toolkit"])
     def get_journal(caller: Caller, as_of: AsOf, known_at: KnownAt = None,
-                    agreement: str | None = None, customer: str | None = None) -> Response:
+                    agreement: str | None = None, customer: str | None = None,
+                    after: Annotated[int, Query(ge=0, description="cursor: the last entry "
+                                                "of the previous page")] = 0,
+                    limit: Annotated[int | None, Query(ge=1, le=100_000, description=
+                                                       "entries per page")] = None) -> Response:
+        """The journal; page it with `after` and `limit` (`next` is the next cursor)."""
         return _json(service.journal(caller, parse_day(as_of, "as_of"),
                                      parse_moment(known_at, "known_at"),
-                                     agreement_id=agreement, customer_id=customer))
+                                     agreement_id=agreement, customer_id=customer,
+                                     after=after, limit=limit))
 
     @app.get("/v1/trial-balance", tags=["toolkit"])
     def get_trial_balance(caller: Caller, as_of: AsOf, known_at: KnownAt = None,

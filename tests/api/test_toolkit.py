@@ -132,3 +132,16 @@ def test_the_evidence_pack_is_a_zip_with_its_manifest(book_api: tuple[Api, str],
     assert response.headers["content-type"] == "application/zip"
     names = zipfile.ZipFile(io.BytesIO(response.content)).namelist()
     assert "manifest.json" in names and "journal.json" in names
+
+
+def test_the_journal_pages_by_entry(book_api: tuple[Api, str]) -> None:
+    api, _ = book_api
+    whole = api.client.get("/v1/journal?as_of=2025-12-31", headers=api.headers("finance"))
+    rows, cursor = [], 0
+    while cursor is not None:
+        page = api.client.get(f"/v1/journal?as_of=2025-12-31&after={cursor}&limit=2",
+                              headers=api.headers("finance")).json()
+        assert len({r["entry"] for r in page["rows"]}) <= 2
+        rows += page["rows"]
+        cursor = page["next"]
+    assert rows == whole.json()["rows"] and whole.json()["entries"] > 2
