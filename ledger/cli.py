@@ -176,6 +176,11 @@ def apply(
         Format, typer.Option("--format", help="table (for people) or json (the report)")
     ] = Format.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    actor: Annotated[
+        str | None,
+        typer.Option("--as", help="who is recorded on the stored events (default "
+                     "cli:<OS user>)"),
+    ] = None,
 ) -> None:
     """Apply a batch of commands, in order. Exit 0: all applied; 1: some rejected (the rest
     applied); 2: the input could not be read; 3: stopped by an internal error (the lines before
@@ -186,6 +191,10 @@ def apply(
         err_console.print(f"[red]error:[/red] cannot read input: {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
     book = open_ledger(database)
+    from ledger.cli_service import operator_principal
+    from ledger.service import LedgerService
+
+    service, principal = LedgerService(book), operator_principal(actor)
     try:
         show_progress = not quiet and size is not None and size > 1 << 20 and sys.stderr.isatty()
         if show_progress:
@@ -199,12 +208,12 @@ def apply(
                 transient=True,
             ) as progress:
                 task = progress.add_task("apply", total=size)
-                report = book.apply_lines(
-                    bounded_lines(handle), source=file,
+                report = service.load(
+                    principal, bounded_lines(handle), source=file,
                     on_progress=lambda n: progress.advance(task, n),
                 )
         else:
-            report = book.apply_lines(bounded_lines(handle), source=file)
+            report = service.load(principal, bounded_lines(handle), source=file)
     except ApplyStopped as stopped:
         _print_report(stopped.report, output)
         err_console.print(f"error: {stopped}", markup=False, highlight=False)
@@ -710,9 +719,10 @@ def produce(
 
 
 # The auditors' toolkit: imported last, as its modules use the helpers above.
+from ledger import cli_service  # noqa: E402
 from ledger.audit import cli_analysis, cli_evidence, cli_finance  # noqa: E402
 
-for _module in (cli_finance, cli_analysis, cli_evidence):
+for _module in (cli_finance, cli_analysis, cli_evidence, cli_service):
     _module.register(app)
 
 

@@ -46,6 +46,14 @@ Clock = Callable[[], datetime]
 Parsed = tuple[int, bytes | str, c.Command | None, Rejection | None, str | None]
 
 
+#: What runs inside each transaction of `Ledger.apply_lines`: (skip_applied, before_commit), as
+#: `Ledger.apply_records` takes them.
+TransactionHooks = tuple[
+    Callable[[Session], Collection[int]] | None,
+    Callable[[Session, list[RejectionRecord]], None] | None,
+]
+
+
 class SourcedCommand(NamedTuple):
     """One command for `Ledger.apply_records`, from a source that names each record (a Kafka
     record: `source` "kafka:rebate.sales/2@1234", `number` its offset)."""
@@ -181,9 +189,12 @@ class Ledger:
         *,
         source: str = "-",
         on_progress: Callable[[int], None] | None = None,
+        hooks: TransactionHooks | None = None,
     ) -> ApplyReport:
         """Apply JSON Lines in order. A bad line is rejected with its reason and kept; the
-        lines around it still apply. Each chunk of lines commits as one transaction."""
+        lines around it still apply. Each chunk of lines commits as one transaction; `hooks`
+        run inside each (as `apply_records`' `skip_applied` and `before_commit`: the service
+        records who applied the lines with them)."""
         report = ApplyReport()
         chunk: list[tuple[int, bytes | str]] = []
         chunk_bytes = 0
@@ -193,18 +204,19 @@ class Ledger:
             chunk.append((number, line))
             chunk_bytes += len(line) + 1
             if len(chunk) >= self.settings.chunk_lines:
-                self._apply_chunk_or_stop(chunk, source, report)
+                self._apply_chunk_or_stop(chunk, source, report, hooks)
                 if on_progress is not None:
                     on_progress(chunk_bytes)
                 chunk, chunk_bytes = [], 0
         if chunk:
-            self._apply_chunk_or_stop(chunk, source, report)
+            self._apply_chunk_or_stop(chunk, source, report, hooks)
             if on_progress is not None:
                 on_progress(chunk_bytes)
         return report
 
     def _apply_chunk_or_stop(
-        self, chunk: list[tuple[int, bytes | str]], source: str, report: ApplyReport
+        self, chunk: list[tuple[int, bytes | str]], source: str, report: ApplyReport,
+        hooks: TransactionHooks | None = None,
     ) -> None:
         """Apply a chunk; on a failure that is not a rejection (a bug: bad input is rejected
         line by line and never gets here) the chunk rolls back, the lines before the one that
@@ -212,12 +224,12 @@ class Ledger:
         the batch stopped."""
         at = _Cursor()
         try:
-            self._apply_chunk(chunk, source, report, at)
+            self._apply_chunk(chunk, source, report, at, hooks)
         except Exception as exc:
             failed = at.index if 0 <= at.index < len(chunk) else 0
             if failed > 0:
                 try:
-                    self._apply_chunk(chunk[:failed], source, report)
+                    self._apply_chunk(chunk[:failed], source, report, None, hooks)
                 except Exception:  # the prefix fails too: nothing of the chunk is applied
                     failed = 0
             raise ApplyStopped(report, chunk[failed][0], exc) from exc
@@ -239,13 +251,14 @@ class Ledger:
         source: str,
         report: ApplyReport,
         at: _Cursor | None = None,
+        hooks: TransactionHooks | None = None,
     ) -> None:
         # The sale path allocates many short-lived objects and no cycles worth chasing; the
         # cyclic collector would otherwise run every few hundred lines (a quarter of the time).
         collecting = gc.isenabled()
         gc.disable()
         try:
-            self._apply_chunk_now(chunk, source, report, at)
+            self._apply_chunk_now(chunk, source, report, at, hooks)
         finally:
             if collecting:
                 gc.enable()
@@ -256,6 +269,7 @@ class Ledger:
         source: str,
         report: ApplyReport,
         at: _Cursor | None,
+        hooks: TransactionHooks | None = None,
     ) -> None:
         parsed: list[Parsed] = []
         sale_ids: list[str] = []
@@ -273,7 +287,9 @@ class Ledger:
             if isinstance(valid, c.RecordSale | c.ReverseSale):
                 sale_ids.append(valid.sale_id)
             parsed.append((number, line, valid, None, None))
-        self._apply_parsed(parsed, sale_ids, source, report, at=at)
+        skip_applied, before_commit = hooks if hooks is not None else (None, None)
+        self._apply_parsed(parsed, sale_ids, source, report, at=at, skip_applied=skip_applied,
+                           before_commit=before_commit)
 
     def apply_records(
         self,

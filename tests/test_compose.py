@@ -20,7 +20,7 @@ from ledger.kafka.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).parent / "rebate-ledger"
-LEDGER_SERVICES = ("relay", "intake", "projections")
+LEDGER_SERVICES = ("relay", "intake", "projections", "api")
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +91,10 @@ def test_the_compose_check_catches_a_misspelt_key(compose: dict[str, Any]) -> No
     broken["services"]["relay"]["enviroment"] = broken["services"]["relay"].pop("environment")
     errors = compose_errors(broken)
     assert errors and "enviroment" in errors[0], errors
+
+
+def test_the_api_is_checked_healthy_by_its_readiness_route(compose: dict[str, Any]) -> None:
+    api = compose["services"]["api"]
+    assert api["command"][0] == "serve"
+    assert any("/readyz" in part for part in api["healthcheck"]["test"])
+    assert api["ports"] == ["127.0.0.1:8000:8000"]  # loopback only unless opened on purpose

@@ -23,3 +23,14 @@ def test_every_kafka_setting_is_documented_with_its_default() -> None:
 def test_every_ledger_setting_is_documented() -> None:
     for name in Settings.model_fields:
         assert f"LEDGER_{name.upper()}" in DOC, name
+
+
+def test_every_api_setting_is_documented_with_its_default() -> None:
+    from ledger.bootstrap import ApiSettings
+
+    for name, field in ApiSettings.model_fields.items():
+        variable = f"`LEDGER_API_{name.upper()}`"
+        row = next((line for line in DOC.splitlines() if line.startswith(f"| {variable}")), None)
+        assert row is not None, variable
+        if field.default:
+            assert f"`{field.default}`" in row, (variable, field.default)

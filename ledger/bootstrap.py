@@ -1,0 +1,44 @@
+"""The composition root: builds the application service once per process, from settings.
+
+Entrypoints ask here for the service instead of opening a `Ledger` themselves, so that what a
+process is made of (store, proposal set, limits) is decided in one place.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ledger.access import DEFAULT_PROPOSAL_COMMANDS
+from ledger.core import Ledger
+from ledger.service import LedgerService
+
+
+class ApiSettings(BaseSettings):
+    """Settings of the HTTP API, from `LEDGER_API_*` environment variables
+    (docs/configuration.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="LEDGER_API_", extra="ignore")
+
+    proposal_commands: str = Field(
+        default=",".join(sorted(DEFAULT_PROPOSAL_COMMANDS)),
+        description="comma-separated command types that become proposals (four eyes)")
+    body_bytes_max: int = Field(default=64 << 20, ge=1024, le=1 << 30,
+                                description="largest request body; larger gets 413")
+    failed_auth_max: int = Field(default=20, ge=1, le=100_000,
+                                 description="failed sign-ins per client address per window")
+    failed_auth_window_s: float = Field(default=60.0, gt=0, le=86_400,
+                                        description="the window of failed_auth_max, seconds")
+    cors_origins: str = Field(default="", description="comma-separated origins allowed by "
+                              "CORS; empty (default): no CORS")
+
+    def proposal_set(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.proposal_commands.split(",") if t.strip())
+
+
+def build_service(database_url: str | None = None,
+                  settings: ApiSettings | None = None) -> LedgerService:
+    """The service over the store at `database_url` (default: LEDGER_DATABASE_URL, else the
+    embedded SQLite file)."""
+    settings = settings or ApiSettings()
+    return LedgerService(Ledger(database_url), proposal_commands=settings.proposal_set())

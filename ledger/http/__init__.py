@@ -1,0 +1,1 @@
+"""The HTTP entrypoint (`rebate-ledger serve`): ledger.http.app builds the FastAPI app."""

@@ -1,0 +1,456 @@
+"""The HTTP API: a thin FastAPI adapter over `ledger.service.LedgerService`.
+
+Every route reads its parameters, calls one method of the service for the caller's principal,
+and returns its JSON; errors become RFC 9457 problem documents with the status of
+`ledger.access.http_status`, the one mapping. Nothing here decides a rule or touches SQL.
+
+No `from __future__ import annotations`: FastAPI reads the annotations of routes defined inside
+`create_app`, whose dependency aliases are local.
+"""
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ledger import __version__
+from ledger.access import (
+    BadRequest,
+    Principal,
+    RateLimited,
+    TooLarge,
+    Unauthenticated,
+    http_status,
+)
+from ledger.bootstrap import ApiSettings
+from ledger.errors import LedgerError, Rejection
+from ledger.service import LedgerService, Outcome, parse_day, parse_moment
+
+log = logging.getLogger("ledger.http")
+
+PROBLEM = "application/problem+json"
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
+TITLES = {400: "Bad request", 401: "Unauthenticated", 403: "Forbidden", 404: "Not found",
+          405: "Method not allowed", 409: "Conflict", 413: "Request too large",
+          415: "Unsupported media type", 422: "Unprocessable request",
+          429: "Too many requests", 500: "Internal error", 503: "Not ready"}
+
+#: Client addresses whose failed sign-ins the limiter remembers at most (bounded memory).
+LIMITER_CLIENTS_MAX = 10_000
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def problem(status: int, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status,
+            "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _json(document: Any, status: int = 200) -> Response:
+    content = document if isinstance(document, bytes) else orjson.dumps(document)
+    return Response(content, status_code=status, media_type="application/json")
+
+
+class FailedSignIns:
+    """Failed authentications per client address in a sliding window (per process)."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, client: str) -> None:
+        with self._lock:
+            times = self._seen.get(client)
+            if times is None:
+                return
+            cutoff = time.monotonic() - self.window_s
+            while times and times[0] < cutoff:
+                times.popleft()
+            if len(times) >= self.limit:
+                raise RateLimited(f"too many failed sign-ins from {client}; wait "
+                                  f"{self.window_s:g} s")
+
+    def fail(self, client: str) -> None:
+        with self._lock:
+            if client not in self._seen and len(self._seen) >= LIMITER_CLIENTS_MAX:
+                self._seen.pop(next(iter(self._seen)))
+            self._seen.setdefault(client, deque(maxlen=self.limit)).append(time.monotonic())
+
+
+class BodyLimit:
+    """413 for a body above the limit, told by Content-Length or counted while it streams,
+    before it is read whole."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        too_large = problem(413, f"the request body is above {self.limit} bytes "
+                            "(LEDGER_API_BODY_BYTES_MAX); send it in smaller requests")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await too_large(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise TooLarge(f"the request body is above {self.limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+    "cross-origin-resource-policy": "same-origin",
+}
+#: Everything but the interactive docs, which load their scripts and styles from a CDN.
+CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+class AccessLog:
+    """Security headers on every response, and one structured log line per request: user,
+    route, status, milliseconds, client (never a credential)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        docs = scope["path"].startswith(("/docs", "/redoc"))
+
+        async def with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                extra = dict(SECURITY_HEADERS)
+                if not docs:
+                    extra["content-security-policy"] = CSP
+                headers += [(k.encode(), v.encode()) for k, v in extra.items()
+                            if k.encode() not in present]
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_headers)
+        finally:
+            route = scope.get("route")
+            client = scope.get("client")
+            log.info(orjson.dumps({
+                "user": scope.get("state", {}).get("user"),
+                "method": scope["method"],
+                "route": getattr(route, "path", scope["path"]),
+                "status": status,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+                "client": client[0] if client else None,
+            }).decode())
+
+
+def create_app(service: LedgerService, settings: ApiSettings | None = None) -> FastAPI:
+    """The API over `service` (built once per process by ledger.bootstrap)."""
+    settings = settings or ApiSettings()
+    limiter = FailedSignIns(settings.failed_auth_max, settings.failed_auth_window_s)
+    app = FastAPI(
+        title="rebate-ledger API",
+        version=__version__,
+        description="The rebate ledger as a service: contract commands, the liability at any "
+        "point in time, four-eyes proposals and the auditors' toolkit. Every /v1 route needs "
+        "`Authorization: Bearer TOKEN` (`rebate-ledger users add`). Errors are RFC 9457 "
+        "problem documents.",
+    )
+    app.state.service = service
+
+    if settings.cors_origins.strip():
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+                           allow_origins=[o.strip() for o in settings.cors_origins.split(",")
+                                          if o.strip()])
+    app.add_middleware(AccessLog)
+    app.add_middleware(BodyLimit, limit=settings.body_bytes_max)
+
+    @app.exception_handler(LedgerError)
+    async def ledger_error(request: Request, error: LedgerError) -> Response:
+        status = http_status(error)
+        extra: dict[str, Any] = {}
+        if isinstance(error, Rejection | BadRequest) and error.field:
+            extra["field"] = error.field
+        if status == 401:
+            response = problem(status, str(error), **extra)
+            response.headers["www-authenticate"] = "Bearer"
+            return response
+        return problem(status, str(error), **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        found = error.errors()
+        first = found[0] if found else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path",
+                                                                            "body"))
+        detail = f"{where}: {first.get('msg', 'invalid')}" if where else str(
+            first.get("msg", "invalid request"))
+        return problem(422, detail, field=where or None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        return problem(error.status_code, str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> Response:
+        log.exception("unexpected error on %s", request.url.path)
+        return problem(500, "an unexpected error; it is logged on the server")
+
+    def principal(request: Request) -> Principal:
+        client = request.client.host if request.client else "unknown"
+        limiter.check(client)
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        try:
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("send Authorization: Bearer TOKEN (rebate-ledger users "
+                                      "add prints one)")
+            found = service.authenticate(token.strip())
+        except Unauthenticated:
+            limiter.fail(client)
+            raise
+        request.state.user = found.name
+        return found
+
+    Caller = Annotated[Principal, Depends(principal)]
+    AsOf = Annotated[str, Query(description="valid date D, YYYY-MM-DD")]
+    KnownAt = Annotated[str | None, Query(
+        description="as the books stood at K: ISO 8601 timestamp, or a date (end of that day, "
+        "UTC); default everything recorded")]
+
+    def outcome(result: Outcome) -> Response:
+        return _json(result.body, result.status)
+
+    # Health -------------------------------------------------------------------------------
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> dict[str, Any]:
+        """The store answers."""
+        return service.ready()
+
+    # Commands and proposals ----------------------------------------------------------------
+
+    @app.post("/v1/commands", tags=["commands"], responses={
+        200: {"description": "every command applied (or a duplicate)"},
+        202: {"description": "deal changes became proposals awaiting approval"},
+        422: {"description": "some commands rejected; the rest applied"}})
+    async def post_commands(request: Request, caller: Caller) -> Response:
+        """One contract command as a JSON object, or many as JSON Lines
+        (`Content-Type: application/x-ndjson`); the report of `apply --format json`. An
+        `Idempotency-Key` header makes a retry answer the first response again."""
+        media = request.headers.get("content-type", "application/json").split(";")[0].strip()
+        body = await request.body()
+        if media in NDJSON_TYPES:
+            lines = body.splitlines()
+        elif media in ("application/json", ""):
+            lines = [body]
+        else:
+            return problem(415, f"Content-Type {media!r}: send application/json (one command) "
+                           "or application/x-ndjson (JSON Lines)")
+        key = request.headers.get("idempotency-key")
+        result = await run_in_threadpool(service.submit, caller, lines, idempotency_key=key)
+        return outcome(result)
+
+    @app.get("/v1/proposals", tags=["proposals"])
+    def list_proposals(caller: Caller, status: str | None = None) -> Response:
+        """Proposals (deal changes awaiting a second person), oldest first."""
+        return _json({"proposals": service.proposals(caller, status)})
+
+    @app.get("/v1/proposals/{proposal_id}", tags=["proposals"])
+    def get_proposal(proposal_id: str, caller: Caller) -> Response:
+        return _json(service.proposal(caller, proposal_id))
+
+    @app.post("/v1/proposals/{proposal_id}/approve", tags=["proposals"])
+    def approve_proposal(proposal_id: str, caller: Caller) -> Response:
+        """Apply the proposal now, recorded as the proposer's, approved by the caller (a
+        finance or admin user other than the proposer)."""
+        return outcome(service.approve(caller, proposal_id))
+
+    @app.post("/v1/proposals/{proposal_id}/reject", tags=["proposals"])
+    async def reject_proposal(proposal_id: str, request: Request, caller: Caller) -> Response:
+        """Reject the proposal; body `{"reason": "..."}`."""
+        reason = _reason(await request.body())
+        return outcome(await run_in_threadpool(service.reject_proposal, caller, proposal_id,
+                                               reason))
+
+    # Reads --------------------------------------------------------------------------------
+
+    @app.get("/v1/liability", tags=["reads"])
+    def get_liability(caller: Caller, as_of: AsOf, known_at: KnownAt = None,
+                      agreement: str | None = None, customer: str | None = None) -> Response:
+        """What `liability --format json` prints for the same arguments."""
+        return _json(service.liability(caller, parse_day(as_of, "as_of"),
+                                       parse_moment(known_at, "known_at"),
+                                       agreement_id=agreement, customer_id=customer))
+
+    @app.get("/v1/agreements/{agreement_id}", tags=["reads"])
+    def get_agreement(agreement_id: str, caller: Caller) -> Response:
+        """The agreement and its terms history, each version with who recorded it."""
+        return _json(service.agreement(caller, agreement_id))
+
+    @app.get("/v1/explain", tags=["toolkit"])
+    def get_explain(caller: Caller, agreement: str, as_of: AsOf,
+                    known_at: KnownAt = None) -> Response:
+        return _json(service.explain(caller, agreement, parse_day(as_of, "as_of"),
+                                     parse_moment(known_at, "known_at")))
+
+    @app.get("/v1/opportunities", tags=["toolkit"])
+    def get_opportunities(caller: Caller, as_of: AsOf, known_at: KnownAt = None,
+                          customer: str | None = None,
+                          limit: Annotated[int | None, Query(ge=1)] = None) -> Response:
+        return _json(service.opportunities(caller, parse_day(as_of, "as_of"),
+                                           parse_moment(known_at, "known_at"),
+                                           customer_id=customer, limit=limit))
+
+    @app.get("/v1/journal", tags=["toolkit"])
+    def get_journal(caller: Caller, as_of: AsOf, known_at: KnownAt = None,
+                    agreement: str | None = None, customer: str | None = None,
+                    after: Annotated[int, Query(ge=0, description="cursor: the last entry "
+                                                "of the previous page")] = 0,
+                    limit: Annotated[int | None, Query(ge=1, le=100_000, description=
+                                                       "entries per page")] = None) -> Response:
+        """The journal; page it with `after` and `limit` (`next` is the next cursor)."""
+        return _json(service.journal(caller, parse_day(as_of, "as_of"),
+                                     parse_moment(known_at, "known_at"),
+                                     agreement_id=agreement, customer_id=customer,
+                                     after=after, limit=limit))
+
+    @app.get("/v1/trial-balance", tags=["toolkit"])
+    def get_trial_balance(caller: Caller, as_of: AsOf, known_at: KnownAt = None,
+                          agreement: str | None = None,
+                          customer: str | None = None) -> Response:
+        return _json(service.trial_balance(caller, parse_day(as_of, "as_of"),
+                                           parse_moment(known_at, "known_at"),
+                                           agreement_id=agreement, customer_id=customer))
+
+    @app.get("/v1/reconcile", tags=["toolkit"])
+    def get_reconcile(caller: Caller, as_of: AsOf, known_at: KnownAt = None,
+                      customer: str | None = None,
+                      grace_days: Annotated[int, Query(ge=0, le=36_500)] = 60,
+                      unpaid_days: Annotated[int, Query(ge=0, le=36_500)] = 30,
+                      flagged: bool = False) -> Response:
+        return _json(service.reconcile(caller, parse_day(as_of, "as_of"),
+                                       parse_moment(known_at, "known_at"),
+                                       customer_id=customer, grace_days=grace_days,
+                                       unpaid_days=unpaid_days, flagged_only=flagged))
+
+    @app.get("/v1/diff", tags=["toolkit"])
+    def get_diff(caller: Caller, as_of: AsOf,
+                 known_at: Annotated[str, Query(description="K1, the earlier moment")],
+                 vs: KnownAt = None) -> Response:
+        k1 = parse_moment(known_at, "known_at")
+        assert k1 is not None
+        return _json(service.diff(caller, parse_day(as_of, "as_of"), k1,
+                                  parse_moment(vs, "vs")))
+
+    @app.post("/v1/simulate", tags=["toolkit"])
+    async def post_simulate(request: Request, caller: Caller,
+                            as_of: str | None = None) -> Response:
+        """A draft (JSON Lines: a create_agreement and optional amend_agreement lines) over the
+        sales already recorded; nothing is stored."""
+        draft = (await request.body()).splitlines()
+        day = parse_day(as_of, "as_of") if as_of is not None else None
+        return _json(await run_in_threadpool(service.simulate, caller, draft, day))
+
+    @app.get("/v1/rejections", tags=["toolkit"])
+    def get_rejections(caller: Caller,
+                       limit: Annotated[int | None, Query(ge=1)] = None) -> Response:
+        return _json(service.rejections(caller, limit))
+
+    @app.get("/v1/periods", tags=["toolkit"])
+    def get_periods(caller: Caller, known_at: KnownAt = None) -> Response:
+        return _json(service.periods(caller, parse_moment(known_at, "known_at")))
+
+    @app.post("/v1/periods/close", tags=["toolkit"])
+    async def post_close(request: Request, caller: Caller) -> Response:
+        """Close a period: body `{"period": "2025-Q4"}` or `{"from": D1, "to": D2}`."""
+        fields = _object(await request.body())
+        start = fields.get("from")
+        end = fields.get("to")
+        period = fields.get("period")
+        for name, value in (("period", period), ("from", start), ("to", end)):
+            if value is not None and not isinstance(value, str):
+                raise BadRequest(name, "a string")
+        return _json(await run_in_threadpool(
+            service.close_period, caller, period,
+            parse_day(start, "from") if start else None, parse_day(end, "to") if end else None))
+
+    @app.get("/v1/verify", tags=["toolkit"])
+    def get_verify(caller: Caller) -> Response:
+        return _json(service.verify(caller))
+
+    @app.get("/v1/evidence", tags=["toolkit"], response_class=Response,
+             responses={200: {"content": {"application/zip": {}}}})
+    def get_evidence(caller: Caller, as_of: AsOf, known_at: KnownAt = None) -> Response:
+        pack = service.evidence(caller, parse_day(as_of, "as_of"),
+                                parse_moment(known_at, "known_at"))
+        return Response(pack, media_type="application/zip", headers={
+            "content-disposition": f'attachment; filename="evidence-{as_of}.zip"'})
+
+    @app.get("/v1/events", tags=["toolkit"])
+    def get_events(caller: Caller, after: Annotated[int, Query(ge=0)] = 0,
+                   limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Response:
+        """The event log in store order after the cursor `after`; `next` is the next cursor."""
+        return _json(service.events(caller, after, limit))
+
+    return app
+
+
+def _object(body: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError as error:
+        raise BadRequest("", f"the body is not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise BadRequest("", "the body is a JSON object")
+    return value
+
+
+def _reason(body: bytes) -> str:
+    reason = _object(body).get("reason")
+    if not isinstance(reason, str):
+        raise BadRequest("reason", 'required: {"reason": "why"}')
+    return reason

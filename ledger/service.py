@@ -1,0 +1,805 @@
+"""The application service: one method per use case, each run for a `Principal`.
+
+Every entrypoint (the HTTP API, and the CLI commands that act for a user) calls only this: it
+checks what the principal may do and see, calls the `Ledger` facade and the audit functions,
+and records who did what. No entrypoint holds a rule, a query or SQL; errors are the types of
+`ledger.access`, which each entrypoint maps to a status or an exit code in one place.
+
+Four eyes: a command whose type is in `proposal_commands` (default `create_agreement`,
+`amend_agreement`, `write_off`) sent through the service becomes a *proposal*: checked against
+the rules and stored with its what-if (the affected agreement's liability before and after,
+computed by applying it in a transaction that is then rolled back), not in force until a
+different finance or admin user approves it. It is then applied at the approval time, recorded
+as the proposer's, approved by the approver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from ledger import accounts
+from ledger import commands as c
+from ledger.access import (
+    COMMANDS_BY_ROLE,
+    DEFAULT_PROPOSAL_COMMANDS,
+    BadRequest,
+    Capability,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Principal,
+    Role,
+    TooLarge,
+    all_command_types,
+    may,
+)
+from ledger.accounts import api_idempotency, api_proposals
+from ledger.audit.chain import events_table
+from ledger.core import ApplyReport, Ledger, SourcedCommand
+from ledger.errors import ConfigurationError, InvalidCommand, Rejection, UnknownAgreement
+from ledger.handlers import RejectionRecord
+from ledger.liability import LiabilityRow, liability_rows
+from ledger.projections.core import agreements, from_us, terms_changes
+
+#: Most command lines one request may carry (one transaction; `Ledger.apply_records` bound).
+REQUEST_LINES_MAX = 100_000
+#: Most proposals one request may carry (each is checked in a transaction of its own).
+REQUEST_PROPOSALS_MAX = 100
+#: An event id as the tools print it: `<aggregate uuid>/<version>`.
+EVENT_ID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/[0-9]+")
+#: Most events one read of the event log returns.
+EVENT_PAGE_MAX = 10_000
+
+
+def parse_day(value: str, name: str) -> date:
+    try:
+        return date.fromisoformat(value.strip())
+    except (ValueError, AttributeError):
+        raise BadRequest(name, f"{value!r} is not a date YYYY-MM-DD") from None
+
+
+def parse_moment(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 timestamp (UTC when it has no offset), or a date meaning the end of that
+    day, UTC: the same reading as the CLI's `--known-at`."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time.max, tzinfo=UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(name, f"{value!r} is not a date (YYYY-MM-DD) or ISO 8601 timestamp "
+                         "(2025-04-02T09:00:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def timestamp_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Outcome:
+    """What a write use case answers: a status class (ok, accepted for approval, rejected) and
+    the JSON document."""
+
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass
+class _Proposal:
+    number: int
+    proposal_id: str
+    command: c.Command
+    text: bytes
+    what_if: dict[str, Any]
+
+
+class _RolledBack(Exception):
+    """Raised inside a what-if transaction so that nothing of it is committed."""
+
+
+@dataclass
+class LedgerService:
+    """The use cases of the ledger, for principals. Built once per process (ledger.bootstrap)."""
+
+    ledger: Ledger
+    proposal_commands: frozenset[str] = DEFAULT_PROPOSAL_COMMANDS
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        accounts.create_tables(self.ledger.engine)
+
+    @property
+    def engine(self) -> Any:
+        return self.ledger.engine
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def __enter__(self) -> LedgerService:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # Access ------------------------------------------------------------------------------
+
+    def authenticate(self, token: str) -> Principal:
+        return accounts.principal_for_token(self.engine, token)
+
+    def sign_in(self, name: str, password: str) -> Principal:
+        return accounts.principal_for_password(self.engine, name, password)
+
+    @staticmethod
+    def require(principal: Principal, capability: Capability, what: str) -> None:
+        if not may(principal, capability):
+            raise Forbidden(f"role {principal.role.value} may not {what}")
+
+    def ready(self) -> dict[str, Any]:
+        """The store answers (for /readyz)."""
+        try:
+            position = self._position_now()
+        except SQLAlchemyError as error:
+            raise ConfigurationError(f"the store does not answer: {type(error).__name__}") \
+                from None
+        return {"store": "ok", "position": position}
+
+    def _position_now(self, session: Session | None = None) -> int:
+        query = select(func.max(events_table(self.ledger.app.recorder).c.id))
+        if session is not None:
+            return int(session.execute(query).scalar() or 0)
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar() or 0)
+
+    # Users -------------------------------------------------------------------------------
+
+    def add_user(self, principal: Principal, name: str, role: Role,
+                 customers: Sequence[str] = (), password: str | None = None) -> str:
+        self.require(principal, Capability.users, "manage users")
+        return accounts.add_user(self.engine, name, role, customers, password)
+
+    def users(self, principal: Principal) -> list[accounts.User]:
+        self.require(principal, Capability.users, "manage users")
+        return accounts.list_users(self.engine)
+
+    def revoke_user(self, principal: Principal, name: str) -> None:
+        self.require(principal, Capability.users, "manage users")
+        accounts.revoke_user(self.engine, name)
+
+    def rotate_token(self, principal: Principal, name: str) -> str:
+        self.require(principal, Capability.users, "manage users")
+        return accounts.rotate_token(self.engine, name)
+
+    # Commands ----------------------------------------------------------------------------
+
+    def submit(self, principal: Principal, lines: Sequence[bytes], *,
+               idempotency_key: str | None = None) -> Outcome:
+        """Apply a batch of command lines for `principal`, as `apply` does; deal changes become
+        proposals. With `idempotency_key` a retry answers the first outcome again, applying
+        nothing twice (the key is stored in the transaction that applies the batch)."""
+        numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+        if len(numbered) > REQUEST_LINES_MAX:
+            raise TooLarge(f"{len(numbered)} command lines; at most {REQUEST_LINES_MAX} a "
+                           "request (send the rest in further requests)")
+        request_hash = hashlib.sha256(b"\n".join(lines)).hexdigest()
+        if idempotency_key is not None:
+            if not (0 < len(idempotency_key) <= 200):
+                raise BadRequest("Idempotency-Key", "1 to 200 characters")
+            kept = self._kept_outcome(principal, idempotency_key, request_hash)
+            if kept is not None:
+                return kept
+        if not numbered:
+            raise BadRequest("body", "no command: send one JSON object, or JSON Lines")
+        parsed = [(number, line, *_parse(line)) for number, line in numbered]
+        self._check_types(principal, parsed)
+        source = f"api:{principal.name}"
+        records: list[SourcedCommand] = []
+        proposals: list[_Proposal] = []
+        for number, line, command, problem in parsed:
+            if command is not None and (hidden := self._out_of_scope(principal, command)):
+                command, problem = None, hidden
+            if command is not None and command.kind in self.proposal_commands:
+                if len(proposals) >= REQUEST_PROPOSALS_MAX:
+                    raise TooLarge(f"more than {REQUEST_PROPOSALS_MAX} proposals in one "
+                                   "request")
+                text = _without_recorded_at(line)
+                command = c.parse_line(text)
+                verdict = self._what_if(command, text)
+                if isinstance(verdict, Rejection):
+                    problem, command = verdict, None
+                else:
+                    proposals.append(_Proposal(number, str(uuid.uuid4()), command, text,
+                                               verdict))
+                    continue
+            records.append(SourcedCommand(number, _kept(line), command, problem, source))
+
+        def extras(session: Session) -> None:
+            moment = accounts.now_us()
+            for proposal in proposals:
+                session.execute(insert(api_proposals).values(
+                    proposal_id=proposal.proposal_id, command_type=proposal.command.kind,
+                    agreement_id=getattr(proposal.command, "agreement_id", None),
+                    customer_id=self._customer_of(session, proposal.command),
+                    command=proposal.text.decode(), proposer=principal.name,
+                    proposer_role=principal.role.value, proposed_us=moment,
+                    what_if=orjson.dumps(proposal.what_if).decode(), status="pending"))
+            if idempotency_key is not None:
+                session.execute(insert(api_idempotency).values(
+                    user_name=principal.name, key=idempotency_key,
+                    request_sha256=request_hash, created_us=moment))
+
+        try:
+            report = self._apply(principal, records, extras)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            # the same key committed by a concurrent request first: answer as it did
+            kept = self._kept_outcome(principal, idempotency_key, request_hash)
+            if kept is None:
+                raise
+            return kept
+        body = report.to_dict()
+        body["proposals"] = [
+            {"line": p.number, "command": p.command.kind, "proposal_id": p.proposal_id}
+            for p in proposals
+        ]
+        if len(proposals) == 1:
+            body["proposal_id"] = proposals[0].proposal_id
+        status = 422 if report.rejected else 202 if proposals else 200
+        outcome = Outcome(status, body)
+        if idempotency_key is not None:
+            with self.engine.begin() as connection:
+                connection.execute(update(api_idempotency).where(
+                    api_idempotency.c.user_name == principal.name,
+                    api_idempotency.c.key == idempotency_key,
+                ).values(status=status, body=orjson.dumps(body).decode()))
+        return outcome
+
+    def load(self, principal: Principal, lines: Iterable[bytes | str], *, source: str,
+             on_progress: Callable[[int], None] | None = None) -> ApplyReport:
+        """`apply` from the command line: an operator loads history directly (no proposals),
+        through `Ledger.apply_lines` (chunks, a bad line rejected alone, `ApplyStopped` on an
+        internal error), recording `principal` as the actor in each chunk's transaction."""
+        start: list[int] = []
+
+        def skip_applied(session: Session) -> set[int]:
+            start.append(self._position_now(session))
+            return set()
+
+        def before_commit(session: Session, rejected: list[RejectionRecord]) -> None:
+            accounts.record_actor(session, start[-1] + 1, self._position_now(session),
+                                  principal)
+
+        with self._lock:  # one writer per process: the store serialises processes
+            return self.ledger.apply_lines(lines, source=source, on_progress=on_progress,
+                                           hooks=(skip_applied, before_commit))
+
+    def _kept_outcome(self, principal: Principal, key: str, request_hash: str) -> Outcome | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(api_idempotency).where(
+                api_idempotency.c.user_name == principal.name,
+                api_idempotency.c.key == key)).first()
+        if row is None:
+            return None
+        if row.request_sha256 != request_hash:
+            raise Conflict(f"Idempotency-Key {key!r} was used for a different request; use a "
+                           "new key for a new request")
+        if row.status is None:
+            raise Conflict(f"Idempotency-Key {key!r}: the first request with this key was "
+                           "applied, but its answer was not kept (the server stopped); "
+                           "nothing was applied again")
+        return Outcome(int(row.status), orjson.loads(row.body))
+
+    def _check_types(self, principal: Principal,
+                     parsed: list[tuple[int, bytes, c.Command | None, Rejection | None]]
+                     ) -> None:
+        """Refuse the whole request (403, nothing applied) when it holds a command the role
+        may not send; unknown types are left to be rejected as invalid lines."""
+        allowed = COMMANDS_BY_ROLE[principal.role]
+        known = all_command_types()
+        refused = []
+        for number, line, command, _ in parsed:
+            kind = command.kind if command is not None else c.command_type_of_line(line)
+            if kind in known and kind not in allowed:
+                refused.append(f"line {number}: {kind}")
+        if refused:
+            may_send = ", ".join(sorted(allowed)) or "no commands"
+            raise Forbidden(f"role {principal.role.value} may not send "
+                            f"{'; '.join(refused[:10])} (it may send: {may_send})")
+
+    def _out_of_scope(self, principal: Principal, command: c.Command) -> Rejection | None:
+        """A customer's claim on another customer's agreement is rejected as one on an
+        agreement that does not exist (the same words: nothing is told of the other)."""
+        if principal.role is Role.customer and isinstance(command, c.SubmitClaim):
+            owner = self._agreement_customer(command.agreement_id)
+            if not principal.sees_customer(owner):
+                return UnknownAgreement(command.agreement_id)
+        return None
+
+    def _apply(self, principal: Principal, records: list[SourcedCommand],
+               extras: Callable[[Session], None], *, approved_by: str | None = None,
+               proposal_id: str | None = None,
+               check: Callable[[Session], None] | None = None,
+               after: Callable[[Session, list[RejectionRecord]], None] | None = None,
+               ) -> Any:
+        """`Ledger.apply_records` in one transaction, recording the actor over the positions
+        it stored and writing `extras` in the same transaction."""
+        start: list[int] = []
+
+        def skip_applied(session: Session) -> set[int]:
+            if check is not None:
+                check(session)
+            start.append(self._position_now(session))
+            return set()
+
+        def before_commit(session: Session, rejected: list[RejectionRecord]) -> None:
+            end = self._position_now(session)
+            accounts.record_actor(session, start[0] + 1, end, principal,
+                                  approved_by=approved_by, proposal_id=proposal_id)
+            if after is not None:
+                after(session, rejected)
+            extras(session)
+
+        with self._lock:  # one writer per process: the store serialises processes
+            if not records:
+                with Session(self.engine) as session, session.begin():
+                    if check is not None:
+                        check(session)
+                    extras(session)
+                return ApplyReport()
+            return self.ledger.apply_records(records, skip_applied=skip_applied,
+                                             before_commit=before_commit)
+
+    def _what_if(self, command: c.Command, text: bytes) -> dict[str, Any] | Rejection:
+        """Apply `command` in a transaction that is rolled back: its rejection, or the
+        affected agreement's liability before and after."""
+        agreement_id = getattr(command, "agreement_id", None)
+        today = self.ledger.clock().astimezone(UTC).date()
+        as_of = today
+        if isinstance(command, c.CreateAgreement):
+            as_of = min(max(today, command.period_start), command.period_end)
+        seen: dict[str, Any] = {}
+
+        def peek(session: Session, rejected: list[RejectionRecord]) -> None:
+            if rejected:
+                seen["rejection"] = rejected[0]
+            elif agreement_id is not None:
+                seen["after"] = liability_rows(session, as_of, None, agreement_id=agreement_id)
+            raise _RolledBack
+
+        before = self.ledger.liability(as_of, agreement_id=agreement_id) if agreement_id else []
+        with self._lock, contextlib.suppress(_RolledBack):
+            self.ledger.apply_records([SourcedCommand(1, text, command, None, "what-if")],
+                                      before_commit=peek)
+        if "rejection" in seen:
+            record: RejectionRecord = seen["rejection"]
+            return Rejection(record.field, record.reason, reason=record.reason)
+        return {
+            "as_of": as_of.isoformat(),
+            "agreement_id": agreement_id,
+            "before": [r.to_dict() for r in before],
+            "after": [r.to_dict() for r in seen.get("after", [])],
+        }
+
+    def _agreement_customer(self, agreement_id: str) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.execute(select(agreements.c.customer_id).where(
+                agreements.c.agreement_id == agreement_id)).scalar()
+
+    def _customer_of(self, session: Session, command: c.Command) -> str | None:
+        customer: str | None = getattr(command, "customer_id", None)
+        agreement_id: str | None = getattr(command, "agreement_id", None)
+        if customer is None and agreement_id is not None:
+            customer = session.execute(select(agreements.c.customer_id).where(
+                agreements.c.agreement_id == agreement_id)).scalar()
+        return customer
+
+    # Proposals ---------------------------------------------------------------------------
+
+    def proposals(self, principal: Principal, status: str | None = None,
+                  limit: int = 1000) -> list[dict[str, Any]]:
+        self.require(principal, Capability.proposals, "read proposals")
+        query = select(api_proposals).order_by(api_proposals.c.proposed_us,
+                                               api_proposals.c.proposal_id).limit(limit)
+        if status is not None:
+            if status not in ("pending", "approved", "rejected", "failed"):
+                raise BadRequest("status", f"{status!r}: one of pending, approved, rejected, "
+                                 "failed")
+            query = query.where(api_proposals.c.status == status)
+        with self.engine.connect() as connection:
+            return [_proposal_dict(r) for r in connection.execute(query)]
+
+    def proposal(self, principal: Principal, proposal_id: str) -> dict[str, Any]:
+        self.require(principal, Capability.proposals, "read proposals")
+        return _proposal_dict(self._proposal_row(proposal_id))
+
+    def _proposal_row(self, proposal_id: str) -> Any:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(api_proposals).where(
+                api_proposals.c.proposal_id == proposal_id)).first()
+        if row is None:
+            raise NotFound(f"proposal_id: no proposal {proposal_id!r}")
+        return row
+
+    def approve(self, principal: Principal, proposal_id: str) -> Outcome:
+        """Apply the proposal now, as its proposer's command approved by `principal`."""
+        self.require(principal, Capability.approve, "approve proposals")
+        row = self._proposal_row(proposal_id)
+        if row.proposer == principal.name:
+            raise Forbidden("four eyes: nobody approves their own proposal; another finance "
+                            "or admin user must")
+        text = row.command.encode()
+        proposer = Principal(row.proposer, Role(row.proposer_role))
+        decided: dict[str, Any] = {}
+
+        def check(session: Session) -> None:
+            status = session.execute(select(api_proposals.c.status).where(
+                api_proposals.c.proposal_id == proposal_id)).scalar()
+            if status != "pending":
+                raise Conflict(f"proposal {proposal_id} is {status} already")
+
+        def after(session: Session, rejected: list[RejectionRecord]) -> None:
+            decided["status"] = "failed" if rejected else "approved"
+            session.execute(update(api_proposals).where(
+                api_proposals.c.proposal_id == proposal_id).values(
+                status=decided["status"], decided_by=principal.name,
+                decided_us=accounts.now_us(),
+                reason=rejected[0].reason if rejected else None))
+
+        record = SourcedCommand(1, text, c.parse_line(text), None, f"proposal:{proposal_id}")
+        report = self._apply(proposer, [record], lambda _: None, approved_by=principal.name,
+                             proposal_id=proposal_id, check=check, after=after)
+        body = {"proposal": _proposal_dict(self._proposal_row(proposal_id)),
+                "report": report.to_dict()}
+        return Outcome(422 if report.rejected else 200, body)
+
+    def reject_proposal(self, principal: Principal, proposal_id: str, reason: str) -> Outcome:
+        self.require(principal, Capability.approve, "reject proposals")
+        if not reason or not reason.strip():
+            raise BadRequest("reason", "say why the proposal is rejected")
+        if len(reason) > c.TEXT_LENGTH_MAX:
+            raise BadRequest("reason", f"at most {c.TEXT_LENGTH_MAX} characters")
+        row = self._proposal_row(proposal_id)
+        if row.proposer == principal.name:
+            raise Forbidden("four eyes: a proposer withdraws nothing by rejecting; another "
+                            "finance or admin user decides")
+        with self._lock, self.engine.begin() as connection:
+            done = connection.execute(update(api_proposals).where(
+                api_proposals.c.proposal_id == proposal_id,
+                api_proposals.c.status == "pending").values(
+                status="rejected", decided_by=principal.name, decided_us=accounts.now_us(),
+                reason=reason)).rowcount
+        if not done:
+            raise Conflict(f"proposal {proposal_id} is {row.status} already")
+        return Outcome(200, {"proposal": _proposal_dict(self._proposal_row(proposal_id))})
+
+    # Reads -------------------------------------------------------------------------------
+
+    def liability(self, principal: Principal, as_of: date, known_at: datetime | None = None,
+                  *, agreement_id: str | None = None,
+                  customer_id: str | None = None) -> dict[str, Any]:
+        """What `liability --format json` prints; a sales or customer user gets only rows of
+        its own customers."""
+        self.require(principal, Capability.read, "read the liability")
+        answered_at = self.ledger.clock()
+        rows: list[LiabilityRow]
+        if principal.role in (Role.sales, Role.customer):
+            if customer_id is not None:
+                wanted = [customer_id] if principal.sees_customer(customer_id) else []
+            else:
+                wanted = sorted(principal.customers)
+            found: dict[str, LiabilityRow] = {}
+            for customer in wanted:
+                for row in self.ledger.liability(as_of, known_at, agreement_id=agreement_id,
+                                                 customer_id=customer):
+                    found[row.agreement_id] = row
+            rows = [found[k] for k in sorted(found)]
+        else:
+            rows = self.ledger.liability(as_of, known_at, agreement_id=agreement_id,
+                                         customer_id=customer_id)
+        return {
+            "as_of": as_of.isoformat(),
+            "known_at": timestamp_text(known_at if known_at is not None else answered_at),
+            "rows": [row.to_dict() for row in rows],
+        }
+
+    def _visible_agreement(self, principal: Principal, agreement_id: str) -> Any:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(agreements).where(
+                agreements.c.agreement_id == agreement_id)).first()
+        if row is None or not principal.sees_customer(row.customer_id):
+            raise NotFound(f"agreement_id: no agreement {agreement_id!r}")
+        return row
+
+    def agreement(self, principal: Principal, agreement_id: str) -> dict[str, Any]:
+        """The agreement with its terms history: every version with its effective date, when
+        it was recorded and who recorded it."""
+        self.require(principal, Capability.read, "read agreements")
+        head = self._visible_agreement(principal, agreement_id)
+        with Session(self.engine) as session:
+            changes = session.execute(select(terms_changes).where(
+                terms_changes.c.agreement_id == agreement_id)
+                .order_by(terms_changes.c.position, terms_changes.c.id)).all()
+            actors = accounts.actors_at(session, [int(r.position) for r in changes])
+        versions = []
+        for change in changes:
+            who = actors[int(change.position)]
+            versions.append({
+                "kind": change.kind,
+                "effective_from": None if change.effective_day is None
+                else date.fromordinal(change.effective_day).isoformat(),
+                "recorded_at": timestamp_text(from_us(change.recorded_us)),
+                "recorded_by": who.actor,
+                "role": who.role,
+                "approved_by": who.approved_by,
+                "event_id": change.event_id,
+                "position": int(change.position),
+                "terms": orjson.loads(change.data),
+            })
+        return {"agreement_id": head.agreement_id, "customer_id": head.customer_id,
+                "currency": head.currency, "versions": versions}
+
+    def _with_recorders(self, document: bytes) -> bytes:
+        """`document` (a tool's JSON) with `recorded_by`: who recorded each event it names,
+        by event id (`unknown` for events stored before actors were recorded)."""
+        from ledger.audit.chain import event_chain
+
+        ids = sorted({m.decode() for m in EVENT_ID.findall(document)})
+        wanted: dict[tuple[str, int], str] = {}
+        for event_id in ids:
+            originator, _, version = event_id.partition("/")
+            wanted[(originator, int(version))] = event_id
+        positions: dict[str, int] = {}
+        originators = sorted({o for o, _ in wanted})
+        with Session(self.engine) as session:
+            for start in range(0, len(originators), 500):
+                for row in session.execute(select(
+                        event_chain.c.originator_id, event_chain.c.originator_version,
+                        event_chain.c.position).where(
+                        event_chain.c.originator_id.in_(originators[start:start + 500]))):
+                    found = wanted.get((row.originator_id, int(row.originator_version)))
+                    if found is not None:
+                        positions[found] = int(row.position)
+            actors = accounts.actors_at(session, positions.values())
+        value = orjson.loads(document)
+        value["recorded_by"] = {
+            event_id: (actors[positions[event_id]] if event_id in positions
+                       else accounts.UNKNOWN).to_dict()
+            for event_id in ids
+        }
+        return orjson.dumps(value)
+
+    def explain(self, principal: Principal, agreement_id: str, as_of: date,
+                known_at: datetime | None = None) -> bytes:
+        from ledger.audit.explain import explain_report
+        from ledger.audit.facts import UnknownAgreement as NotKnown
+
+        self.require(principal, Capability.read, "explain")
+        self._visible_agreement(principal, agreement_id)
+        try:
+            return self._with_recorders(
+                explain_report(self.ledger, agreement_id, as_of, known_at).to_json())
+        except NotKnown as error:
+            raise NotFound(f"agreement_id: {error}") from None
+
+    def opportunities(self, principal: Principal, as_of: date,
+                      known_at: datetime | None = None, *, customer_id: str | None = None,
+                      limit: int | None = None) -> bytes:
+        from ledger.audit.opportunities import opportunities_report
+
+        self.require(principal, Capability.read, "read opportunities")
+        if principal.role in (Role.sales, Role.customer):
+            if customer_id is None and len(principal.customers) == 1:
+                customer_id = next(iter(principal.customers))
+            if customer_id is None:
+                raise BadRequest("customer", "give one of your customers: "
+                                 + ", ".join(sorted(principal.customers)))
+            if not principal.sees_customer(customer_id):
+                raise NotFound(f"customer: no customer {customer_id!r}")
+        return opportunities_report(self.ledger, as_of, known_at, customer_id=customer_id,
+                                    limit=limit).to_json()
+
+    def journal(self, principal: Principal, as_of: date, known_at: datetime | None = None, *,
+                agreement_id: str | None = None, customer_id: str | None = None,
+                after: int = 0, limit: int | None = None) -> bytes:
+        """The journal (`journal --format json`); with `after` and `limit`, the entries
+        numbered after `after`, at most `limit` of them, and `next`: the cursor of the next
+        page (null on the last)."""
+        from ledger.audit.journal import journal_report
+
+        self.require(principal, Capability.read_books, "read the journal")
+        report = journal_report(self.ledger, as_of, known_at, agreement_id=agreement_id,
+                                customer_id=customer_id)
+        if after or limit is not None:
+            if after < 0 or (limit is not None and limit < 1):
+                raise BadRequest("after" if after < 0 else "limit",
+                                 "after is 0 or more, limit 1 or more")
+            last = report.extra["entries"] if limit is None else after + limit
+            report.rows = [r for r in report.rows if after < r["entry"] <= last]
+            report.extra = {**report.extra, "next": last if last < report.extra["entries"]
+                            else None}
+        return self._with_recorders(report.to_json())
+
+    def trial_balance(self, principal: Principal, as_of: date,
+                      known_at: datetime | None = None, *, agreement_id: str | None = None,
+                      customer_id: str | None = None) -> bytes:
+        from ledger.audit.journal import trial_balance_report
+
+        self.require(principal, Capability.read_books, "read the trial balance")
+        return trial_balance_report(self.ledger, as_of, known_at, agreement_id=agreement_id,
+                                    customer_id=customer_id).to_json()
+
+    def reconcile(self, principal: Principal, as_of: date, known_at: datetime | None = None,
+                  *, customer_id: str | None = None, grace_days: int = 60,
+                  unpaid_days: int = 30, flagged_only: bool = False) -> bytes:
+        from ledger.audit.reconcile import reconcile_report
+
+        self.require(principal, Capability.read_books, "reconcile")
+        return reconcile_report(self.ledger, as_of, known_at, grace_days=grace_days,
+                                unpaid_days=unpaid_days, customer_id=customer_id,
+                                flagged_only=flagged_only).to_json()
+
+    def diff(self, principal: Principal, as_of: date, k1: datetime,
+             k2: datetime | None = None) -> bytes:
+        from ledger.audit.diff import diff_report
+
+        self.require(principal, Capability.read_books, "diff")
+        if k2 is not None and k2 < k1:
+            raise BadRequest("vs", "must not be before known_at")
+        return self._with_recorders(diff_report(self.ledger, as_of, k1, k2).to_json())
+
+    def simulate(self, principal: Principal, draft: Sequence[bytes],
+                 as_of: date | None = None) -> bytes:
+        from ledger.audit.simulate import read_draft, simulate_report
+
+        self.require(principal, Capability.read_books, "simulate")
+        return simulate_report(self.ledger, read_draft(list(draft)), as_of).to_json()
+
+    def rejections(self, principal: Principal, limit: int | None = None) -> dict[str, Any]:
+        """What `rejections --format json` prints."""
+        self.require(principal, Capability.read_books, "read rejections")
+        return {"rejections": [
+            {"rejected_at": timestamp_text(r.rejected_at) if r.rejected_at else None,
+             "source": r.source, "line": r.line, "command": r.command_type,
+             "field": r.field, "reason": r.reason, "text": r.command}
+            for r in self.ledger.rejections(limit=limit)
+        ]}
+
+    def periods(self, principal: Principal, known_at: datetime | None = None
+                ) -> dict[str, Any]:
+        from ledger.audit.close import period_closes
+
+        self.require(principal, Capability.read_books, "read period closes")
+        return {"periods": [
+            {"period": p.period, "period_start": p.start.isoformat(),
+             "period_end": p.end.isoformat(), "closed_at": timestamp_text(p.closed_at),
+             "event_id": p.event_id, "position": p.position,
+             "reported": list(p.reported.values())}
+            for p in period_closes(self.ledger, known_at)
+        ]}
+
+    def close_period(self, principal: Principal, period: str | None, start: date | None,
+                     end: date | None) -> dict[str, Any]:
+        from ledger.audit.close import parse_period
+
+        self.require(principal, Capability.close, "close a period")
+        label, first, last = parse_period(period, start, end)
+        with self._lock:
+            event_id, position, closed_at, rows = self.ledger.close_period(label, first, last)
+            with Session(self.engine) as session, session.begin():
+                accounts.record_actor(session, position, position, principal)
+        return {"period": label, "period_start": first.isoformat(),
+                "period_end": last.isoformat(), "closed_at": timestamp_text(closed_at),
+                "event_id": event_id, "position": position,
+                "rows": [r.to_dict() for r in rows]}
+
+    def verify(self, principal: Principal) -> dict[str, Any]:
+        from ledger.audit.chain import verify_store
+
+        self.require(principal, Capability.verify, "verify the store")
+        with Session(self.engine) as session:
+            return verify_store(session, self.ledger.app.recorder).to_dict()
+
+    def evidence(self, principal: Principal, as_of: date,
+                 known_at: datetime | None = None) -> bytes:
+        """The evidence pack (a zip) for the position at D as known at K."""
+        from ledger.audit.evidence import write_pack
+
+        self.require(principal, Capability.verify, "take an evidence pack")
+        with tempfile.TemporaryDirectory(prefix="ledger-evidence-") as folder:
+            out = Path(folder) / "evidence.zip"
+            write_pack(self.ledger, as_of, known_at, out)
+            return out.read_bytes()
+
+    def events(self, principal: Principal, after: int = 0,
+               limit: int = 1000) -> dict[str, Any]:
+        """The store's events after position `after`, in store order, each with who recorded
+        it; `next` is the cursor of the following page."""
+        from ledger.events.codec import decode_event
+        from ledger.events.envelope import event_id_of
+
+        self.require(principal, Capability.read_books, "read the event log")
+        if after < 0:
+            raise BadRequest("after", f"{after}: a store position, 0 or more")
+        if not (1 <= limit <= EVENT_PAGE_MAX):
+            raise BadRequest("limit", f"{limit}: from 1 to {EVENT_PAGE_MAX}")
+        recorder = self.ledger.app.recorder
+        notifications = recorder.select_notifications(start=after + 1, limit=limit)
+        with Session(self.engine) as session:
+            actors = accounts.actors_at(session, [n.id for n in notifications])
+        items = []
+        for notification in notifications:
+            event = decode_event(notification.topic, notification.state)
+            items.append({
+                "position": notification.id,
+                "event_id": event_id_of(event.originator_id, event.originator_version),
+                "type": event.event_type(),
+                "valid_time": event.valid_time.isoformat(),
+                "recorded_time": timestamp_text(event.recorded_at),
+                **actors[notification.id].to_dict(),
+                "payload": orjson.loads(event.model_dump_json()),
+            })
+        return {"events": items, "next": items[-1]["position"] if items else after}
+
+
+def _parse(line: bytes) -> tuple[c.Command | None, Rejection | None]:
+    if b"\x00" in line:
+        # never JSON (a NUL in a string is written \u0000), and PostgreSQL's text columns
+        # cannot keep it with the rejection: refused here, before the store sees it
+        return None, InvalidCommand("", "not valid JSON: the line holds a NUL byte")
+    try:
+        return c.parse_line(line), None
+    except InvalidCommand as problem:
+        return None, problem
+
+
+def _kept(line: bytes) -> bytes:
+    """The text kept with a rejection: a NUL byte shown as `\\u0000`."""
+    return line.replace(b"\x00", b"\\u0000") if b"\x00" in line else line
+
+
+def _without_recorded_at(line: bytes) -> bytes:
+    """A proposal is recorded at its approval: any `recorded_at` it was sent with is dropped."""
+    value = c.decode_line(line)
+    if isinstance(value, dict) and "recorded_at" in value:
+        value = {k: v for k, v in value.items() if k != "recorded_at"}
+        return orjson.dumps(value, default=str)
+    return line
+
+
+def _proposal_dict(row: Any) -> dict[str, Any]:
+    return {
+        "proposal_id": row.proposal_id,
+        "status": row.status,
+        "command_type": row.command_type,
+        "agreement_id": row.agreement_id,
+        "customer_id": row.customer_id,
+        "command": orjson.loads(row.command),
+        "proposed_by": row.proposer,
+        "proposed_role": row.proposer_role,
+        "proposed_at": timestamp_text(from_us(row.proposed_us)),
+        "what_if": orjson.loads(row.what_if),
+        "decided_by": row.decided_by,
+        "decided_at": None if row.decided_us is None
+        else timestamp_text(from_us(row.decided_us)),
+        "reason": row.reason,
+    }

@@ -1,0 +1,115 @@
+"""Dependencies point inward (shared design: domain ← application service ← entrypoints):
+
+- the domain (rules, money, terms, commands, events, aggregates, errors, access) imports no
+  SQL, no Kafka, no web or CLI framework, and nothing of the ledger outside the domain;
+- below the entrypoints, nothing imports an entrypoint (the CLI, the HTTP API) or a CLI or web
+  framework;
+- below the entrypoints, `ledger` never imports `consumers` or `replay`.
+
+Read from the source (every import statement, also those inside functions), so a new arrow the
+wrong way fails here. `KNOWN` lists the arrows that point the wrong way today, each to be
+removed by the layering work of issue 8; an entry that is no longer true fails too, so that the
+list only shrinks.
+"""
+
+from __future__ import annotations
+
+import ast
+from fnmatch import fnmatch
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DOMAIN = ("ledger.rules", "ledger.money", "ledger.terms", "ledger.errors", "ledger.commands",
+          "ledger.access", "ledger.config", "ledger.events", "ledger.events.*",
+          "ledger.aggregates", "ledger.aggregates.*", "ledger.text", "ledger.membership")
+ENTRYPOINTS = ("ledger.cli", "ledger.cli.*", "ledger.cli_service", "ledger.http",
+               "ledger.http.*", "ledger.web", "ledger.web.*", "ledger.audit.cli_*",
+               "ledger.demo")
+INFRASTRUCTURE = ("sqlalchemy", "kafka", "confluent_kafka", "psycopg", "eventsourcing_sqlalchemy",
+                  "consumers", "replay")
+FRAMEWORKS = ("typer", "fastapi", "starlette", "uvicorn")
+
+#: (importer, imported) arrows that point the wrong way today (issue 8, point 1).
+KNOWN = {
+    ("ledger.audit.chain", "consumers.topics"),
+    ("ledger.projections.reader", "consumers.topics"),
+    ("ledger.projections.runner", "consumers.topics"),
+    ("ledger.projections.runner", "consumers.transport"),
+    ("consumers.pipeline", "ledger.demo"),
+}
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports() -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for package in ("ledger", "consumers", "replay"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            names: set[str] = set()
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names.update(alias.name for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names.add(node.module)
+                    # `from ledger import cli_service` imports the module ledger.cli_service
+                    names.update(f"{node.module}.{alias.name}" for alias in node.names)
+            found[_module(path)] = names
+    return found
+
+
+def _is(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch(name, p) or name.startswith(p + ".") for p in patterns
+               if "*" not in p) or any(fnmatch(name, p) for p in patterns if "*" in p)
+
+
+def _wrong_arrows(graph: dict[str, set[str]] | None = None) -> set[tuple[str, str]]:
+    graph = imports() if graph is None else graph
+    modules = set(graph)
+    wrong = set()
+    for importer, names in graph.items():
+        for name in names:
+            if name.split(".")[0] in ("ledger", "consumers", "replay") and name not in modules:
+                continue  # `from ledger.x import Name`: ledger.x itself is in `names` too
+            if _is(importer, DOMAIN) and (
+                    _is(name, INFRASTRUCTURE + FRAMEWORKS)
+                    or (name.startswith("ledger.") and not _is(name, DOMAIN))):
+                wrong.add((importer, name))
+            if not _is(importer, ENTRYPOINTS):
+                if _is(name, FRAMEWORKS) or (name.startswith("ledger") and _is(name, ENTRYPOINTS)):
+                    wrong.add((importer, name))
+                if importer.startswith("ledger") and _is(name, ("consumers", "replay")):
+                    wrong.add((importer, name))
+    return wrong
+
+
+def test_arrows_point_inward() -> None:
+    wrong = _wrong_arrows() - KNOWN
+    assert not wrong, "imports that point outward:\n" + "\n".join(
+        f"  {a} imports {b}" for a, b in sorted(wrong))
+
+
+def test_the_known_wrong_arrows_are_still_there() -> None:
+    gone = KNOWN - _wrong_arrows()
+    assert not gone, f"fixed, so remove from KNOWN: {sorted(gone)}"
+
+
+def test_the_check_sees_an_outward_arrow() -> None:
+    graph = imports()
+    assert "ledger.service" in graph["ledger.http.app"]  # inward: allowed
+    planted = {
+        "ledger.rules": {"sqlalchemy.orm"},  # domain → SQL
+        "ledger.terms": {"ledger.core"},  # domain → application
+        "ledger.service": {"ledger.http.app", "fastapi"},  # application → entrypoint
+        "ledger.liability": {"consumers.relay"},  # ledger → consumers
+        "ledger.http.app": {"ledger.service", "fastapi"},  # entrypoint → inward: fine
+    }
+    assert _wrong_arrows({**graph, **planted}) - _wrong_arrows() == {
+        ("ledger.rules", "sqlalchemy.orm"), ("ledger.terms", "ledger.core"),
+        ("ledger.service", "ledger.http.app"), ("ledger.service", "fastapi"),
+        ("ledger.liability", "consumers.relay")}
