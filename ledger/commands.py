@@ -53,7 +53,7 @@ _JSON_FRACTION = re.compile(rb"[:\[,]\s*-?(?:\d+(?:\.\d|[eE])|\d{19})")
 
 
 #: The one range of dates and timestamps the ledger accepts, in every command and every query
-#: (docs/configuration.md, "Dates"): wide enough for any rebate deal, narrow enough that no
+#: (README, "Contract decisions"): wide enough for any rebate deal, narrow enough that no
 #: date arithmetic (a day after a period's end, a timestamp's UTC instant) leaves the calendar.
 DAY_MIN = date(1900, 1, 1)
 DAY_MAX = date(2199, 12, 31)
@@ -439,6 +439,10 @@ def line_bytes(raw: bytes) -> int:
     return len(raw)
 
 
+#: How much of an overlong line is read at a time while skipping it.
+SKIP_BYTES = 1 << 16
+
+
 def bounded_lines(stream: BinaryIO) -> Iterator[bytes]:
     """The lines of `stream`, each read with a bound: a line longer than `LINE_BYTES_MAX` is
     never held whole. It comes out as its first `LINE_BYTES_MAX + 2` bytes (which
@@ -456,10 +460,6 @@ def bounded_lines(stream: BinaryIO) -> Iterator[bytes]:
                 if not piece or piece.endswith(b"\n"):
                     break
         yield line
-
-
-#: How much of an overlong line is read at a time while skipping it.
-SKIP_BYTES = 1 << 16
 
 
 def decode_line(line: bytes | str) -> Any:
