@@ -618,6 +618,28 @@ class LedgerService:
         return opportunities_report(self.ledger, as_of, known_at, customer_id=customer_id,
                                     limit=limit).to_json()
 
+    def positions(self, principal: Principal, customer_id: str, as_of: date,
+                  known_at: datetime | None = None) -> bytes:
+        """Contract v2 enrollment at a glance (`positions --format json`): every agreement
+        covering the customer, its own and its groups'. A sales rep or customer asks for one of
+        its customers; another customer is a 404."""
+        from ledger.audit.positions import positions_report
+
+        self.require(principal, Capability.read, "read positions")
+        if principal.role in (Role.sales, Role.customer) and not principal.sees_customer(
+                customer_id):
+            raise NotFound(f"customer: no customer {customer_id!r}")
+        return positions_report(self.ledger, customer_id, as_of, known_at).to_json()
+
+    def programs(self, principal: Principal, as_of: date,
+                 known_at: datetime | None = None) -> bytes:
+        """Programs with their enrolled agreements and totals (`programs --format json`):
+        every customer's figures, so for the books' readers only."""
+        from ledger.audit.positions import programs_report
+
+        self.require(principal, Capability.read_books, "read programs")
+        return programs_report(self.ledger, as_of, known_at).to_json()
+
     def journal(self, principal: Principal, as_of: date, known_at: datetime | None = None, *,
                 agreement_id: str | None = None, customer_id: str | None = None,
                 after: int = 0, limit: int | None = None) -> bytes:

@@ -345,6 +345,20 @@ def create_app(service: LedgerService, settings: ApiSettings | None = None) -> F
                                            parse_moment(known_at, "known_at"),
                                            customer_id=customer, limit=limit))
 
+    @app.get("/v1/positions", tags=["toolkit"])
+    def get_positions(caller: Caller, customer: str, as_of: AsOf,
+                      known_at: KnownAt = None) -> Response:
+        """Every agreement covering the customer at D (its own and its buying groups'), with
+        tier reached, next tier, what is still needed, the money and its share of a group."""
+        return _json(service.positions(caller, customer, parse_day(as_of, "as_of"),
+                                       parse_moment(known_at, "known_at")))
+
+    @app.get("/v1/programs", tags=["toolkit"])
+    def get_programs(caller: Caller, as_of: AsOf, known_at: KnownAt = None) -> Response:
+        """Programs with their enrolled agreements and totals per currency."""
+        return _json(service.programs(caller, parse_day(as_of, "as_of"),
+                                      parse_moment(known_at, "known_at")))
+
     @app.get("/v1/journal", tags=["toolkit"])
     def get_journal(caller: Caller, as_of: AsOf, known_at: KnownAt = None,
                     agreement: str | None = None, customer: str | None = None,

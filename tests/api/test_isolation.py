@@ -31,7 +31,8 @@ def test_only_its_own_rows(api: Api, role: str) -> None:
 @pytest.mark.parametrize("role", SCOPED)
 def test_another_customers_agreement_is_not_found(api: Api, role: str) -> None:
     for path in ("/v1/agreements/A2", "/v1/explain?agreement=A2&as_of=2025-12-31",
-                 "/v1/opportunities?as_of=2025-06-30&customer=C2"):
+                 "/v1/opportunities?as_of=2025-06-30&customer=C2",
+                 "/v1/positions?as_of=2025-06-30&customer=C2"):
         theirs = api.client.get(path, headers=api.headers(role))
         missing = api.client.get(path.replace("A2", "A404").replace("C2", "C404"),
                                  headers=api.headers(role))
