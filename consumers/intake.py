@@ -520,9 +520,9 @@ class Intake:
 class KeyMemory:
     """Partition keys for commands, so that what must stay in order lands on one partition:
     `agreement_id` when the command has one, else the agreement of its claim (from the
-    `submit_claim` seen before), else `group_id`, else `customer_id`, else the customer of its sale (from the
-    `record_sale` seen before), else its `sale_id`/`claim_id`; None for a line that is not a
-    JSON object."""
+    `submit_claim` seen before), else `group_id`, else `customer_id`, else the customer of
+    its sale (from the `record_sale` seen before), else its `sale_id`/`claim_id`; None for a
+    line that is not a JSON object."""
 
     ENTRIES_MAX = 10_000_000
 

@@ -1,4 +1,5 @@
-"""The contract's commands (sections 1, 4 and 5 of v2) as pydantic models, and how a JSON line becomes one.
+"""The contract's commands (sections 1, 4 and 5 of v2) as pydantic models, and how a JSON
+line becomes one.
 
 A line is decoded with orjson; when it holds a JSON number with a fraction or exponent it is
 decoded again with the standard library reading numbers as `Decimal`, so that no value ever

@@ -408,8 +408,8 @@ class Ledger:
                 c.CloseStandIn(recorded_at=recorded_at)  # the command rules of recorded_at
             )
             rows = liability_rows(session, end, moment)
-            reported = tuple(ReportedRow(**{k: v for k, v in r.to_dict().items()
-                                            if k != "basis"}) for r in rows)
+            reported = tuple(ReportedRow.model_validate(
+                {k: v for k, v in r.to_dict().items() if k != "basis"}) for r in rows)
             recorded = self.app.close_period(period, start, end, reported, moment)
             batch.project(recorded)
             batch.watermark_us = max(batch.watermark_us, to_us(moment))

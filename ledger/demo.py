@@ -588,6 +588,7 @@ def make_story(featured: AgreementPlan) -> Story:
         changes={"tiers": tiers_json(new_tiers)},
         why="renegotiated: every tier +0.05 per unit, retroactive to 1 January",
     )
+    assert featured.customer_id is not None, "the featured deal is a customer's own"
     return Story(
         agreement_id=featured.agreement_id,
         customer_id=featured.customer_id,
@@ -615,7 +616,7 @@ def make_amendments(
     by_customer = {c.customer_id: c for c in customers}
     found: list[Amendment] = [story.amendment]
     for deal in deals:
-        if deal.agreement_id == story.agreement_id:
+        if deal.agreement_id == story.agreement_id or deal.customer_id is None:
             continue
         customer = by_customer[deal.customer_id]
         roll = rng.random()

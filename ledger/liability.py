@@ -20,8 +20,8 @@ from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from ledger.money import EXACT, ZERO, format_decimal, format_money, from_micro, round_money
 from ledger.membership import MembershipChange, is_member, member_spans
+from ledger.money import EXACT, ZERO, format_decimal, format_money, from_micro, round_money
 from ledger.projections.core import (
     agreements,
     basis,

@@ -11,6 +11,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import BaseAggregate, event
 
+from ledger.errors import RuleViolation
 from ledger.events import base as _base
 from ledger.events.agreement import (
     AgreementAmended,
@@ -20,7 +21,6 @@ from ledger.events.agreement import (
     TierTerm,
     WriteOffReversed,
 )
-from ledger.errors import RuleViolation
 from ledger.terms import Terms, TermsChange, check_amendment, check_terms
 
 

@@ -44,7 +44,7 @@ class Cause:
 @dataclass
 class Change:
     agreement_id: str
-    customer_id: str
+    customer_id: str | None  # None: a buying group's agreement
     currency: str
     before: dict[str, Decimal]
     after: dict[str, Decimal]

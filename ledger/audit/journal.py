@@ -46,7 +46,7 @@ class Posting:
     recorded_at: datetime
     valid_date: date
     agreement_id: str
-    customer_id: str
+    customer_id: str | None  # None: a buying group's agreement
     currency: str
     kind: str  # accrual | true-up | settlement | write-off
     account: str

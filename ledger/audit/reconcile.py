@@ -40,7 +40,7 @@ UNPAID_DAYS = 30
 @dataclass
 class Line:
     agreement_id: str
-    customer_id: str
+    customer_id: str | None  # None: a buying group's agreement
     currency: str
     period_end: date
     accrued: Decimal

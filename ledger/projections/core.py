@@ -19,8 +19,8 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import (
     BigInteger,
-    Engine,
     Column,
+    Engine,
     Index,
     Integer,
     MetaData,
@@ -40,8 +40,8 @@ from ledger.events import (
     ClaimSettled,
     ClaimSubmitted,
     ForecastRevised,
-    LedgerEvent,
     GroupCreated,
+    LedgerEvent,
     MemberJoined,
     MemberLeft,
     PeriodClosed,

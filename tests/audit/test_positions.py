@@ -11,7 +11,6 @@ import orjson
 
 from ledger import Ledger
 from ledger.audit.positions import positions, programs_report
-
 from tests.contract.helpers import (
     accepted_all,
     agreement,

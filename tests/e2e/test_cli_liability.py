@@ -21,8 +21,8 @@ import pytest
 from .conftest import CLI, TIMEOUT_S, Runner, agreement, clean_env, rows_by_id, sale
 
 ROW_FIELDS = (
-    "agreement_id", "customer_id", "group_id", "program_id", "currency", "basis", "accrued", "approved", "paid",
-    "written_off", "liability",
+    "agreement_id", "customer_id", "group_id", "program_id", "currency", "basis", "accrued",
+    "approved", "paid", "written_off", "liability",
 )
 MONEY_FIELDS = ("accrued", "approved", "paid", "written_off", "liability")
 MONEY_TEXT = re.compile(r"-?\d+\.\d{2}")
