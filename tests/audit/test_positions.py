@@ -134,3 +134,61 @@ def test_simulate_runs_a_draft_group_agreement_over_the_members_recorded_sales(
     ]
     # beside it, the group's existing agreement: GA at 1 EUR a unit below 100... 120 ≥ 100: 2
     assert months[-1].existing == {"GA": Decimal("240.00")}
+
+
+def test_explain_names_the_members_and_the_membership_events_of_a_group_agreement(
+    ledger: Ledger,
+) -> None:
+    from ledger.audit.explain import explain
+
+    book(ledger)
+    explanation = explain(ledger, "GA", day("2025-06-30"))
+    assert explanation.group_id == "G1" and explanation.customer_id is None
+    (members,) = [s for s in explanation.steps if s.title == "Members of the group"]
+    assert set(members.figures) == {"C1", "C2", "C3"}
+    assert members.figures["C3"]["member_days"] == [["2025-02-01", None]]
+    assert len(members.events) == 3  # the three joins
+    assert explanation.matches_ledger and explanation.liability == Decimal("240.00")
+    # as known before C3's join was recorded, C3 is not a member
+    earlier = explain(ledger, "GA", day("2025-06-30"), moment("2025-07-31T00:00:00Z"))
+    (members,) = [s for s in earlier.steps if s.title == "Members of the group"]
+    assert set(members.figures) == {"C1", "C2"}
+
+
+def test_diff_names_a_late_join_as_the_cause_of_a_change(ledger: Ledger) -> None:
+    from ledger.audit.diff import diff
+
+    accepted_all(ledger, [
+        at("2025-01-02T09:00:00Z", group()),
+        at("2025-01-02T09:00:00Z", group_agreement(tiers=TIERS)),
+        at("2025-03-02T09:00:00Z", sale("S1", "30", "300", "2025-03-01", customer_id="C7")),
+        at("2025-08-01T09:00:00Z", join("C7", "2025-02-01")),
+    ])
+    (change,) = diff(ledger, day("2025-06-30"), moment("2025-07-10T00:00:00Z"))
+    assert change.agreement_id == "GA"
+    # 0 → 30 units at 1 EUR: 30.00
+    assert (change.before["accrued"], change.after["accrued"]) == (Decimal(0), Decimal("30.00"))
+    assert [c.kind for c in change.causes] == ["late join"]
+    assert "C7 joins group G1 effective 2025-02-01" in change.causes[0].detail
+
+
+def test_the_journal_accrues_a_group_agreement_and_posts_a_write_off_reversal_back(
+    ledger: Ledger,
+) -> None:
+    from tests.contract.helpers import reverse_write_off, write_off
+
+    from ledger.audit.journal import postings, trial_balance
+
+    book(ledger)
+    accepted_all(ledger, [
+        at("2025-09-01T09:00:00Z", write_off("20", "2025-08-31", agreement_id="GA",
+                                             write_off_id="W1")),
+        at("2025-09-02T09:00:00Z", reverse_write_off("W1", "2025-08-31")),
+    ])
+    lines = postings(ledger, day("2025-12-31"), agreement_id="GA")
+    kinds = [line.kind for line in lines]
+    assert "write-off" in kinds and "write-off reversal" in kinds
+    # the write-off and its reversal cancel: the liability account holds the 240.00 accrued
+    # (the claim was approved but not paid)
+    balances = {b.account: b.balance for b in trial_balance(lines)}
+    assert balances["accrued rebate liability"] == Decimal("-240.00")
