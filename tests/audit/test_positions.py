@@ -175,9 +175,8 @@ def test_diff_names_a_late_join_as_the_cause_of_a_change(ledger: Ledger) -> None
 def test_the_journal_accrues_a_group_agreement_and_posts_a_write_off_reversal_back(
     ledger: Ledger,
 ) -> None:
-    from tests.contract.helpers import reverse_write_off, write_off
-
     from ledger.audit.journal import postings, trial_balance
+    from tests.contract.helpers import reverse_write_off, write_off
 
     book(ledger)
     accepted_all(ledger, [
