@@ -16,13 +16,18 @@ never apply a record twice. On (re)assignment the consumer starts each partition
 position; offsets are also committed to Kafka after each batch, for monitoring only.
 
 A record that cannot be applied (empty, not JSON, not an object, not a valid command, a broken
-rule, not a sale on the sales topic) is kept in the ledger's `rejections` table with source
-`kafka:<topic>/<partition>@<offset>`, and produced to `<prefix>rejected` with its original
-bytes as value, its key, and headers `ledger-reason`, `ledger-field`, `ledger-command-type`,
-`ledger-source-topic`, `ledger-source-partition`, `ledger-source-offset`. Those records are
-flushed before the database commit, so none is lost; a crash in between re-sends them (at
-least once), with the same source headers, by which a reader recognises a repeat. Intake never
-stops or stalls on a bad record.
+rule, not a sale on the sales topic, or one whose handling raised) is kept in the ledger's
+`rejections` table with source `kafka:<topic>/<partition>@<offset>`, and produced to
+`<prefix>rejected` with its original bytes as value, its key, and headers `ledger-reason`,
+`ledger-field`, `ledger-command-type`, `ledger-source-topic`, `ledger-source-partition`,
+`ledger-source-offset`. Those records are flushed before the database commit, so none is
+lost; a crash in between re-sends them (at least once), with the same source headers, by
+which a reader recognises a repeat. Intake never stops or stalls on a bad record: when
+applying a batch raises anything but an outage (Kafka or the database unreachable, retried as
+a whole), the batch is rolled back and applied again in halves, down to the one record that
+raises, which is rejected with the error as its reason (issue 15: one record with a
+`recorded_at` out of range put intake in a crash loop, and the good records polled with it
+never applied).
 
 Positions carry the cluster id of the broker they were read from: the embedded broker starts
 EMPTY with a new id after a restart (docs/kafka-notes.md), and positions of a log that is gone
@@ -56,7 +61,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from consumers.topics import COMMANDS, REJECTED, SALES, ensure_topics
@@ -92,6 +97,8 @@ JOIN_WAIT_S = 30.0
 #: The rejections table keeps a line number as a 32-bit integer; larger offsets keep 0 there
 #: (the source `…@offset` still names the record).
 LINE_NUMBER_MAX = 2**31 - 1
+#: How much of an error's text a rejection keeps, when handling a record raised.
+ERROR_TEXT_MAX = 500
 
 REASON_HEADER = "ledger-reason"
 FIELD_HEADER = "ledger-field"
@@ -138,6 +145,7 @@ class IntakeCounters:
     gaps: int = 0  # batches that started above the stored position of a partition
     batches: int = 0  # transactions committed
     reopened: int = 0  # times the Kafka clients were made anew (errors, a new cluster)
+    unhandled: int = 0  # records rejected because handling them raised (counted in rejected)
     by_type: dict[str, int] = field(default_factory=dict)
 
 
@@ -352,11 +360,77 @@ class Intake:
             f"and reverse_sale only; send other commands to {self.commands_topic}",
         )
 
+    def _command_or_unhandled(self, record: Record) -> SourcedCommand:
+        """`_command_of`, or the record rejected with the error if reading it raised."""
+        try:
+            return self._command_of(record)
+        except Exception as error:
+            if is_outage(error):
+                raise
+            return self._unhandled(record, error)
+
+    def _unhandled(self, record: Record, error: BaseException, *,
+                   safe_text: bool = False) -> SourcedCommand:
+        """`record` rejected because handling it raised `error`; `safe_text`: its text kept
+        with backslash escapes (no NUL, no invalid UTF-8) for a store that refused the raw
+        text too."""
+        LOG.warning("intake: %s could not be applied: %r", source_of(record), error)
+        value = record.value or b""
+        line: bytes | str = value
+        if safe_text:
+            line = value.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+        # the error's text may quote the record: no NUL or lone surrogate reaches the store
+        said = str(error)[:ERROR_TEXT_MAX].replace("\x00", "\\x00")
+        said = said.encode("utf-8", "backslashreplace").decode("utf-8")
+        problem = InvalidCommand(
+            "", f"the record could not be applied ({type(error).__name__}: {said}); it is "
+            f"kept on {self.rejected_topic} and intake went on"
+        )
+        number = record.offset if record.offset <= LINE_NUMBER_MAX else 0
+        return SourcedCommand(number, line, None, problem, source_of(record))
+
     def apply(self, records: list[Record]) -> ApplyReport:
         """Apply one polled batch in one transaction with its positions; produce its
         rejections to the rejected topic before the commit. Records below the stored
-        positions are skipped. Offsets are committed to Kafka afterwards (best effort)."""
-        commands = [self._command_of(record) for record in records]
+        positions are skipped. Offsets are committed to Kafka afterwards (best effort).
+
+        If the transaction raises anything but an outage (`is_outage`), nothing of it is
+        kept and the batch is applied again in two halves, in order, recursively: the one
+        record that raises is rejected with the error as its reason and every other record
+        applies, so a poison record costs about 2·log2(batch) transactions."""
+        commands = [self._command_or_unhandled(record) for record in records]
+        return self._apply_or_split(records, commands)
+
+    def _apply_or_split(
+        self, records: list[Record], commands: list[SourcedCommand]
+    ) -> ApplyReport:
+        try:
+            return self._apply_batch(records, commands)
+        except Exception as error:
+            if is_outage(error):
+                raise
+            if len(records) > 1:
+                LOG.warning("intake: a batch of %d records raised %r; applying it in halves",
+                            len(records), error)
+                half = len(records) // 2
+                report = self._apply_or_split(records[:half], commands[:half])
+                merge_reports(report, self._apply_or_split(records[half:], commands[half:]))
+                return report
+            record, = records
+            try:
+                report = self._apply_batch(records, [self._unhandled(record, error)])
+            except Exception as again:  # the store refused even its text: keep it escaped
+                if is_outage(again):
+                    raise
+                report = self._apply_batch(
+                    records, [self._unhandled(record, error, safe_text=True)]
+                )
+            self.counters.unhandled += 1
+            return report
+
+    def _apply_batch(
+        self, records: list[Record], commands: list[SourcedCommand]
+    ) -> ApplyReport:
         batch_next: dict[TopicPartition, int] = {}
         batch_first: dict[TopicPartition, int] = {}
         for record in records:
@@ -652,6 +726,24 @@ def main_intake(
                 signal.signal(signal.SIGTERM, previous)
             echo(_summary(intake) + "; stopped")
     return 0
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether `error` says Kafka or the database is unreachable, not that a record is bad: an
+    outage is retried with the whole batch (the stored positions make that exact); anything
+    else raised while applying is the records' fault and is isolated to the one record."""
+    if isinstance(error, TransportError | OperationalError | InterfaceError | DisconnectionError
+                  | TimeoutError | ConnectionError):
+        return True
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+def merge_reports(report: ApplyReport, other: ApplyReport) -> None:
+    """Add `other`'s counts to `report` (the halves of a split batch)."""
+    report.accepted += other.accepted
+    report.duplicates.extend(other.duplicates)
+    report.rejected.extend(other.rejected)
+    report.by_type.update(other.by_type)
 
 
 def _summary(intake: Intake) -> str:

@@ -285,6 +285,65 @@ def test_poison_records_go_to_the_rejected_topic_and_the_rest_applies(
     assert len(not_a_sale) == 1 and "sales topic" in not_a_sale[0].reason
 
 
+def test_a_record_whose_handling_raises_is_rejected_alone_and_intake_goes_on(
+    client: str, kafka_broker: EmbeddedBroker, database_url: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 15: a `record_sale` with `recorded_at` 9999-12-31T23:59:59-01:00 (its conversion to
+    UTC overflowed, outside any validator) put intake in a crash loop, and the good records of
+    the same poll never applied. Likewise any record whose handling raises (a bug: here a
+    handler made to raise for sale BOOM). Each goes to the rejected topic with its reason and
+    its position; every other record applies; intake goes on, with both clients."""
+    from ledger.handlers import Batch
+
+    settings = unique_settings(client)
+    kafka = transport(settings, kafka_broker.bootstrap)
+    overflow = line(h.sale("X9", "1", "5", customer_id="C1",
+                           recorded_at="9999-12-31T23:59:59-01:00"))
+    boom = line(h.sale("BOOM", "1", "5", customer_id="C2"))
+    handle = Batch.handle
+
+    def handle_or_raise(self: Batch, command: object) -> str:
+        if getattr(command, "sale_id", None) == "BOOM":
+            raise RuntimeError("a bug in a handler")
+        return handle(self, command)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Batch, "handle", handle_or_raise)
+    good = sales(1, 30)
+    values = [line(s) for s in good[:10]] + [overflow] + [line(s) for s in good[10:20]] + [
+        boom] + [line(s) for s in good[20:]]
+    keys = [b"C1"] * len(values)  # one partition: the poison sits between good records
+    with Ledger(database_url) as ledger, Intake(
+        ledger, kafka, settings, group_id=group(settings), poll_records=100, poll_timeout_s=0.2
+    ) as intake:
+        produce_commands(kafka, settings, agreements())
+        run_until_idle(intake)
+        produce(kafka, settings.topic(SALES), values, keys)
+        run_until_idle(intake)
+        assert intake.counters.rejected == 2
+        assert intake.counters.applied == len(agreements()) + len(good)
+        with reference(tmp_path, [agreements(), good]) as expected:
+            assert_same_book(ledger, expected)
+        kept = {r.source: r for r in ledger.rejections()}
+        positions = intake.stored_positions()
+    sales_partition = read_all(kafka, settings.topic(SALES), len(values))[0].partition
+    assert positions[TopicPartition(settings.topic(SALES), sales_partition)] == len(values)
+    rejected = read_all(kafka, settings.topic(REJECTED), 2)
+    assert sorted(r.value for r in rejected) == sorted([overflow, boom])
+    for record in rejected:
+        headers = dict(record.headers)
+        offset = values.index(record.value) if record.value else -1
+        assert headers[SOURCE_TOPIC_HEADER].decode() == settings.topic(SALES)
+        assert int(headers[SOURCE_PARTITION_HEADER]) == sales_partition
+        assert int(headers[SOURCE_OFFSET_HEADER]) == offset
+        source = f"kafka:{settings.topic(SALES)}/{sales_partition}@{offset}"
+        assert kept[source].reason == headers[REASON_HEADER].decode()
+        assert kept[source].command == (record.value or b"").decode()
+    boom_reason = dict(next(r for r in rejected if r.value == boom).headers)[REASON_HEADER]
+    assert b"RuntimeError: a bug in a handler" in boom_reason
+    assert len(kept) == 2
+
+
 # --- redelivery -------------------------------------------------------------------------------
 
 
