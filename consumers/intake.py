@@ -79,6 +79,7 @@ from ledger.core import ApplyReport, Ledger, SourcedCommand
 from ledger.errors import InvalidCommand, Rejection, RuleViolation
 from ledger.handlers import RejectionRecord
 from ledger.kafka.settings import KafkaSettings
+from ledger.store import ensure_tables
 
 LOG = logging.getLogger("consumers.intake")
 
@@ -196,7 +197,7 @@ class Intake:
         self._cluster_id: str | None = None
         self._cluster_checked = 0.0
         self._assign_error: Exception | None = None
-        intake_metadata.create_all(self.engine, tables=[intake_positions])
+        ensure_tables(self.engine, [intake_positions])
 
     # --- positions in the store -----------------------------------------------------------
 

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 
 from ledger import commands as c
@@ -31,6 +31,7 @@ from ledger.projections.core import (
 )
 from ledger.store import (
     ENGINE_KEY,
+    ensure_tables,
     factory_topic,
     lock_writer,
     make_engine,
@@ -109,21 +110,34 @@ class Ledger:
                 ENGINE_KEY: self._engine_key,
                 # Ignore eventsourcing variables a user may have set for other applications.
                 "SQLALCHEMY_URL": "",
+                # Its tables are made with the ledger's, under the schema lock (_create_tables).
+                "CREATE_TABLE": "no",
             }
         )
         self.projection = CoreProjection()
         self._create_tables()
 
     def _create_tables(self) -> None:
-        metadata.create_all(self.engine)
-        chain_metadata.create_all(self.engine)
-        with self.engine.begin() as connection:
-            if connection.execute(select(ledger_state.c.id)).first() is None:
-                connection.execute(
-                    insert(ledger_state).values(
-                        id=1, watermark_us=0, accepted=0, rejected=0, position=0, writes=0
-                    )
+        """The event store's tables, the ledger's and the row of `ledger_state`: made once,
+        under the schema lock, by whichever process opens a new store first; a store that has
+        them all is only read."""
+
+        def seeded(connection: Connection) -> bool:
+            return connection.execute(select(ledger_state.c.id)).first() is not None
+
+        def seed(connection: Connection) -> None:
+            connection.execute(
+                insert(ledger_state).values(
+                    id=1, watermark_us=0, accepted=0, rejected=0, position=0, writes=0
                 )
+            )
+
+        tables = [
+            *self.app.recorder.tables,  # type: ignore[attr-defined]
+            *metadata.sorted_tables,
+            *chain_metadata.sorted_tables,
+        ]
+        ensure_tables(self.engine, tables, seeded=seeded, seed=seed)
 
     def close(self) -> None:
         unregister_engine(self._engine_key)

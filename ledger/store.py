@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,7 +13,7 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import get_topic
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,6 +31,8 @@ SQLITE_BUSY_TIMEOUT_MS = 60_000
 SQLITE_CACHE_KIB = 65_536
 #: Advisory lock id that serialises the ledger's writers on PostgreSQL ("rebate" in ASCII).
 PG_WRITER_LOCK = 0x726562617465
+#: Advisory lock id that serialises schema creation on PostgreSQL ("schema" in ASCII).
+PG_SCHEMA_LOCK = 0x736368656D61
 
 
 class LedgerInfrastructureFactory(SQLAlchemyFactory):
@@ -121,3 +123,57 @@ def lock_writer(session: Session) -> None:
 @contextmanager
 def no_op() -> Iterator[None]:
     yield
+
+
+def missing_tables(engine: Engine, tables: Sequence[Table]) -> list[Table]:
+    """The tables of `tables` the store does not have (one catalogue query, no write)."""
+    with engine.connect() as connection:
+        existing = set(inspect(connection).get_table_names())
+    return [table for table in tables if table.name not in existing]
+
+
+@contextmanager
+def schema_transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction that holds the store's schema lock: PostgreSQL's advisory lock
+    `PG_SCHEMA_LOCK` (DDL is transactional there, so waiters see the finished tables), SQLite's
+    write lock taken up front (`BEGIN IMMEDIATE`). Without it, processes opening a brand-new
+    store at once each saw a table missing and created it: "table … already exists" (SQLite)
+    or a `UniqueViolation` on the catalogue (PostgreSQL) (issue 15)."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            with connection.begin():
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": PG_SCHEMA_LOCK})
+                yield connection
+            return
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.commit()
+
+
+def ensure_tables(
+    engine: Engine,
+    tables: Sequence[Table],
+    *,
+    seeded: Callable[[Connection], bool] | None = None,
+    seed: Callable[[Connection], None] | None = None,
+) -> None:
+    """Create the tables of `tables` the store lacks, safely when several processes open a new
+    store at once; `seed(connection)` then writes first rows unless `seeded(connection)` says
+    they are there. A store that has everything is only read (a read-only store opens)."""
+    if not missing_tables(engine, tables) and (seeded is None or _is_seeded(engine, seeded)):
+        return
+    with schema_transaction(engine) as connection:
+        for table in tables:
+            table.create(connection, checkfirst=True)
+        if seed is not None and (seeded is None or not seeded(connection)):
+            seed(connection)
+
+
+def _is_seeded(engine: Engine, seeded: Callable[[Connection], bool]) -> bool:
+    with engine.connect() as connection:
+        return seeded(connection)
