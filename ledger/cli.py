@@ -664,7 +664,7 @@ def main() -> None:
     try:
         app()
     except LedgerError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         sys.exit(EXIT_UNREADABLE)
 
 

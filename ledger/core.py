@@ -35,6 +35,7 @@ from ledger.store import (
     factory_topic,
     lock_writer,
     make_engine,
+    refusing_read_only,
     register_engine,
     unregister_engine,
 )
@@ -267,7 +268,8 @@ class Ledger:
         skip_applied: Callable[[Session], Collection[int]] | None = None,
         before_commit: Callable[[Session, list[RejectionRecord]], None] | None = None,
     ) -> None:
-        with self.app.recorder.transaction(commit=True) as session:  # type: ignore[attr-defined]
+        with refusing_read_only(self.engine, "applying commands"), \
+                self.app.recorder.transaction(commit=True) as session:  # type: ignore[attr-defined]
             lock_writer(session)
             if skip_applied is not None:
                 skip = skip_applied(session)
@@ -323,7 +325,8 @@ class Ledger:
 
         if end < start:
             raise RuleViolation("period", f"ends {end} before it starts {start}")
-        with self.app.recorder.transaction(commit=True) as session:  # type: ignore[attr-defined]
+        with refusing_read_only(self.engine, "closing a period"), \
+                self.app.recorder.transaction(commit=True) as session:  # type: ignore[attr-defined]
             lock_writer(session)
             batch = Batch(session=session, app=self.app, projection=self.projection,
                           now=self.clock(), source="close-period")
