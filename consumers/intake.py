@@ -95,6 +95,18 @@ SALE_TYPES = frozenset({"record_sale", "reverse_sale"})
 CLUSTER_CHECK_S = 5.0
 #: How long `run(until_idle_s=…)` waits for a first assignment before counting idle time.
 JOIN_WAIT_S = 30.0
+#: How long records may wait, unapplied, with no position in the store moving (by this worker
+#: or any other of the group), before intake reports its group stalled (issue 15: after a
+#: broker restart a group applied nothing for minutes while 22,000 records waited).
+STALL_S = 60.0
+#: How often an idle intake compares the store's positions with the partitions' high-water
+#: marks (and how long it must have been idle first).
+WAITING_CHECK_S = 5.0
+#: Exit status of `rebate-ledger intake` when its group is stalled (1 and 2 mean input errors).
+EXIT_STALLED = 3
+#: How long closing the Kafka clients may take when intake stops (a client of a stuck group
+#: can wait on the coordinator for minutes; Ctrl-C must not).
+CLOSE_TIMEOUT_S = 5.0
 #: The rejections table keeps a line number as a 32-bit integer; larger offsets keep 0 there
 #: (the source `…@offset` still names the record).
 LINE_NUMBER_MAX = 2**31 - 1
@@ -125,6 +137,11 @@ intake_positions = Table(
 )
 
 
+class IntakeStalled(RuntimeError):
+    """Records wait on the intake topics and no position in the store has moved for
+    `STALL_S`: the group applies nothing (a stuck rebalance, a member that never polls)."""
+
+
 def source_of(record: Record) -> str:
     """How a rejection names its record: `kafka:<topic>/<partition>@<offset>`."""
     return f"kafka:{record.topic}/{record.partition}@{record.offset}"
@@ -146,6 +163,7 @@ class IntakeCounters:
     gaps: int = 0  # batches that started above the stored position of a partition
     batches: int = 0  # transactions committed
     reopened: int = 0  # times the Kafka clients were made anew (errors, a new cluster)
+    stalls: int = 0  # times records waited with no position moving for the stall time
     unhandled: int = 0  # records rejected because handling them raised (counted in rejected)
     by_type: dict[str, int] = field(default_factory=dict)
 
@@ -197,6 +215,9 @@ class Intake:
         self._cluster_id: str | None = None
         self._cluster_checked = 0.0
         self._assign_error: Exception | None = None
+        self._positions_seen: dict[TopicPartition, int] | None = None
+        self._positions_moved = time.monotonic()
+        self._waiting_checked = 0.0
         ensure_tables(self.engine, [intake_positions])
 
     # --- positions in the store -----------------------------------------------------------
@@ -251,6 +272,46 @@ class Intake:
         known = cluster_id is not None and self._cluster_id is not None
         return 0 if known and cluster_id != self._cluster_id else offset
 
+    def waiting(self) -> dict[TopicPartition, int]:
+        """Records that wait unapplied, per partition of the sales and commands topics: the
+        partition's high-water mark, fetched for each partition from the broker, less the
+        store's position (the truth, whichever worker applied them). The embedded broker's
+        marks can be too small, never too large, so what this finds waits for certain; what
+        sits in a partition's last record batch past its first offset can go unseen."""
+        self.open()
+        assert self._admin is not None
+        topics = self._admin.list_topics()
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in (self.sales_topic, self.commands_topic)
+            for partition in range(topics.get(topic, 0))
+        ]
+        checker = self.transport.consumer()
+        try:
+            marks = checker.end_offsets(partitions)
+        finally:
+            checker.close()
+        with self.engine.connect() as connection:
+            stored = self._read_positions(connection, partitions)
+        waiting = {p: marks[p] - self._start_of(stored.get(p)) for p in partitions}
+        return {p: count for p, count in waiting.items() if count > 0}
+
+    def _positions_moved_since(self, now: float) -> float:
+        """Seconds since a position in the store last moved (as seen at each call)."""
+        positions = self.stored_positions()
+        if positions != self._positions_seen:
+            self._positions_seen, self._positions_moved = positions, now
+        return now - self._positions_moved
+
+    def _stalled(self, waiting: Mapping[TopicPartition, int], still_s: float) -> IntakeStalled:
+        shown = ", ".join(f"{p.topic}/{p.partition}: {n:,}" for p, n in sorted(waiting.items()))
+        return IntakeStalled(
+            f"intake group {self.group_id} is stalled: at least {sum(waiting.values()):,} "
+            f"records wait ({shown}) and no position in the store moved for {still_s:.0f} s "
+            f"(this worker holds {len(self.assignment())} partitions); check the broker and "
+            "the group's members, then restart intake"
+        )
+
     def _on_assign(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         self.assigned_ever.update(partitions)
         try:
@@ -290,17 +351,30 @@ class Intake:
             self._producer = self.transport.producer()
         return self._producer
 
-    def close(self) -> None:
+    def close(self, timeout_s: float | None = None) -> None:
         """Leave the group and release the clients (not the ledger); `open` or the next
-        `run_once` makes new ones."""
+        `run_once` makes new ones. `timeout_s`: give up waiting after that long (the clients
+        are then left to the process's exit: a stuck group's coordinator can hold a close for
+        minutes)."""
         consumer, producer, admin = self._consumer, self._producer, self._admin
         self._consumer = self._producer = self._admin = None
-        for client in (consumer, producer, admin):
-            if client is not None:
-                try:
-                    client.close()
-                except Exception:  # closing a broken client must not hide the first error
-                    LOG.debug("closing a Kafka client failed", exc_info=True)
+
+        def close_all() -> None:
+            for client in (consumer, producer, admin):
+                if client is not None:
+                    try:
+                        client.close()
+                    except Exception:  # closing a broken client must not hide the first error
+                        LOG.debug("closing a Kafka client failed", exc_info=True)
+
+        if timeout_s is None:
+            close_all()
+            return
+        closing = threading.Thread(target=close_all, name="intake-close", daemon=True)
+        closing.start()
+        closing.join(timeout_s)
+        if closing.is_alive():
+            LOG.warning("intake: the Kafka clients did not close within %.0f s", timeout_s)
 
     def reopen(self) -> None:
         """After a failure: new clients. The new consumer starts from the stored positions, so
@@ -561,12 +635,19 @@ class Intake:
         until_idle_s: float | None = None,
         retry_sleep_s: float = 1.0,
         on_batch: Callable[[Intake], None] | None = None,
+        stall_s: float = STALL_S,
+        on_stall: Callable[[IntakeStalled], None] | None = None,
     ) -> None:
         """Apply until `stop` is set, or (with `until_idle_s`) until no record came for that
-        long once partitions were assigned (or for `JOIN_WAIT_S` more without any). Kafka and
-        database outages are logged and retried after `retry_sleep_s` with new clients; the
-        stored positions make the retry exact."""
+        long once partitions were assigned (or for `JOIN_WAIT_S` more without any) AND no
+        record waits (`waiting`). Kafka and database outages are logged and retried after
+        `retry_sleep_s` with new clients; the stored positions make the retry exact.
+
+        Records that wait while no position in the store moves for `stall_s` mean a stalled
+        group: with `until_idle_s`, `IntakeStalled` is raised (never a quiet exit with records
+        unread); without, `on_stall` is told and the clients are made anew (a rejoin)."""
         started = idle_since = time.monotonic()
+        self._positions_seen, self._positions_moved = None, started
         joined = False
         while not stop.is_set():
             try:
@@ -582,11 +663,38 @@ class Intake:
                 idle_since = now
                 if on_batch is not None:
                     on_batch(self)
-            elif until_idle_s is not None:
-                if joined and now - idle_since >= until_idle_s:
+                continue
+            idle_done = until_idle_s is not None and (
+                (joined and now - idle_since >= until_idle_s)
+                or (not joined and now - started >= until_idle_s + JOIN_WAIT_S)
+            )
+            # a worker about to exit checks every second; one that idles, every few seconds
+            interval = 1.0 if idle_done else min(WAITING_CHECK_S, stall_s)
+            if now - self._waiting_checked < interval or (
+                    not idle_done and now - idle_since < interval):
+                continue
+            self._waiting_checked = now
+            try:
+                waiting = self.waiting()
+                still_s = self._positions_moved_since(now)
+            except (TransportError, OperationalError) as error:
+                LOG.warning("intake: cannot compare positions with the topics: %s", error)
+                continue
+            if not waiting:
+                if idle_done:
                     return
-                if not joined and now - started >= until_idle_s + JOIN_WAIT_S:
-                    return
+                continue
+            if still_s < stall_s:
+                continue
+            self.counters.stalls += 1
+            stalled = self._stalled(waiting, still_s)
+            if until_idle_s is not None:
+                raise stalled
+            LOG.warning("%s", stalled)
+            if on_stall is not None:
+                on_stall(stalled)
+            self.reopen()
+            self._positions_moved = now
 
 
 # --- the ERP stand-in: JSON Lines to a topic ----------------------------------------------
@@ -719,14 +827,20 @@ def main_intake(
             signal.signal(signal.SIGTERM, signal.default_int_handler)
             if until_idle_s is None:
                 echo("intake: running; Ctrl-C stops it")
+            status = 0
             try:
-                intake.run(stop, until_idle_s=until_idle_s, on_batch=progress)
+                intake.run(stop, until_idle_s=until_idle_s, on_batch=progress,
+                           on_stall=lambda stalled: echo(f"intake: {stalled}"))
             except KeyboardInterrupt:
                 pass
+            except IntakeStalled as stalled:
+                echo(f"intake: {stalled}")
+                status = EXIT_STALLED
             finally:
                 signal.signal(signal.SIGTERM, previous)
-            echo(_summary(intake) + "; stopped")
-    return 0
+                intake.close(CLOSE_TIMEOUT_S)  # Ctrl-C is not held up by a stuck group
+            echo(_summary(intake) + ("; stopped" if status == 0 else "; STALLED"))
+    return status
 
 
 def is_outage(error: BaseException) -> bool:

@@ -553,7 +553,9 @@ def intake(
     ] = None,
     until_idle: Annotated[
         float | None,
-        typer.Option("--until-idle", help="exit after S seconds with nothing new"),
+        typer.Option("--until-idle", help="exit after S seconds with nothing new and no "
+                     "record waiting; exit 3 if records wait while no position moves for "
+                     "60 s (a stalled group)"),
     ] = None,
 ) -> None:
     """Apply the sales and commands topics to the store, exactly once in effect (until Ctrl-C).

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -25,6 +26,7 @@ from consumers.intake import (
     SOURCE_PARTITION_HEADER,
     SOURCE_TOPIC_HEADER,
     Intake,
+    IntakeStalled,
 )
 from consumers.topics import COMMANDS, REJECTED, SALES
 from consumers.transport import Record, TopicPartition, Transport, transport
@@ -342,6 +344,78 @@ def test_a_record_whose_handling_raises_is_rejected_alone_and_intake_goes_on(
     boom_reason = dict(next(r for r in rejected if r.value == boom).headers)[REASON_HEADER]
     assert b"RuntimeError: a bug in a handler" in boom_reason
     assert len(kept) == 2
+
+
+# --- a stalled group ---------------------------------------------------------------------------
+
+
+class StuckTransport:
+    """The real transport, except that its group consumers never get a partition or a record:
+    what two fresh workers saw of the default group after a broker restart (issue 15), which
+    then printed "0 records … stopped" and exited 0 while the topic held 22,000 records."""
+
+    def __init__(self, real: Transport) -> None:
+        self.real = real
+
+    def producer(self) -> Any:
+        return self.real.producer()
+
+    def admin(self) -> Any:
+        return self.real.admin()
+
+    def consumer(self, group_id: str | None = None) -> Any:
+        consumer = self.real.consumer(group_id)
+        if group_id is None:  # the positions check's own consumer: the real one
+            return consumer
+
+        class Stuck:
+            def subscribe(self, *_: Any, **__: Any) -> None:
+                pass
+
+            def assignment(self) -> set[TopicPartition]:
+                return set()
+
+            def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+                time.sleep(timeout_s)
+                return []
+
+            def commit(self, *_: Any) -> None:
+                pass
+
+            def close(self) -> None:
+                consumer.close()
+
+        return Stuck()
+
+
+def test_until_idle_never_exits_quietly_while_records_wait(
+    client: str, kafka_broker: EmbeddedBroker, sqlite_url: str
+) -> None:
+    settings = unique_settings(client)
+    kafka = transport(settings, kafka_broker.bootstrap)
+    with Ledger(sqlite_url) as ledger, Intake(
+        ledger, StuckTransport(kafka), settings, group_id=group(settings),  # type: ignore[arg-type]
+        poll_timeout_s=0.2,
+    ) as intake:
+        intake.open()  # the topics exist before the sales go to them
+        produce_commands(kafka, settings, agreements())
+        produce_sales(kafka, settings, sales(1, 50))
+        started = time.monotonic()
+        with pytest.raises(IntakeStalled, match="stalled: at least") as stalled:
+            intake.run(threading.Event(), until_idle_s=1.0, stall_s=3.0)
+        assert time.monotonic() - started < 20  # not after the join wait of 30 s
+        assert intake.counters.records == 0 and intake.counters.stalls == 1
+        waiting = intake.waiting()
+        # the high-water marks may be too small on this broker, never too large
+        assert 0 < sum(waiting.values()) <= 50 + len(agreements())
+        assert str(settings.topic(SALES)) in str(stalled.value)
+    # and a worker that can read them applies everything and exits 0 with nothing waiting
+    with Ledger(sqlite_url) as ledger, Intake(
+        ledger, kafka, settings, group_id=group(settings), poll_timeout_s=0.2
+    ) as intake:
+        run_until_idle(intake)
+        assert intake.counters.applied == 50 + len(agreements())
+        assert intake.waiting() == {}
 
 
 # --- redelivery -------------------------------------------------------------------------------
