@@ -106,7 +106,7 @@ WAITING_CHECK_S = 5.0
 EXIT_STALLED = 3
 #: How long closing the Kafka clients may take when intake stops (a client of a stuck group
 #: can wait on the coordinator for minutes; Ctrl-C must not).
-CLOSE_TIMEOUT_S = 5.0
+CLOSE_TIMEOUT_S = 3.0
 #: The rejections table keeps a line number as a 32-bit integer; larger offsets keep 0 there
 #: (the source `…@offset` still names the record).
 LINE_NUMBER_MAX = 2**31 - 1
@@ -379,7 +379,7 @@ class Intake:
     def reopen(self) -> None:
         """After a failure: new clients. The new consumer starts from the stored positions, so
         a batch that was polled but not committed is read again."""
-        self.close()
+        self.close(CLOSE_TIMEOUT_S)
         self.counters.reopened += 1
 
     def __enter__(self) -> Intake:

@@ -418,6 +418,68 @@ def test_until_idle_never_exits_quietly_while_records_wait(
         assert intake.waiting() == {}
 
 
+def test_a_running_worker_reports_a_stalled_group_and_rejoins(
+    kafka_broker: EmbeddedBroker, sqlite_url: str
+) -> None:
+    settings = unique_settings()
+    kafka = transport(settings, kafka_broker.bootstrap)
+    stop, told = threading.Event(), []
+
+    def on_stall(stalled: IntakeStalled) -> None:
+        told.append(stalled)
+        stop.set()
+
+    with Ledger(sqlite_url) as ledger, Intake(
+        ledger, StuckTransport(kafka), settings, group_id=group(settings),  # type: ignore[arg-type]
+        poll_timeout_s=0.2,
+    ) as intake:
+        intake.open()
+        produce_sales(kafka, settings, sales(1, 20))
+        reopened = intake.counters.reopened
+        intake.run(stop, stall_s=2.0, on_stall=on_stall)
+        assert len(told) == 1 and "records wait" in str(told[0])
+        assert intake.counters.stalls == 1 and intake.counters.reopened == reopened + 1
+
+
+def test_intake_stops_promptly_on_sigint_while_its_broker_is_frozen(
+    client: str, tmp_path: Path
+) -> None:
+    """Ctrl-C while the broker does not answer (SIGSTOP): closing the clients may wait on the
+    group coordinator; intake gives them CLOSE_TIMEOUT_S and exits 0. At worst twice: a
+    close of clients that failed may be under way when Ctrl-C comes."""
+    import signal
+
+    from consumers.intake import CLOSE_TIMEOUT_S
+
+    settings = unique_settings(client)
+    with EmbeddedBroker(tmp_path / "kafka") as broker:
+        env = intake_env(settings, broker.bootstrap, tmp_path / "home")
+        worker = subprocess.Popen(
+            [CLI, "intake", "--database", f"sqlite:///{tmp_path / 'ledger.db'}"],
+            env={**env, "PYTHONUNBUFFERED": "1"}, cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        try:
+            assert worker.stdout is not None
+            for text in worker.stdout:  # until it runs
+                if b"Ctrl-C stops it" in text:
+                    break
+            time.sleep(3)  # joining the group
+            os.kill(broker.pid, signal.SIGSTOP)
+            time.sleep(1)
+            asked = time.monotonic()
+            worker.send_signal(signal.SIGINT)
+            out, _ = worker.communicate(timeout=60)
+            took = time.monotonic() - asked
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+            if worker.poll() is None:
+                worker.kill()
+    assert worker.returncode == 0, out.decode()[-2000:]
+    assert b"stopped" in out
+    assert took < 2 * CLOSE_TIMEOUT_S + 3, took
+
+
 # --- redelivery -------------------------------------------------------------------------------
 
 
