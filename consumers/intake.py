@@ -16,13 +16,18 @@ never apply a record twice. On (re)assignment the consumer starts each partition
 position; offsets are also committed to Kafka after each batch, for monitoring only.
 
 A record that cannot be applied (empty, not JSON, not an object, not a valid command, a broken
-rule, not a sale on the sales topic) is kept in the ledger's `rejections` table with source
-`kafka:<topic>/<partition>@<offset>`, and produced to `<prefix>rejected` with its original
-bytes as value, its key, and headers `ledger-reason`, `ledger-field`, `ledger-command-type`,
-`ledger-source-topic`, `ledger-source-partition`, `ledger-source-offset`. Those records are
-flushed before the database commit, so none is lost; a crash in between re-sends them (at
-least once), with the same source headers, by which a reader recognises a repeat. Intake never
-stops or stalls on a bad record.
+rule, not a sale on the sales topic, or one whose handling raised) is kept in the ledger's
+`rejections` table with source `kafka:<topic>/<partition>@<offset>`, and produced to
+`<prefix>rejected` with its original bytes as value, its key, and headers `ledger-reason`,
+`ledger-field`, `ledger-command-type`, `ledger-source-topic`, `ledger-source-partition`,
+`ledger-source-offset`. Those records are flushed before the database commit, so none is
+lost; a crash in between re-sends them (at least once), with the same source headers, by
+which a reader recognises a repeat. Intake never stops or stalls on a bad record: when
+applying a batch raises anything but an outage (Kafka or the database unreachable, retried as
+a whole), the batch is rolled back and applied again in halves, down to the one record that
+raises, which is rejected with the error as its reason (issue 15: one record with a
+`recorded_at` out of range put intake in a crash loop, and the good records polled with it
+never applied).
 
 Positions carry the cluster id of the broker they were read from: the embedded broker starts
 EMPTY with a new id after a restart (docs/kafka-notes.md), and positions of a log that is gone
@@ -56,7 +61,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from consumers.topics import COMMANDS, REJECTED, SALES, ensure_topics
@@ -74,6 +79,7 @@ from ledger.core import ApplyReport, Ledger, SourcedCommand
 from ledger.errors import InvalidCommand, Rejection, RuleViolation
 from ledger.handlers import RejectionRecord
 from ledger.kafka.settings import KafkaSettings
+from ledger.store import ensure_tables
 
 LOG = logging.getLogger("consumers.intake")
 
@@ -89,9 +95,23 @@ SALE_TYPES = frozenset({"record_sale", "reverse_sale"})
 CLUSTER_CHECK_S = 5.0
 #: How long `run(until_idle_s=…)` waits for a first assignment before counting idle time.
 JOIN_WAIT_S = 30.0
+#: How long records may wait, unapplied, with no position in the store moving (by this worker
+#: or any other of the group), before intake reports its group stalled (issue 15: after a
+#: broker restart a group applied nothing for minutes while 22,000 records waited).
+STALL_S = 60.0
+#: How often an idle intake compares the store's positions with the partitions' high-water
+#: marks (and how long it must have been idle first).
+WAITING_CHECK_S = 5.0
+#: Exit status of `rebate-ledger intake` when its group is stalled (1 and 2 mean input errors).
+EXIT_STALLED = 3
+#: How long closing the Kafka clients may take when intake stops (a client of a stuck group
+#: can wait on the coordinator for minutes; Ctrl-C must not).
+CLOSE_TIMEOUT_S = 3.0
 #: The rejections table keeps a line number as a 32-bit integer; larger offsets keep 0 there
 #: (the source `…@offset` still names the record).
 LINE_NUMBER_MAX = 2**31 - 1
+#: How much of an error's text a rejection keeps, when handling a record raised.
+ERROR_TEXT_MAX = 500
 
 REASON_HEADER = "ledger-reason"
 FIELD_HEADER = "ledger-field"
@@ -117,6 +137,11 @@ intake_positions = Table(
 )
 
 
+class IntakeStalled(RuntimeError):
+    """Records wait on the intake topics and no position in the store has moved for
+    `STALL_S`: the group applies nothing (a stuck rebalance, a member that never polls)."""
+
+
 def source_of(record: Record) -> str:
     """How a rejection names its record: `kafka:<topic>/<partition>@<offset>`."""
     return f"kafka:{record.topic}/{record.partition}@{record.offset}"
@@ -138,6 +163,8 @@ class IntakeCounters:
     gaps: int = 0  # batches that started above the stored position of a partition
     batches: int = 0  # transactions committed
     reopened: int = 0  # times the Kafka clients were made anew (errors, a new cluster)
+    stalls: int = 0  # times records waited with no position moving for the stall time
+    unhandled: int = 0  # records rejected because handling them raised (counted in rejected)
     by_type: dict[str, int] = field(default_factory=dict)
 
 
@@ -188,7 +215,10 @@ class Intake:
         self._cluster_id: str | None = None
         self._cluster_checked = 0.0
         self._assign_error: Exception | None = None
-        intake_metadata.create_all(self.engine, tables=[intake_positions])
+        self._positions_seen: dict[TopicPartition, int] | None = None
+        self._positions_moved = time.monotonic()
+        self._waiting_checked = 0.0
+        ensure_tables(self.engine, [intake_positions])
 
     # --- positions in the store -----------------------------------------------------------
 
@@ -242,6 +272,46 @@ class Intake:
         known = cluster_id is not None and self._cluster_id is not None
         return 0 if known and cluster_id != self._cluster_id else offset
 
+    def waiting(self) -> dict[TopicPartition, int]:
+        """Records that wait unapplied, per partition of the sales and commands topics: the
+        partition's high-water mark, fetched for each partition from the broker, less the
+        store's position (the truth, whichever worker applied them). The embedded broker's
+        marks can be too small, never too large, so what this finds waits for certain; what
+        sits in a partition's last record batch past its first offset can go unseen."""
+        self.open()
+        assert self._admin is not None
+        topics = self._admin.list_topics()
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in (self.sales_topic, self.commands_topic)
+            for partition in range(topics.get(topic, 0))
+        ]
+        checker = self.transport.consumer()
+        try:
+            marks = checker.end_offsets(partitions)
+        finally:
+            checker.close()
+        with self.engine.connect() as connection:
+            stored = self._read_positions(connection, partitions)
+        waiting = {p: marks[p] - self._start_of(stored.get(p)) for p in partitions}
+        return {p: count for p, count in waiting.items() if count > 0}
+
+    def _positions_moved_since(self, now: float) -> float:
+        """Seconds since a position in the store last moved (as seen at each call)."""
+        positions = self.stored_positions()
+        if positions != self._positions_seen:
+            self._positions_seen, self._positions_moved = positions, now
+        return now - self._positions_moved
+
+    def _stalled(self, waiting: Mapping[TopicPartition, int], still_s: float) -> IntakeStalled:
+        shown = ", ".join(f"{p.topic}/{p.partition}: {n:,}" for p, n in sorted(waiting.items()))
+        return IntakeStalled(
+            f"intake group {self.group_id} is stalled: at least {sum(waiting.values()):,} "
+            f"records wait ({shown}) and no position in the store moved for {still_s:.0f} s "
+            f"(this worker holds {len(self.assignment())} partitions); check the broker and "
+            "the group's members, then restart intake"
+        )
+
     def _on_assign(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         self.assigned_ever.update(partitions)
         try:
@@ -281,22 +351,35 @@ class Intake:
             self._producer = self.transport.producer()
         return self._producer
 
-    def close(self) -> None:
+    def close(self, timeout_s: float | None = None) -> None:
         """Leave the group and release the clients (not the ledger); `open` or the next
-        `run_once` makes new ones."""
+        `run_once` makes new ones. `timeout_s`: give up waiting after that long (the clients
+        are then left to the process's exit: a stuck group's coordinator can hold a close for
+        minutes)."""
         consumer, producer, admin = self._consumer, self._producer, self._admin
         self._consumer = self._producer = self._admin = None
-        for client in (consumer, producer, admin):
-            if client is not None:
-                try:
-                    client.close()
-                except Exception:  # closing a broken client must not hide the first error
-                    LOG.debug("closing a Kafka client failed", exc_info=True)
+
+        def close_all() -> None:
+            for client in (consumer, producer, admin):
+                if client is not None:
+                    try:
+                        client.close()
+                    except Exception:  # closing a broken client must not hide the first error
+                        LOG.debug("closing a Kafka client failed", exc_info=True)
+
+        if timeout_s is None:
+            close_all()
+            return
+        closing = threading.Thread(target=close_all, name="intake-close", daemon=True)
+        closing.start()
+        closing.join(timeout_s)
+        if closing.is_alive():
+            LOG.warning("intake: the Kafka clients did not close within %.0f s", timeout_s)
 
     def reopen(self) -> None:
         """After a failure: new clients. The new consumer starts from the stored positions, so
         a batch that was polled but not committed is read again."""
-        self.close()
+        self.close(CLOSE_TIMEOUT_S)
         self.counters.reopened += 1
 
     def __enter__(self) -> Intake:
@@ -352,11 +435,77 @@ class Intake:
             f"and reverse_sale only; send other commands to {self.commands_topic}",
         )
 
+    def _command_or_unhandled(self, record: Record) -> SourcedCommand:
+        """`_command_of`, or the record rejected with the error if reading it raised."""
+        try:
+            return self._command_of(record)
+        except Exception as error:
+            if is_outage(error):
+                raise
+            return self._unhandled(record, error)
+
+    def _unhandled(self, record: Record, error: BaseException, *,
+                   safe_text: bool = False) -> SourcedCommand:
+        """`record` rejected because handling it raised `error`; `safe_text`: its text kept
+        with backslash escapes (no NUL, no invalid UTF-8) for a store that refused the raw
+        text too."""
+        LOG.warning("intake: %s could not be applied: %r", source_of(record), error)
+        value = record.value or b""
+        line: bytes | str = value
+        if safe_text:
+            line = value.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+        # the error's text may quote the record: no NUL or lone surrogate reaches the store
+        said = str(error)[:ERROR_TEXT_MAX].replace("\x00", "\\x00")
+        said = said.encode("utf-8", "backslashreplace").decode("utf-8")
+        problem = InvalidCommand(
+            "", f"the record could not be applied ({type(error).__name__}: {said}); it is "
+            f"kept on {self.rejected_topic} and intake went on"
+        )
+        number = record.offset if record.offset <= LINE_NUMBER_MAX else 0
+        return SourcedCommand(number, line, None, problem, source_of(record))
+
     def apply(self, records: list[Record]) -> ApplyReport:
         """Apply one polled batch in one transaction with its positions; produce its
         rejections to the rejected topic before the commit. Records below the stored
-        positions are skipped. Offsets are committed to Kafka afterwards (best effort)."""
-        commands = [self._command_of(record) for record in records]
+        positions are skipped. Offsets are committed to Kafka afterwards (best effort).
+
+        If the transaction raises anything but an outage (`is_outage`), nothing of it is
+        kept and the batch is applied again in two halves, in order, recursively: the one
+        record that raises is rejected with the error as its reason and every other record
+        applies, so a poison record costs about 2·log2(batch) transactions."""
+        commands = [self._command_or_unhandled(record) for record in records]
+        return self._apply_or_split(records, commands)
+
+    def _apply_or_split(
+        self, records: list[Record], commands: list[SourcedCommand]
+    ) -> ApplyReport:
+        try:
+            return self._apply_batch(records, commands)
+        except Exception as error:
+            if is_outage(error):
+                raise
+            if len(records) > 1:
+                LOG.warning("intake: a batch of %d records raised %r; applying it in halves",
+                            len(records), error)
+                half = len(records) // 2
+                report = self._apply_or_split(records[:half], commands[:half])
+                merge_reports(report, self._apply_or_split(records[half:], commands[half:]))
+                return report
+            record, = records
+            try:
+                report = self._apply_batch(records, [self._unhandled(record, error)])
+            except Exception as again:  # the store refused even its text: keep it escaped
+                if is_outage(again):
+                    raise
+                report = self._apply_batch(
+                    records, [self._unhandled(record, error, safe_text=True)]
+                )
+            self.counters.unhandled += 1
+            return report
+
+    def _apply_batch(
+        self, records: list[Record], commands: list[SourcedCommand]
+    ) -> ApplyReport:
         batch_next: dict[TopicPartition, int] = {}
         batch_first: dict[TopicPartition, int] = {}
         for record in records:
@@ -486,12 +635,19 @@ class Intake:
         until_idle_s: float | None = None,
         retry_sleep_s: float = 1.0,
         on_batch: Callable[[Intake], None] | None = None,
+        stall_s: float = STALL_S,
+        on_stall: Callable[[IntakeStalled], None] | None = None,
     ) -> None:
         """Apply until `stop` is set, or (with `until_idle_s`) until no record came for that
-        long once partitions were assigned (or for `JOIN_WAIT_S` more without any). Kafka and
-        database outages are logged and retried after `retry_sleep_s` with new clients; the
-        stored positions make the retry exact."""
+        long once partitions were assigned (or for `JOIN_WAIT_S` more without any) AND no
+        record waits (`waiting`). Kafka and database outages are logged and retried after
+        `retry_sleep_s` with new clients; the stored positions make the retry exact.
+
+        Records that wait while no position in the store moves for `stall_s` mean a stalled
+        group: with `until_idle_s`, `IntakeStalled` is raised (never a quiet exit with records
+        unread); without, `on_stall` is told and the clients are made anew (a rejoin)."""
         started = idle_since = time.monotonic()
+        self._positions_seen, self._positions_moved = None, started
         joined = False
         while not stop.is_set():
             try:
@@ -507,11 +663,38 @@ class Intake:
                 idle_since = now
                 if on_batch is not None:
                     on_batch(self)
-            elif until_idle_s is not None:
-                if joined and now - idle_since >= until_idle_s:
+                continue
+            idle_done = until_idle_s is not None and (
+                (joined and now - idle_since >= until_idle_s)
+                or (not joined and now - started >= until_idle_s + JOIN_WAIT_S)
+            )
+            # a worker about to exit checks every second; one that idles, every few seconds
+            interval = 1.0 if idle_done else min(WAITING_CHECK_S, stall_s)
+            if now - self._waiting_checked < interval or (
+                    not idle_done and now - idle_since < interval):
+                continue
+            self._waiting_checked = now
+            try:
+                waiting = self.waiting()
+                still_s = self._positions_moved_since(now)
+            except (TransportError, OperationalError) as error:
+                LOG.warning("intake: cannot compare positions with the topics: %s", error)
+                continue
+            if not waiting:
+                if idle_done:
                     return
-                if not joined and now - started >= until_idle_s + JOIN_WAIT_S:
-                    return
+                continue
+            if still_s < stall_s:
+                continue
+            self.counters.stalls += 1
+            stalled = self._stalled(waiting, still_s)
+            if until_idle_s is not None:
+                raise stalled
+            LOG.warning("%s", stalled)
+            if on_stall is not None:
+                on_stall(stalled)
+            self.reopen()
+            self._positions_moved = now
 
 
 # --- the ERP stand-in: JSON Lines to a topic ----------------------------------------------
@@ -647,14 +830,38 @@ def main_intake(
             signal.signal(signal.SIGTERM, signal.default_int_handler)
             if until_idle_s is None:
                 echo("intake: running; Ctrl-C stops it")
+            status = 0
             try:
-                intake.run(stop, until_idle_s=until_idle_s, on_batch=progress)
+                intake.run(stop, until_idle_s=until_idle_s, on_batch=progress,
+                           on_stall=lambda stalled: echo(f"intake: {stalled}"))
             except KeyboardInterrupt:
                 pass
+            except IntakeStalled as stalled:
+                echo(f"intake: {stalled}")
+                status = EXIT_STALLED
             finally:
                 signal.signal(signal.SIGTERM, previous)
-            echo(_summary(intake) + "; stopped")
-    return 0
+                intake.close(CLOSE_TIMEOUT_S)  # Ctrl-C is not held up by a stuck group
+            echo(_summary(intake) + ("; stopped" if status == 0 else "; STALLED"))
+    return status
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether `error` says Kafka or the database is unreachable, not that a record is bad: an
+    outage is retried with the whole batch (the stored positions make that exact); anything
+    else raised while applying is the records' fault and is isolated to the one record."""
+    if isinstance(error, TransportError | OperationalError | InterfaceError | DisconnectionError
+                  | TimeoutError | ConnectionError):
+        return True
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+def merge_reports(report: ApplyReport, other: ApplyReport) -> None:
+    """Add `other`'s counts to `report` (the halves of a split batch)."""
+    report.accepted += other.accepted
+    report.duplicates.extend(other.duplicates)
+    report.rejected.extend(other.rejected)
+    report.by_type.update(other.by_type)
 
 
 def _summary(intake: Intake) -> str:

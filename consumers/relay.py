@@ -65,6 +65,7 @@ from ledger.events.envelope import (
 )
 from ledger.kafka.settings import KafkaSettings
 from ledger.projections.core import agreements
+from ledger.store import ensure_tables
 
 LOG = logging.getLogger("consumers.relay")
 
@@ -147,7 +148,7 @@ class Relay:
         #: Totals since construction: events (records) published, refills done.
         self.published = 0
         self.refills = 0
-        relay_metadata.create_all(self.engine, tables=[relay_state])
+        ensure_tables(self.engine, [relay_state])
         columns = {c["name"] for c in inspect(self.engine).get_columns("relay_state")}
         if "partitions" not in columns:  # a store made before the column existed
             with self.engine.begin() as connection:

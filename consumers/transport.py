@@ -109,6 +109,12 @@ class Consumer(Protocol):
     def committed(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
         """The group's committed offsets (None where nothing is committed)."""
 
+    def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """Each partition's high-water mark, asked of the broker one partition at a time.
+        On the embedded broker it can be too SMALL (docs/kafka-notes.md, quirk 4), never too
+        large: a mark above a position proves records wait there, the converse proves
+        nothing."""
+
     def close(self) -> None: ...
 
 
@@ -447,6 +453,18 @@ class ConfluentConsumer:
             for p in answer
         }
 
+    def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        answer: dict[TopicPartition, int] = {}
+        for partition in partitions:
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    self._tp(partition), timeout=self._timeout_s, cached=False
+                )
+            except self._kafka.KafkaException as error:
+                raise TransportError(f"end offsets: {error}") from error
+            answer[TopicPartition(*partition)] = int(high)
+        return answer
+
     def close(self) -> None:
         self._consumer.close()
 
@@ -717,6 +735,17 @@ class KafkaPythonConsumer:
             except Exception as error:
                 raise TransportError(f"committed offsets: {error!r}") from error
             answer[TopicPartition(*partition)] = offset
+        return answer
+
+    def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        answer: dict[TopicPartition, int] = {}
+        for partition in partitions:
+            tp = self._tp(partition)
+            try:
+                high = self._consumer.end_offsets([tp])[tp]
+            except Exception as error:
+                raise TransportError(f"end offsets: {error!r}") from error
+            answer[TopicPartition(*partition)] = int(high)
         return answer
 
     def close(self) -> None:

@@ -109,7 +109,11 @@ event_actors = Table(
 
 
 def create_tables(engine: Engine) -> None:
-    accounts_metadata.create_all(engine)
+    """The service's tables, made as the store's are (`ensure_tables`: safe when several
+    processes open a store at once; only read when they exist, so a read-only store opens)."""
+    from ledger.store import ensure_tables
+
+    ensure_tables(engine, accounts_metadata.sorted_tables)
 
 
 def now_us() -> int:

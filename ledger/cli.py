@@ -503,15 +503,34 @@ def schema(
         typer.Option("--out", help="directory for one file per schema and index.json "
                      "(default: one JSON object on standard output)"),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="replace schema files already in --out")
+    ] = False,
 ) -> None:
     """The JSON Schema of the events topic: the envelope, the watermark, every event type."""
-    from ledger.events.schema import schemas, write_schemas
+    from ledger.config import Settings
+    from ledger.events.schema import schema_files, schemas
+    from ledger.output_files import OutputRefused, check_target, write_file
 
     if out is None:
         sys.stdout.buffer.write(orjson.dumps(schemas(), option=orjson.OPT_INDENT_2) + b"\n")
         return
-    for path in write_schemas(out):
-        console.print(str(path), highlight=False)
+    files = schema_files(out)
+    try:
+        store_url = Settings().default_database_url()
+        for path in files:  # every file checked before any is written
+            check_target(path, store_url, force=force)
+        for path, data in files.items():
+            write_file(path, data)
+    except OutputRefused as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(EXIT_UNREADABLE) from None
+    except OSError as exc:
+        err_console.print(f"[red]error:[/red] --out {escape(str(out))}: "
+                          f"{escape(exc.strerror or str(exc))}", highlight=False)
+        raise typer.Exit(EXIT_UNREADABLE) from None
+    for path in files:
+        console.print(str(path), highlight=False, markup=False)
 
 
 class ProjectionName(StrEnum):
@@ -609,7 +628,9 @@ def intake(
     ] = None,
     until_idle: Annotated[
         float | None,
-        typer.Option("--until-idle", help="exit after S seconds with nothing new"),
+        typer.Option("--until-idle", help="exit after S seconds with nothing new and no "
+                     "record waiting; exit 3 if records wait while no position moves for "
+                     "60 s (a stalled group)"),
     ] = None,
 ) -> None:
     """Apply the sales and commands topics to the store, exactly once in effect (until Ctrl-C).
@@ -730,7 +751,7 @@ def main() -> None:
     try:
         app()
     except LedgerError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         sys.exit(EXIT_UNREADABLE)
 
 

@@ -33,3 +33,8 @@ class Settings(BaseSettings):
             return self.database_url
         self.home.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{(self.home / 'ledger.db').resolve()}"
+
+    def default_database_url(self) -> str:
+        """The store commands use when given none, without creating `home` (for checks that
+        must not write anything, such as whether an `--out` path is a file of the store)."""
+        return self.database_url or f"sqlite:///{(self.home / 'ledger.db').resolve()}"

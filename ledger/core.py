@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 
 from ledger import commands as c
@@ -32,9 +32,11 @@ from ledger.projections.core import (
 )
 from ledger.store import (
     ENGINE_KEY,
+    ensure_tables,
     factory_topic,
     lock_writer,
     make_engine,
+    refusing_read_only,
     register_engine,
     unregister_engine,
 )
@@ -154,22 +156,35 @@ class Ledger:
                 ENGINE_KEY: self._engine_key,
                 # Ignore eventsourcing variables a user may have set for other applications.
                 "SQLALCHEMY_URL": "",
+                # Its tables are made with the ledger's, under the schema lock (_create_tables).
+                "CREATE_TABLE": "no",
             }
         )
         self.projection = CoreProjection()
         self._create_tables()
 
     def _create_tables(self) -> None:
+        """The event store's tables, the ledger's and the row of `ledger_state`: made once,
+        under the schema lock, by whichever process opens a new store first; a store that has
+        them all is only read. A store made before contract v2 is brought up to date first."""
         upgrade_v1_tables(self.engine)
-        metadata.create_all(self.engine)
-        chain_metadata.create_all(self.engine)
-        with self.engine.begin() as connection:
-            if connection.execute(select(ledger_state.c.id)).first() is None:
-                connection.execute(
-                    insert(ledger_state).values(
-                        id=1, watermark_us=0, accepted=0, rejected=0, position=0, writes=0
-                    )
+
+        def seeded(connection: Connection) -> bool:
+            return connection.execute(select(ledger_state.c.id)).first() is not None
+
+        def seed(connection: Connection) -> None:
+            connection.execute(
+                insert(ledger_state).values(
+                    id=1, watermark_us=0, accepted=0, rejected=0, position=0, writes=0
                 )
+            )
+
+        tables = [
+            *self.app.recorder.tables,  # type: ignore[attr-defined]
+            *metadata.sorted_tables,
+            *chain_metadata.sorted_tables,
+        ]
+        ensure_tables(self.engine, tables, seeded=seeded, seed=seed)
 
     def close(self) -> None:
         unregister_engine(self._engine_key)
@@ -341,7 +356,8 @@ class Ledger:
         at: _Cursor | None = None,
     ) -> None:
         at = at or _Cursor()
-        with self.app.recorder.transaction(commit=True) as session:  # type: ignore[attr-defined]
+        with refusing_read_only(self.engine, "applying commands"), \
+                self.app.recorder.transaction(commit=True) as session:  # type: ignore[attr-defined]
             lock_writer(session)
             if skip_applied is not None:
                 skip = skip_applied(session)
@@ -399,7 +415,8 @@ class Ledger:
 
         if end < start:
             raise RuleViolation("period", f"ends {end} before it starts {start}")
-        with self.app.recorder.transaction(commit=True) as session:  # type: ignore[attr-defined]
+        with refusing_read_only(self.engine, "closing a period"), \
+                self.app.recorder.transaction(commit=True) as session:  # type: ignore[attr-defined]
             lock_writer(session)
             batch = Batch(session=session, app=self.app, projection=self.projection,
                           now=self.clock(), source="close-period")

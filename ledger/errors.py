@@ -59,5 +59,10 @@ class InputUnreadable(LedgerError):
     """The input as a whole cannot be read (missing file, permission, not a file)."""
 
 
+class StoreReadOnly(LedgerError):
+    """The store cannot be written (a file without write permission, an immutable file, a
+    read-only database user); reading commands still answer."""
+
+
 class ConfigurationError(LedgerError):
     """A setting that cannot be used, named with what to do."""

@@ -137,26 +137,33 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def evidence(
         as_of: Annotated[str, typer.Option("--as-of", help="valid date D (YYYY-MM-DD)")],
-        out: Annotated[Path, typer.Option("--out", help="the zip file to write")],
+        out: Annotated[Path, typer.Option(
+            "--out", help="the zip file to write (never a file of the store; written to a "
+            "temporary file beside it, then renamed)")],
         known_at: Annotated[str | None, typer.Option(
             "--known-at", help="as the books stood at K (default: everything recorded)")] = None,
+        force: Annotated[bool, typer.Option(
+            "--force", help="replace --out if it exists")] = False,
         database: DatabaseOption = None,
     ) -> None:
         """Write the evidence pack for the position at D as known at K: positions, journal,
         trial balance, explain for every agreement, verify and digest, and a manifest of
         SHA-256 hashes."""
+        from rich.markup import escape
+
         from ledger.audit.evidence import write_pack
-        from ledger.cli import parse_as_of, parse_known_at
+        from ledger.cli import EXIT_UNREADABLE, err_console, parse_as_of, parse_known_at
+        from ledger.output_files import OutputRefused
 
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.touch()  # a path that cannot be written fails now, not after the work
+            out.parent.mkdir(parents=True, exist_ok=True)  # an unusable path fails now
             with open_ledger(database) as ledger:
-                pack = write_pack(ledger, day, known, out)
+                pack = write_pack(ledger, day, known, out, force=force)
+        except OutputRefused as error:
+            err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+            raise typer.Exit(EXIT_UNREADABLE) from None
         except OSError as error:
-            from ledger.cli import EXIT_UNREADABLE, err_console
-
             err_console.print(f"[red]error:[/red] --out {out}: {error.strerror or error}",
                               highlight=False)
             raise typer.Exit(EXIT_UNREADABLE) from None

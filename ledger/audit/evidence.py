@@ -26,6 +26,7 @@ from ledger.audit.journal import journal_report, trial_balance_report
 from ledger.audit.output import Report, plain
 from ledger.core import Ledger
 from ledger.liability import LiabilityRow
+from ledger.output_files import check_target, replacing
 
 MANIFEST = "manifest.json"
 
@@ -46,7 +47,11 @@ def _positions_report(rows: list[LiabilityRow], as_of: date,
                   meta={"as_of": as_of, "known_at": known_at})
 
 
-def write_pack(ledger: Ledger, as_of: date, known_at: datetime | None, out: Path) -> Pack:
+def write_pack(ledger: Ledger, as_of: date, known_at: datetime | None, out: Path,
+               *, force: bool = False) -> Pack:
+    """Write the pack to `out` (never a file of the store; an existing file only with `force`;
+    complete or not at all: `ledger.output_files`). Raises `OutputRefused` before any work."""
+    check_target(out, ledger.database_url, force=force)
     files: dict[str, bytes] = {}
 
     def add_report(stem: str, report: Report, csv: bool = True) -> None:
@@ -81,8 +86,9 @@ def write_pack(ledger: Ledger, as_of: date, known_at: datetime | None, out: Path
         "files": {name: {"sha256": hashes[name], "bytes": len(files[name])}
                   for name in sorted(files)},
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with replacing(out) as handle, zipfile.ZipFile(
+        handle, "w", compression=zipfile.ZIP_DEFLATED
+    ) as archive:
         for name in sorted(files):
             archive.writestr(name, files[name])
         archive.writestr(MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))

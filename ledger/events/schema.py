@@ -49,21 +49,17 @@ def schemas() -> dict[str, dict[str, Any]]:
     return found
 
 
-def write_schemas(out: Path) -> list[Path]:
-    """Write one `<name>.schema.json` per schema and an `index.json` naming them all; return
-    the paths written (the index last)."""
-    out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+def schema_files(out: Path) -> dict[Path, bytes]:
+    """The files of `schema --out DIR`: one `<name>.schema.json` per schema and an
+    `index.json` naming them all (the index last), with their bytes."""
+    files: dict[Path, bytes] = {}
     index: dict[str, Any] = {"$schema": SCHEMA_DIALECT, "schemas": {}}
     for name, schema in schemas().items():
         path = out / f"{name}.schema.json"
-        path.write_bytes(orjson.dumps(schema, option=orjson.OPT_INDENT_2) + b"\n")
-        written.append(path)
+        files[path] = orjson.dumps(schema, option=orjson.OPT_INDENT_2) + b"\n"
         entry: dict[str, Any] = {"file": path.name}
         if "x-schema-version" in schema:
             entry["schema_version"] = schema["x-schema-version"]
         index["schemas"][name] = entry
-    index_path = out / INDEX_FILE
-    index_path.write_bytes(orjson.dumps(index, option=orjson.OPT_INDENT_2) + b"\n")
-    written.append(index_path)
-    return written
+    files[out / INDEX_FILE] = orjson.dumps(index, option=orjson.OPT_INDENT_2) + b"\n"
+    return files

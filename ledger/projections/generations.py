@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Engine,
     Integer,
     MetaData,
@@ -41,7 +42,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
 from ledger.errors import ConfigurationError
-from ledger.store import SQLITE_BUSY_TIMEOUT_MS, normalise_url
+from ledger.store import SQLITE_BUSY_TIMEOUT_MS, ensure_tables, normalise_url
 
 NAMES = ("liability", "claims", "sales")
 
@@ -192,17 +193,19 @@ def store_url_of(engine: Engine) -> str:
 
 
 def _ensure_pointer(store: Engine, name: str) -> None:
-    pointer_metadata.create_all(store, tables=[projection_registry])
-    with store.begin() as connection:
-        found = connection.execute(
+    def seeded(connection: Connection) -> bool:
+        return connection.execute(
             select(projection_registry.c.name).where(projection_registry.c.name == name)
-        ).first()
-        if found is None:
-            connection.execute(
-                insert(projection_registry).values(
-                    name=name, generation=0, location="", latest=0, updated_us=_now_us()
-                )
+        ).first() is not None
+
+    def seed(connection: Connection) -> None:
+        connection.execute(
+            insert(projection_registry).values(
+                name=name, generation=0, location="", latest=0, updated_us=_now_us()
             )
+        )
+
+    ensure_tables(store, [projection_registry], seeded=seeded, seed=seed)
 
 
 def live_generation(store: Engine, name: str) -> Generation | None:

@@ -28,6 +28,7 @@ import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Engine,
     Index,
     Integer,
@@ -57,6 +58,7 @@ from ledger.membership import JOIN, LEAVE, MembershipChange, member_spans
 from ledger.money import EXACT, ZERO
 from ledger.projections import core
 from ledger.projections.core import CoreProjection, insert_rows
+from ledger.store import ensure_tables
 
 
 class Delivered(NamedTuple):
@@ -91,14 +93,18 @@ class LiabilityModel:
 
     def create(self, engine: Engine) -> None:
         core.upgrade_v1_tables(engine)
-        core.metadata.create_all(engine)
-        with engine.begin() as connection:
-            if connection.execute(select(core.ledger_state.c.id)).first() is None:
-                connection.execute(
-                    insert(core.ledger_state).values(
-                        id=1, watermark_us=0, accepted=0, rejected=0, position=0, writes=0
-                    )
+
+        def seeded(connection: Connection) -> bool:
+            return connection.execute(select(core.ledger_state.c.id)).first() is not None
+
+        def seed(connection: Connection) -> None:
+            connection.execute(
+                insert(core.ledger_state).values(
+                    id=1, watermark_us=0, accepted=0, rejected=0, position=0, writes=0
                 )
+            )
+
+        ensure_tables(engine, core.metadata.sorted_tables, seeded=seeded, seed=seed)
 
     def apply(self, session: Session, items: Sequence[Delivered]) -> None:
         apply_one = self.core._apply_one
@@ -197,7 +203,7 @@ class ClaimsModel:
     name = "claims"
 
     def create(self, engine: Engine) -> None:
-        claims_metadata.create_all(engine)
+        ensure_tables(engine, claims_metadata.sorted_tables)
 
     def apply(self, session: Session, items: Sequence[Delivered]) -> None:
         table = claims_register
@@ -340,7 +346,7 @@ class SalesModel:
 
     def create(self, engine: Engine) -> None:
         core.reshape_table(engine, sa_agreements, ("group_id",))
-        sales_metadata.create_all(engine)
+        ensure_tables(engine, sales_metadata.sorted_tables)
 
     def apply(self, session: Session, items: Sequence[Delivered]) -> None:
         for envelope in items:

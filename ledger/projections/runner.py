@@ -55,6 +55,7 @@ from ledger.events.envelope import (
 )
 from ledger.kafka.settings import KafkaSettings
 from ledger.projections.read_models import Delivered, ReadModel
+from ledger.store import ensure_tables
 
 LOG = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class ProjectionRunner:
         self._checked_at = 0.0
         self._warned_at = -1e9
         model.create(engine)
-        offsets_metadata.create_all(engine, tables=[projection_offsets])
+        ensure_tables(engine, [projection_offsets])
 
     # --- lifecycle ------------------------------------------------------------------------
 

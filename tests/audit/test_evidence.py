@@ -3,14 +3,17 @@ PostgreSQL, and through the CLI."""
 
 from __future__ import annotations
 
+import os
 import zipfile
 from datetime import date
 from pathlib import Path
 
 import orjson
+import pytest
 
 from ledger import Ledger
 from ledger.audit.evidence import MANIFEST, check_pack, write_pack
+from ledger.output_files import OutputRefused, store_files
 from tests.e2e.conftest import Runner
 
 
@@ -62,3 +65,101 @@ def test_cli_evidence_to_a_path_that_cannot_be_written_says_so(cli: Runner) -> N
     done = cli("evidence", "--as-of", "2025-06-30", "--out", "a-file/pack.zip")
     assert done.code == 2
     assert "--out a-file/pack.zip" in done.stderr and "Traceback" not in done.stderr
+
+
+# --- --out never destroys a file (issue 15) ---------------------------------------------------
+
+
+STORE = Path(".rebate-ledger") / "ledger.db"
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", "-journal"])
+def test_cli_evidence_refuses_to_write_over_the_store(cli: Runner, suffix: str) -> None:
+    """The reproducer: `--out` naming the ledger's own database file replaced the store with
+    the zip (exit 0, "chain verified"). Refused for every file of it, even with --force."""
+    store = cli.cwd / STORE
+    before = store.read_bytes()
+    target = f"{STORE}{suffix}"
+    for force in ((), ("--force",)):
+        done = cli("evidence", "--as-of", "2025-06-30", "--out", target, *force)
+        assert done.code == 2, str(done)
+        assert "file of the ledger's store" in done.stderr and "Traceback" not in done.stderr
+    assert store.read_bytes()[:16] == b"SQLite format 3\x00"
+    assert len(store.read_bytes()) >= len(before)
+    still = cli("liability", "--as-of", "2025-12-31", "--format", "json")
+    assert still.code == 0 and still.json()["rows"], str(still)
+
+
+def test_cli_evidence_refuses_the_store_by_another_name(cli: Runner) -> None:
+    """A symlink or hard link to the store, a path with `..`, or the store given by --database
+    are the store too."""
+    store = cli.cwd / STORE
+    (cli.cwd / "link.zip").symlink_to(store)
+    os.link(store, cli.cwd / "hard.zip")
+    (cli.cwd / "sub").mkdir()
+    for target in ("link.zip", "hard.zip", "sub/../.rebate-ledger/ledger.db"):
+        done = cli("evidence", "--as-of", "2025-06-30", "--out", target, "--force")
+        assert done.code == 2 and "file of the ledger's store" in done.stderr, str(done)
+    other = cli.cwd / "other.db"
+    assert cli("apply", "book.jsonl", "--database", f"sqlite:///{other}").code == 0
+    done = cli("evidence", "--as-of", "2025-06-30", "--out", "other.db",
+               "--database", f"sqlite:///{other}")
+    assert done.code == 2 and "file of the ledger's store" in done.stderr, str(done)
+    assert other.read_bytes()[:16] == b"SQLite format 3\x00"
+
+
+def test_cli_evidence_replaces_an_existing_file_only_with_force(cli: Runner) -> None:
+    (cli.cwd / "pack.zip").write_bytes(b"an earlier pack")
+    done = cli("evidence", "--as-of", "2025-06-30", "--out", "pack.zip")
+    assert done.code == 2 and "exists" in done.stderr and "--force" in done.stderr, str(done)
+    assert (cli.cwd / "pack.zip").read_bytes() == b"an earlier pack"
+    done = cli("evidence", "--as-of", "2025-06-30", "--out", "pack.zip", "--force")
+    assert done.code == 0, str(done)
+    assert check_pack(cli.cwd / "pack.zip") == []
+    assert sorted(p.name for p in cli.cwd.iterdir() if p.name.startswith(".pack.zip")) == []
+
+
+def test_a_pack_that_fails_half_way_leaves_the_old_file_and_no_temporary(
+    book: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "pack.zip"
+    out.write_bytes(b"the old pack")
+
+    def disk_full(*_: object, **__: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        write_pack(book, date(2025, 12, 31), None, out, force=True)
+    assert out.read_bytes() == b"the old pack"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_write_pack_refuses_the_store_of_its_ledger(book: Ledger) -> None:
+    store_files_ = store_files(book.database_url)
+    if not store_files_:  # PostgreSQL: no file to protect; any path is fine
+        return
+    with pytest.raises(OutputRefused, match="file of the ledger's store"):
+        write_pack(book, date(2025, 12, 31), None, store_files_[0], force=True)
+
+
+def test_cli_schema_out_neither_overwrites_nor_writes_over_the_store(tmp_path: Path) -> None:
+    run = Runner(tmp_path)
+    out = run.cwd / "schema"
+    assert run("schema", "--out", "schema").code == 0
+    index = (out / "index.json").read_bytes()
+    (out / "index.json").write_bytes(b"mine")
+    again = run("schema", "--out", "schema")
+    assert again.code == 2 and "exists" in again.stderr, str(again)
+    assert (out / "index.json").read_bytes() == b"mine"
+    assert run("schema", "--out", "schema", "--force").code == 0
+    assert (out / "index.json").read_bytes() == index
+    # a store that happens to live where a schema file goes
+    fresh = run.cwd / "fresh"
+    fresh.mkdir()
+    (fresh / "index.json").write_bytes(b"SQLite format 3\x00 pretend")
+    done = run("schema", "--out", "fresh", "--force",
+               env={"LEDGER_DATABASE_URL": f"sqlite:///{fresh / 'index.json'}"})
+    assert done.code == 2 and "file of the ledger's store" in done.stderr, str(done)
+    assert (fresh / "index.json").read_bytes() == b"SQLite format 3\x00 pretend"
+    assert list(fresh.iterdir()) == [fresh / "index.json"]  # nothing written before the check

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -25,6 +26,7 @@ from consumers.intake import (
     SOURCE_PARTITION_HEADER,
     SOURCE_TOPIC_HEADER,
     Intake,
+    IntakeStalled,
 )
 from consumers.topics import COMMANDS, REJECTED, SALES
 from consumers.transport import Record, TopicPartition, Transport, transport
@@ -283,6 +285,199 @@ def test_poison_records_go_to_the_rejected_topic_and_the_rest_applies(
     assert len(kept) == poison
     not_a_sale = [r for r in kept if r.command_type == "create_agreement"]
     assert len(not_a_sale) == 1 and "sales topic" in not_a_sale[0].reason
+
+
+def test_a_record_whose_handling_raises_is_rejected_alone_and_intake_goes_on(
+    client: str, kafka_broker: EmbeddedBroker, database_url: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 15: a `record_sale` with `recorded_at` 9999-12-31T23:59:59-01:00 (its conversion to
+    UTC overflowed, outside any validator) put intake in a crash loop, and the good records of
+    the same poll never applied. Likewise any record whose handling raises (a bug: here a
+    handler made to raise for sale BOOM). Each goes to the rejected topic with its reason and
+    its position; every other record applies; intake goes on, with both clients."""
+    from ledger.handlers import Batch
+
+    settings = unique_settings(client)
+    kafka = transport(settings, kafka_broker.bootstrap)
+    overflow = line(h.sale("X9", "1", "5", customer_id="C1",
+                           recorded_at="9999-12-31T23:59:59-01:00"))
+    boom = line(h.sale("BOOM", "1", "5", customer_id="C2"))
+    handle = Batch.handle
+
+    def handle_or_raise(self: Batch, command: object) -> str:
+        if getattr(command, "sale_id", None) == "BOOM":
+            raise RuntimeError("a bug in a handler")
+        return handle(self, command)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Batch, "handle", handle_or_raise)
+    good = sales(1, 30)
+    values = [line(s) for s in good[:10]] + [overflow] + [line(s) for s in good[10:20]] + [
+        boom] + [line(s) for s in good[20:]]
+    keys = [b"C1"] * len(values)  # one partition: the poison sits between good records
+    with Ledger(database_url) as ledger, Intake(
+        ledger, kafka, settings, group_id=group(settings), poll_records=100, poll_timeout_s=0.2
+    ) as intake:
+        produce_commands(kafka, settings, agreements())
+        run_until_idle(intake)
+        produce(kafka, settings.topic(SALES), values, keys)
+        run_until_idle(intake)
+        assert intake.counters.rejected == 2
+        assert intake.counters.applied == len(agreements()) + len(good)
+        with reference(tmp_path, [agreements(), good]) as expected:
+            assert_same_book(ledger, expected)
+        kept = {r.source: r for r in ledger.rejections()}
+        positions = intake.stored_positions()
+    sales_partition = read_all(kafka, settings.topic(SALES), len(values))[0].partition
+    assert positions[TopicPartition(settings.topic(SALES), sales_partition)] == len(values)
+    rejected = read_all(kafka, settings.topic(REJECTED), 2)
+    assert sorted(r.value for r in rejected) == sorted([overflow, boom])
+    for record in rejected:
+        headers = dict(record.headers)
+        offset = values.index(record.value) if record.value else -1
+        assert headers[SOURCE_TOPIC_HEADER].decode() == settings.topic(SALES)
+        assert int(headers[SOURCE_PARTITION_HEADER]) == sales_partition
+        assert int(headers[SOURCE_OFFSET_HEADER]) == offset
+        source = f"kafka:{settings.topic(SALES)}/{sales_partition}@{offset}"
+        assert kept[source].reason == headers[REASON_HEADER].decode()
+        assert kept[source].command == (record.value or b"").decode()
+    boom_reason = dict(next(r for r in rejected if r.value == boom).headers)[REASON_HEADER]
+    assert b"RuntimeError: a bug in a handler" in boom_reason
+    assert len(kept) == 2
+
+
+# --- a stalled group ---------------------------------------------------------------------------
+
+
+class StuckTransport:
+    """The real transport, except that its group consumers never get a partition or a record:
+    what two fresh workers saw of the default group after a broker restart (issue 15), which
+    then printed "0 records … stopped" and exited 0 while the topic held 22,000 records."""
+
+    def __init__(self, real: Transport) -> None:
+        self.real = real
+
+    def producer(self) -> Any:
+        return self.real.producer()
+
+    def admin(self) -> Any:
+        return self.real.admin()
+
+    def consumer(self, group_id: str | None = None) -> Any:
+        consumer = self.real.consumer(group_id)
+        if group_id is None:  # the positions check's own consumer: the real one
+            return consumer
+
+        class Stuck:
+            def subscribe(self, *_: Any, **__: Any) -> None:
+                pass
+
+            def assignment(self) -> set[TopicPartition]:
+                return set()
+
+            def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+                time.sleep(timeout_s)
+                return []
+
+            def commit(self, *_: Any) -> None:
+                pass
+
+            def close(self) -> None:
+                consumer.close()
+
+        return Stuck()
+
+
+def test_until_idle_never_exits_quietly_while_records_wait(
+    client: str, kafka_broker: EmbeddedBroker, sqlite_url: str
+) -> None:
+    settings = unique_settings(client)
+    kafka = transport(settings, kafka_broker.bootstrap)
+    with Ledger(sqlite_url) as ledger, Intake(
+        ledger, StuckTransport(kafka), settings, group_id=group(settings),  # type: ignore[arg-type]
+        poll_timeout_s=0.2,
+    ) as intake:
+        intake.open()  # the topics exist before the sales go to them
+        produce_commands(kafka, settings, agreements())
+        produce_sales(kafka, settings, sales(1, 50))
+        started = time.monotonic()
+        with pytest.raises(IntakeStalled, match="stalled: at least") as stalled:
+            intake.run(threading.Event(), until_idle_s=1.0, stall_s=3.0)
+        assert time.monotonic() - started < 20  # not after the join wait of 30 s
+        assert intake.counters.records == 0 and intake.counters.stalls == 1
+        waiting = intake.waiting()
+        # the high-water marks may be too small on this broker, never too large
+        assert 0 < sum(waiting.values()) <= 50 + len(agreements())
+        assert str(settings.topic(SALES)) in str(stalled.value)
+    # and a worker that can read them applies everything and exits 0 with nothing waiting
+    with Ledger(sqlite_url) as ledger, Intake(
+        ledger, kafka, settings, group_id=group(settings), poll_timeout_s=0.2
+    ) as intake:
+        run_until_idle(intake)
+        assert intake.counters.applied == 50 + len(agreements())
+        assert intake.waiting() == {}
+
+
+def test_a_running_worker_reports_a_stalled_group_and_rejoins(
+    kafka_broker: EmbeddedBroker, sqlite_url: str
+) -> None:
+    settings = unique_settings()
+    kafka = transport(settings, kafka_broker.bootstrap)
+    stop, told = threading.Event(), []
+
+    def on_stall(stalled: IntakeStalled) -> None:
+        told.append(stalled)
+        stop.set()
+
+    with Ledger(sqlite_url) as ledger, Intake(
+        ledger, StuckTransport(kafka), settings, group_id=group(settings),  # type: ignore[arg-type]
+        poll_timeout_s=0.2,
+    ) as intake:
+        intake.open()
+        produce_sales(kafka, settings, sales(1, 20))
+        reopened = intake.counters.reopened
+        intake.run(stop, stall_s=2.0, on_stall=on_stall)
+        assert len(told) == 1 and "records wait" in str(told[0])
+        assert intake.counters.stalls == 1 and intake.counters.reopened == reopened + 1
+
+
+def test_intake_stops_promptly_on_sigint_while_its_broker_is_frozen(
+    client: str, tmp_path: Path
+) -> None:
+    """Ctrl-C while the broker does not answer (SIGSTOP): closing the clients may wait on the
+    group coordinator; intake gives them CLOSE_TIMEOUT_S and exits 0. At worst twice: a
+    close of clients that failed may be under way when Ctrl-C comes."""
+    import signal
+
+    from consumers.intake import CLOSE_TIMEOUT_S
+
+    settings = unique_settings(client)
+    with EmbeddedBroker(tmp_path / "kafka") as broker:
+        env = intake_env(settings, broker.bootstrap, tmp_path / "home")
+        worker = subprocess.Popen(
+            [CLI, "intake", "--database", f"sqlite:///{tmp_path / 'ledger.db'}"],
+            env={**env, "PYTHONUNBUFFERED": "1"}, cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        try:
+            assert worker.stdout is not None
+            for text in worker.stdout:  # until it runs
+                if b"Ctrl-C stops it" in text:
+                    break
+            time.sleep(3)  # joining the group
+            os.kill(broker.pid, signal.SIGSTOP)
+            time.sleep(1)
+            asked = time.monotonic()
+            worker.send_signal(signal.SIGINT)
+            out, _ = worker.communicate(timeout=60)
+            took = time.monotonic() - asked
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+            if worker.poll() is None:
+                worker.kill()
+    assert worker.returncode == 0, out.decode()[-2000:]
+    assert b"stopped" in out
+    assert took < 2 * CLOSE_TIMEOUT_S + 3, took
 
 
 # --- redelivery -------------------------------------------------------------------------------

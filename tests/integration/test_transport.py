@@ -517,6 +517,29 @@ def test_quirk_end_offset_is_the_last_batchs_base_offset_plus_one(
 
 
 @pytest.mark.kafka
+def test_end_offsets_per_partition_never_exceed_and_prove_what_waits(
+    kafka: Transport, topic_name: str
+) -> None:
+    """What intake's stall check relies on (issue 15), through the transport of each client:
+    `end_offsets` is asked per partition; on this broker it may be too small (the quirk
+    above) but never larger than the offset after the last record, and above a position only
+    when records wait there."""
+    create(kafka, topic_name, partitions=2)
+    produce(kafka, topic_name, [(b"k", b"v%d" % n) for n in range(10)])  # one key: one partition
+    consumer = kafka.consumer()
+    try:
+        tps = [TopicPartition(topic_name, p) for p in range(2)]
+        marks = consumer.end_offsets(tps)
+        filled = next(tp for tp in tps if marks[tp] > 0)  # 10 records wait at position 0
+        empty = next(tp for tp in tps if tp != filled)
+        assert 1 <= marks[filled] <= 10 and marks[empty] == 0
+        produce(kafka, topic_name, [(b"k", b"alone")])
+        assert consumer.end_offsets([filled]) == {filled: 11}
+    finally:
+        consumer.close()
+
+
+@pytest.mark.kafka
 def test_quirk_read_committed_consumers_see_aborted_transactions(
     kafka_broker: EmbeddedBroker, unique_topic: str
 ) -> None:
