@@ -26,7 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, String, Table, Text, create_engine, event, insert, select
+from sqlalchemy import (
+    Engine,
+    RowMapping,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    insert,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from ledger.projections.core import (
@@ -153,7 +163,7 @@ def derive(app: Any, engine: Engine) -> int:
         last = int(page[-1].id)
 
 
-def _ordered(engine: Engine, table: Table) -> Iterator[Any]:
+def _ordered(engine: Engine, table: Table) -> Iterator[RowMapping]:
     keys = key_columns(table)
     order = []
     for name in keys:
@@ -164,36 +174,35 @@ def _ordered(engine: Engine, table: Table) -> Iterator[Any]:
     columns = [c for c in table.c if c.name != SURROGATE or keys == [c.name]]
     with engine.connect() as connection:
         yield from connection.execution_options(yield_per=WINDOW).execute(
-            select(*columns).order_by(*order))
+            select(*columns).order_by(*order)).mappings()
 
 
 def compare_table(stored: Engine, derived: Engine, table: Table,
                   result: TablesResult) -> None:
     """Merge the stored and the derived rows, both in key order; name every difference."""
     keys = key_columns(table)
-    names = [c.name for c in table.c if c.name != SURROGATE or keys == [c.name]]
-    end = object()
+    name = str(table.name)
     mine, theirs = _ordered(stored, table), _ordered(derived, table)
-    s, d = next(mine, end), next(theirs, end)
+    s, d = next(mine, None), next(theirs, None)
     seen = 0
-    while s is not end or d is not end:
-        s_key = None if s is end else tuple(s._mapping[k] for k in keys)
-        d_key = None if d is end else tuple(d._mapping[k] for k in keys)
-        if d_key is None or (s_key is not None and s_key < d_key):
-            result.add(RowDifference(str(table.name), dict(zip(keys, s_key)), "row",
-                                     dict(s._mapping), None))
-            s, seen = next(mine, end), seen + 1
-        elif s_key is None or d_key < s_key:
-            result.add(RowDifference(str(table.name), dict(zip(keys, d_key)), "row", None,
-                                     dict(d._mapping)))
-            d = next(theirs, end)
-        else:
-            for name in names:
-                if s._mapping[name] != d._mapping[name]:
-                    result.add(RowDifference(str(table.name), dict(zip(keys, s_key)), name,
-                                             s._mapping[name], d._mapping[name]))
-            s, d, seen = next(mine, end), next(theirs, end), seen + 1
-    result.rows[str(table.name)] = seen
+    while s is not None or d is not None:
+        s_key = None if s is None else tuple(s[k] for k in keys)
+        d_key = None if d is None else tuple(d[k] for k in keys)
+        if s is not None and s_key is not None and (d_key is None or s_key < d_key):
+            result.add(RowDifference(name, dict(zip(keys, s_key, strict=True)), "row",
+                                     dict(s), None))
+            s, seen = next(mine, None), seen + 1
+        elif d is not None and d_key is not None and (s_key is None or d_key < s_key):
+            result.add(RowDifference(name, dict(zip(keys, d_key, strict=True)), "row", None,
+                                     dict(d)))
+            d = next(theirs, None)
+        elif s is not None and d is not None and s_key is not None:
+            for column in s:
+                if s[column] != d[column]:
+                    result.add(RowDifference(name, dict(zip(keys, s_key, strict=True)),
+                                             column, s[column], d[column]))
+            s, d, seen = next(mine, None), next(theirs, None), seen + 1
+    result.rows[name] = seen
 
 
 def verify_tables(ledger: Any) -> TablesResult:
