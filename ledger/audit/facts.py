@@ -28,8 +28,8 @@ from ledger.audit.chain import events_table
 from ledger.errors import LedgerError
 from ledger.liability import AgreementHistory, _amended_values, _created_terms, exact_value
 from ledger.liability import agreement_ids as liability_agreement_ids
-from ledger.membership import MembershipChange, member_spans
 from ledger.money import EXACT, ZERO
+from ledger.membership import MembershipChange, member_spans
 from ledger.projections.core import (
     agreements,
     basis,

@@ -21,8 +21,8 @@ from ledger.audit.output import Report, money
 from ledger.core import Ledger
 from ledger.liability import FOREVER_US, customer_totals, member_windows
 from ledger.money import EXACT, ZERO, format_decimal
-from ledger.projections.core import to_us
 from ledger.rules import accrue
+from ledger.projections.core import to_us
 from ledger.terms import Terms
 
 
