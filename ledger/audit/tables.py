@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     Engine,
     RowMapping,
     String,
@@ -34,11 +35,13 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     insert,
     select,
 )
 from sqlalchemy.orm import Session
 
+from ledger.audit.chain import events_table
 from ledger.projections.core import (
     CoreProjection,
     agreements,
@@ -63,8 +66,10 @@ CHECKED: tuple[Table, ...] = (
 )
 #: Derived tables keyed by a surrogate id: their rows are matched by event position instead.
 SURROGATE = "id"
-#: Events read from the notification log per page.
+#: Events read from the notification log per page, at most; a page is also kept near
+#: PAGE_BYTES of stored events (one sales batch can hold thousands of sales).
 PAGE = 500
+PAGE_BYTES = 4 << 20
 #: Rows fetched per round trip from each side of a comparison.
 WINDOW = 2000
 #: Differences kept to be named (the count goes on past it).
@@ -141,9 +146,9 @@ def _scratch_engine(path: Path) -> Engine:
     return engine
 
 
-def derive(app: Any, engine: Engine) -> int:
-    """Project every stored event, in store order, into the empty core tables of `engine`;
-    return the number of events."""
+def derive(app: Any, source: Connection, engine: Engine) -> int:
+    """Project every stored event (read through `source`), in store order, into the empty core
+    tables of `engine`; return the number of events."""
     metadata.create_all(engine)
     projection = CoreProjection()
     recorder, mapper = app.recorder, app.mapper
@@ -151,16 +156,28 @@ def derive(app: Any, engine: Engine) -> int:
         session.execute(insert(ledger_state).values(
             id=1, watermark_us=0, accepted=0, rejected=0, position=0, writes=0))
         session.commit()
+    stored = events_table(recorder)
     count, last = 0, 0
     while True:
-        page = recorder.select_notifications(start=last + 1, limit=PAGE)
-        if not page:
+        # the next page: up to PAGE events, as many as fit PAGE_BYTES (at least one)
+        sizes = source.execute(
+            select(stored.c.id, func.length(stored.c.state)).where(stored.c.id > last)
+            .order_by(stored.c.id).limit(PAGE)).all()
+        if not sizes:
             return count
+        total, taken = 0, 0
+        for _, size in sizes:
+            if taken and total + int(size) > PAGE_BYTES:
+                break
+            total, taken = total + int(size), taken + 1
+        page = recorder.select_notifications(start=last + 1, limit=taken,
+                                             stop=int(sizes[taken - 1][0]))
         with Session(engine) as session:
             projection.apply(session, ((mapper.to_domain_event(n), int(n.id)) for n in page))
             session.commit()
         count += len(page)
-        last = int(page[-1].id)
+        last = int(sizes[taken - 1][0])
+        del page
 
 
 def _ordered(engine: Engine, table: Table) -> Iterator[RowMapping]:
@@ -212,7 +229,8 @@ def verify_tables(ledger: Any) -> TablesResult:
     with tempfile.TemporaryDirectory(prefix="ledger-verify-") as scratch:
         engine = _scratch_engine(Path(scratch) / "derived.db")
         try:
-            result.events = derive(ledger.app, engine)
+            with ledger.engine.connect() as source:
+                result.events = derive(ledger.app, source, engine)
             for table in CHECKED:
                 compare_table(ledger.engine, engine, table, result)
         finally:
