@@ -102,6 +102,9 @@ def register(app: typer.Typer) -> None:
                 console.print(f"read tables DIFFER from the events: {tables.count} "
                               f"difference(s) in {compared} rows of {len(tables.rows)} tables",
                               highlight=False, markup=False)
+                for position, why in tables.undecodable.items():
+                    console.print(f"  event at position {position} does not decode ({why}): "
+                                  "its rows could not be derived", highlight=False, markup=False)
                 for difference in tables.differences:
                     console.print(f"  {difference.line()}", highlight=False, markup=False)
                 if tables.count > len(tables.differences):

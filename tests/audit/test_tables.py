@@ -202,3 +202,18 @@ def test_the_evidence_pack_of_an_untouched_store_verifies_its_tables(
         verified = orjson.loads(archive.read("verify.json"))
     assert verified["tables"]["ok"] is True
     assert set(verified["tables"]["tables"]) == {t.name for t in CHECKED}
+
+
+def test_an_event_that_no_longer_decodes_is_named_not_a_crash(full: Ledger) -> None:
+    """An event edited into bytes that do not decode: the check names its position and the
+    rows it would have derived show as extra in the stored tables."""
+    table = full.app.recorder.tables[0]  # type: ignore[attr-defined]
+    with full.engine.begin() as connection:
+        position = connection.execute(
+            select(table.c.id).where(table.c.topic.like("%GroupCreated"))).scalar_one()
+        connection.execute(update(table).where(table.c.id == position).values(state=b"{not"))
+    result = verify_tables(full)
+    assert not result.ok and list(result.undecodable) == [position]
+    (difference,) = result.differences
+    assert (difference.table, difference.column, difference.what) == (
+        "core_groups", "row", "extra: not derived from any event")
