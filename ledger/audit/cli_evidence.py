@@ -42,11 +42,13 @@ def register(app: typer.Typer) -> None:
         database: DatabaseOption = None,
     ) -> None:
         """Recompute the hash chains of every stored event (per stream and in store order)
-        and name the first event that breaks them; exit 1 on any break."""
+        and name the first event that breaks them; re-derive the read tables from the events
+        and name every row that differs; exit 1 on any break or difference."""
         from sqlalchemy.orm import Session
 
         from ledger.audit.chain import verify_store
         from ledger.audit.output import Report, emit
+        from ledger.audit.tables import verify_tables
 
         wanted = read_digest(digest_text) if digest_text else None
         with open_ledger(database) as ledger:
@@ -54,12 +56,19 @@ def register(app: typer.Typer) -> None:
                 result = verify_store(session, ledger.app.recorder, digest=wanted)
             if log:
                 _verify_log(ledger, result)
-        document = result.to_dict()
+            tables = verify_tables(ledger)
+        document = {**result.to_dict(), "ok": result.ok and tables.ok,
+                    "chain_ok": result.ok, "tables": tables.to_dict()}
         if output is Format.json:
             console.file.write(orjson.dumps(document).decode() + "\n")
         elif output is Format.csv:
             emit(Report("breaks", ("position", "aggregate_id", "version", "type", "what"),
                         [b.to_dict() for b in result.breaks]), "csv", console)
+            emit(Report("read table differences",
+                        ("table", "key", "column", "stored", "derived", "what"),
+                        [{**d.to_dict(), "key": orjson.dumps(d.key).decode(),
+                          "stored": _cell(d.stored), "derived": _cell(d.derived)}
+                         for d in tables.differences]), "csv", console)
         else:
             console.print(f"{result.events} stored events, {result.chained} chained; head "
                           f"position {result.head_position}, hash {result.head_hash}",
@@ -84,7 +93,28 @@ def register(app: typer.Typer) -> None:
             if result.log_checked:
                 console.print(f"Kafka log: {result.log_records} records checked against "
                               "the store", highlight=False, markup=False)
-        raise typer.Exit(0 if result.ok else 1)
+            compared = sum(tables.rows.values())
+            if tables.ok:
+                console.print(f"read tables: {compared} rows of {len(tables.rows)} tables "
+                              f"re-derived from {tables.events} events, all equal",
+                              highlight=False, markup=False)
+            else:
+                console.print(f"read tables DIFFER from the events: {tables.count} "
+                              f"difference(s) in {compared} rows of {len(tables.rows)} tables",
+                              highlight=False, markup=False)
+                for position, why in tables.undecodable.items():
+                    console.print(f"  event at position {position} does not decode ({why}): "
+                                  "its rows could not be derived", highlight=False, markup=False)
+                for difference in tables.differences:
+                    console.print(f"  {difference.line()}", highlight=False, markup=False)
+                if tables.count > len(tables.differences):
+                    console.print(f"  ... and {tables.count - len(tables.differences)} more",
+                                  highlight=False, markup=False)
+        raise typer.Exit(0 if result.ok and tables.ok else 1)
+
+    def _cell(value: Any) -> str:
+        return "" if value is None else orjson.dumps(value).decode() \
+            if isinstance(value, dict) else str(value)
 
     def _verify_log(ledger: Any, result: Any) -> None:
         from sqlalchemy.orm import Session
@@ -167,8 +197,11 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"[red]error:[/red] --out {out}: {error.strerror or error}",
                               highlight=False)
             raise typer.Exit(EXIT_UNREADABLE) from None
+        checked = "verified" if pack.verified else (
+            f"{pack.table_differences} read table difference(s)" if pack.table_differences
+            else "BROKEN")
         console.print(f"wrote {pack.path}: {len(pack.files)} files and manifest.json; chain "
-                      f"{'verified' if pack.verified else 'BROKEN'}, trial balance "
+                      f"and read tables {checked}, trial balance "
                       f"{'balanced' if pack.balanced else 'NOT balanced'}",
                       highlight=False, markup=False)
         raise typer.Exit(0 if pack.verified and pack.balanced else 1)

@@ -24,6 +24,7 @@ from ledger.audit.chain import digest, verify_store
 from ledger.audit.explain import explain
 from ledger.audit.journal import journal_report, trial_balance_report
 from ledger.audit.output import Report, plain
+from ledger.audit.tables import verify_tables
 from ledger.core import Ledger
 from ledger.liability import LiabilityRow
 from ledger.output_files import check_target, replacing
@@ -35,8 +36,9 @@ MANIFEST = "manifest.json"
 class Pack:
     path: Path
     files: dict[str, str]  # name -> sha256
-    verified: bool
+    verified: bool  # the hash chain and the read tables
     balanced: bool
+    table_differences: int = 0
 
 
 def _positions_report(rows: list[LiabilityRow], as_of: date,
@@ -72,7 +74,10 @@ def write_pack(ledger: Ledger, as_of: date, known_at: datetime | None, out: Path
     with Session(ledger.engine) as session:
         verified = verify_store(session, ledger.app.recorder)
         head = digest(session)
-    files["verify.json"] = orjson.dumps(verified.to_dict())
+    tables = verify_tables(ledger)
+    files["verify.json"] = orjson.dumps({**verified.to_dict(), "chain_ok": verified.ok,
+                                         "ok": verified.ok and tables.ok,
+                                         "tables": tables.to_dict()})
     files["digest.json"] = orjson.dumps(head.to_dict())
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
     manifest: dict[str, Any] = {
@@ -80,7 +85,9 @@ def write_pack(ledger: Ledger, as_of: date, known_at: datetime | None, out: Path
         "created_at": plain(ledger.clock()),
         "ledger": {"name": "rebate-ledger", "version": __version__},
         "digest": head.to_dict(),
-        "verified": verified.ok,
+        "verified": verified.ok and tables.ok,
+        "chain_verified": verified.ok,
+        "read_tables_verified": tables.ok,
         "trial_balance_balanced": bool(balance.extra["balanced"]),
         "liability_matches_contract": bool(balance.extra["liability_matches"]),
         "files": {name: {"sha256": hashes[name], "bytes": len(files[name])}
@@ -92,7 +99,8 @@ def write_pack(ledger: Ledger, as_of: date, known_at: datetime | None, out: Path
         for name in sorted(files):
             archive.writestr(name, files[name])
         archive.writestr(MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-    return Pack(out, hashes, verified.ok, bool(balance.extra["balanced"]))
+    return Pack(out, hashes, verified.ok and tables.ok, bool(balance.extra["balanced"]),
+                tables.count)
 
 
 def check_pack(path: Path) -> list[str]:

@@ -53,7 +53,7 @@ def test_cli_evidence_as_a_user_types_it(cli: Runner) -> None:
     done = cli("evidence", "--as-of", "2025-06-30", "--known-at", "2025-07-01",
                "--out", "pack.zip")
     assert done.code == 0, str(done)
-    assert "chain verified, trial balance balanced" in done.stdout
+    assert "chain and read tables verified, trial balance balanced" in done.stdout
     assert check_pack(cli.cwd / "pack.zip") == []
     with zipfile.ZipFile(cli.cwd / "pack.zip") as archive:
         question = orjson.loads(archive.read(MANIFEST))["question"]

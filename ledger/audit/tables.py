@@ -1,0 +1,249 @@
+"""The read tables checked against the events: `verify` re-derives every core read table from
+the stored events and names each row that differs.
+
+The hash chain (`ledger.audit.chain`) proves the events were not altered; every figure,
+though, is read from the core tables (`ledger.projections.core`), which a database
+administrator can edit without touching an event. So the events are re-projected, page by page
+of the notification log, by the same `CoreProjection` into a scratch SQLite file, and each
+table is compared with the stored one by an ordered merge of two streams (both sorted by the
+row's key, byte order for text on both databases): memory stays bounded by a page of events and
+a window of rows, whatever the size of the book.
+
+A row's key is its primary key, or, for the tables keyed by a surrogate `id` (an autoincrement
+number that says nothing about the row), the store position of the event it comes from (each of
+those events adds exactly one row). The surrogate `id` is not compared.
+
+Not checked, because they are not derived from the events alone: `rejections` (the rejected
+commands, which by design leave no event) and `ledger_state` (counters of accepted and rejected
+commands and the watermark of recorded times, kept beside the events).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.orm import Session
+
+from ledger.audit.chain import events_table
+from ledger.projections.core import (
+    CoreProjection,
+    agreements,
+    basis,
+    claims,
+    closes,
+    groups,
+    ledger_state,
+    memberships,
+    metadata,
+    money,
+    reversals,
+    sales,
+    terms_changes,
+    write_offs,
+)
+
+#: The tables re-derived and compared, in this order.
+CHECKED: tuple[Table, ...] = (
+    agreements, terms_changes, sales, reversals, basis, money, claims, closes, groups,
+    memberships, write_offs,
+)
+#: Derived tables keyed by a surrogate id: their rows are matched by event position instead.
+SURROGATE = "id"
+#: Events read from the notification log per page, at most; a page is also kept near
+#: PAGE_BYTES of stored events (one sales batch can hold thousands of sales).
+PAGE = 500
+PAGE_BYTES = 4 << 20
+#: Rows fetched per round trip from each side of a comparison.
+WINDOW = 2000
+#: Differences kept to be named (the count goes on past it).
+KEPT = 10_000
+
+
+@dataclass(frozen=True)
+class RowDifference:
+    table: str
+    key: dict[str, Any]
+    #: the column that differs; "row" when the row is missing or extra
+    column: str
+    stored: Any  # None with column "row": the row is missing from the stored table
+    derived: Any  # None with column "row": the stored row is not derived from any event
+
+    @property
+    def what(self) -> str:
+        if self.column != "row":
+            return "differs"
+        return "missing from the stored table" if self.stored is None else \
+            "extra: not derived from any event"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table": self.table, "key": self.key, "column": self.column,
+                "stored": self.stored, "derived": self.derived, "what": self.what}
+
+    def line(self) -> str:
+        key = ", ".join(f"{k}={v}" for k, v in self.key.items())
+        if self.column == "row":
+            return f"{self.table} [{key}]: {self.what}"
+        return (f"{self.table} [{key}] {self.column}: stored {self.stored!r}, derived from "
+                f"the events {self.derived!r}")
+
+
+@dataclass
+class TablesResult:
+    events: int = 0
+    rows: dict[str, int] = field(default_factory=dict)  # table -> stored rows compared
+    differences: list[RowDifference] = field(default_factory=list)
+    count: int = 0  # all differences (only the first KEPT are kept)
+    undecodable: dict[int, str] = field(default_factory=dict)  # position -> why
+
+    @property
+    def ok(self) -> bool:
+        return self.count == 0 and not self.undecodable
+
+    def add(self, difference: RowDifference) -> None:
+        self.count += 1
+        if len(self.differences) < KEPT:
+            self.differences.append(difference)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "events": self.events, "tables": self.rows,
+                "differences": self.count,
+                "undecodable_events": {str(p): why for p, why in self.undecodable.items()},
+                "rows": [d.to_dict() for d in self.differences],
+                "not_checked": {"rejections": "rejected commands leave no event",
+                                "ledger_state": "counters and the watermark, not events"}}
+
+
+def key_columns(table: Table) -> list[str]:
+    primary = [c.name for c in table.primary_key.columns]
+    return ["position"] if primary == [SURROGATE] else primary
+
+
+def _scratch_engine(path: Path) -> Engine:
+    engine = create_engine(f"sqlite:///{path}")
+
+    @event.listens_for(engine, "connect")
+    def _fast(dbapi_connection: Any, _: Any) -> None:
+        cursor = dbapi_connection.cursor()  # a throwaway file: no journal, no fsync
+        cursor.execute("PRAGMA journal_mode=OFF")
+        cursor.execute("PRAGMA synchronous=OFF")
+        cursor.close()
+
+    return engine
+
+
+def derive(app: Any, source: Connection, engine: Engine,
+           undecodable: dict[int, str]) -> int:
+    """Project every stored event (read through `source`), in store order, into the empty core
+    tables of `engine`; return the number of events. An event that does not decode is left
+    out and named in `undecodable` (position: why): the rows it would derive then show as
+    differences too."""
+    metadata.create_all(engine)
+    projection = CoreProjection()
+    recorder, mapper = app.recorder, app.mapper
+    with Session(engine) as session:
+        session.execute(insert(ledger_state).values(
+            id=1, watermark_us=0, accepted=0, rejected=0, position=0, writes=0))
+        session.commit()
+    stored = events_table(recorder)
+    count, last = 0, 0
+    while True:
+        # the next page: up to PAGE events, as many as fit PAGE_BYTES (at least one)
+        sizes = source.execute(
+            select(stored.c.id, func.length(stored.c.state)).where(stored.c.id > last)
+            .order_by(stored.c.id).limit(PAGE)).all()
+        if not sizes:
+            return count
+        total, taken = 0, 0
+        for _, size in sizes:
+            if taken and total + int(size) > PAGE_BYTES:
+                break
+            total, taken = total + int(size), taken + 1
+        page = recorder.select_notifications(start=last + 1, limit=taken,
+                                             stop=int(sizes[taken - 1][0]))
+        decoded = []
+        for n in page:
+            try:
+                decoded.append((mapper.to_domain_event(n), int(n.id)))
+            except Exception as error:  # an event edited into bytes that no longer decode
+                undecodable[int(n.id)] = f"{type(error).__name__}: {error}"[:300]
+        with Session(engine) as session:
+            projection.apply(session, decoded)
+            session.commit()
+        count += len(page)
+        last = int(sizes[taken - 1][0])
+        del page, decoded
+
+
+def _ordered(engine: Engine, table: Table) -> Iterator[RowMapping]:
+    keys = key_columns(table)
+    order = []
+    for name in keys:
+        column = table.c[name]
+        text = isinstance(column.type, String | Text)
+        order.append(column.collate("C") if text and engine.dialect.name == "postgresql"
+                     else column)
+    columns = [c for c in table.c if c.name != SURROGATE or keys == [c.name]]
+    with engine.connect() as connection:
+        yield from connection.execution_options(yield_per=WINDOW).execute(
+            select(*columns).order_by(*order)).mappings()
+
+
+def compare_table(stored: Engine, derived: Engine, table: Table,
+                  result: TablesResult) -> None:
+    """Merge the stored and the derived rows, both in key order; name every difference."""
+    keys = key_columns(table)
+    name = str(table.name)
+    mine, theirs = _ordered(stored, table), _ordered(derived, table)
+    s, d = next(mine, None), next(theirs, None)
+    seen = 0
+    while s is not None or d is not None:
+        s_key = None if s is None else tuple(s[k] for k in keys)
+        d_key = None if d is None else tuple(d[k] for k in keys)
+        if s is not None and s_key is not None and (d_key is None or s_key < d_key):
+            result.add(RowDifference(name, dict(zip(keys, s_key, strict=True)), "row",
+                                     dict(s), None))
+            s, seen = next(mine, None), seen + 1
+        elif d is not None and d_key is not None and (s_key is None or d_key < s_key):
+            result.add(RowDifference(name, dict(zip(keys, d_key, strict=True)), "row", None,
+                                     dict(d)))
+            d = next(theirs, None)
+        elif s is not None and d is not None and s_key is not None:
+            for column in s:
+                if s[column] != d[column]:
+                    result.add(RowDifference(name, dict(zip(keys, s_key, strict=True)),
+                                             column, s[column], d[column]))
+            s, d, seen = next(mine, None), next(theirs, None), seen + 1
+    result.rows[name] = seen
+
+
+def verify_tables(ledger: Any) -> TablesResult:
+    """Re-derive the core read tables from the stored events into a scratch SQLite file and
+    compare them with the stored ones, table by table."""
+    result = TablesResult()
+    with tempfile.TemporaryDirectory(prefix="ledger-verify-") as scratch:
+        engine = _scratch_engine(Path(scratch) / "derived.db")
+        try:
+            with ledger.engine.connect() as source:
+                result.events = derive(ledger.app, source, engine, result.undecodable)
+            for table in CHECKED:
+                compare_table(ledger.engine, engine, table, result)
+        finally:
+            engine.dispose()
+    return result
