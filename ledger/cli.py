@@ -34,6 +34,7 @@ from ledger.commands import bounded_lines, day_out_of_range, moment_in_range
 from ledger.core import ApplyReport, ApplyStopped, Ledger
 from ledger.errors import ConfigurationError, InputUnreadable, LedgerError
 from ledger.liability import LiabilityRow
+from ledger.lookup import check_names
 from ledger.money import format_money
 from ledger.text import csv_cell, printable, printable_lines
 
@@ -290,6 +291,9 @@ def liability(
     known = parse_known_at(known_at)
     book = open_ledger(database)
     try:
+        check_names(book.engine, known_at=known, agreement=("--agreement", agreement),
+                    customer=("--customer", customer), group=("--group", group),
+                    program=("--program", program))
         answered_at = book.clock()
         # read your writes: a projection answers only once it has caught up with the store
         from ledger.projections.reader import liability_answer

@@ -57,6 +57,8 @@ def register(app: typer.Typer) -> None:
         parse_known_at,
     )
 
+    from ledger.lookup import check_names
+
     FormatOption = Annotated[  # noqa: N806 - a type alias, evaluated here (no __future__)
         Format, typer.Option("--format", help="table, json or csv")
     ]
@@ -79,6 +81,8 @@ def register(app: typer.Typer) -> None:
         day = parse_as_of(as_of) if as_of is not None else None
         known = parse_known_at(known_at)
         with open_ledger(database) as ledger:
+            check_names(ledger.engine, known_at=known, agreement=("--agreement", agreement),
+                        customer=("--customer", customer))
             if day is None:
                 day = ledger.clock().astimezone(UTC).date()
             report = journal_report(ledger, day, known, agreement_id=agreement,
@@ -105,6 +109,8 @@ def register(app: typer.Typer) -> None:
 
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         with open_ledger(database) as ledger:
+            check_names(ledger.engine, known_at=known, agreement=("--agreement", agreement),
+                        customer=("--customer", customer))
             report = trial_balance_report(ledger, day, known, agreement_id=agreement,
                                           customer_id=customer)
         emit(report, output.value, console)
@@ -134,6 +140,7 @@ def register(app: typer.Typer) -> None:
 
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         with open_ledger(database) as ledger:
+            check_names(ledger.engine, known_at=known, customer=("--customer", customer))
             report = reconcile_report(ledger, day, known, grace_days=grace_days,
                                       unpaid_days=unpaid_days, customer_id=customer,
                                       flagged_only=flagged)
