@@ -31,6 +31,7 @@ from rich.segment import Segment
 from rich.table import Table
 
 from ledger.commands import bounded_lines, day_out_of_range, moment_in_range
+from ledger.config import Settings
 from ledger.core import ApplyReport, ApplyStopped, Ledger
 from ledger.errors import ConfigurationError, InputUnreadable, LedgerError
 from ledger.liability import LiabilityRow
@@ -144,12 +145,61 @@ def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def open_ledger(database: str | None) -> Ledger:
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for any other database)."""
+    from sqlalchemy.engine import make_url
+
     try:
-        return Ledger(database)
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - Ledger names a bad URL with what to do
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database)
+
+
+def store_name(url: str) -> str:
+    """How the store is named to the user: a SQLite file's path, else the URL without its
+    password."""
+    from sqlalchemy.engine import make_url
+
+    path = sqlite_file(url)
+    if path is not None:
+        return str(path)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return url
+
+
+def open_ledger(database: str | None, *, creates: bool = False) -> Ledger:
+    """Open the store and say which one on stderr. Only a writing command (`creates`) may make
+    a new SQLite store, and says so; a reading one refuses a file that does not exist, creating
+    nothing, so that a misspelt --database or the wrong folder is not an empty answer."""
+    settings = Settings()
+    url = (settings.resolved_database_url(database) if creates  # makes LEDGER_HOME
+           else database or settings.database_url
+           or f"sqlite:///{(settings.home / 'ledger.db').resolve()}")
+    path = sqlite_file(url)
+    new = path is not None and not path.exists()
+    if new and not creates:
+        err_console.print(
+            f"[red]error:[/red] no store at {escape(str(path))} (the file does not exist); "
+            "give the right --database (or LEDGER_DATABASE_URL / LEDGER_HOME), or create the "
+            "store with `rebate-ledger apply FILE`", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_UNREADABLE)
+    try:
+        ledger = Ledger(url)
     except ConfigurationError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
+    if new:
+        err_console.print(f"store: {store_name(url)} (created)", highlight=False, markup=False,
+                          soft_wrap=True)
+    else:
+        err_console.print(f"store: {store_name(url)}", highlight=False, markup=False,
+                          soft_wrap=True)
+    return ledger
 
 
 def _open_input(path: str) -> tuple[BinaryIO, int | None]:
@@ -191,7 +241,7 @@ def apply(
     except InputUnreadable as exc:
         err_console.print(f"[red]error:[/red] cannot read input: {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
-    book = open_ledger(database)
+    book = open_ledger(database, creates=True)
     from ledger.cli_service import operator_principal
     from ledger.service import LedgerService
 
@@ -625,7 +675,7 @@ def intake(
     from ledger.config import Settings
     from ledger.kafka.settings import KafkaSettings
 
-    with open_ledger(database) as ledger:
+    with open_ledger(database, creates=True) as ledger:
         status = main_intake(
             ledger, KafkaSettings(), Settings().home, group_id=group, until_idle_s=until_idle,
             echo=lambda text: console.print(text, highlight=False),
@@ -734,7 +784,7 @@ def main() -> None:
     try:
         app()
     except LedgerError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         sys.exit(EXIT_UNREADABLE)
 
 

@@ -169,7 +169,7 @@ def register(app: typer.Typer) -> None:
         moment = parse_known_at(recorded_at) if recorded_at else None
         try:
             label, first_day, last_day = parse_period(period, first, last)
-            with open_ledger(database) as ledger:
+            with open_ledger(database, creates=True) as ledger:
                 event_id, position, closed_at, rows = ledger.close_period(
                     label, first_day, last_day, moment)
         except RuleViolation as error:
