@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
@@ -98,46 +99,59 @@ class Format(StrEnum):
     csv = "csv"
 
 
-def parse_known_at(value: str | None) -> datetime | None:
-    """`--known-at`: an ISO 8601 timestamp (UTC when it has no offset), or a date meaning the
-    end of that day, UTC (everything recorded on it is known); inside the ledger's range of
-    dates and timestamps (the same as for commands)."""
+#: The two forms of `--known-at` (README "Contract decisions"): a date, meaning the end of that
+#: day UTC, or a full timestamp with its offset. Nothing else: `20250716` would otherwise be
+#: read by `datetime.fromisoformat` as the start of that day, another answer for the same date.
+DATE_FORM = re.compile(r"\d{4}-\d{2}-\d{2}")
+TIMESTAMP_FORM = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([Zz]|[+-]\d{2}:\d{2})")
+KNOWN_AT_FORMS = ("a date YYYY-MM-DD (the end of that day, UTC) or a timestamp with its offset "
+                  "(2025-07-16T09:00:00Z, 2025-07-16T11:00:00+02:00)")
+
+
+def parse_known_at(value: str | None, option: str = "--known-at") -> datetime | None:
+    """`--known-at`: a date YYYY-MM-DD meaning the end of that day, UTC (everything recorded on
+    it is known), or a full timestamp with its offset; inside the ledger's range of dates and
+    timestamps (the same as for commands)."""
     if value is None:
         return None
     text = value.strip()
     try:
-        if len(text) == 10:
+        if DATE_FORM.fullmatch(text):
             day = date.fromisoformat(text)
             refused = day_out_of_range(day)
             if refused is not None:
-                raise typer.BadParameter(refused, param_hint="--known-at")
+                raise typer.BadParameter(refused, param_hint=option)
             return datetime.combine(day, time.max, tzinfo=UTC)
-        moment = datetime.fromisoformat(text)
+        if not TIMESTAMP_FORM.fullmatch(text):
+            raise ValueError(text)
+        moment = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
         raise typer.BadParameter(
-            f"{value!r} is not a date (YYYY-MM-DD) or ISO 8601 timestamp "
-            "(2025-04-02T09:00:00Z)",
-            param_hint="--known-at",
+            f"{value!r} is neither of the two accepted forms: {KNOWN_AT_FORMS}",
+            param_hint=option,
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
     try:
         return moment_in_range(moment)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--known-at") from None
+        raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
-def parse_as_of(value: str) -> date:
-    """A date option (`--as-of`, `--from`, `--to`), inside the ledger's range of dates."""
+def parse_as_of(value: str, option: str = "--as-of") -> date:
+    """A date option (`--as-of`, `--from`, `--to`): YYYY-MM-DD and nothing else (not
+    `20251231`), inside the ledger's range of dates."""
+    text = value.strip()
     try:
-        day = date.fromisoformat(value.strip())
+        if not DATE_FORM.fullmatch(text):
+            raise ValueError(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(
-            f"{value!r} is not a date YYYY-MM-DD", param_hint="--as-of"
+            f"{value!r} is not a date YYYY-MM-DD", param_hint=option
         ) from None
     refused = day_out_of_range(day)
     if refused is not None:
-        raise typer.BadParameter(refused, param_hint="--as-of")
+        raise typer.BadParameter(refused, param_hint=option)
     return day
 
 
