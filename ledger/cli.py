@@ -30,8 +30,14 @@ from rich.progress import (
 )
 from rich.segment import Segment
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
-from ledger.commands import bounded_lines, day_out_of_range, moment_in_range
+from ledger.commands import (
+    bounded_lines,
+    day_out_of_range,
+    moment_in_range,
+    whole_input_shape,
+)
 from ledger.config import Settings
 from ledger.core import ApplyReport, ApplyStopped, Ledger
 from ledger.errors import ConfigurationError, InputUnreadable, LedgerError
@@ -74,6 +80,8 @@ class SafeConsole(Console):
 
 
 PIPED_WIDTH = 200
+#: How much of an input `apply` reads ahead to tell a CSV file or a JSON array from JSON Lines.
+SNIFF_BYTES = 4096
 console = SafeConsole(width=_width(sys.stdout))
 err_console = SafeConsole(stderr=True, width=_width(sys.stderr))
 
@@ -205,7 +213,16 @@ def open_ledger(database: str | None, *, creates: bool = False) -> Ledger:
     try:
         ledger = Ledger(url)
     except ConfigurationError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(EXIT_UNREADABLE) from None
+    except DBAPIError as exc:
+        # a missing folder, a file that is not a database, a server refusing the connection
+        cause = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(
+            exc.orig).__name__
+        err_console.print(
+            f"[red]error:[/red] cannot open the store {escape(store_name(url))}: "
+            f"{escape(cause)}; check --database (or LEDGER_DATABASE_URL)",
+            highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_UNREADABLE) from None
     if new:
         err_console.print(f"store: {store_name(url)} (created)", highlight=False, markup=False,
@@ -255,6 +272,20 @@ def apply(
     except InputUnreadable as exc:
         err_console.print(f"[red]error:[/red] cannot read input: {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
+    head = handle.peek(SNIFF_BYTES)[:SNIFF_BYTES] if hasattr(handle, "peek") else b"?"
+    shape = whole_input_shape(head)
+    if shape is not None:
+        todo = ("write each element on a line of its own, e.g. jq -c '.[]' FILE"
+                if shape == "a JSON array" else
+                'write each row as one JSON object per line, e.g. {"type": "record_sale", ...}')
+        err_console.print(
+            f"[red]error:[/red] {escape(file)}: this is {shape}, not JSON Lines (one command "
+            f"object per line): {escape(todo)}; nothing was applied",
+            highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_UNREADABLE)
+    if not head.strip():
+        err_console.print(f"{escape(file)} is empty: no commands, nothing applied",
+                          highlight=False, soft_wrap=True)
     book = open_ledger(database, creates=True)
     from ledger.cli_service import operator_principal
     from ledger.service import LedgerService
