@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -412,7 +413,7 @@ def liability(
     elif output is Format.csv:
         sys.stdout.write(rows_to_csv(rows))
     else:
-        console.print(liability_table(rows, as_of_date, known_text))
+        console.print(liability_table(rows, as_of_date, known_text, console.width))
 
 
 LIABILITY_COLUMNS = (
@@ -435,31 +436,76 @@ def rows_to_csv(rows: list[LiabilityRow]) -> str:
     return buffer.getvalue()
 
 
-def liability_table(rows: list[LiabilityRow], as_of: date, known_text: str) -> Table:
+#: Money columns of the liability table: never cut (issue 14), shown with thousands separators.
+MONEY_COLUMNS = ("accrued", "approved", "paid", "written_off", "liability")
+NUMERIC = ("basis", *MONEY_COLUMNS)
+#: Left out, in this order, when the terminal cannot show every column with its figures whole.
+DROPPED_FIRST = ("program_id", "with", "currency")
+#: A descriptive column folds down to this many characters.
+DESCRIPTIVE_MIN = 8
+
+
+def table_money(value: Decimal) -> str:
+    """A figure for people: to the cent with thousands separators (`178,838.87`); json and csv
+    keep the plain exact text."""
+    return f"{Decimal(format_money(value)):,.2f}"
+
+
+def liability_table(rows: list[LiabilityRow], as_of: date, known_text: str,
+                    width: int | None = None) -> Table:
+    """Every figure in full on a terminal `width` columns wide: the money and basis columns
+    keep the width of their longest figure (no_wrap); the descriptive columns fold, and on a
+    terminal too narrow for all of them, `program_id`, `with` and `currency` are left out (json
+    and csv have them all)."""
     table = Table(title=f"Rebate liability as of {as_of}, as known at {known_text}")
     programs = any(r.program_id is not None for r in rows)
     columns = [c for c in TABLE_COLUMNS if programs or c != "program_id"]
-    for column in columns:
-        numeric = column in ("basis", "accrued", "approved", "paid", "written_off", "liability")
-        table.add_column(column, justify="right" if numeric else "left")
+    body: list[list[str]] = []
     for row in rows:
         values = row.to_dict()
         values["with"] = row.customer_id if row.group_id is None else f"group {row.group_id}"
-        table.add_row(*(printable(values[c] or "") for c in columns))
-    if rows:
-        currencies = sorted({r.currency for r in rows})
-        for currency in currencies:
-            mine = [r for r in rows if r.currency == currency]
-            table.add_row(
-                f"total {currency}", f"{len(mine)} agreements", *([""] if programs else []),
-                currency, "",
-                format_money(sum((r.accrued for r in mine), start=mine[0].accrued * 0)),
-                format_money(sum((r.approved for r in mine), start=mine[0].accrued * 0)),
-                format_money(sum((r.paid for r in mine), start=mine[0].accrued * 0)),
-                format_money(sum((r.written_off for r in mine), start=mine[0].accrued * 0)),
-                format_money(sum((r.liability for r in mine), start=mine[0].accrued * 0)),
-                style="bold",
-            )
+        for column in MONEY_COLUMNS:
+            values[column] = table_money(getattr(row, column))
+        values["basis"] = f"{Decimal(values['basis'] or '0'):,}"
+        body.append([printable(values[c] or "") for c in columns])
+    totals: list[list[str]] = []
+    for currency in sorted({r.currency for r in rows}):
+        mine = [r for r in rows if r.currency == currency]
+        totals.append([
+            f"total {currency}", f"{len(mine)} agreements", *([""] if programs else []),
+            currency, "",
+            *(table_money(sum((getattr(r, c) for r in mine), start=Decimal(0)))
+              for c in MONEY_COLUMNS),
+        ])
+    widths = {
+        column: max(len(column) if column in NUMERIC else 0,
+                    max((len(line[i]) for line in body + totals), default=0))
+        for i, column in enumerate(columns)
+    }
+    for column in columns:  # descriptive columns fold, down to a few characters
+        if column not in NUMERIC:
+            widths[column] = min(widths[column], DESCRIPTIVE_MIN)
+    shown = list(columns)
+    for column in DROPPED_FIRST:  # too narrow: descriptive columns go before a figure is cut
+        if width is None or sum(widths[c] + 3 for c in shown) + 1 <= width:
+            break
+        if column in shown:
+            shown.remove(column)
+    if width is not None and sum(widths[c] + 3 for c in shown) + 1 > width:
+        table.show_edge = False  # the outer border goes before a figure does
+    for column in shown:
+        if column in NUMERIC:
+            table.add_column(column, justify="right", no_wrap=True, min_width=widths[column])
+        else:
+            table.add_column(column, justify="left", overflow="fold",
+                             min_width=widths[column])
+    keep = [columns.index(c) for c in shown]
+    body = [[line[i] for i in keep] for line in body]
+    totals = [[line[i] for i in keep] for line in totals]
+    for line in body:
+        table.add_row(*line)
+    for line in totals:
+        table.add_row(*line, style="bold")
     return table
 
 

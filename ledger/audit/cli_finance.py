@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
         """Debits, credits and balance per currency and account at D as known at K; checks
         that it balances and that the liability account equals the contract's liability.
         Exit 1 if either check fails."""
-        from ledger.audit.journal import trial_balance_report
+        from ledger.audit.journal import trial_balance_report, trial_balance_table
         from ledger.audit.output import emit
 
         day, known = parse_as_of(as_of), parse_known_at(known_at)
@@ -113,7 +113,8 @@ def register(app: typer.Typer) -> None:
                         customer=("--customer", customer))
             report = trial_balance_report(ledger, day, known, agreement_id=agreement,
                                           customer_id=customer)
-        emit(report, output.value, console)
+        emit(trial_balance_table(report) if output is Format.table else report, output.value,
+             console)
         if not (report.extra["balanced"] and report.extra["liability_matches"]):
             raise typer.Exit(1)
 
