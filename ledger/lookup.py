@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, func, select, union
+from sqlalchemy import Engine, Select, func, select, union
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import CompoundSelect
 
 from ledger.errors import LedgerError
 from ledger.projections.core import agreements, closes, from_us, groups, memberships, sales, to_us
@@ -24,7 +25,7 @@ class UnknownName(LedgerError):
 
     def __init__(self, option: str, kind: str, value: str, near: list[str]) -> None:
         hint = (f"did you mean {' or '.join(repr(n) for n in near)}?" if near else
-                f"check the spelling (ids are case-sensitive) or the --database")
+                "check the spelling (ids are case-sensitive) or the --database")
         super().__init__(f"{option}: no {kind} {value!r} in this store; {hint}")
         self.option, self.kind, self.value, self.near = option, kind, value, near
 
@@ -71,7 +72,7 @@ def near_names(value: str, known: Iterable[str]) -> list[str]:
     return sorted(k for k in known if one_off(folded, k.casefold()))[:SUGGESTIONS]
 
 
-def _ids(kind: str) -> object:
+def _ids(kind: str) -> Select[tuple[str]] | CompoundSelect:
     """A query of every id of `kind` the store has seen."""
     if kind == "agreement":
         return select(agreements.c.agreement_id)

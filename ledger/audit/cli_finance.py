@@ -56,7 +56,6 @@ def register(app: typer.Typer) -> None:
         parse_as_of,
         parse_known_at,
     )
-
     from ledger.lookup import check_names
 
     FormatOption = Annotated[  # noqa: N806 - a type alias, evaluated here (no __future__)
