@@ -8,9 +8,11 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -29,11 +31,19 @@ from rich.progress import (
 )
 from rich.segment import Segment
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
-from ledger.commands import bounded_lines, day_out_of_range, moment_in_range
+from ledger.commands import (
+    bounded_lines,
+    day_out_of_range,
+    moment_in_range,
+    whole_input_shape,
+)
+from ledger.config import Settings
 from ledger.core import ApplyReport, ApplyStopped, Ledger
 from ledger.errors import ConfigurationError, InputUnreadable, LedgerError
 from ledger.liability import LiabilityRow
+from ledger.lookup import check_names
 from ledger.money import format_money
 from ledger.text import csv_cell, printable, printable_lines
 
@@ -71,6 +81,8 @@ class SafeConsole(Console):
 
 
 PIPED_WIDTH = 200
+#: How much of an input `apply` reads ahead to tell a CSV file or a JSON array from JSON Lines.
+SNIFF_BYTES = 4096
 console = SafeConsole(width=_width(sys.stdout))
 err_console = SafeConsole(stderr=True, width=_width(sys.stderr))
 
@@ -96,46 +108,59 @@ class Format(StrEnum):
     csv = "csv"
 
 
-def parse_known_at(value: str | None) -> datetime | None:
-    """`--known-at`: an ISO 8601 timestamp (UTC when it has no offset), or a date meaning the
-    end of that day, UTC (everything recorded on it is known); inside the ledger's range of
-    dates and timestamps (the same as for commands)."""
+#: The two forms of `--known-at` (README "Contract decisions"): a date, meaning the end of that
+#: day UTC, or a full timestamp with its offset. Nothing else: `20250716` would otherwise be
+#: read by `datetime.fromisoformat` as the start of that day, another answer for the same date.
+DATE_FORM = re.compile(r"\d{4}-\d{2}-\d{2}")
+TIMESTAMP_FORM = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([Zz]|[+-]\d{2}:\d{2})")
+KNOWN_AT_FORMS = ("a date YYYY-MM-DD (the end of that day, UTC) or a timestamp with its offset "
+                  "(2025-07-16T09:00:00Z, 2025-07-16T11:00:00+02:00)")
+
+
+def parse_known_at(value: str | None, option: str = "--known-at") -> datetime | None:
+    """`--known-at`: a date YYYY-MM-DD meaning the end of that day, UTC (everything recorded on
+    it is known), or a full timestamp with its offset; inside the ledger's range of dates and
+    timestamps (the same as for commands)."""
     if value is None:
         return None
     text = value.strip()
     try:
-        if len(text) == 10:
+        if DATE_FORM.fullmatch(text):
             day = date.fromisoformat(text)
             refused = day_out_of_range(day)
             if refused is not None:
-                raise typer.BadParameter(refused, param_hint="--known-at")
+                raise typer.BadParameter(refused, param_hint=option)
             return datetime.combine(day, time.max, tzinfo=UTC)
-        moment = datetime.fromisoformat(text)
+        if not TIMESTAMP_FORM.fullmatch(text):
+            raise ValueError(text)
+        moment = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
         raise typer.BadParameter(
-            f"{value!r} is not a date (YYYY-MM-DD) or ISO 8601 timestamp "
-            "(2025-04-02T09:00:00Z)",
-            param_hint="--known-at",
+            f"{value!r} is neither of the two accepted forms: {KNOWN_AT_FORMS}",
+            param_hint=option,
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
     try:
         return moment_in_range(moment)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--known-at") from None
+        raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
-def parse_as_of(value: str) -> date:
-    """A date option (`--as-of`, `--from`, `--to`), inside the ledger's range of dates."""
+def parse_as_of(value: str, option: str = "--as-of") -> date:
+    """A date option (`--as-of`, `--from`, `--to`): YYYY-MM-DD and nothing else (not
+    `20251231`), inside the ledger's range of dates."""
+    text = value.strip()
     try:
-        day = date.fromisoformat(value.strip())
+        if not DATE_FORM.fullmatch(text):
+            raise ValueError(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(
-            f"{value!r} is not a date YYYY-MM-DD", param_hint="--as-of"
+            f"{value!r} is not a date YYYY-MM-DD", param_hint=option
         ) from None
     refused = day_out_of_range(day)
     if refused is not None:
-        raise typer.BadParameter(refused, param_hint="--as-of")
+        raise typer.BadParameter(refused, param_hint=option)
     return day
 
 
@@ -143,12 +168,70 @@ def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def open_ledger(database: str | None) -> Ledger:
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for any other database)."""
+    from sqlalchemy.engine import make_url
+
     try:
-        return Ledger(database)
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - Ledger names a bad URL with what to do
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database)
+
+
+def store_name(url: str) -> str:
+    """How the store is named to the user: a SQLite file's path, else the URL without its
+    password."""
+    from sqlalchemy.engine import make_url
+
+    path = sqlite_file(url)
+    if path is not None:
+        return str(path)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return url
+
+
+def open_ledger(database: str | None, *, creates: bool = False) -> Ledger:
+    """Open the store and say which one on stderr. Only a writing command (`creates`) may make
+    a new SQLite store, and says so; a reading one refuses a file that does not exist, creating
+    nothing, so that a misspelt --database or the wrong folder is not an empty answer."""
+    settings = Settings()
+    url = (settings.resolved_database_url(database) if creates  # makes LEDGER_HOME
+           else database or settings.database_url
+           or f"sqlite:///{(settings.home / 'ledger.db').resolve()}")
+    path = sqlite_file(url)
+    new = path is not None and not path.exists()
+    if new and not creates:
+        err_console.print(
+            f"[red]error:[/red] no store at {escape(str(path))} (the file does not exist); "
+            "give the right --database (or LEDGER_DATABASE_URL / LEDGER_HOME), or create the "
+            "store with `rebate-ledger apply FILE`", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_UNREADABLE)
+    try:
+        ledger = Ledger(url)
     except ConfigurationError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(EXIT_UNREADABLE) from None
+    except DBAPIError as exc:
+        # a missing folder, a file that is not a database, a server refusing the connection
+        cause = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(
+            exc.orig).__name__
+        err_console.print(
+            f"[red]error:[/red] cannot open the store {escape(store_name(url))}: "
+            f"{escape(cause)}; check --database (or LEDGER_DATABASE_URL)",
+            highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_UNREADABLE) from None
+    if new:
+        err_console.print(f"store: {store_name(url)} (created)", highlight=False, markup=False,
+                          soft_wrap=True)
+    else:
+        err_console.print(f"store: {store_name(url)}", highlight=False, markup=False,
+                          soft_wrap=True)
+    return ledger
 
 
 def _open_input(path: str) -> tuple[BinaryIO, int | None]:
@@ -190,7 +273,21 @@ def apply(
     except InputUnreadable as exc:
         err_console.print(f"[red]error:[/red] cannot read input: {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
-    book = open_ledger(database)
+    head = handle.peek(SNIFF_BYTES)[:SNIFF_BYTES] if hasattr(handle, "peek") else b"?"
+    shape = whole_input_shape(head)
+    if shape is not None:
+        todo = ("write each element on a line of its own, e.g. jq -c '.[]' FILE"
+                if shape == "a JSON array" else
+                'write each row as one JSON object per line, e.g. {"type": "record_sale", ...}')
+        err_console.print(
+            f"[red]error:[/red] {escape(file)}: this is {shape}, not JSON Lines (one command "
+            f"object per line): {escape(todo)}; nothing was applied",
+            highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_UNREADABLE)
+    if not head.strip():
+        err_console.print(f"{escape(file)} is empty: no commands, nothing applied",
+                          highlight=False, soft_wrap=True)
+    book = open_ledger(database, creates=True)
     from ledger.cli_service import operator_principal
     from ledger.service import LedgerService
 
@@ -290,6 +387,9 @@ def liability(
     known = parse_known_at(known_at)
     book = open_ledger(database)
     try:
+        check_names(book.engine, known_at=known, agreement=("--agreement", agreement),
+                    customer=("--customer", customer), group=("--group", group),
+                    program=("--program", program))
         answered_at = book.clock()
         # read your writes: a projection answers only once it has caught up with the store
         from ledger.projections.reader import liability_answer
@@ -313,7 +413,7 @@ def liability(
     elif output is Format.csv:
         sys.stdout.write(rows_to_csv(rows))
     else:
-        console.print(liability_table(rows, as_of_date, known_text))
+        console.print(liability_table(rows, as_of_date, known_text, console.width))
 
 
 LIABILITY_COLUMNS = (
@@ -336,31 +436,76 @@ def rows_to_csv(rows: list[LiabilityRow]) -> str:
     return buffer.getvalue()
 
 
-def liability_table(rows: list[LiabilityRow], as_of: date, known_text: str) -> Table:
+#: Money columns of the liability table: never cut (issue 14), shown with thousands separators.
+MONEY_COLUMNS = ("accrued", "approved", "paid", "written_off", "liability")
+NUMERIC = ("basis", *MONEY_COLUMNS)
+#: Left out, in this order, when the terminal cannot show every column with its figures whole.
+DROPPED_FIRST = ("program_id", "with", "currency")
+#: A descriptive column folds down to this many characters.
+DESCRIPTIVE_MIN = 8
+
+
+def table_money(value: Decimal) -> str:
+    """A figure for people: to the cent with thousands separators (`178,838.87`); json and csv
+    keep the plain exact text."""
+    return f"{Decimal(format_money(value)):,.2f}"
+
+
+def liability_table(rows: list[LiabilityRow], as_of: date, known_text: str,
+                    width: int | None = None) -> Table:
+    """Every figure in full on a terminal `width` columns wide: the money and basis columns
+    keep the width of their longest figure (no_wrap); the descriptive columns fold, and on a
+    terminal too narrow for all of them, `program_id`, `with` and `currency` are left out (json
+    and csv have them all)."""
     table = Table(title=f"Rebate liability as of {as_of}, as known at {known_text}")
     programs = any(r.program_id is not None for r in rows)
     columns = [c for c in TABLE_COLUMNS if programs or c != "program_id"]
-    for column in columns:
-        numeric = column in ("basis", "accrued", "approved", "paid", "written_off", "liability")
-        table.add_column(column, justify="right" if numeric else "left")
+    body: list[list[str]] = []
     for row in rows:
         values = row.to_dict()
         values["with"] = row.customer_id if row.group_id is None else f"group {row.group_id}"
-        table.add_row(*(printable(values[c] or "") for c in columns))
-    if rows:
-        currencies = sorted({r.currency for r in rows})
-        for currency in currencies:
-            mine = [r for r in rows if r.currency == currency]
-            table.add_row(
-                f"total {currency}", f"{len(mine)} agreements", *([""] if programs else []),
-                currency, "",
-                format_money(sum((r.accrued for r in mine), start=mine[0].accrued * 0)),
-                format_money(sum((r.approved for r in mine), start=mine[0].accrued * 0)),
-                format_money(sum((r.paid for r in mine), start=mine[0].accrued * 0)),
-                format_money(sum((r.written_off for r in mine), start=mine[0].accrued * 0)),
-                format_money(sum((r.liability for r in mine), start=mine[0].accrued * 0)),
-                style="bold",
-            )
+        for column in MONEY_COLUMNS:
+            values[column] = table_money(getattr(row, column))
+        values["basis"] = f"{Decimal(values['basis'] or '0'):,}"
+        body.append([printable(values[c] or "") for c in columns])
+    totals: list[list[str]] = []
+    for currency in sorted({r.currency for r in rows}):
+        mine = [r for r in rows if r.currency == currency]
+        totals.append([
+            f"total {currency}", f"{len(mine)} agreements", *([""] if programs else []),
+            currency, "",
+            *(table_money(sum((getattr(r, c) for r in mine), start=Decimal(0)))
+              for c in MONEY_COLUMNS),
+        ])
+    widths = {
+        column: max(len(column) if column in NUMERIC else 0,
+                    max((len(line[i]) for line in body + totals), default=0))
+        for i, column in enumerate(columns)
+    }
+    for column in columns:  # descriptive columns fold, down to a few characters
+        if column not in NUMERIC:
+            widths[column] = min(widths[column], DESCRIPTIVE_MIN)
+    shown = list(columns)
+    for column in DROPPED_FIRST:  # too narrow: descriptive columns go before a figure is cut
+        if width is None or sum(widths[c] + 3 for c in shown) + 1 <= width:
+            break
+        if column in shown:
+            shown.remove(column)
+    if width is not None and sum(widths[c] + 3 for c in shown) + 1 > width:
+        table.show_edge = False  # the outer border goes before a figure does
+    for column in shown:
+        if column in NUMERIC:
+            table.add_column(column, justify="right", no_wrap=True, min_width=widths[column])
+        else:
+            table.add_column(column, justify="left", overflow="fold",
+                             min_width=widths[column])
+    keep = [columns.index(c) for c in shown]
+    body = [[line[i] for i in keep] for line in body]
+    totals = [[line[i] for i in keep] for line in totals]
+    for line in body:
+        table.add_row(*line)
+    for line in totals:
+        table.add_row(*line, style="bold")
     return table
 
 
@@ -642,7 +787,7 @@ def intake(
     from ledger.config import Settings
     from ledger.kafka.settings import KafkaSettings
 
-    with open_ledger(database) as ledger:
+    with open_ledger(database, creates=True) as ledger:
         status = main_intake(
             ledger, KafkaSettings(), Settings().home, group_id=group, until_idle_s=until_idle,
             echo=lambda text: console.print(text, highlight=False),

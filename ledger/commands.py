@@ -444,6 +444,21 @@ def line_bytes(raw: bytes) -> int:
 SKIP_BYTES = 1 << 16
 
 
+def whole_input_shape(head: bytes) -> str | None:
+    """What the start of an input says it is when it is not JSON Lines at all: "a JSON array"
+    (a command is an object, so a line never starts with `[`) or "a CSV file" (a first line
+    without `{` that holds two commas or more, and a second that is no object either). Read as
+    JSON Lines, such a file would be one rejection per physical line, kept forever."""
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if text.startswith(b"["):
+        return "a JSON array"
+    lines = text.splitlines()
+    if (lines and b"{" not in lines[0] and lines[0].count(b",") >= 2
+            and (len(lines) < 2 or not lines[1].lstrip().startswith(b"{"))):
+        return "a CSV file"
+    return None
+
+
 def bounded_lines(stream: BinaryIO) -> Iterator[bytes]:
     """The lines of `stream`, each read with a bound: a line longer than `LINE_BYTES_MAX` is
     never held whole. It comes out as its first `LINE_BYTES_MAX + 2` bytes (which

@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
         parse_as_of,
         parse_known_at,
     )
+    from ledger.lookup import check_names
 
     FormatOption = Annotated[  # noqa: N806 - a type alias, evaluated here
         Format, typer.Option("--format", help="table, json or csv")
@@ -46,6 +47,7 @@ def register(app: typer.Typer) -> None:
 
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         with open_ledger(database) as ledger:
+            check_names(ledger.engine, known_at=known, agreement=("--agreement", agreement))
             try:
                 report = explain_report(ledger, agreement, day, known)
             except UnknownAgreement as error:
@@ -90,6 +92,7 @@ def register(app: typer.Typer) -> None:
             err_console.print("[red]error:[/red] --vs must not be before --known-at")
             raise typer.Exit(EXIT_UNREADABLE)
         with open_ledger(database) as ledger:
+            check_names(ledger.engine, known_at=k1)
             report = diff_report(ledger, day, k1, k2)
         emit(report, output.value, console)
 
@@ -111,6 +114,7 @@ def register(app: typer.Typer) -> None:
 
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         with open_ledger(database) as ledger:
+            check_names(ledger.engine, known_at=known, customer=("--customer", customer))
             report = opportunities_report(ledger, day, known, customer_id=customer,
                                           limit=limit)
         emit(report, output.value, console)
@@ -135,6 +139,7 @@ def register(app: typer.Typer) -> None:
         day = parse_as_of(as_of) if as_of is not None else datetime.now(UTC).date()
         known = parse_known_at(known_at)
         with open_ledger(database) as ledger:
+            check_names(ledger.engine, known_at=known, customer=("--customer", customer))
             report = positions_report(ledger, customer, day, known)
         emit(report, output.value, console)
         if output is not Format.table and not report.rows:
@@ -158,6 +163,7 @@ def register(app: typer.Typer) -> None:
         day = parse_as_of(as_of) if as_of is not None else datetime.now(UTC).date()
         known = parse_known_at(known_at)
         with open_ledger(database) as ledger:
+            check_names(ledger.engine, known_at=known)
             report = programs_report(ledger, day, known)
         emit(report, output.value, console)
 
@@ -189,5 +195,8 @@ def register(app: typer.Typer) -> None:
                               highlight=False)
             raise typer.Exit(EXIT_UNREADABLE) from None
         with open_ledger(database) as ledger:
+            check_names(ledger.engine,
+                        customer=("the draft's customer_id", plan.created.customer_id),
+                        group=("the draft's group_id", plan.created.group_id))
             report = simulate_report(ledger, plan, day)
         emit(report, output.value, console)

@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
         parse_as_of,
         parse_known_at,
     )
+    from ledger.lookup import check_names
 
     FormatOption = Annotated[  # noqa: N806 - a type alias, evaluated here (no __future__)
         Format, typer.Option("--format", help="table, json or csv")
@@ -79,6 +80,8 @@ def register(app: typer.Typer) -> None:
         day = parse_as_of(as_of) if as_of is not None else None
         known = parse_known_at(known_at)
         with open_ledger(database) as ledger:
+            check_names(ledger.engine, known_at=known, agreement=("--agreement", agreement),
+                        customer=("--customer", customer))
             if day is None:
                 day = ledger.clock().astimezone(UTC).date()
             report = journal_report(ledger, day, known, agreement_id=agreement,
@@ -100,14 +103,17 @@ def register(app: typer.Typer) -> None:
         """Debits, credits and balance per currency and account at D as known at K; checks
         that it balances and that the liability account equals the contract's liability.
         Exit 1 if either check fails."""
-        from ledger.audit.journal import trial_balance_report
+        from ledger.audit.journal import trial_balance_report, trial_balance_table
         from ledger.audit.output import emit
 
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         with open_ledger(database) as ledger:
+            check_names(ledger.engine, known_at=known, agreement=("--agreement", agreement),
+                        customer=("--customer", customer))
             report = trial_balance_report(ledger, day, known, agreement_id=agreement,
                                           customer_id=customer)
-        emit(report, output.value, console)
+        emit(trial_balance_table(report) if output is Format.table else report, output.value,
+             console)
         if not (report.extra["balanced"] and report.extra["liability_matches"]):
             raise typer.Exit(1)
 
@@ -134,6 +140,7 @@ def register(app: typer.Typer) -> None:
 
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         with open_ledger(database) as ledger:
+            check_names(ledger.engine, known_at=known, customer=("--customer", customer))
             report = reconcile_report(ledger, day, known, grace_days=grace_days,
                                       unpaid_days=unpaid_days, customer_id=customer,
                                       flagged_only=flagged)
@@ -162,7 +169,7 @@ def register(app: typer.Typer) -> None:
         moment = parse_known_at(recorded_at) if recorded_at else None
         try:
             label, first_day, last_day = parse_period(period, first, last)
-            with open_ledger(database) as ledger:
+            with open_ledger(database, creates=True) as ledger:
                 event_id, position, closed_at, rows = ledger.close_period(
                     label, first_day, last_day, moment)
         except RuleViolation as error:

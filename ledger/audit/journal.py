@@ -19,7 +19,7 @@ liability, to the cent. Approvals move no money (they are memo figures in `recon
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -224,6 +224,21 @@ def trial_balance_report(
                "liability_matches": all(c["liability_matches"] for c in checks)},
         notes=notes,
     )
+
+
+def dr_cr(balance: Decimal) -> str:
+    """A balance as a bookkeeper reads it: `1,234.56 Dr` (debit) or `1,234.56 Cr` (credit),
+    with thousands separators; the table's form only (json and csv keep the signed figure)."""
+    side = "Cr" if balance < 0 else "Dr"
+    return f"{abs(money(balance)):,} {side}"
+
+
+def trial_balance_table(report: Report) -> Report:
+    """The trial balance for people: debits and credits with thousands separators, the
+    balance with Dr or Cr instead of a sign."""
+    return replace(report, rows=[
+        {**row, "debit": f"{row['debit']:,}", "credit": f"{row['credit']:,}",
+         "balance": dr_cr(row["balance"])} for row in report.rows])
 
 
 def _known_text(known_at: datetime | None) -> str:

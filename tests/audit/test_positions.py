@@ -100,8 +100,10 @@ def test_the_positions_command_answers_as_a_user_types_it(tmp_path: Path) -> Non
     unknown = subprocess.run(
         [str(CLI), "positions", "--customer", "c1", "--as-of", "2025-06-30", "--database",
          url], capture_output=True, timeout=120, check=False)
-    assert unknown.returncode == 0
-    assert "no agreement covers customer 'c1'" in unknown.stdout.decode()
+    # issue 14: a customer the store has never seen is an error, not an empty answer
+    assert unknown.returncode == 2 and unknown.stdout == b""
+    assert unknown.stderr.decode().splitlines()[-1] == (
+        "error: --customer: no customer 'c1' in this store; did you mean 'C1'?")
 
 
 def test_opportunities_show_a_group_below_its_next_tier_with_each_members_share(

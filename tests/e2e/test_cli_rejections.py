@@ -185,6 +185,9 @@ def test_rejections_table_shows_source_line_command_and_reason(history: History)
 
 
 def test_rejections_of_a_fresh_ledger_is_an_empty_list(run: Runner) -> None:
+    # issue 14: a store is made by a writing command; reading one that does not exist is an error
+    run.write("empty.jsonl", [])
+    assert run("apply", "empty.jsonl").code == 0
     answer = run("rejections", "--format", "json")
 
     assert answer.code == 0, str(answer)
