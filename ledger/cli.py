@@ -43,7 +43,7 @@ from ledger.config import Settings
 from ledger.core import ApplyReport, ApplyStopped, Ledger
 from ledger.errors import ConfigurationError, InputUnreadable, LedgerError
 from ledger.liability import LiabilityRow
-from ledger.lookup import check_names
+from ledger.lookup import BeforeFirstRecord, check_names
 from ledger.money import format_money
 from ledger.text import csv_cell, printable, printable_lines
 
@@ -387,9 +387,17 @@ def liability(
     known = parse_known_at(known_at)
     book = open_ledger(database)
     try:
-        check_names(book.engine, known_at=known, agreement=("--agreement", agreement),
+        check_names(book.engine, agreement=("--agreement", agreement),
                     customer=("--customer", customer), group=("--group", group),
                     program=("--program", program))
+        try:
+            check_names(book.engine, known_at=known)
+        except BeforeFirstRecord as early:
+            # the contract's answer stands (no agreement existed as known at K: no rows), but
+            # it is never a silent empty: say why on stderr
+            err_console.print(f"note: {early}".replace("; give a later --known-at",
+                                                         "; no agreement existed yet"),
+                              highlight=False, markup=False, soft_wrap=True)
         answered_at = book.clock()
         # read your writes: a projection answers only once it has caught up with the store
         from ledger.projections.reader import liability_answer

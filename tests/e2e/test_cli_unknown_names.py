@@ -4,6 +4,7 @@ empty answer that reads like "nothing is owed"."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from ledger.lookup import near_names, one_off
@@ -48,9 +49,6 @@ def book(run: Runner) -> Runner:
      "error: --customer: no customer 'acme' in this store; did you mean 'ACME'?"),
     (("reconcile", "--as-of", "2025-06-30", "--customer", "CAME"),
      "error: --customer: no customer 'CAME' in this store; did you mean 'ACME'?"),
-    (("liability", "--as-of", "2025-12-31", "--known-at", "2025-01-04"),
-     "error: --known-at 2025-01-04T23:59:59.999999Z is before the first recorded command "
-     "(2025-01-05T09:00:00Z): nothing was known then; give a later --known-at"),
     (("journal", "--as-of", "2025-06-30", "--known-at", "2024-12-31T00:00:00Z"),
      "error: --known-at 2024-12-31T00:00:00Z is before the first recorded command "
      "(2025-01-05T09:00:00Z): nothing was known then; give a later --known-at"),
@@ -60,6 +58,20 @@ def test_an_unseen_name_is_an_error_naming_it(book: Runner, args: tuple[str, ...
     done = book(*args, "--format", "json")
     assert (done.code, done.stdout) == (2, ""), str(done)
     assert done.stderr.splitlines()[-1] == message, str(done)
+
+
+def test_liability_as_known_before_the_first_command_is_the_contracts_empty_answer_with_a_note(
+    book: Runner,
+) -> None:
+    """Contract 2: an agreement does not exist before it was recorded, so `liability` as known
+    at a moment before anything was recorded answers no rows (exit 0); it says why on stderr."""
+    done = book("liability", "--as-of", "2025-12-31", "--known-at", "2025-01-04",
+                "--format", "json")
+    assert done.code == 0, str(done)
+    assert orjson.loads(done.stdout)["rows"] == []
+    assert done.stderr.splitlines()[-1] == (
+        "note: --known-at 2025-01-04T23:59:59.999999Z is before the first recorded command "
+        "(2025-01-05T09:00:00Z): nothing was known then; no agreement existed yet")
 
 
 def test_simulate_for_an_unseen_customer_is_an_error(book: Runner) -> None:
