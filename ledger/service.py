@@ -736,10 +736,14 @@ class LedgerService:
 
     def verify(self, principal: Principal) -> dict[str, Any]:
         from ledger.audit.chain import verify_store
+        from ledger.audit.tables import verify_tables
 
         self.require(principal, Capability.verify, "verify the store")
         with Session(self.engine) as session:
-            return verify_store(session, self.ledger.app.recorder).to_dict()
+            result = verify_store(session, self.ledger.app.recorder)
+        tables = verify_tables(self.ledger)  # the read tables re-derived, as `verify` does
+        return {**result.to_dict(), "ok": result.ok and tables.ok, "chain_ok": result.ok,
+                "tables": tables.to_dict()}
 
     def evidence(self, principal: Principal, as_of: date,
                  known_at: datetime | None = None) -> bytes:
