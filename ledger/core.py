@@ -23,6 +23,7 @@ from ledger.handlers import DUPLICATE, Batch, RejectionRecord
 from ledger.liability import LiabilityRow, liability_rows
 from ledger.projections.core import (
     CoreProjection,
+    ensure_basis_blocks,
     from_us,
     ledger_state,
     metadata,
@@ -168,6 +169,7 @@ class Ledger:
         under the schema lock, by whichever process opens a new store first; a store that has
         them all is only read. A store made before contract v2 is brought up to date first."""
         upgrade_v1_tables(self.engine)
+        ensure_basis_blocks(self.engine)
 
         def seeded(connection: Connection) -> bool:
             return connection.execute(select(ledger_state.c.id)).first() is not None

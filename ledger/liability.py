@@ -23,8 +23,10 @@ from sqlalchemy.orm import Session
 from ledger.membership import MembershipChange, is_member, member_spans
 from ledger.money import EXACT, ZERO, format_decimal, format_money, from_micro, round_money
 from ledger.projections.core import (
+    BLOCK_DAYS,
     agreements,
     basis,
+    basis_blocks,
     day,
     memberships,
     money,
@@ -302,20 +304,89 @@ def customer_totals(
     known_us: int,
 ) -> tuple[Decimal, Decimal]:
     """Q and A of `customer_id`'s sales in the agreement's currency and products invoiced
-    from `first` to `last`, counted at D (reversals effective by D) as known at K."""
+    from `first` to `last`, counted at D (reversals effective by D) as known at K.
+
+    Without a product list the whole blocks of invoice days inside the range come from
+    `core_basis_blocks` where a block counts whole at (D, K), and only the rest (the ends of
+    the range, and blocks that count in part) is summed from `core_basis`."""
     params: dict[str, Any] = {
         "customer_id": customer_id,
         "currency": terms.currency,
-        "first_day": day(first),
-        "last_day": day(last),
         "as_of_day": day(as_of),
         "known_us": known_us,
     }
     if terms.products is not None:
         params["products"] = sorted(terms.products)
-        summed, rows = _BASIS_SUM_PRODUCTS, _BASIS_ROWS_PRODUCTS
-    else:
-        summed, rows = _BASIS_SUM, _BASIS_ROWS
+        return _row_totals(session, params, day(first), day(last), products=True)
+    first_day, last_day = day(first), day(last)
+    first_block = -(-first_day // BLOCK_DAYS)  # the first block that starts inside the range
+    last_block = (last_day + 1) // BLOCK_DAYS - 1  # the last block that ends inside it
+    if first_block > last_block:
+        return _row_totals(session, params, first_day, last_day, products=False)
+    whole: dict[int, list[int]] = {}
+    partial: set[int] = set()
+    as_of_day = params["as_of_day"]
+    for block, q_micro, a_micro, min_effective, max_effective, min_recorded, max_recorded in \
+            session.execute(_BLOCKS, {**params, "first_block": first_block,
+                                      "last_block": last_block}):
+        if min_effective > as_of_day or min_recorded > known_us:
+            continue  # none of it counts at (D, K)
+        if max_effective <= as_of_day and max_recorded <= known_us \
+                and q_micro is not None and a_micro is not None:
+            sums = whole.setdefault(block, [0, 0])
+            sums[0] += q_micro
+            sums[1] += a_micro
+        else:
+            partial.add(block)
+    quantity = from_micro(sum(s[0] for b, s in whole.items() if b not in partial))
+    amount = from_micro(sum(s[1] for b, s in whole.items() if b not in partial))
+    for start, end in _row_ranges(first_day, last_day, first_block, last_block, partial):
+        q, a = _row_totals(session, params, start, end, products=False)
+        quantity, amount = EXACT.add(quantity, q), EXACT.add(amount, a)
+    return quantity, amount
+
+
+_BLOCKS = (
+    select(basis_blocks.c.block, basis_blocks.c.q_micro, basis_blocks.c.a_micro,
+           basis_blocks.c.min_effective_day, basis_blocks.c.max_effective_day,
+           basis_blocks.c.min_recorded_us, basis_blocks.c.max_recorded_us)
+    .where(basis_blocks.c.customer_id == bindparam("customer_id"))
+    .where(basis_blocks.c.currency == bindparam("currency"))
+    .where(basis_blocks.c.block >= bindparam("first_block"))
+    .where(basis_blocks.c.block <= bindparam("last_block"))
+)
+
+
+def _row_ranges(
+    first_day: int, last_day: int, first_block: int, last_block: int, partial: set[int]
+) -> list[tuple[int, int]]:
+    """The day ranges summed from `core_basis`: the days before the first whole block, the
+    runs of blocks that count in part, and the days after the last whole block."""
+    ranges = []
+    if first_day < first_block * BLOCK_DAYS:
+        ranges.append((first_day, first_block * BLOCK_DAYS - 1))
+    for block in sorted(partial):
+        start, end = block * BLOCK_DAYS, (block + 1) * BLOCK_DAYS - 1
+        if ranges and ranges[-1][1] == start - 1:
+            ranges[-1] = (ranges[-1][0], end)
+        else:
+            ranges.append((start, end))
+    after = (last_block + 1) * BLOCK_DAYS
+    if after <= last_day:
+        if ranges and ranges[-1][1] == after - 1:
+            ranges[-1] = (ranges[-1][0], last_day)
+        else:
+            ranges.append((after, last_day))
+    return ranges
+
+
+def _row_totals(
+    session: Session, params: dict[str, Any], first_day: int, last_day: int, *, products: bool
+) -> tuple[Decimal, Decimal]:
+    """Q and A summed from `core_basis` rows invoiced from `first_day` to `last_day`."""
+    params = {**params, "first_day": first_day, "last_day": last_day}
+    summed, rows = (_BASIS_SUM_PRODUCTS, _BASIS_ROWS_PRODUCTS) if products else \
+        (_BASIS_SUM, _BASIS_ROWS)
     try:
         q_micro, a_micro, count, q_count, a_count = session.execute(summed, params).one()
         if count == q_count == a_count:

@@ -46,6 +46,7 @@ from ledger.projections.core import (
     CoreProjection,
     agreements,
     basis,
+    basis_blocks,
     claims,
     closes,
     groups,
@@ -61,8 +62,8 @@ from ledger.projections.core import (
 
 #: The tables re-derived and compared, in this order.
 CHECKED: tuple[Table, ...] = (
-    agreements, terms_changes, sales, reversals, basis, money, claims, closes, groups,
-    memberships, write_offs,
+    agreements, terms_changes, sales, reversals, basis, basis_blocks, money, claims, closes,
+    groups, memberships, write_offs,
 )
 #: Derived tables keyed by a surrogate id: their rows are matched by event position instead.
 SURROGATE = "id"

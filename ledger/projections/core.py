@@ -20,6 +20,7 @@ import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Engine,
     Index,
     Integer,
@@ -50,6 +51,7 @@ from ledger.events import (
     WriteOffReversed,
 )
 from ledger.money import EXACT, to_micro
+from ledger.store import schema_transaction
 
 metadata = MetaData()
 
@@ -188,6 +190,41 @@ basis = Table(
     sqlite_with_rowid=False,
 )
 basis_table = basis
+
+#: Days in one block of `core_basis_blocks`: a block is the invoice days `BLOCK_DAYS * b` to
+#: `BLOCK_DAYS * (b + 1) - 1` (proleptic ordinals), so that SQL and Python agree on it by
+#: integer division alone.
+BLOCK_DAYS = 32
+#: Recorded times in one recorded block: `BLOCK_DAYS` days of microseconds.
+BLOCK_US = BLOCK_DAYS * 86_400 * 1_000_000
+#: A block's sum in millionths is kept while both terms of an addition stay below this, so
+#: that no addition can overflow a 64-bit integer (SQLite would turn it into a float); beyond
+#: it the sum is NULL and queries add that block's `core_basis` rows exactly instead.
+BLOCK_LIMIT = 1 << 61
+
+# The basis summed per customer, currency and block of invoice days, of effective days and of
+# recorded times, with the extremes of the days and times inside. A point query at (D, K)
+# takes a block whole when all of it counts (latest effective day <= D, latest recorded time
+# <= K), skips it when none does, and reads `core_basis` only for the blocks in between and
+# the part-blocks at the ends of its period: so a group agreement's query reads about one row
+# per member and month instead of every sale (issue 13's benchmark).
+basis_blocks = Table(
+    "core_basis_blocks",
+    metadata,
+    Column("customer_id", ID, primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("block", Integer, primary_key=True),
+    Column("effective_block", Integer, primary_key=True),
+    Column("recorded_block", BigInteger, primary_key=True),
+    # NULL when some row of the block is kept as exact text or the sum grew past BLOCK_LIMIT
+    Column("q_micro", BigInteger, nullable=True),
+    Column("a_micro", BigInteger, nullable=True),
+    Column("min_effective_day", Integer, nullable=False),
+    Column("max_effective_day", Integer, nullable=False),
+    Column("min_recorded_us", BigInteger, nullable=False),
+    Column("max_recorded_us", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
 
 # Claimed, approved, paid and written-off amounts by agreement and valid day.
 money = Table(
@@ -448,7 +485,7 @@ class CoreProjection:
         sale_rows, reversal_rows, basis = sales_rows(event, position)
         insert_rows(session, sales, SALE_COLUMNS, sale_rows)
         insert_rows(session, reversals, REVERSAL_COLUMNS, reversal_rows)
-        insert_rows(session, basis_table, BASIS_COLUMNS, basis)
+        insert_basis(session, basis)
 
 
 def sales_rows(
@@ -536,6 +573,115 @@ def insert_rows(
         f"VALUES ({', '.join([marker] * len(columns))})"
     )
     connection.exec_driver_sql(sql, list(rows))
+
+
+def insert_basis(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert `core_basis` rows (in `BASIS_COLUMNS` order) and add them to their blocks in
+    `core_basis_blocks`: the only way basis rows are written, so the two always agree."""
+    insert_rows(session, basis_table, BASIS_COLUMNS, rows)
+    add_to_blocks(session.connection(), block_sums(rows))
+
+
+#: (customer, currency, block, effective block, recorded block)
+BlockKey = tuple[str, str, int, int, int]
+#: [q_micro or None, a_micro or None, min effective day, max effective day,
+#:  min recorded us, max recorded us]
+BlockSum = list[Any]
+
+
+def block_sums(rows: Iterable[Sequence[Any]]) -> dict[BlockKey, BlockSum]:
+    """`core_basis` rows (in `BASIS_COLUMNS` order) summed by block."""
+    sums: dict[BlockKey, BlockSum] = {}
+    for customer, currency, _product, invoice_day, effective_day, recorded_us, q, a, *_ in rows:
+        key = (customer, currency, invoice_day // BLOCK_DAYS, effective_day // BLOCK_DAYS,
+               recorded_us // BLOCK_US)
+        found = sums.get(key)
+        if found is None:
+            sums[key] = [_bounded(q), _bounded(a), effective_day, effective_day, recorded_us,
+                         recorded_us]
+            continue
+        found[0] = _bounded_sum(found[0], q)
+        found[1] = _bounded_sum(found[1], a)
+        if effective_day < found[2]:
+            found[2] = effective_day
+        if effective_day > found[3]:
+            found[3] = effective_day
+        if recorded_us < found[4]:
+            found[4] = recorded_us
+        if recorded_us > found[5]:
+            found[5] = recorded_us
+    return sums
+
+
+def _bounded(micro: int | None) -> int | None:
+    return micro if micro is not None and -BLOCK_LIMIT < micro < BLOCK_LIMIT else None
+
+
+def _bounded_sum(total: int | None, micro: int | None) -> int | None:
+    return None if total is None or micro is None else _bounded(total + micro)
+
+
+def add_to_blocks(connection: Connection, sums: dict[BlockKey, BlockSum]) -> None:
+    """Add block sums to `core_basis_blocks` (one upsert per block, in key order so that
+    concurrent writers on PostgreSQL take their row locks in one order)."""
+    if not sums:
+        return
+    postgres = connection.dialect.name == "postgresql"
+    marker = "%s" if postgres else "?"
+    least, greatest = ("LEAST", "GREATEST") if postgres else ("min", "max")
+    table = basis_blocks.name
+
+    def added(column: str) -> str:
+        return (f"CASE WHEN {table}.{column} > -{BLOCK_LIMIT} AND {table}.{column} < "
+                f"{BLOCK_LIMIT} AND excluded.{column} > -{BLOCK_LIMIT} AND excluded.{column} < "
+                f"{BLOCK_LIMIT} THEN {table}.{column} + excluded.{column} END")
+
+    def extreme(function: str, column: str) -> str:
+        return f"{function}({table}.{column}, excluded.{column})"
+
+    sql = (
+        f"INSERT INTO {table} (customer_id, currency, block, effective_block, recorded_block, "
+        "q_micro, a_micro, min_effective_day, max_effective_day, min_recorded_us, "
+        f"max_recorded_us) VALUES ({', '.join([marker] * 11)}) "
+        "ON CONFLICT (customer_id, currency, block, effective_block, recorded_block) DO UPDATE "
+        f"SET q_micro = {added('q_micro')}, a_micro = {added('a_micro')}, "
+        f"min_effective_day = {extreme(least, 'min_effective_day')}, "
+        f"max_effective_day = {extreme(greatest, 'max_effective_day')}, "
+        f"min_recorded_us = {extreme(least, 'min_recorded_us')}, "
+        f"max_recorded_us = {extreme(greatest, 'max_recorded_us')}"
+    )
+    connection.exec_driver_sql(sql, [(*key, *sums[key]) for key in sorted(sums)])
+
+
+def ensure_basis_blocks(engine: Engine) -> None:
+    """A store made before `core_basis_blocks` existed gets it, filled from its `core_basis`
+    (derived from derived rows, so no event is read), in the one transaction that creates it,
+    under the schema lock: a concurrent opener finds it done, and no writer can add rows to
+    the new table before it is filled. A new store gets the table with the others."""
+    present = set(inspect(engine).get_table_names())
+    if basis.name not in present or basis_blocks.name in present:
+        return
+    with schema_transaction(engine) as connection:
+        if basis_blocks.name in set(inspect(connection).get_table_names()):
+            return
+        basis_blocks.create(connection)
+        columns = ", ".join(BASIS_COLUMNS)
+        rows = connection.exec_driver_sql(
+            f"SELECT {columns} FROM {basis.name}", execution_options={"yield_per": 20_000}
+        )
+        sums: dict[BlockKey, BlockSum] = {}
+        for chunk in rows.partitions(20_000):
+            for key, found in block_sums(chunk).items():
+                sums[key] = found if key not in sums else _merged(sums[key], found)
+        add_to_blocks(connection, sums)
+
+
+def _merged(one: BlockSum, other: BlockSum) -> BlockSum:
+    return [
+        _bounded_sum(one[0], other[0]), _bounded_sum(one[1], other[1]),
+        min(one[2], other[2]), max(one[3], other[3]), min(one[4], other[4]),
+        max(one[5], other[5]),
+    ]
 
 
 def basis_rows(

@@ -93,6 +93,7 @@ class LiabilityModel:
 
     def create(self, engine: Engine) -> None:
         core.upgrade_v1_tables(engine)
+        core.ensure_basis_blocks(engine)
 
         def seeded(connection: Connection) -> bool:
             return connection.execute(select(core.ledger_state.c.id)).first() is not None
@@ -125,7 +126,7 @@ class LiabilityModel:
             last = max(last, envelope.position)
         insert_rows(session, core.sales, core.SALE_COLUMNS, sale_rows)
         insert_rows(session, core.reversals, core.REVERSAL_COLUMNS, reversal_rows)
-        insert_rows(session, core.basis_table, core.BASIS_COLUMNS, basis_rows)
+        core.insert_basis(session, basis_rows)
         if last:
             session.execute(
                 update(core.ledger_state)

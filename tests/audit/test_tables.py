@@ -77,6 +77,15 @@ def basis_deleted(c: Connection) -> tuple[str, str, Any, Any]:
     return "core_basis", "row", None, "present"
 
 
+def block_sum_cut(c: Connection) -> tuple[str, str, Any, Any]:
+    """A block's amount in core_basis_blocks edited: the liability reads whole blocks there."""
+    row = _first(c, core.basis_blocks)
+    key = [column == getattr(row, column.name)
+           for column in core.basis_blocks.primary_key.columns]
+    c.execute(update(core.basis_blocks).where(*key).values(a_micro=row.a_micro - 1_000_000))
+    return "core_basis_blocks", "a_micro", row.a_micro - 1_000_000, row.a_micro
+
+
 def sale_inserted(c: Connection) -> tuple[str, str, Any, Any]:
     row = _first(c, core.sales)
     c.execute(insert(core.sales).values({**row._mapping, "sale_id": "FORGED"}))
@@ -133,6 +142,7 @@ def write_off_deleted(c: Connection) -> tuple[str, str, Any, Any]:
 #: Every read table, altered one way.
 ALTERATIONS: dict[str, Alter] = {
     "core_money": paid_cut, "core_basis": basis_deleted, "core_sales": sale_inserted,
+    "core_basis_blocks": block_sum_cut,
     "core_memberships": membership_moved, "core_agreements": agreement_currency,
     "core_terms_changes": terms_rewritten, "core_reversals": reversal_deleted,
     "core_claims": claim_moved, "core_closes": close_rewritten, "core_groups": group_renamed,

@@ -181,21 +181,14 @@ def test_cli_replay_and_audit_view_find_an_altered_core_row_on_postgres(
     assert report["projection"] == {"source": "projection liability g1", "rows": len(expected),
                                     "differences": []}
 
-    # behind the ledger's back: one basis row of customer C2 counts twice its quantity and amount
+    # behind the ledger's back: the basis of customer C2 counts twice its quantity and amount
+    # (in both read tables the liability may read: its rows, and its whole blocks)
     with Ledger(database_url) as ledger, ledger.engine.begin() as connection:
-        basis = core.basis_table
-        victim = connection.execute(
-            select(basis.c.customer_id, basis.c.product_id, basis.c.invoice_day,
-                   basis.c.recorded_us, basis.c.q_micro, basis.c.a_micro)
-            .where(basis.c.customer_id == "C2").limit(1)
-        ).one()
-        connection.execute(
-            update(basis).where(basis.c.customer_id == victim.customer_id)
-            .where(basis.c.product_id == victim.product_id)
-            .where(basis.c.invoice_day == victim.invoice_day)
-            .where(basis.c.recorded_us == victim.recorded_us)
-            .values(q_micro=victim.q_micro * 2, a_micro=victim.a_micro * 2)
-        )
+        for table in (core.basis_table, core.basis_blocks):
+            connection.execute(
+                update(table).where(table.c.customer_id == "C2")
+                .values(q_micro=table.c.q_micro * 2, a_micro=table.c.a_micro * 2)
+            )
     done = _cli(["audit-view", "--as-of", AS_OF.isoformat(), "--format", "json"], env)
     assert done.returncode == 1, done.stderr.decode()
     differences = orjson.loads(done.stdout)["differences"]
