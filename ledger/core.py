@@ -7,7 +7,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
@@ -426,6 +426,13 @@ class Ledger:
             moment = batch.recorded_time(
                 c.CloseStandIn(recorded_at=recorded_at)  # the command rules of recorded_at
             )
+            if moment.astimezone(UTC).date() <= end:
+                raise RuleViolation(
+                    "period",
+                    f"{period!r} ends {end}, but the close would be recorded at "
+                    f"{moment.astimezone(UTC).isoformat()}, before it has ended: close a "
+                    f"period on or after {end + timedelta(days=1)} (UTC), or give a "
+                    "--recorded-at after its end when loading a past close")
             rows = liability_rows(session, end, moment)
             reported = tuple(ReportedRow.model_validate(
                 {k: v for k, v in r.to_dict().items() if k != "basis"}) for r in rows)

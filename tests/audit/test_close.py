@@ -143,3 +143,30 @@ def test_reconcile_flags_every_closed_period_that_changed(database_url: str) -> 
         (flag,) = {x.agreement_id: x for x in reconcile(ledger, date(2025, 6, 30), known)}[
             "A1"].flags
         assert flag.endswith("now 275.00 (+55.00)") and "2025-Q1" in flag
+
+
+def test_a_period_that_has_not_ended_cannot_be_closed(cli: Runner) -> None:
+    """Issue 14, point 6: `close-period --period 2027-Q1` closed a future period, finally.
+    The ledger's clock (or --recorded-at) must be after the period's last day (UTC)."""
+    today = datetime.now(UTC).date()
+    future = f"{today.year + 1}-Q1"
+    done = cli("close-period", "--period", future)
+    assert done.code == 1, str(done)
+    assert f"period: '{future}' ends {today.year + 1}-03-31" in done.stderr
+    assert f"on or after {today.year + 1}-04-01" in done.stderr
+    # a close recorded on the period's last day is refused too; the day after is accepted
+    # (the book's last command was recorded on 2025-07-15)
+    done = cli("close-period", "--period", "2025-Q3", "--recorded-at", "2025-09-30T23:59:59Z")
+    assert done.code == 1 and "before it has ended" in done.stderr, str(done)
+    done = cli("close-period", "--period", "2025-Q3", "--recorded-at", "2025-10-01T00:00:00Z")
+    assert done.code == 0, str(done)
+    # nothing of the refused closes was stored: one close, chained
+    listed = cli("close-period", "--period", "2025-Q3", "--recorded-at", "2025-10-02T00:00:00Z")
+    assert listed.code == 1 and "already closed" in listed.stderr
+    assert cli("verify").code == 0
+
+
+def test_the_domain_refuses_a_close_inside_its_period(closed: Ledger) -> None:
+    with pytest.raises(RuleViolation, match="before it has ended"):
+        closed.close_period("2025-Q3", date(2025, 7, 1), date(2025, 9, 30),
+                            datetime(2025, 9, 30, 12, tzinfo=UTC))
