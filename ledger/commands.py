@@ -444,12 +444,16 @@ def line_bytes(raw: bytes) -> int:
 SKIP_BYTES = 1 << 16
 
 
+#: What some Windows tools write before the first line of a UTF-8 file.
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def whole_input_shape(head: bytes) -> str | None:
     """What the start of an input says it is when it is not JSON Lines at all: "a JSON array"
     (a command is an object, so a line never starts with `[`) or "a CSV file" (a first line
     without `{` that holds two commas or more, and a second that is no object either). Read as
     JSON Lines, such a file would be one rejection per physical line, kept forever."""
-    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    text = head.removeprefix(UTF8_BOM).lstrip()
     if text.startswith(b"["):
         return "a JSON array"
     lines = text.splitlines()
@@ -466,8 +470,12 @@ def bounded_lines(stream: BinaryIO) -> Iterator[bytes]:
     pieces of 64 KiB and dropped. At most `LINE_BYTES_MAX + 2` bytes are read at once: a line
     of exactly `LINE_BYTES_MAX` bytes with its `\r\n` fits."""
     bound = LINE_BYTES_MAX + 2
+    first = True
     while True:
         line = stream.readline(bound)
+        if first:  # a UTF-8 byte-order mark (Windows editors, Excel) starts the file, not line 1
+            first = False
+            line = line.removeprefix(UTF8_BOM)
         if not line:
             return
         if len(line) == bound and not line.endswith(b"\n"):
