@@ -80,7 +80,6 @@ def _top_level(
     """An event-sourced ledger for B2B customer rebates."""
 
 
-
 def _width(stream: object) -> int | None:
     """Rich wraps at 80 columns when output is not a terminal; a table piped to a file or a
     pager should keep whole rows instead. COLUMNS, when set, still wins."""

@@ -473,16 +473,20 @@ def bounded_lines(stream: BinaryIO) -> Iterator[bytes]:
     first = True
     while True:
         line = stream.readline(bound)
-        if first:  # a UTF-8 byte-order mark (Windows editors, Excel) starts the file, not line 1
-            first = False
-            line = line.removeprefix(UTF8_BOM)
         if not line:
             return
-        if len(line) == bound and not line.endswith(b"\n"):
+        overlong = len(line) == bound and not line.endswith(b"\n")
+        if overlong:
             while True:  # the rest of an overlong line: skipped, never held
                 piece = stream.readline(SKIP_BYTES)
                 if not piece or piece.endswith(b"\n"):
                     break
+        if first and not overlong:  # a UTF-8 byte-order mark (Windows editors, Excel) starts
+            # the file, not line 1; an overlong line keeps it and its length, to be refused
+            line = line.removeprefix(UTF8_BOM)
+            if not line:  # the file was the mark alone
+                return
+        first = False
         yield line
 
 

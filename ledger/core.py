@@ -431,8 +431,8 @@ class Ledger:
                     "period",
                     f"{period!r} ends {end}, but the close would be recorded at "
                     f"{moment.astimezone(UTC).isoformat()}, before it has ended: close a "
-                    f"period on or after {end + timedelta(days=1)} (UTC), or give a "
-                    "--recorded-at after its end when loading a past close")
+                    f"period on or after {end + timedelta(days=1)} (UTC), or give a recorded_at "
+                    "after its end when loading a past close")
             rows = liability_rows(session, end, moment)
             reported = tuple(ReportedRow.model_validate(
                 {k: v for k, v in r.to_dict().items() if k != "basis"}) for r in rows)

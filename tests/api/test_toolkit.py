@@ -5,6 +5,7 @@ journal also say who recorded each event they name."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -148,3 +149,14 @@ def test_the_journal_pages_by_entry(book_api: tuple[Api, str]) -> None:
         rows += page["rows"]
         cursor = page["next"]
     assert rows == whole.json()["rows"] and whole.json()["entries"] > 2
+
+
+def test_a_period_that_has_not_ended_is_refused_through_the_api(
+        book_api: tuple[Api, str]) -> None:
+    api, _ = book_api
+    future = f"{datetime.now(UTC).year + 1}-Q1"
+    refused = api.client.post("/v1/periods/close", headers=api.headers("finance"),
+                              content=orjson.dumps({"period": future}))
+    assert 400 <= refused.status_code < 500, refused.text
+    assert "before it has ended" in refused.text and "period" in refused.text
+    assert api.client.get("/v1/periods", headers=api.headers("auditor")).json()["periods"] == []

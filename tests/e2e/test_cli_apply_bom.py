@@ -25,3 +25,17 @@ def test_a_byte_order_mark_inside_the_file_is_still_refused(run: Runner) -> None
     assert applied.code == 1, str(applied)
     assert applied.counts() == (1, 0, 1)
     assert "line 2" in applied.stdout
+
+
+def test_only_the_first_line_loses_a_mark_and_an_overlong_first_line_stays_too_long() -> None:
+    import io
+
+    from ledger.commands import LINE_BYTES_MAX, UTF8_BOM, bounded_lines
+
+    lines = list(bounded_lines(io.BytesIO(UTF8_BOM + b"{}\n" + UTF8_BOM + b"{}\n")))
+    assert lines == [b"{}\n", UTF8_BOM + b"{}\n"]
+    assert list(bounded_lines(io.BytesIO(UTF8_BOM))) == []
+    overlong = UTF8_BOM + b"{" + b" " * (LINE_BYTES_MAX + 10) + b"}\n{}\n"
+    first, second = bounded_lines(io.BytesIO(overlong))
+    assert len(first) == LINE_BYTES_MAX + 2 and first.startswith(UTF8_BOM)
+    assert second == b"{}\n"
