@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,10 +120,10 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
             cursor = dbapi_connection.cursor()
-            if not read_only:  # both write; a read-only store keeps the mode it has
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            if not read_only:  # both write; a read-only store keeps the mode it has
+                _wal_mode(cursor)
+                cursor.execute("PRAGMA synchronous=FULL")
             # Index inserts land all over the basis table (it is clustered by customer), so a
             # page cache of 64 MiB instead of 2 MiB keeps millions of sales off the disk.
             cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
@@ -130,6 +132,26 @@ def make_engine(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     return engine
+
+
+def _wal_mode(cursor: Any) -> None:
+    """Put the store in WAL mode (persistent in the file, so usually already done). Switching
+    needs SQLite's exclusive lock, and SQLite answers "database is locked" at once, without its
+    busy handler, when another process holds the file then: 1 of 16 processes opening a
+    brand-new store at once failed so under load. Retry until the busy timeout instead."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            mode = cursor.execute("PRAGMA journal_mode").fetchone()
+            if not (mode and str(mode[0]).lower() == "wal"):
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error).lower() or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 def register_engine(engine: Engine) -> str:
