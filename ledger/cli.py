@@ -695,7 +695,7 @@ def schema(
     try:
         store_url = Settings().default_database_url()
         for path in files:  # every file checked before any is written
-            check_target(path, store_url, force=force)
+            check_target(path, store_url, force=force, creates_folders=True)
         for path, data in files.items():
             write_file(path, data)
     except OutputRefused as exc:

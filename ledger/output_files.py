@@ -65,9 +65,10 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_target(target: Path, database_url: str | None, *, force: bool,
-                 option: str = "--out") -> None:
+                 option: str = "--out", creates_folders: bool = False) -> None:
     """Raise `OutputRefused` if `target` is a file of the store at `database_url`, a
-    directory, or an existing file while `force` is false."""
+    directory, an existing file while `force` is false, or in a folder that does not exist
+    (a mistyped path must not quietly become a new folder) unless `creates_folders`."""
     for store_file in store_files(database_url):
         if _same_file(target, store_file):
             raise OutputRefused(
@@ -76,6 +77,11 @@ def check_target(target: Path, database_url: str | None, *, force: bool,
             )
     if target.is_dir():
         raise OutputRefused(f"{option} {target} is a directory; give a file path")
+    if not creates_folders and not target.parent.is_dir():
+        raise OutputRefused(
+            f"{option} {target}: the folder {target.parent} does not exist; create it first "
+            "or give a path in an existing folder"
+        )
     if (target.exists() or target.is_symlink()) and not force:
         raise OutputRefused(
             f"{option} {target} exists; give another path, or --force to replace it"

@@ -187,7 +187,6 @@ def register(app: typer.Typer) -> None:
 
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)  # an unusable path fails now
             with open_ledger(database) as ledger:
                 pack = write_pack(ledger, day, known, out, force=force)
         except OutputRefused as error:

@@ -45,6 +45,24 @@ def _plain_table(report: Any, out: TextIO) -> None:
         out.write(note + "\n")
 
 
+def confirm_close(label: str, first: Any, last: Any, yes: bool) -> None:
+    """A close is permanent: go on with `--yes`, ask on a terminal, refuse elsewhere."""
+    from ledger.cli import EXIT_REJECTED, EXIT_UNREADABLE, err_console
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        err_console.print(
+            f"error: closing {label} ({first} to {last}) is permanent and there is no "
+            "terminal to ask: add --yes to confirm", highlight=False, markup=False)
+        raise typer.Exit(EXIT_UNREADABLE)
+    if not typer.confirm(f"Close {label} ({first} to {last})? A close is permanent: it "
+                         "freezes the reported position", default=False, err=True):
+        err_console.print(f"{label} not closed: nothing recorded", highlight=False,
+                          markup=False)
+        raise typer.Exit(EXIT_REJECTED)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
     from ledger.cli import (
@@ -156,6 +174,9 @@ def register(app: typer.Typer) -> None:
         recorded_at: Annotated[str | None, typer.Option(
             "--recorded-at", help="when the close happened, for loading history (ISO "
             "timestamp; the same rules as a command's recorded_at); default now")] = None,
+        yes: Annotated[bool, typer.Option(
+            "--yes", "-y", help="confirm the close without being asked (a close is "
+            "permanent; without --yes it asks on a terminal and refuses elsewhere)")] = False,
         output: FormatOption = Format.table,
         database: DatabaseOption = None,
     ) -> None:
@@ -169,6 +190,7 @@ def register(app: typer.Typer) -> None:
         moment = parse_known_at(recorded_at) if recorded_at else None
         try:
             label, first_day, last_day = parse_period(period, first, last)
+            confirm_close(label, first_day, last_day, yes)
             with open_ledger(database, creates=True) as ledger:
                 event_id, position, closed_at, rows = ledger.close_period(
                     label, first_day, last_day, moment)

@@ -91,14 +91,14 @@ def test_period_labels() -> None:
 
 
 def test_cli_close_period_as_a_user_types_it(cli: Runner) -> None:
-    done = cli("close-period", "--period", "2025-Q3")
+    done = cli("close-period", "--yes", "--period", "2025-Q3")
     assert done.code == 0, str(done)
     # at 09-30 as known now: A1 287.50 - 100 - 10 = 177.50, A2 8.00: 185.50
     assert "closed 2025-Q3 (2025-07-01 to 2025-09-30)" in done.stdout
     assert "2 agreements reported, liability 185.50 EUR" in done.stdout
-    done = cli("close-period", "--period", "2025-Q3")
+    done = cli("close-period", "--yes", "--period", "2025-Q3")
     assert done.code == 1 and "already closed" in done.stderr
-    done = cli("close-period", "--from", "2025-01-01", "--to", "2025-02-28",
+    done = cli("close-period", "--yes", "--from", "2025-01-01", "--to", "2025-02-28",
                "--format", "json")
     assert done.code == 0, str(done)
     document = done.json()
@@ -108,9 +108,9 @@ def test_cli_close_period_as_a_user_types_it(cli: Runner) -> None:
     assert [(r["agreement_id"], r["liability"]) for r in document["rows"]] == [
         ("A1", "275.00"), ("A2", "20.00")]
     # the same quarter as a date range is the same period: refused
-    done = cli("close-period", "--from", "2025-07-01", "--to", "2025-09-30")
+    done = cli("close-period", "--yes", "--from", "2025-07-01", "--to", "2025-09-30")
     assert done.code == 1 and "period '2025-Q3' is already closed" in done.stderr
-    done = cli("close-period", "--period", "Q3")
+    done = cli("close-period", "--yes", "--period", "Q3")
     assert done.code == 1 and "period: 'Q3' is not" in done.stderr
     assert cli("verify").code == 0  # the close is chained like every event
 
@@ -150,18 +150,21 @@ def test_a_period_that_has_not_ended_cannot_be_closed(cli: Runner) -> None:
     The ledger's clock (or --recorded-at) must be after the period's last day (UTC)."""
     today = datetime.now(UTC).date()
     future = f"{today.year + 1}-Q1"
-    done = cli("close-period", "--period", future)
+    done = cli("close-period", "--yes", "--period", future)
     assert done.code == 1, str(done)
     assert f"period: '{future}' ends {today.year + 1}-03-31" in done.stderr
     assert f"on or after {today.year + 1}-04-01" in done.stderr
     # a close recorded on the period's last day is refused too; the day after is accepted
     # (the book's last command was recorded on 2025-07-15)
-    done = cli("close-period", "--period", "2025-Q3", "--recorded-at", "2025-09-30T23:59:59Z")
+    done = cli("close-period", "--yes", "--period", "2025-Q3",
+               "--recorded-at", "2025-09-30T23:59:59Z")
     assert done.code == 1 and "before it has ended" in done.stderr, str(done)
-    done = cli("close-period", "--period", "2025-Q3", "--recorded-at", "2025-10-01T00:00:00Z")
+    done = cli("close-period", "--yes", "--period", "2025-Q3",
+               "--recorded-at", "2025-10-01T00:00:00Z")
     assert done.code == 0, str(done)
     # nothing of the refused closes was stored: one close, chained
-    listed = cli("close-period", "--period", "2025-Q3", "--recorded-at", "2025-10-02T00:00:00Z")
+    listed = cli("close-period", "--yes", "--period", "2025-Q3",
+                 "--recorded-at", "2025-10-02T00:00:00Z")
     assert listed.code == 1 and "already closed" in listed.stderr
     assert cli("verify").code == 0
 
@@ -170,3 +173,55 @@ def test_the_domain_refuses_a_close_inside_its_period(closed: Ledger) -> None:
     with pytest.raises(RuleViolation, match="before it has ended"):
         closed.close_period("2025-Q3", date(2025, 7, 1), date(2025, 9, 30),
                             datetime(2025, 9, 30, 12, tzinfo=UTC))
+
+
+def closes_in(cli: Runner) -> int:
+    store = cli.cwd / ".rebate-ledger" / "ledger.db"
+    assert store.is_file()
+    with Ledger(f"sqlite:///{store}") as ledger:
+        return len(period_closes(ledger))
+
+
+def test_a_close_without_yes_and_without_a_terminal_is_refused(cli: Runner) -> None:
+    """Issue 14, point 6: a close is permanent, so it takes --yes or asks on a terminal."""
+    done = cli("close-period", "--period", "2025-Q1")
+    assert done.code == 2, str(done)
+    assert done.stderr.strip() == (
+        "error: closing 2025-Q1 (2025-01-01 to 2025-03-31) is permanent and there is no "
+        "terminal to ask: add --yes to confirm")
+    assert closes_in(cli) == 0
+    assert cli("close-period", "-y", "--period", "2025-Q1").code == 0
+    assert closes_in(cli) == 1
+
+
+def on_a_terminal(cli: Runner, answer: bytes, *args: str) -> tuple[int, str]:
+    """Run the CLI with its stdin on a pseudo-terminal, typing `answer`."""
+    import os
+    import pty
+    import subprocess
+
+    from tests.e2e.conftest import CLI, clean_env
+
+    primary, secondary = pty.openpty()
+    try:
+        process = subprocess.Popen([str(CLI), *args], cwd=cli.cwd, env=clean_env(cli.env),
+                                   stdin=secondary, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        os.write(primary, answer)
+        out, err = process.communicate(timeout=60)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    return process.returncode, (out + err).decode()
+
+
+def test_on_a_terminal_the_close_asks_and_a_no_records_nothing(cli: Runner) -> None:
+    code, said = on_a_terminal(cli, b"n\n", "close-period", "--period", "2025-Q1")
+    assert code == 1, said
+    assert "Close 2025-Q1 (2025-01-01 to 2025-03-31)? A close is permanent" in said
+    assert "2025-Q1 not closed: nothing recorded" in said
+    assert closes_in(cli) == 0
+    code, said = on_a_terminal(cli, b"y\n", "close-period", "--period", "2025-Q1")
+    assert code == 0, said
+    assert "closed 2025-Q1 (2025-01-01 to 2025-03-31)" in said
+    assert closes_in(cli) == 1

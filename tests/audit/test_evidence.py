@@ -119,6 +119,20 @@ def test_cli_evidence_replaces_an_existing_file_only_with_force(cli: Runner) -> 
     assert sorted(p.name for p in cli.cwd.iterdir() if p.name.startswith(".pack.zip")) == []
 
 
+def test_cli_evidence_does_not_create_folders(cli: Runner) -> None:
+    """Issue 14, point 6: a mistyped --out folder became a new folder holding the pack."""
+    done = cli("evidence", "--as-of", "2025-06-30", "--out", "pakcs/q2/pack.zip")
+    assert done.code == 2, str(done)
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: --out pakcs/q2/pack.zip: the folder pakcs/q2 does not exist; create it first "
+        "or give a path in an existing folder")
+    assert not (cli.cwd / "pakcs").exists()
+    (cli.cwd / "packs").mkdir()
+    done = cli("evidence", "--as-of", "2025-06-30", "--out", "packs/pack.zip")
+    assert done.code == 0, str(done)
+    assert check_pack(cli.cwd / "packs" / "pack.zip") == []
+
+
 def test_a_pack_that_fails_half_way_leaves_the_old_file_and_no_temporary(
     book: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

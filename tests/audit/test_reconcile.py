@@ -93,7 +93,8 @@ def test_cli_reconcile_limits_and_a_post_close_adjustment(tmp_path: Path) -> Non
     cli.write("first.jsonl", BOOK[:9])
     cli.write("rest.jsonl", BOOK[9:])
     assert cli("apply", "first.jsonl").code == 0
-    done = cli("close-period", "--period", "2025-Q1", "--recorded-at", "2025-04-10T00:00:00Z")
+    done = cli("close-period", "--yes", "--period", "2025-Q1",
+               "--recorded-at", "2025-04-10T00:00:00Z")
     assert done.code == 0, str(done)
     # at 03-31 as known on 04-10: A1 110 units x 2.00 = 220.00 (paid on 04-02, after Q1), A2
     # 8.00: reported 228.00

@@ -29,7 +29,7 @@ def test_cli_verify_log_checks_the_events_topic_against_the_store(
     cli.write("book.jsonl", BOOK)
     assert cli("apply", "book.jsonl").code == 0
     # a period close is published too, keyed by its period
-    assert cli("close-period", "--period", "2025-Q1").code == 0
+    assert cli("close-period", "--yes", "--period", "2025-Q1").code == 0
     done = cli("verify", "--log", "--format", "json")  # the relay publishes, then it reads
     assert done.code == 0, str(done)
     document = done.json()
