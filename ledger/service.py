@@ -756,6 +756,44 @@ class LedgerService:
             write_pack(self.ledger, as_of, known_at, out)
             return out.read_bytes()
 
+    def event(self, principal: Principal, reference: str) -> dict[str, Any]:
+        """One stored event by its store position or its event id (`<aggregate>/<version>`,
+        as every report prints it): type, times, who recorded it, the business ids it is
+        about, the payload as stored and its place in the hash chains."""
+        from ledger.audit import event_view
+        from ledger.events.codec import decode_event
+        from ledger.events.envelope import event_id_of
+
+        self.require(principal, Capability.read_books, "read the event log")
+        wanted = event_view.parse_reference(reference)
+        if wanted is None:
+            raise BadRequest("ID", f"{reference!r} is neither a store position (a whole number) "
+                             "nor an event id such as 0b7e5c1e-8f0c-4c3e-9d1a-2f6b3c4d5e6f/1 "
+                             "(the form reports print); copy it from the report")
+        recorder = self.ledger.app.recorder
+        with Session(self.engine) as session:
+            row = event_view.find_stored(session, recorder, wanted)
+            if row is None:
+                first, last = event_view.store_span(session, recorder)
+                held = f"positions {first} to {last}" if last else "no events yet"
+                raise NotFound(f"ID: no event {wanted} in this store (it holds {held}); check "
+                               "the id and --database")
+            position = int(row.id)
+            actor = accounts.actors_at(session, [position])[position]
+            chain = event_view.chain_place(session, position)
+        event = decode_event(row.topic, row.state)
+        return {
+            "position": position,
+            "event_id": event_id_of(row.originator_id, row.originator_version),
+            "type": event.event_type(),
+            "about": event_view.business_ref(event),
+            "valid_time": event.valid_time.isoformat(),
+            "recorded_time": timestamp_text(event.recorded_at),
+            **actor.to_dict(),
+            "chain": chain,
+            "payload": orjson.loads(bytes(row.state)),
+        }
+
     def events(self, principal: Principal, after: int = 0,
                limit: int = 1000) -> dict[str, Any]:
         """The store's events after position `after`, in store order, each with who recorded

@@ -31,6 +31,52 @@ def register(app: typer.Typer) -> None:
     ]
 
     @app.command()
+    def event(
+        reference: Annotated[str, typer.Argument(
+            metavar="ID", help="an event id as reports print it (<aggregate id>/<version>) "
+            "or a store position")],
+        output: FormatOption = Format.table,
+        database: DatabaseOption = None,
+    ) -> None:
+        """Show one stored event: type, valid and recorded times, who recorded it, the
+        business ids it is about, its place in the hash chains and the payload as stored."""
+        import csv
+
+        from ledger.cli import EXIT_UNREADABLE, err_console
+        from ledger.cli_service import operator_principal
+        from ledger.errors import LedgerError
+        from ledger.service import LedgerService
+
+        with open_ledger(database) as book:
+            try:
+                found = LedgerService(book).event(operator_principal(), reference)
+            except LedgerError as error:
+                err_console.print(f"error: {error}", highlight=False, markup=False,
+                                  soft_wrap=True)
+                raise typer.Exit(EXIT_UNREADABLE) from None  # an id it cannot find: 2
+        chain = found.pop("chain") or {}
+        payload = found.pop("payload")
+        fields = {**found, **{f"chain_{k}": v for k, v in chain.items()}}
+        if output is Format.json:
+            console.file.write(orjson.dumps({**found, "chain": chain or None,
+                                             "payload": payload}).decode() + "\n")
+            return
+        if output is Format.csv:
+            writer = csv.writer(console.file, lineterminator="\n")
+            writer.writerow(["field", "value"])
+            writer.writerows([k, "" if v is None else v] for k, v in fields.items())
+            writer.writerow(["payload", orjson.dumps(payload).decode()])
+            return
+        width = max(len(k) for k in fields)
+        lines = [f"{k.replace('_', ' ').ljust(width)}  {'' if v is None else v}"
+                 for k, v in fields.items()]
+        if not chain:
+            lines.append("chain".ljust(width) + "  not chained yet (the next write chains it)")
+        lines.append("payload:")
+        lines.append(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
+        console.file.write("\n".join(lines) + "\n")
+
+    @app.command()
     def verify(
         digest_text: Annotated[str | None, typer.Option(
             "--digest", help="a digest taken earlier (file or JSON): prove the chain still "

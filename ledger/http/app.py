@@ -450,6 +450,12 @@ def create_app(service: LedgerService, settings: ApiSettings | None = None) -> F
         """The event log in store order after the cursor `after`; `next` is the next cursor."""
         return _json(service.events(caller, after, limit))
 
+    @app.get("/v1/events/{reference:path}", tags=["toolkit"])
+    def get_event(caller: Caller, reference: str) -> Response:
+        """One stored event by store position or event id (`<aggregate id>/<version>`): type,
+        times, who recorded it, the business ids it is about, chain hashes and payload."""
+        return _json(service.event(caller, reference))
+
     return app
 
 

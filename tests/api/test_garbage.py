@@ -29,7 +29,9 @@ QUERIES = [
     "/v1/events?limit=0", "/v1/events?limit=abc", "/v1/rejections?limit=-5",
     "/v1/reconcile?as_of=2025-12-31&grace_days=1e9", "/v1/agreements/%2e%2e%2f",
     "/v1/proposals?status=whatever", "/v1/opportunities?as_of=2025-06-30&limit=0",
-    "/v1/nothing-here",
+    "/v1/nothing-here", "/v1/events/0", "/v1/events/-1", "/v1/events/%00",
+    "/v1/events/not-a-uuid/1", "/v1/events/00000000-0000-0000-0000-000000000000/1",
+    "/v1/events/99999999999999999999999", "/v1/events/1%2F2",
 ]
 #: odd but valid: the first and last days a date can be
 ODD = ["/v1/evidence?as_of=0001-01-01", "/v1/journal?as_of=9999-12-31&known_at=0001-01-01",

@@ -33,6 +33,7 @@ READS: list[tuple[str, str, str | None, set[str]]] = [
     ("GET", "/v1/rejections", None, BOOKS),
     ("GET", "/v1/periods", None, BOOKS),
     ("GET", "/v1/events?after=0&limit=5", None, BOOKS),
+    ("GET", "/v1/events/1", None, BOOKS),
     ("POST", "/v1/simulate", DRAFT, BOOKS),
     ("GET", "/v1/verify", None, BOOKS),
     ("GET", "/v1/evidence?as_of=2025-12-31", None, BOOKS),
