@@ -20,10 +20,12 @@ position (`verify_log`).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, func, insert, select
 from sqlalchemy.orm import Session
 
@@ -161,9 +163,53 @@ def _type_name(topic: str | None) -> str | None:
     return None if topic is None else topic.rsplit(":", 1)[-1].split(".")[-1]
 
 
+#: a store hash as `digest` prints it
+HASH_TEXT = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
+
+
+def parse_digest(text: str) -> tuple[int | None, str] | None:
+    """What `digest` printed, in any of its formats (table, csv, json), or a bare store hash:
+    (position, hash), the position None for a bare hash; None when it is none of these."""
+    text = text.strip().lstrip("\ufeff")
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        position, value = data.get("position"), data.get("store_hash")
+        if isinstance(position, int) and not isinstance(position, bool) and position >= 0 \
+                and isinstance(value, str) and HASH_TEXT.fullmatch(value):
+            return position, value.lower()
+        return None
+    hashes = {h.lower() for h in HASH_TEXT.findall(text)}
+    if len(hashes) != 1:
+        return None
+    (value,) = hashes
+    if HASH_TEXT.fullmatch(text):
+        return None, value
+    lines = text.splitlines()
+    if len(lines) == 2 and lines[0].split(",")[:2] == ["position", "store_hash"]:
+        cells = lines[1].split(",")
+        return (int(cells[0]), value) if cells[0].isascii() and cells[0].isdigit() else None
+    found = re.match(r"position (\d+)\s+store hash [0-9a-fA-F]{64}\b", text)
+    return (int(found.group(1)), value) if found else None
+
+
 def verify_store(session: Session, recorder: Any, *,
-                 digest: tuple[int, str] | None = None) -> VerifyResult:
-    """Recompute both chains from the event table; every difference is a break."""
+                 digest: tuple[int | None, str] | None = None) -> VerifyResult:
+    """Recompute both chains from the event table; every difference is a break. A digest
+    without a position (a bare hash) is looked for on the stored chain."""
+    if digest is not None and digest[0] is None:
+        at = session.execute(select(event_chain.c.position)
+                             .where(event_chain.c.store_hash == digest[1])).first()
+        if at is None:
+            result = verify_store(session, recorder)
+            result.digest_checked, result.digest_ok = True, False
+            result.digest_detail = (f"no position of the store's chain hashes to {digest[1]}: "
+                                    "the store was rewritten since the digest, or the hash "
+                                    "is of another store")
+            return result
+        digest = (int(at.position), digest[1])
     table = events_table(recorder)
     chained = {int(r.position): r for r in session.execute(
         select(event_chain).order_by(event_chain.c.position))}

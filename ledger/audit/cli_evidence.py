@@ -9,17 +9,24 @@ import orjson
 import typer
 
 
-def read_digest(text: str) -> tuple[int, str]:
-    """`--digest`: a file holding `rebate-ledger digest --format json`, or that JSON itself."""
+def read_digest(text: str) -> tuple[int | None, str]:
+    """`--digest`: what `rebate-ledger digest` printed in any format (table, csv, json), as a
+    file or as text, or a bare store hash."""
+    from ledger.audit.chain import parse_digest
+
     path = Path(text)
-    raw = path.read_bytes() if path.is_file() else text.encode()
     try:
-        data = orjson.loads(raw)
-        return int(data["position"]), str(data["store_hash"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        raw = path.read_text("utf-8") if path.is_file() else text
+    except (OSError, UnicodeDecodeError) as error:
+        raise typer.BadParameter(f"{text}: cannot be read ({error})",
+                                 param_hint="--digest") from None
+    found = parse_digest(raw)
+    if found is None:
         raise typer.BadParameter(
-            f"{text!r} is neither a file nor the JSON that `rebate-ledger digest --format json` "
-            "prints (with position and store_hash)", param_hint="--digest") from None
+            f"{text!r} is neither a file nor what `rebate-ledger digest` prints (in table, "
+            "csv or json format) nor a bare store hash of 64 hex digits",
+            param_hint="--digest") from None
+    return found
 
 
 def register(app: typer.Typer) -> None:
@@ -103,18 +110,32 @@ def register(app: typer.Typer) -> None:
             if log:
                 _verify_log(ledger, result)
             tables = verify_tables(ledger)
-        document = {**result.to_dict(), "ok": result.ok and tables.ok,
+        verdict = ("verified" if result.ok and tables.ok else
+                   "BROKEN" if result.breaks else
+                   "DIGEST FAILED" if result.digest_ok is False else "READ TABLES DIFFER")
+        document = {"verdict": verdict, **result.to_dict(), "ok": result.ok and tables.ok,
                     "chain_ok": result.ok, "tables": tables.to_dict()}
         if output is Format.json:
             console.file.write(orjson.dumps(document).decode() + "\n")
         elif output is Format.csv:
-            emit(Report("breaks", ("position", "aggregate_id", "version", "type", "what"),
-                        [b.to_dict() for b in result.breaks]), "csv", console)
-            emit(Report("read table differences",
-                        ("table", "key", "column", "stored", "derived", "what"),
-                        [{**d.to_dict(), "key": orjson.dumps(d.key).decode(),
-                          "stored": _cell(d.stored), "derived": _cell(d.derived)}
-                         for d in tables.differences]), "csv", console)
+            # one CSV: a summary row, then a row per finding; every row carries the verdict
+            summary = {
+                "check": "summary",
+                "position": result.head_position, "what": (
+                    f"{result.events} events, {result.chained} chained, head hash "
+                    f"{result.head_hash}; {sum(tables.rows.values())} read table rows "
+                    f"re-derived, {tables.count} difference(s)")}
+            findings = [summary, *({"check": "chain", **b.to_dict()} for b in result.breaks)]
+            if result.digest_checked:
+                findings.append({"check": "digest", "what": (
+                    f"{'OK' if result.digest_ok else 'FAILED'}: {result.digest_detail}")})
+            findings += [{"check": "read table", **d.to_dict(),
+                          "key": orjson.dumps(d.key).decode(), "stored": _cell(d.stored),
+                          "derived": _cell(d.derived)} for d in tables.differences]
+            emit(Report("verify", ("verdict", "check", "position", "aggregate_id", "version",
+                                   "type", "table", "key", "column", "stored", "derived",
+                                   "what"),
+                        [{"verdict": verdict, **f} for f in findings]), "csv", console)
         else:
             console.print(f"{result.events} stored events, {result.chained} chained; head "
                           f"position {result.head_position}, hash {result.head_hash}",

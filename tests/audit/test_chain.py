@@ -162,3 +162,54 @@ def test_cli_verify_on_a_store_from_before_the_chain_says_so(cli: Runner) -> Non
     cli.write("more.jsonl", [h.sale("S77", "1", "5.00", "2025-12-01")])
     assert cli("apply", "more.jsonl").code == 0
     assert cli("verify").code == 0  # the write chained every event
+
+
+def test_verify_digest_takes_what_digest_prints_in_any_format_or_a_bare_hash(
+        cli: Runner) -> None:
+    """Issue 14, point 9: only the JSON form was accepted."""
+    head = cli("digest", "--format", "json").json()
+    for form in ("table", "csv", "json"):
+        taken = cli("digest", "--format", form)
+        assert taken.code == 0, str(taken)
+        (cli.cwd / f"digest.{form}").write_text(taken.stdout)
+        for given in (f"digest.{form}", taken.stdout):
+            done = cli("verify", "--digest", given, "--format", "json")
+            assert done.code == 0, (form, str(done))
+            assert done.json()["digest"]["ok"] is True
+            assert f"at position {head['position']}" in done.json()["digest"]["detail"]
+    done = cli("verify", "--digest", head["store_hash"].upper())
+    assert done.code == 0, str(done)
+    assert f"digest: OK: the chain passes through {head['store_hash']} at position " \
+        f"{head['position']}" in done.stdout
+    other = "ab" * 32
+    done = cli("verify", "--digest", other, "--format", "json")
+    assert done.code == 1 and done.json()["verdict"] == "DIGEST FAILED"
+    assert done.json()["digest"] == {"ok": False, "detail": (
+        f"no position of the store's chain hashes to {other}: the store was rewritten since "
+        "the digest, or the hash is of another store")}
+    for garbage in ("abc", "position 3", "ab" * 31, f"{other} {'cd' * 32}"):
+        done = cli("verify", "--digest", garbage)
+        assert done.code == 2 and "bare store hash of 64 hex digits" in done.stderr, garbage
+
+
+def test_verify_csv_and_json_carry_the_verdict(cli: Runner) -> None:
+    import csv
+
+    done = cli("verify", "--format", "csv")
+    assert done.code == 0, str(done)
+    rows = list(csv.DictReader(done.stdout.splitlines()))
+    assert [(r["verdict"], r["check"]) for r in rows] == [("verified", "summary")]
+    assert cli("verify", "--format", "json").json()["verdict"] == "verified"
+    database = cli.cwd / ".rebate-ledger" / "ledger.db"
+    with sqlite3.connect(database) as connection:
+        (position, state), = connection.execute(
+            "SELECT id, state FROM ledger_events WHERE topic LIKE '%AgreementAmended'")
+        connection.execute("UPDATE ledger_events SET state = ? WHERE id = ?",
+                           (bytes(state).replace(b"2.5", b"9.5"), position))
+    done = cli("verify", "--format", "csv")
+    assert done.code == 1
+    rows = list(csv.DictReader(done.stdout.splitlines()))
+    assert {r["verdict"] for r in rows} == {"BROKEN"}
+    assert [r["check"] for r in rows][:2] == ["summary", "chain"]
+    assert rows[1]["position"] == str(position) and "edited" in rows[1]["what"]
+    assert cli("verify", "--format", "json").json()["verdict"] == "BROKEN"
