@@ -244,8 +244,8 @@ def register(app: typer.Typer) -> None:
         database: DatabaseOption = None,
     ) -> None:
         """Write the evidence pack for the position at D as known at K: positions, journal,
-        trial balance, explain for every agreement, verify and digest, and a manifest of
-        SHA-256 hashes."""
+        trial balance, reconcile, the diff against the last close, rejections, explain for
+        every agreement, verify and digest, a README and a manifest of SHA-256 hashes."""
         from rich.markup import escape
 
         from ledger.audit.evidence import write_pack

@@ -1,10 +1,12 @@
 """`rebate-ledger evidence --as-of D [--known-at K] --out FILE.zip`: what an auditor takes away.
 
 The zip holds, for the position at D as known at K: the positions (the contract's liability
-rows), the journal and the trial balance, the explanation of every agreement, the result of
-`verify` and the digest of the store's hash chain, each as JSON (and CSV where tabular), and
-`manifest.json`: the question asked, the ledger's version, the digest, and the SHA-256 and size
-of every other file, so that anyone can check that nothing in the pack was changed.
+rows), the journal and the trial balance, reconcile's flags, the diff against the last
+closed period (`post_close`), the rejected commands, the explanation of every agreement, the
+result of `verify` and the digest of the store's hash chain, each as JSON (and CSV where
+tabular), README.txt for the recipient, and `manifest.json`: the question asked, the
+ledger's version, the digest, and the SHA-256 and size of every other file, so that anyone
+can check that nothing in the pack was changed.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from sqlalchemy.orm import Session
 
 from ledger import __version__
 from ledger.audit.chain import digest, verify_store
+from ledger.audit.close import last_close_ending_by
+from ledger.audit.diff import diff_report
 from ledger.audit.explain import explain
 from ledger.audit.journal import journal_report, trial_balance_report
 from ledger.audit.output import Report, plain
+from ledger.audit.reconcile import reconcile_report
 from ledger.audit.tables import verify_tables
 from ledger.core import Ledger
 from ledger.liability import LiabilityRow
@@ -71,6 +76,11 @@ def write_pack(ledger: Ledger, as_of: date, known_at: datetime | None, out: Path
         name = f"explain/{_safe(row.agreement_id)}"
         files[f"{name}.json"] = orjson.dumps(explanation.to_dict())
         files[f"{name}.txt"] = ("\n".join(explanation.lines()) + "\n").encode()
+    add_report("reconcile", reconcile_report(ledger, as_of, known_at))
+    close = last_close_ending_by(ledger, as_of, known_at)
+    if close is not None:
+        add_report("post_close", diff_report(ledger, close.end, close.closed_at, known_at))
+    add_report("rejections", _rejections_report(ledger, known_at))
     with Session(ledger.engine) as session:
         verified = verify_store(session, ledger.app.recorder)
         head = digest(session)
@@ -79,6 +89,9 @@ def write_pack(ledger: Ledger, as_of: date, known_at: datetime | None, out: Path
                                          "ok": verified.ok and tables.ok,
                                          "tables": tables.to_dict()})
     files["digest.json"] = orjson.dumps(head.to_dict())
+    files["README.txt"] = _readme(as_of, known_at, close, verified.ok, tables.ok,
+                                  bool(balance.extra["balanced"]), head.to_dict(),
+                                  sorted(files)).encode()
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
     manifest: dict[str, Any] = {
         "question": {"as_of": plain(as_of), "known_at": plain(known_at)},
@@ -101,6 +114,68 @@ def write_pack(ledger: Ledger, as_of: date, known_at: datetime | None, out: Path
         archive.writestr(MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     return Pack(out, hashes, verified.ok and tables.ok, bool(balance.extra["balanced"]),
                 tables.count)
+
+
+def _rejections_report(ledger: Ledger, known_at: datetime | None) -> Report:
+    """Every command the ledger refused (as known at K), with its reason: what did not get
+    into the figures."""
+    rows = [{"line": r.line, "source": r.source, "command_type": r.command_type,
+             "field": r.field, "reason": r.reason,
+             "rejected_at": r.rejected_at, "command": r.command}
+            for r in ledger.rejections()
+            if known_at is None or r.rejected_at is None or r.rejected_at <= known_at]
+    return Report("Rejected commands", ("line", "source", "command_type", "field", "reason",
+                                        "rejected_at", "command"), rows)
+
+
+#: what each file of the pack is, for README.txt
+CONTENTS = {
+    "positions": "the liability of every agreement at D as known at K (the contract's rows)",
+    "journal": "the accrual postings behind the positions",
+    "trial_balance": "the accounts, Dr/Cr, balanced, and checked against the positions",
+    "reconcile": "finance's flags per agreement: claims above earned, unclaimed accruals "
+                 "past grace, negative liabilities, approved but unpaid, post-close "
+                 "adjustments",
+    "post_close": "the position at the end of the last closed period as reported at its "
+                  "close against as known at K, agreement by agreement, with the causes",
+    "rejections": "every command the ledger refused, with its reason (not in the figures)",
+    "explain/": "per agreement, the derivation of its figures down to the events",
+    "verify.json": "the hash chains of every stored event and the read tables re-derived "
+                   "from the events",
+    "digest.json": "the head of the store's hash chain, to compare with a published digest",
+}
+
+
+def _readme(as_of: date, known_at: datetime | None, close: Any, chain_ok: bool,
+            tables_ok: bool, balanced: bool, head: dict[str, Any], names: list[str]) -> str:
+    known = plain(known_at) if known_at is not None else "everything recorded when packed"
+    lines = [
+        "rebate-ledger evidence pack",
+        "",
+        f"Question: the rebate liability at {as_of} as the books stood at {known}.",
+        f"Hash chains: {'verified' if chain_ok else 'BROKEN (see verify.json)'}; read tables: "
+        f"{'equal to the events' if tables_ok else 'DIFFER from the events (see verify.json)'}"
+        f"; trial balance: {'balanced' if balanced else 'NOT balanced'}.",
+        f"Store head: position {head['position']}, hash {head['store_hash']}.",
+        ("Last close: " + (f"{close.period} ({close.start} to {close.end}), closed "
+                           f"{plain(close.closed_at)}; post_close.* compares it with K."
+                           if close is not None else "none of a period ending by "
+                           f"{as_of}, so there is no post_close file.")),
+        "",
+        "Files (each as .json and, where tabular, .csv):",
+    ]
+    for stem, what in CONTENTS.items():
+        if any(n == stem or n.startswith(f"{stem}.") or (stem.endswith("/") and
+                                                         n.startswith(stem)) for n in names):
+            lines.append(f"  {stem:<14} {what}")
+    lines += [
+        "",
+        "manifest.json lists the SHA-256 and size of every other file (this one included).",
+        "To check the pack: unzip it and compare `sha256sum` of each file with the manifest,",
+        "or run `rebate-ledger verify --digest digest.json` against the store to prove that",
+        "the store still extends the chain this pack was taken from.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def check_pack(path: Path) -> list[str]:

@@ -37,6 +37,52 @@ def test_the_pack_holds_every_part_and_its_manifest_matches(book: Ledger, tmp_pa
     assert check_pack(pack.path) == []
 
 
+def test_the_pack_adds_reconcile_rejections_the_diff_against_the_last_close_and_a_readme(
+        database_url: str, tmp_path: Path) -> None:
+    """Issue 14, point 9. The worked book with Q1 closed on 10 April; a refused command."""
+    from datetime import UTC, datetime
+
+    from ledger.audit.diff import diff
+    from ledger.audit.reconcile import reconcile
+    from tests.audit.conftest import BOOK
+    from tests.contract import helpers as h
+
+    closed_at = datetime(2025, 4, 10, tzinfo=UTC)
+    book = Ledger(database_url)
+    h.accepted_all(book, BOOK[:9])
+    book.close_period("2025-Q1", date(2025, 1, 1), date(2025, 3, 31), closed_at)
+    h.accepted_all(book, BOOK[9:])
+    report = book.apply_lines([b'{"type": "record_sale", "sale_id": "bad"}'])
+    assert len(report.rejected) == 1
+    pack = write_pack(book, date(2025, 6, 30), None, tmp_path / "pack.zip")
+    with zipfile.ZipFile(pack.path) as archive:
+        names = set(archive.namelist())
+        assert {"reconcile.json", "reconcile.csv", "rejections.json", "rejections.csv",
+                "post_close.json", "post_close.csv", "README.txt"} <= names
+        post_close = orjson.loads(archive.read("post_close.json"))["rows"]
+        flagged = orjson.loads(archive.read("reconcile.json"))["rows"]
+        refused = orjson.loads(archive.read("rejections.json"))["rows"]
+        readme = archive.read("README.txt").decode()
+    # the diff against the close: Q1's end as reported on 04-10 against now
+    assert [r["agreement_id"] for r in post_close] == [
+        c.agreement_id for c in diff(book, date(2025, 3, 31), closed_at)]
+    assert "A1" in {r["agreement_id"] for r in post_close}
+    assert [r["agreement_id"] for r in flagged] == [
+        x.agreement_id for x in reconcile(book, date(2025, 6, 30))]
+    assert [(r["command_type"], r["field"]) for r in refused] == [("record_sale", "customer_id")]
+    assert "the rebate liability at 2025-06-30" in readme
+    assert "Last close: 2025-Q1 (2025-01-01 to 2025-03-31), closed 2025-04-10" in readme
+    assert "post_close" in readme and "rejections" in readme and "sha256sum" in readme
+    assert check_pack(pack.path) == []
+    # as known before the close there is no close to compare with, and no post_close file
+    early = write_pack(book, date(2025, 6, 30), datetime(2025, 4, 9, tzinfo=UTC),
+                       tmp_path / "early.zip")
+    with zipfile.ZipFile(early.path) as archive:
+        assert "post_close.json" not in archive.namelist()
+        assert "there is no post_close file" in archive.read("README.txt").decode()
+    book.close()
+
+
 def test_a_changed_file_in_the_pack_is_found(book: Ledger, tmp_path: Path) -> None:
     pack = write_pack(book, date(2025, 12, 31), None, tmp_path / "pack.zip")
     altered = tmp_path / "altered.zip"
