@@ -147,6 +147,7 @@ def register(app: typer.Typer) -> None:
             "--unpaid-days", min=0, help="days an approved claim may stay unpaid")] = 30,
         flagged: Annotated[bool, typer.Option(
             "--flagged", help="only the agreements with a flag")] = False,
+        agreement: AgreementOption = None,
         output: FormatOption = Format.table,
         database: DatabaseOption = None,
     ) -> None:
@@ -158,10 +159,11 @@ def register(app: typer.Typer) -> None:
 
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         with open_ledger(database) as ledger:
-            check_names(ledger.engine, known_at=known, customer=("--customer", customer))
+            check_names(ledger.engine, known_at=known, customer=("--customer", customer),
+                        agreement=("--agreement", agreement))
             report = reconcile_report(ledger, day, known, grace_days=grace_days,
                                       unpaid_days=unpaid_days, customer_id=customer,
-                                      flagged_only=flagged)
+                                      flagged_only=flagged, agreement_id=agreement)
         emit(report, output.value, console)
 
     @app.command("close-period")

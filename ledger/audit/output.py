@@ -61,16 +61,22 @@ class Report:
     extra: dict[str, Any] = field(default_factory=dict)
     #: lines printed under the table (totals, verdicts); JSON has them in `extra`
     notes: list[str] = field(default_factory=list)
+    #: CSV's columns when they differ from the others' (e.g. a column per flag); row keys
+    #: only CSV names are left out of JSON
+    csv_columns: Sequence[str] | None = None
 
     def to_json(self) -> bytes:
-        document = {**plain(self.meta), "rows": [plain(r) for r in self.rows],
+        only_csv = set(self.csv_columns or ()) - set(self.columns)
+        rows = ([{k: v for k, v in r.items() if k not in only_csv} for r in self.rows]
+                if only_csv else self.rows)
+        document = {**plain(self.meta), "rows": [plain(r) for r in rows],
                     **plain(self.extra)}
         return orjson.dumps(document)
 
     def to_csv(self) -> str:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(self.columns), lineterminator="\n",
-                                extrasaction="ignore")
+        writer = csv.DictWriter(buffer, fieldnames=list(self.csv_columns or self.columns),
+                                lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for row in self.rows:
             writer.writerow({k: csv_cell(_cell(v)) for k, v in plain(row).items()})

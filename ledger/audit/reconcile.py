@@ -33,6 +33,10 @@ from ledger.liability import FOREVER_US
 from ledger.money import EXACT, ZERO
 from ledger.projections.core import to_us
 
+#: the flags reconcile raises, as codes (csv has a `flag_<code>` column for each)
+FLAG_CODES = ("claims_above_earned", "unclaimed_accrual", "negative_liability",
+              "approved_unpaid", "post_close_adjustment")
+
 GRACE_DAYS = 60
 UNPAID_DAYS = 30
 
@@ -49,7 +53,13 @@ class Line:
     paid: Decimal
     written_off: Decimal
     liability: Decimal
-    flags: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # the texts, in the ledger's words
+    codes: list[str] = field(default_factory=list)  # the code of each flag (FLAG_CODES)
+
+    def add(self, code: str, text: str) -> None:
+        assert code in FLAG_CODES, code
+        self.flags.append(text)
+        self.codes.append(code)
 
     def to_row(self) -> dict[str, object]:
         return {
@@ -58,25 +68,35 @@ class Line:
             "claimed": money(self.claimed), "approved": money(self.approved),
             "paid": money(self.paid), "written_off": money(self.written_off),
             "liability": money(self.liability), "flags": self.flags,
+            "flag_codes": self.codes,
         }
+
+    def csv_flags(self) -> dict[str, str]:
+        """One column per flag code, holding that flag's text ("; " between two of a kind,
+        such as two unpaid claims), empty when the flag is not raised."""
+        return {f"flag_{code}": "; ".join(t for c, t in zip(self.codes, self.flags,
+                                                            strict=True) if c == code)
+                for code in FLAG_CODES}
 
 
 def reconcile(
     ledger: Ledger, as_of: date, known_at: datetime | None = None, *,
     grace_days: int = GRACE_DAYS, unpaid_days: int = UNPAID_DAYS,
-    customer_id: str | None = None,
+    customer_id: str | None = None, agreement_id: str | None = None,
 ) -> list[Line]:
     known_us = FOREVER_US if known_at is None else to_us(known_at)
     closed = sorted((c for c in period_closes(ledger, known_at) if c.end <= as_of),
                     key=lambda c: (c.end, c.start, c.closed_at))
     at_close_end = {
         c.event_id: {r.agreement_id: r.liability
-                     for r in ledger.liability(c.end, known_at, customer_id=customer_id)}
+                     for r in ledger.liability(c.end, known_at, customer_id=customer_id,
+                                               agreement_id=agreement_id)}
         for c in closed
     }
     lines = []
     with Session(ledger.engine) as session:
-        for row in ledger.liability(as_of, known_at, customer_id=customer_id):
+        for row in ledger.liability(as_of, known_at, customer_id=customer_id,
+                                    agreement_id=agreement_id):
             assert row.terms is not None
             facts = load_facts(session, row.agreement_id, as_of, known_us)
             rejected = _rejected(ledger, facts, as_of, known_us)
@@ -86,8 +106,9 @@ def reconcile(
                         row.accrued, claimed, row.approved, row.paid,
                         row.written_off, row.liability)
             if line.approved > line.accrued:
-                line.flags.append(f"claims above earned: approved {line.approved:.2f} > "
-                                  f"accrued {line.accrued:.2f}")
+                line.add("claims_above_earned",
+                         f"claims above earned: approved {line.approved:.2f} > "
+                         f"accrued {line.accrued:.2f}")
             else:
                 # a claim approved for less than was claimed counts at its approved amount;
                 # a claim neither approved nor rejected by D counts at its claimed amount
@@ -96,17 +117,19 @@ def reconcile(
                                if m.kind == "claimed" and m.claim_id not in rejected
                                and m.claim_id not in decided), ZERO)
                 if pending and EXACT.add(line.approved, pending) > line.accrued:
-                    line.flags.append(
+                    line.add(
+                        "claims_above_earned",
                         (f"claims above earned: claimed {pending:.2f} > "
                          if not line.approved else
                          f"claims above earned: approved {line.approved:.2f} + pending "
                          f"{pending:.2f} > ") + f"accrued {line.accrued:.2f}")
             deadline = row.terms.period_end + timedelta(days=grace_days)
             if line.accrued > 0 and line.claimed == 0 and as_of > deadline:
-                line.flags.append(f"unclaimed accrual: period ended {row.terms.period_end}, "
-                                  f"no claim by {deadline} (+{grace_days} days)")
+                line.add("unclaimed_accrual",
+                         f"unclaimed accrual: period ended {row.terms.period_end}, "
+                         f"no claim by {deadline} (+{grace_days} days)")
             if line.liability < 0:
-                line.flags.append(f"negative liability: {line.liability:.2f}")
+                line.add("negative_liability", f"negative liability: {line.liability:.2f}")
             approved: dict[str, tuple[Decimal, date]] = {}
             paid: dict[str, Decimal] = defaultdict(lambda: ZERO)
             for m in facts.money_rows:
@@ -118,7 +141,8 @@ def reconcile(
                     paid[m.claim_id] = EXACT.add(paid[m.claim_id], m.amount)
             for claim_id, (amount, on) in sorted(approved.items()):
                 if paid[claim_id] < amount and (as_of - on).days > unpaid_days:
-                    line.flags.append(
+                    line.add(
+                        "approved_unpaid",
                         f"approved unpaid: claim {claim_id} approved {amount:.2f} on {on}, "
                         f"paid {paid[claim_id]:.2f}, {(as_of - on).days} days > {unpaid_days}")
             for close in closed:
@@ -127,12 +151,14 @@ def reconcile(
                 now = at_close_end[close.event_id][row.agreement_id]
                 reported = close.reported_liability(row.agreement_id)
                 if reported is None and now != 0:
-                    line.flags.append(
+                    line.add(
+                        "post_close_adjustment",
                         f"post-close adjustment to {close.period}: not reported at the close "
                         f"{close.closed_at.isoformat()}, liability at {close.end} now "
                         f"{now:.2f}")
                 elif reported is not None and now != reported:
-                    line.flags.append(
+                    line.add(
+                        "post_close_adjustment",
                         f"post-close adjustment to {close.period}: liability at {close.end} "
                         f"reported {reported:.2f} at the close {close.closed_at.isoformat()}, "
                         f"now {now:.2f} ({now - reported:+.2f})")
@@ -162,9 +188,10 @@ def reconcile_report(
     ledger: Ledger, as_of: date, known_at: datetime | None = None, *,
     grace_days: int = GRACE_DAYS, unpaid_days: int = UNPAID_DAYS,
     customer_id: str | None = None, flagged_only: bool = False,
+    agreement_id: str | None = None,
 ) -> Report:
     lines = reconcile(ledger, as_of, known_at, grace_days=grace_days, unpaid_days=unpaid_days,
-                      customer_id=customer_id)
+                      customer_id=customer_id, agreement_id=agreement_id)
     flagged = [x for x in lines if x.flags]
     shown = flagged if flagged_only else lines
     totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
@@ -177,7 +204,10 @@ def reconcile_report(
               f"unpaid limit {unpaid_days} days)",
         columns=("customer_id", "agreement_id", "currency", "accrued", "claimed", "approved",
                  "paid", "written_off", "liability", "flags"),
-        rows=[x.to_row() for x in shown],
+        rows=[{**x.to_row(), **x.csv_flags()} for x in shown],
+        csv_columns=("customer_id", "agreement_id", "currency", "accrued", "claimed",
+                     "approved", "paid", "written_off", "liability", "flags",
+                     *(f"flag_{code}" for code in FLAG_CODES)),
         meta={"as_of": as_of, "known_at": known_at, "grace_days": grace_days,
               "unpaid_days": unpaid_days},
         extra={"totals": {c: {k: f"{v:.2f}" for k, v in t.items()}

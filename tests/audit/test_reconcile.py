@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger import Ledger
-from ledger.audit.reconcile import reconcile
+from ledger.audit.reconcile import FLAG_CODES, reconcile
 from tests.audit.conftest import BOOK
 from tests.contract import helpers as h
 from tests.e2e.conftest import Runner
@@ -61,6 +61,8 @@ def test_claims_above_earned_negative_liability_and_approved_unpaid(database_url
         flags = by_id(ledger, date(2025, 3, 10))["A3"].flags
         assert [f.split(":")[0] for f in flags] == [
             "claims above earned", "negative liability", "approved unpaid"]
+        assert by_id(ledger, date(2025, 3, 10))["A3"].codes == [
+            "claims_above_earned", "negative_liability", "approved_unpaid"]
         assert "approved 100.00 > accrued 0.00" in flags[0]
         assert "-90.00" in flags[1]
         assert "claim K3 approved 100.00 on 2025-02-02, paid 90.00, 36 days > 30" in flags[2]
@@ -83,8 +85,25 @@ def test_cli_reconcile_as_a_user_types_it(cli: Runner) -> None:
     done = cli("reconcile", "--as-of", "2026-03-02", "--format", "csv")
     header, *rows = done.stdout.splitlines()
     assert header == ("customer_id,agreement_id,currency,accrued,claimed,approved,paid,"
-                      "written_off,liability,flags")
+                      "written_off,liability,flags,flag_claims_above_earned,"
+                      "flag_unclaimed_accrual,flag_negative_liability,flag_approved_unpaid,"
+                      "flag_post_close_adjustment")
     assert len(rows) == 2 and rows[0].startswith("C1,A1,EUR,287.50,100.00,100.00,100.00,10.00,")
+    import csv
+
+    a1, a2 = csv.DictReader(done.stdout.splitlines())
+    assert all(a1[f"flag_{code}"] == "" for code in FLAG_CODES)
+    assert a2["flag_unclaimed_accrual"].startswith("unclaimed accrual: period ended 2025-12-31")
+    assert [a2[f"flag_{code}"] for code in FLAG_CODES if code != "unclaimed_accrual"] == [
+        ""] * 4
+    document = cli("reconcile", "--as-of", "2026-03-02", "--format", "json").json()
+    assert [r["flag_codes"] for r in document["rows"]] == [[], ["unclaimed_accrual"]]
+    assert not any(k.startswith("flag_") and k != "flag_codes" for k in document["rows"][0])
+    only = cli("reconcile", "--as-of", "2026-03-02", "--agreement", "A2", "--format", "json")
+    assert [r["agreement_id"] for r in only.json()["rows"]] == ["A2"]
+    assert only.json()["rows"][0] == document["rows"][1]
+    unknown = cli("reconcile", "--as-of", "2026-03-02", "--agreement", "a2")
+    assert unknown.code == 2 and "A2" in unknown.stderr, str(unknown)
 
 
 def test_cli_reconcile_limits_and_a_post_close_adjustment(tmp_path: Path) -> None:
