@@ -75,12 +75,13 @@ def diff(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None = None) 
     close = close_covering(ledger, as_of, k2)
     changes = []
     with Session(ledger.engine) as session:
+        late = _recorded_between(session, k1_us, k2_us)
         for agreement in agreement_ids(session, k2_us):
             row = after.get(agreement) or before.get(agreement)
             assert row is not None
             change = Change(agreement, row.customer_id, row.currency,
                             _figures(before.get(agreement)), _figures(after.get(agreement)))
-            change.causes = _causes(session, agreement, as_of, k1_us, k2_us)
+            change.causes = _causes(session, agreement, as_of, k1_us, k2_us, late)
             if close is not None:
                 change.causes = [replace(x, post_close=x.recorded_at > close.closed_at)
                                  for x in change.causes]
@@ -89,8 +90,39 @@ def diff(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None = None) 
     return changes
 
 
+@dataclass
+class Recorded:
+    """The sales and reversals recorded in (K1, K2], by customer, in recorded order: read in
+    two queries for the whole diff (one query per agreement and buyer scanned the sales
+    table each time: 8.7 s on the demo book)."""
+
+    sales: dict[str, list[Any]] = field(default_factory=dict)
+    reversals: dict[str, list[Any]] = field(default_factory=dict)
+
+
+def _recorded_between(session: Session, k1_us: int, k2_us: int) -> Recorded:
+    found = Recorded()
+    for row in session.execute(
+        select(sales.c.customer_id, sales.c.sale_id, sales.c.currency, sales.c.invoice_day,
+               sales.c.product_id, sales.c.quantity, sales.c.q_micro, sales.c.recorded_us)
+        .where(sales.c.recorded_us > k1_us).where(sales.c.recorded_us <= k2_us)
+        .order_by(sales.c.recorded_us, sales.c.sale_id)
+    ):
+        found.sales.setdefault(row[0], []).append(tuple(row[1:]))
+    for row in session.execute(
+        select(sales.c.customer_id, reversals.c.sale_id, sales.c.currency,
+               sales.c.invoice_day, sales.c.product_id, reversals.c.reversed_day,
+               reversals.c.recorded_us)
+        .join(sales, sales.c.sale_id == reversals.c.sale_id)
+        .where(reversals.c.recorded_us > k1_us).where(reversals.c.recorded_us <= k2_us)
+        .order_by(reversals.c.recorded_us, reversals.c.sale_id)
+    ):
+        found.reversals.setdefault(row[0], []).append(tuple(row[1:]))
+    return found
+
+
 def _causes(session: Session, agreement: str, as_of: date, k1_us: int,
-            k2_us: int) -> list[Cause]:
+            k2_us: int, between: Recorded) -> list[Cause]:
     facts = load_facts(session, agreement, as_of, k2_us)
     causes: list[Cause] = []
     for t in facts.terms_rows:
@@ -132,43 +164,25 @@ def _causes(session: Session, agreement: str, as_of: date, k1_us: int,
         terms = state.terms
         k1_day = from_us(k1_us).date().toordinal()
         buyers = facts.buyers(terms)
-        for sale_id, invoice_day, product, q_text, q_micro, recorded_us in [
-            line
-            for customer, first, last in buyers
-            for line in session.execute(
-                select(sales.c.sale_id, sales.c.invoice_day, sales.c.product_id,
-                       sales.c.quantity, sales.c.q_micro, sales.c.recorded_us)
-                .where(sales.c.customer_id == customer)
-                .where(sales.c.currency == facts.currency)
-                .where(sales.c.invoice_day >= first).where(sales.c.invoice_day <= last)
-                .where(sales.c.recorded_us > k1_us).where(sales.c.recorded_us <= k2_us)
-                .order_by(sales.c.recorded_us, sales.c.sale_id)
-            )
-        ]:
-            if not terms.covers(product):
-                continue
-            negative = (q_micro is not None and q_micro < 0) or (
-                q_text is not None and str(q_text).startswith("-"))
-            kind = "return" if negative else (
-                "late sale" if invoice_day <= k1_day else "sale")
-            causes.append(Cause(kind, from_us(recorded_us), sale_id,
-                                f"invoiced {date.fromordinal(invoice_day)}, product {product}"))
-        for sale_id, reversed_day, recorded_us, invoice_day, product in [
-            line
-            for customer, first, last in buyers
-            for line in session.execute(
-                select(reversals.c.sale_id, reversals.c.reversed_day, reversals.c.recorded_us,
-                       sales.c.invoice_day, sales.c.product_id)
-                .join(sales, sales.c.sale_id == reversals.c.sale_id)
-                .where(sales.c.customer_id == customer)
-                .where(sales.c.currency == facts.currency)
-                .where(sales.c.invoice_day >= first).where(sales.c.invoice_day <= last)
-                .where(reversals.c.reversed_day <= as_of.toordinal())
-                .where(reversals.c.recorded_us > k1_us)
-                .where(reversals.c.recorded_us <= k2_us)
-            )
-        ]:
-            if terms.covers(product):
+        for customer, first, last in buyers:
+            for sale_id, currency, invoice_day, product, q_text, q_micro, recorded_us in \
+                    between.sales.get(customer, ()):
+                if currency != facts.currency or not first <= invoice_day <= last \
+                        or not terms.covers(product):
+                    continue
+                negative = (q_micro is not None and q_micro < 0) or (
+                    q_text is not None and str(q_text).startswith("-"))
+                kind = "return" if negative else (
+                    "late sale" if invoice_day <= k1_day else "sale")
+                causes.append(Cause(kind, from_us(recorded_us), sale_id,
+                                    f"invoiced {date.fromordinal(invoice_day)}, product "
+                                    f"{product}"))
+        for customer, first, last in buyers:
+            for sale_id, currency, invoice_day, product, reversed_day, recorded_us in \
+                    between.reversals.get(customer, ()):
+                if currency != facts.currency or not first <= invoice_day <= last \
+                        or reversed_day > as_of.toordinal() or not terms.covers(product):
+                    continue
                 causes.append(Cause("reversal", from_us(recorded_us), sale_id,
                                     f"invoiced {date.fromordinal(invoice_day)}, reversed "
                                     f"{date.fromordinal(reversed_day)}"))
