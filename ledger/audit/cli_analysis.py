@@ -76,13 +76,19 @@ def register(app: typer.Typer) -> None:
             "--known-at", help="K1: the earlier moment of knowledge (e.g. the close)")],
         vs: Annotated[str | None, typer.Option(
             "--vs", help="K2: the later moment (default: everything recorded)")] = None,
+        agreement: Annotated[str | None, typer.Option(
+            "--agreement", help="only this agreement")] = None,
+        detail: Annotated[bool, typer.Option(
+            "--detail", help="one line per cause (every event recorded in between that "
+            "moved the position) instead of one per agreement")] = False,
         output: FormatOption = Format.table,
         database: DatabaseOption = None,
     ) -> None:
-        """What changed in the position at D between K1 and K2, agreement by agreement, with
-        the events that made each change."""
+        """What changed in the position at D between K1 and K2: a summary by cause (late
+        sales, returns, amendments, memberships, claims ...), then agreement by agreement
+        (--detail: every event that made each change)."""
         from ledger.audit.diff import diff_report
-        from ledger.audit.output import emit
+        from ledger.audit.output import Report, emit
 
         day = parse_as_of(as_of)
         k1 = parse_known_at(known_at)
@@ -92,8 +98,11 @@ def register(app: typer.Typer) -> None:
             err_console.print("[red]error:[/red] --vs must not be before --known-at")
             raise typer.Exit(EXIT_UNREADABLE)
         with open_ledger(database) as ledger:
-            check_names(ledger.engine, known_at=k1)
-            report = diff_report(ledger, day, k1, k2)
+            check_names(ledger.engine, known_at=k1, agreement=("--agreement", agreement))
+            report = diff_report(ledger, day, k1, k2, agreement_id=agreement, detail=detail)
+        if output is Format.table:
+            emit(Report("Changes by cause", ("cause", "events", "agreements", "post_close"),
+                        report.extra["by_cause"]), "table", console)
         emit(report, output.value, console)
 
     @app.command()

@@ -65,11 +65,12 @@ def _figures(row: LiabilityRow | None) -> dict[str, Decimal]:
     return {f: getattr(row, f) for f in FIGURES}
 
 
-def diff(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None = None) -> list[Change]:
+def diff(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None = None, *,
+         agreement_id: str | None = None) -> list[Change]:
     """Every agreement whose position at D differs between K1 and K2 (or that any event
-    recorded in between concerns), with the causes."""
-    before = {r.agreement_id: r for r in ledger.liability(as_of, k1)}
-    after = {r.agreement_id: r for r in ledger.liability(as_of, k2)}
+    recorded in between concerns), with the causes; only `agreement_id` when given."""
+    before = {r.agreement_id: r for r in ledger.liability(as_of, k1, agreement_id=agreement_id)}
+    after = {r.agreement_id: r for r in ledger.liability(as_of, k2, agreement_id=agreement_id)}
     k1_us = to_us(k1)
     k2_us = FOREVER_US if k2 is None else to_us(k2)
     close = close_covering(ledger, as_of, k2)
@@ -77,6 +78,8 @@ def diff(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None = None) 
     with Session(ledger.engine) as session:
         late = _recorded_between(session, k1_us, k2_us)
         for agreement in agreement_ids(session, k2_us):
+            if agreement_id is not None and agreement != agreement_id:
+                continue
             row = after.get(agreement) or before.get(agreement)
             assert row is not None
             change = Change(agreement, row.customer_id, row.currency,
@@ -190,11 +193,50 @@ def _causes(session: Session, agreement: str, as_of: date, k1_us: int,
     return causes
 
 
+#: the order causes are summarised in: sales first, then terms, memberships, money
+CAUSE_ORDER = ("late sale", "sale", "return", "reversal", "retroactive amendment",
+               "amendment", "forecast revision", "new agreement", "late join", "join",
+               "late leave", "leave", *MONEY_KINDS.values())
+
+
+def by_cause(changes: list[Change]) -> list[dict[str, Any]]:
+    """Per kind of cause: how many events, how many agreements, how many after the close."""
+    found: dict[str, dict[str, Any]] = {}
+    for change in changes:
+        for cause in change.causes:
+            entry = found.setdefault(cause.kind, {"cause": cause.kind, "events": 0,
+                                                  "agreements": set(), "post_close": 0})
+            entry["events"] += 1
+            entry["agreements"].add(change.agreement_id)
+            entry["post_close"] += cause.post_close
+    order = {kind: n for n, kind in enumerate(CAUSE_ORDER)}
+    return [{**e, "agreements": len(e["agreements"])}
+            for e in sorted(found.values(), key=lambda e: (order.get(e["cause"], 99),
+                                                           e["cause"]))]
+
+
+def _counts(causes: list[Cause]) -> str:
+    """`2 late sale (2 post-close), 1 retroactive amendment`: the causes of one agreement."""
+    return "; ".join(
+        f"{e['events']} {e['cause']}" + (f" ({e['post_close']} post-close)"
+                                         if e["post_close"] else "")
+        for e in by_cause([Change("", None, "", {}, {}, causes)]))
+
+
 def diff_report(ledger: Ledger, as_of: date, k1: datetime,
-                k2: datetime | None = None) -> Report:
-    changes = diff(ledger, as_of, k1, k2)
-    rows = []
+                k2: datetime | None = None, *, agreement_id: str | None = None,
+                detail: bool = False) -> Report:
+    """Per agreement, or with `detail` one row per cause (every event recorded in between
+    that moved the position); `extra` holds the summary by cause and every change."""
+    changes = diff(ledger, as_of, k1, k2, agreement_id=agreement_id)
+    rows: list[dict[str, Any]] = []
     for c in changes:
+        if detail:
+            rows += [{"agreement_id": c.agreement_id, "customer_id": c.customer_id,
+                      "currency": c.currency, "cause": x.kind,
+                      "post_close": x.post_close, "recorded_at": x.recorded_at,
+                      "event": x.event, "detail": x.detail} for x in c.causes]
+            continue
         delta = c.delta
         rows.append({
             "agreement_id": c.agreement_id, "customer_id": c.customer_id,
@@ -204,8 +246,7 @@ def diff_report(ledger: Ledger, as_of: date, k1: datetime,
             **{f"{f}_before": c.before[f] for f in ("accrued", "liability")},
             **{f"{f}_after": c.after[f] for f in ("accrued", "liability")},
             "liability_change": delta["liability"],
-            "causes": "; ".join(f"{'post-close ' if x.post_close else ''}{x.kind} {x.event}"
-                                for x in c.causes),
+            "causes": _counts(c.causes),
         })
     k2_text = "now" if k2 is None else k2.isoformat()
     close = close_covering(ledger, as_of, k2)
@@ -215,14 +256,19 @@ def diff_report(ledger: Ledger, as_of: date, k1: datetime,
     total: dict[str, Decimal] = {}
     for c in changes:
         total[c.currency] = EXACT.add(total.get(c.currency, ZERO), c.delta["liability"])
+    columns = (("agreement_id", "customer_id", "currency", "cause", "post_close",
+                "recorded_at", "event", "detail") if detail else
+               ("agreement_id", "customer_id", "currency", "basis_before", "basis_after",
+                "accrued_before", "accrued_after", "liability_before", "liability_after",
+                "liability_change", "causes"))
     return Report(
-        title=f"Position at {as_of}: as known at {k1.isoformat()} vs {k2_text}",
-        columns=("agreement_id", "customer_id", "currency", "basis_before", "basis_after",
-                 "accrued_before", "accrued_after", "liability_before", "liability_after",
-                 "liability_change", "causes"),
+        title=f"Position at {as_of}: as known at {k1.isoformat()} vs {k2_text}"
+              + (", every cause" if detail else ""),
+        columns=columns,
         rows=rows,
-        meta={"as_of": as_of, "known_at": k1, "vs": k2},
-        extra={"changes": [{"agreement_id": c.agreement_id,
+        meta={"as_of": as_of, "known_at": k1, "vs": k2, "agreement_id": agreement_id},
+        extra={"by_cause": by_cause(changes),
+               "changes": [{"agreement_id": c.agreement_id,
                             "before": _texts(c.before), "after": _texts(c.after),
                             "causes": [x.to_dict() for x in c.causes]} for c in changes],
                "total_change": {k: str(v) for k, v in total.items()},

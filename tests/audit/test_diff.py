@@ -55,3 +55,32 @@ def test_cli_diff_as_a_user_types_it(cli: Runner) -> None:
     done = cli("diff", "--as-of", "2025-03-31", "--known-at", "2025-04-10",
                "--vs", "2025-04-01")
     assert done.code == 2 and "--vs" in done.stderr
+
+
+def test_cli_diff_summarises_by_cause_and_lists_every_cause_with_detail(cli: Runner) -> None:
+    """Issue 14, point 8: a summary by cause before the detail; --detail for every line;
+    --agreement for one agreement."""
+    args = ("diff", "--as-of", "2025-03-31", "--known-at", "2025-04-10")
+    document = cli(*args, "--format", "json").json()
+    assert document["by_cause"] == [
+        {"cause": "late sale", "events": 1, "agreements": 1, "post_close": 0},
+        {"cause": "retroactive amendment", "events": 1, "agreements": 1, "post_close": 0}]
+    (row,) = document["rows"]
+    assert row["causes"] == "1 late sale; 1 retroactive amendment"
+    table = cli(*args)
+    assert table.code == 0
+    assert table.stdout.index("Changes by cause") < table.stdout.index("Position at 2025-03-31")
+    detail = cli(*args, "--detail", "--format", "json").json()
+    assert [(r["agreement_id"], r["cause"], r["event"].split("/")[-1]) for r in
+            detail["rows"]] == [("A1", "retroactive amendment", "3"), ("A1", "late sale", "S3")]
+    assert detail["rows"][1]["detail"] == "invoiced 2025-03-20, product P1"
+    csv = cli(*args, "--detail", "--format", "csv").stdout.splitlines()
+    assert csv[0] == "agreement_id,customer_id,currency,cause,post_close,recorded_at,event,detail"
+    assert len(csv) == 3
+    # one agreement: A2 did not change in (K1, K2]; A1 alone is the whole diff
+    only = cli(*args, "--agreement", "A1", "--format", "json").json()
+    assert only["rows"] == document["rows"] and only["agreement_id"] == "A1"
+    none = cli(*args, "--agreement", "A2", "--format", "json").json()
+    assert none["rows"] == [] and none["by_cause"] == []
+    unknown = cli(*args, "--agreement", "A9")
+    assert unknown.code == 2 and "A9" in unknown.stderr
