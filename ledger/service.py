@@ -736,14 +736,13 @@ class LedgerService:
 
     def verify(self, principal: Principal) -> dict[str, Any]:
         from ledger.audit.chain import verify_store
-        from ledger.audit.tables import verify_tables
+        from ledger.audit.tables import verify_document, verify_tables
 
         self.require(principal, Capability.verify, "verify the store")
         with Session(self.engine) as session:
             result = verify_store(session, self.ledger.app.recorder)
         tables = verify_tables(self.ledger)  # the read tables re-derived, as `verify` does
-        return {**result.to_dict(), "ok": result.ok and tables.ok, "chain_ok": result.ok,
-                "tables": tables.to_dict()}
+        return verify_document(result, tables)
 
     def evidence(self, principal: Principal, as_of: date,
                  known_at: datetime | None = None) -> bytes:

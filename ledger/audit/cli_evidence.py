@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
 
         from ledger.audit.chain import verify_store
         from ledger.audit.output import Report, emit
-        from ledger.audit.tables import verify_tables
+        from ledger.audit.tables import verify_document, verify_tables
 
         wanted = read_digest(digest_text) if digest_text else None
         with open_ledger(database) as ledger:
@@ -110,11 +110,8 @@ def register(app: typer.Typer) -> None:
             if log:
                 _verify_log(ledger, result)
             tables = verify_tables(ledger)
-        verdict = ("verified" if result.ok and tables.ok else
-                   "BROKEN" if result.breaks else
-                   "DIGEST FAILED" if result.digest_ok is False else "READ TABLES DIFFER")
-        document = {"verdict": verdict, **result.to_dict(), "ok": result.ok and tables.ok,
-                    "chain_ok": result.ok, "tables": tables.to_dict()}
+        document = verify_document(result, tables)
+        verdict = document["verdict"]
         if output is Format.json:
             console.file.write(orjson.dumps(document).decode() + "\n")
         elif output is Format.csv:

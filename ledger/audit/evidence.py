@@ -29,7 +29,7 @@ from ledger.audit.explain import explain
 from ledger.audit.journal import journal_report, trial_balance_report
 from ledger.audit.output import Report, plain
 from ledger.audit.reconcile import reconcile_report
-from ledger.audit.tables import verify_tables
+from ledger.audit.tables import verify_document, verify_tables
 from ledger.core import Ledger
 from ledger.liability import LiabilityRow
 from ledger.output_files import check_target, replacing
@@ -85,9 +85,7 @@ def write_pack(ledger: Ledger, as_of: date, known_at: datetime | None, out: Path
         verified = verify_store(session, ledger.app.recorder)
         head = digest(session)
     tables = verify_tables(ledger)
-    files["verify.json"] = orjson.dumps({**verified.to_dict(), "chain_ok": verified.ok,
-                                         "ok": verified.ok and tables.ok,
-                                         "tables": tables.to_dict()})
+    files["verify.json"] = orjson.dumps(verify_document(verified, tables))
     files["digest.json"] = orjson.dumps(head.to_dict())
     files["README.txt"] = _readme(as_of, known_at, close, verified.ok, tables.ok,
                                   bool(balance.extra["balanced"]), head.to_dict(),

@@ -248,3 +248,13 @@ def verify_tables(ledger: Any) -> TablesResult:
         finally:
             engine.dispose()
     return result
+
+
+def verify_document(result: Any, tables: Any) -> dict[str, Any]:
+    """What `verify` answers, as JSON, the same for the CLI, the API and the evidence pack:
+    the verdict, the chains' result (`chain.VerifyResult`) and the read tables'."""
+    verdict = ("verified" if result.ok and tables.ok else
+               "BROKEN" if result.breaks else
+               "DIGEST FAILED" if result.digest_ok is False else "READ TABLES DIFFER")
+    return {"verdict": verdict, **result.to_dict(), "ok": result.ok and tables.ok,
+            "chain_ok": result.ok, "tables": tables.to_dict()}
