@@ -113,6 +113,8 @@ def register(app: typer.Typer) -> None:
             "--customer", help="only this customer")] = None,
         limit: Annotated[int | None, typer.Option(
             "--limit", min=1, help="the first N by extra rebate")] = None,
+        agreement: Annotated[str | None, typer.Option(
+            "--agreement", help="only this agreement")] = None,
         output: FormatOption = Format.table,
         database: DatabaseOption = None,
     ) -> None:
@@ -123,9 +125,10 @@ def register(app: typer.Typer) -> None:
 
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         with open_ledger(database) as ledger:
-            check_names(ledger.engine, known_at=known, customer=("--customer", customer))
+            check_names(ledger.engine, known_at=known, customer=("--customer", customer),
+                        agreement=("--agreement", agreement))
             report = opportunities_report(ledger, day, known, customer_id=customer,
-                                          limit=limit)
+                                          limit=limit, agreement_id=agreement)
         emit(report, output.value, console)
 
     @app.command()

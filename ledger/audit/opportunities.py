@@ -68,10 +68,11 @@ class Opportunity:
 
 def opportunities(
     ledger: Ledger, as_of: date, known_at: datetime | None = None, *,
-    customer_id: str | None = None,
+    customer_id: str | None = None, agreement_id: str | None = None,
 ) -> list[Opportunity]:
     found = []
-    for row in ledger.liability(as_of, known_at, customer_id=customer_id):
+    for row in ledger.liability(as_of, known_at, customer_id=customer_id,
+                                agreement_id=agreement_id):
         terms = row.terms
         assert terms is not None and row.accrual is not None
         if not terms.period_start <= as_of <= terms.period_end:
@@ -130,8 +131,10 @@ def member_shares(
 def opportunities_report(
     ledger: Ledger, as_of: date, known_at: datetime | None = None, *,
     customer_id: str | None = None, limit: int | None = None,
+    agreement_id: str | None = None,
 ) -> Report:
-    found = opportunities(ledger, as_of, known_at, customer_id=customer_id)
+    found = opportunities(ledger, as_of, known_at, customer_id=customer_id,
+                          agreement_id=agreement_id)
     shown = found[:limit] if limit else found
     return Report(
         title=f"Next-tier opportunities at {as_of}, by extra rebate",

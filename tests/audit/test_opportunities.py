@@ -49,3 +49,13 @@ def test_cli_opportunities_as_a_user_types_it(cli: Runner) -> None:
         ("A1", "160.00", "yes"), ("A2", "42.00", "yes")]
     done = cli("opportunities", "--as-of", "2025-02-10", "--limit", "1", "--format", "csv")
     assert len(done.stdout.splitlines()) == 2
+
+
+def test_cli_opportunities_for_one_agreement(cli: Runner) -> None:
+    """Issue 14, point 8: --agreement on every per-agreement report."""
+    every = cli("opportunities", "--as-of", "2025-02-10", "--format", "json").json()["rows"]
+    done = cli("opportunities", "--as-of", "2025-02-10", "--agreement", "A2", "--format", "json")
+    assert done.code == 0, str(done)
+    assert done.json()["rows"] == [r for r in every if r["agreement_id"] == "A2"] != []
+    unknown = cli("opportunities", "--as-of", "2025-02-10", "--agreement", "a2")
+    assert unknown.code == 2 and "A2" in unknown.stderr, str(unknown)
