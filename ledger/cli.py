@@ -922,6 +922,39 @@ from ledger.audit import cli_analysis, cli_evidence, cli_finance  # noqa: E402
 for _module in (cli_finance, cli_analysis, cli_evidence, cli_service):
     _module.register(app)
 
+#: the help's panels: what finance uses, what auditors use, running the service, and the Kafka
+#: plumbing that operators run (a command not named here shows under "Commands")
+HELP_PANELS = {
+    "Finance": ("apply", "import", "liability", "rejections", "journal", "trial-balance",
+                "reconcile", "close-period", "opportunities", "positions", "programs",
+                "simulate"),
+    "Audit": ("explain", "diff", "event", "verify", "digest", "evidence"),
+    "Service": ("demo", "serve", "users"),
+    "Kafka operations": ("broker", "relay", "intake", "produce", "project", "replay",
+                         "audit-view", "schema"),
+}
+
+
+def _arrange_help(typer_app: typer.Typer) -> None:
+    """Group the commands in panels, and let each help text flow: a docstring's line breaks
+    are the source's, not sentences' ("rest\napplied" in the listing)."""
+    import inspect
+
+    panel_of = {name: panel for panel, names in HELP_PANELS.items() for name in names}
+    for info in typer_app.registered_commands:
+        callback = info.callback
+        name = info.name or (callback.__name__.replace("_", "-") if callback else "")
+        text = info.help or (inspect.getdoc(callback) if callback else None) or ""
+        info.help = "\n\n".join(" ".join(p.split()) for p in text.split("\n\n"))
+        info.rich_help_panel = info.rich_help_panel or panel_of.get(name)
+    for group in typer_app.registered_groups:
+        group.rich_help_panel = group.rich_help_panel or panel_of.get(group.name or "")
+    order = {panel: n for n, panel in enumerate(HELP_PANELS)}
+    typer_app.registered_commands.sort(key=lambda i: order.get(i.rich_help_panel or "", 99))
+
+
+_arrange_help(app)
+
 
 def main() -> None:
     try:

@@ -25,3 +25,30 @@ def test_short_help_on_the_program_and_on_a_command(run: Runner) -> None:
     assert command.code == 0, command
     assert "Usage: rebate-ledger liability" in command.stdout
     assert "--as-of" in command.stdout
+
+
+def test_help_groups_commands_in_panels_and_keeps_sentences_whole(run: Runner) -> None:
+    """Issue 14, point 10: the top-level help mixed the Kafka plumbing with the finance
+    commands and broke sentences where the source's docstrings broke their lines."""
+    from ledger.cli import HELP_PANELS
+
+    done = run("--help", env={"COLUMNS": "220"})
+    assert done.code == 0, done
+    lines = done.stdout.splitlines()
+    titles = [line.strip("╭─╮ ").strip() for line in lines if line.startswith("╭─")]
+    assert titles == ["Options", "Finance", "Audit", "Service", "Kafka operations"]
+    listed: dict[str, str] = {}
+    panel = ""
+    for line in lines:
+        if line.startswith("╭─"):
+            panel = line.strip("╭─╮ ").strip()
+        elif line.startswith("│ ") and not line.startswith("│  "):
+            listed[line.split()[1]] = panel
+    for name, where in listed.items():
+        if where != "Options":
+            assert name in HELP_PANELS[where], (name, where)
+    assert {"relay", "broker", "intake", "produce"} <= {
+        n for n, p in listed.items() if p == "Kafka operations"}
+    # lines wrap at the terminal's width, not where the docstring's source lines ended
+    apply = next(line for line in lines if line.startswith("│ apply "))
+    assert "some rejected (the rest applied); 2: the input could not be read" in apply
