@@ -403,6 +403,9 @@ def liability(
         str | None, typer.Option("--program", help="only the agreements of this program")
     ] = None,
     output: Annotated[Format, typer.Option("--format", help="table, json or csv")] = Format.table,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="say on stderr what answered: the store's core tables or a "
+        "caught-up projection (and its generation)")] = False,
     database: DatabaseOption = None,
 ) -> None:
     """The rebate liability per agreement at valid date D, as known at K."""
@@ -431,7 +434,7 @@ def liability(
         )
     finally:
         book.close()
-    if output is Format.table:
+    if verbose:
         err_console.print(f"answered from {source}", highlight=False, markup=False)
     known_text = format_timestamp(known if known is not None else answered_at)
     if output is Format.json:

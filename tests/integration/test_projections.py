@@ -450,7 +450,7 @@ def test_runner_killed_with_sigkill_and_restarted_ends_equal(
     assert process.returncode == 0, err.decode()
     with Ledger(database_url) as ledger:
         check_equal(ledger, commands)
-        liability = _cli(["liability", "--as-of", "2025-12-31"], env)
+        liability = _cli(["liability", "--as-of", "2025-12-31", "-v"], env)
         out, err = liability.communicate(timeout=60)
         assert liability.returncode == 0
         assert "answered from projection liability" in err.decode(), err.decode()
@@ -566,7 +566,7 @@ def test_cli_replay_audit_view_and_liability_source(
     before = _cli(["liability", "--as-of", "2025-12-31", "--format", "json"], env)
     core_out, core_err = before.communicate(timeout=60)
     assert before.returncode == 0 and b"answered from" not in core_err
-    table = _cli(["liability", "--as-of", "2025-12-31"], env)
+    table = _cli(["liability", "--as-of", "2025-12-31", "-v"], env)
     _, err = table.communicate(timeout=60)
     assert table.returncode == 0 and b"answered from core" in err
     for number in (1, 2):
@@ -578,7 +578,7 @@ def test_cli_replay_audit_view_and_liability_source(
     out, err = after.communicate(timeout=60)
     assert after.returncode == 0
     assert orjson.loads(out)["rows"] == orjson.loads(core_out)["rows"] != []
-    table = _cli(["liability", "--as-of", "2025-12-31"], env)
+    table = _cli(["liability", "--as-of", "2025-12-31", "-v"], env)
     _, err = table.communicate(timeout=60)
     assert b"answered from projection liability g2" in err, err
     audit = _cli(["audit-view", "--as-of", "2025-06-30", "--known-at", stamp(40),

@@ -161,9 +161,11 @@ def test_cli_replay_and_audit_view_find_an_altered_core_row_on_postgres(
            "LEDGER_KAFKA_PARTITIONS": str(PARTITIONS), "LEDGER_HOME": str(tmp_path / "home"),
            "LEDGER_DATABASE_URL": database_url}
     # no projection yet: the core answers, and says so on stderr (table format only)
-    done = _cli(["liability", "--as-of", AS_OF.isoformat()], env)
+    done = _cli(["liability", "--as-of", AS_OF.isoformat(), "-v"], env)
     assert done.returncode == 0 and "answered from core" in done.stderr.decode()
     done = _cli(["liability", "--as-of", AS_OF.isoformat(), "--format", "json"], env)
+    assert done.returncode == 0 and b"answered from" not in done.stderr
+    done = _cli(["liability", "--as-of", AS_OF.isoformat()], env)  # no internal words
     assert done.returncode == 0 and b"answered from" not in done.stderr
 
     done = _cli(["replay", "liability"], env)
@@ -171,7 +173,7 @@ def test_cli_replay_and_audit_view_find_an_altered_core_row_on_postgres(
     assert "replay: liability generation 1 is live" in done.stdout.decode()
     done = _cli(["liability", "--as-of", AS_OF.isoformat(), "--format", "json"], env)
     assert orjson.loads(done.stdout)["rows"] == expected
-    done = _cli(["liability", "--as-of", AS_OF.isoformat()], env)
+    done = _cli(["liability", "--as-of", AS_OF.isoformat(), "--verbose"], env)
     assert "answered from projection liability g1" in done.stderr.decode()
 
     done = _cli(["audit-view", "--as-of", AS_OF.isoformat(), "--format", "json"], env)
@@ -403,6 +405,6 @@ def test_project_command_with_a_broker_of_its_own_fills_it_from_the_store(
              if line.startswith("project: ") and "applied" in line}
     assert set(lines) == {"liability", "claims", "sales"}
     assert all(line.endswith(f"watermark {position}") for line in lines.values()), lines
-    done = _cli(["liability", "--as-of", AS_OF.isoformat()], env)
+    done = _cli(["liability", "--as-of", AS_OF.isoformat(), "-v"], env)
     assert done.returncode == 0
     assert "answered from projection liability g1" in done.stderr.decode()
