@@ -279,7 +279,8 @@ def apply(
     file: Annotated[str, typer.Argument(help="JSONL file of commands, or - for standard input")],
     database: DatabaseOption = None,
     output: Annotated[
-        Format, typer.Option("--format", help="table (for people) or json (the report)")
+        Format, typer.Option("--format", help="table (for people), json (the report) or csv "
+                             "(a row per duplicate or rejected line; the counts on stderr)")
     ] = Format.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     actor: Annotated[
@@ -352,6 +353,22 @@ def apply(
 def _print_report(report: ApplyReport, output: Format) -> None:
     if output is Format.json:
         sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
+        return
+    if output is Format.csv:
+        # one row per line that was not simply accepted, in line order; the counts on stderr
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["line", "outcome", "command_type", "id", "field", "reason"])
+        rows = [(number, "duplicate", kind, ident, "", "already recorded")
+                for number, kind, ident in report.duplicates]
+        rows += [(r.line, "rejected", r.command_type, "", r.field, r.reason)
+                 for r in report.rejected]
+        writer.writerows([csv_cell(str(v)) for v in row]
+                         for row in sorted(rows, key=lambda row: int(row[0])))
+        err_console.print(
+            f"accepted: {report.accepted}  duplicate: {len(report.duplicates)}  "
+            f"rejected: {len(report.rejected)}", highlight=False, markup=False)
         return
     console.print(
         f"accepted: {report.accepted}  duplicate: {len(report.duplicates)}  "

@@ -96,6 +96,7 @@ def test_apply_of_an_empty_file_accepts_nothing_and_exits_0(run: Runner) -> None
 
     assert applied.code == 0, str(applied)
     assert applied.counts() == (0, 0, 0)
+    assert "empty.jsonl is empty: no commands, nothing applied" in applied.stderr
 
 
 def test_apply_exits_2_when_the_file_does_not_exist(run: Runner) -> None:
