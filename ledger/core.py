@@ -207,15 +207,17 @@ class Ledger:
         source: str = "-",
         on_progress: Callable[[int], None] | None = None,
         hooks: TransactionHooks | None = None,
+        first_line: int = 1,
     ) -> ApplyReport:
         """Apply JSON Lines in order. A bad line is rejected with its reason and kept; the
         lines around it still apply. Each chunk of lines commits as one transaction; `hooks`
         run inside each (as `apply_records`' `skip_applied` and `before_commit`: the service
-        records who applied the lines with them)."""
+        records who applied the lines with them). `first_line` is the number of the first line
+        in its file, when `lines` continue a file applied in parts."""
         report = ApplyReport()
         chunk: list[tuple[int, bytes | str]] = []
         chunk_bytes = 0
-        for number, line in enumerate(lines, start=1):
+        for number, line in enumerate(lines, start=first_line):
             if not line.strip():
                 continue
             chunk.append((number, line))

@@ -1196,7 +1196,7 @@ class Segment:
         self.loaded.duplicates += len(report.duplicates)
         self.loaded.by_type.update(report.by_type)
         for r in report.rejected:
-            number = self.offset + r.line
+            number = r.line  # the book's line: the segment was applied from offset + 1 on
             self.loaded.rejected.append(DemoRejection(
                 number, r.command_type, r.field, r.reason, self.loaded.deliberate.get(number)))
 
@@ -1214,7 +1214,8 @@ def load_history(
     head = next(items, None)
     while head is not None:
         segment = Segment(head, items, loaded, on_day or (lambda day, lines: None), book)
-        segment.absorb(ledger.apply_lines(segment.lines(), source="demo"))
+        segment.absorb(ledger.apply_lines(segment.lines(), source="demo",
+                                          first_line=segment.offset + 1))
         if segment.close is not None:
             close = segment.close
             ledger.close_period(close.period, close.start, close.end, close.moment)

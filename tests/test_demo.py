@@ -109,6 +109,13 @@ def test_the_rejections_say_what_was_wrong(demo_run: tuple[DemoResult, str]) -> 
     with Ledger(result.database_url) as ledger:
         kept = ledger.rejections()
     assert sorted(r.reason for r in kept) == sorted(r.reason for r in result.loaded.rejected)
+    # issue 14: stored as `demo,5327` for the book's line 28764 (numbered per segment)
+    assert sorted((r.line, r.reason) for r in kept) == sorted(
+        (r.line, r.reason) for r in result.loaded.rejected)
+    assert result.book_path is not None
+    book = result.book_path.read_bytes().splitlines()
+    for r in kept:
+        assert book[r.line - 1].decode() == r.command, (r.line, r.command)
     assert "deliberately bad lines" in output
     assert "more than the agreement has earned" in output
 
