@@ -621,7 +621,7 @@ def open_sheet(path: str | Path, mapping: Mapping, *, sheet: str | None = None,
     if not file.exists():
         raise ImportUnreadable(f"{path}: no such file")
     if file.suffix.lower() in (".xlsx", ".xlsm"):
-        return _open_xlsx(file, sheet or mapping.sheet)
+        return _open_xlsx(file, sheet or mapping.sheet, mapping.header_row)
     if file.suffix.lower() == ".xls":
         raise ImportUnreadable(f"{path}: an .xls workbook (Excel 97-2003) cannot be read; save "
                                "it as .xlsx or CSV")
@@ -656,7 +656,7 @@ def _open_csv(file: Path, mapping: Mapping, encoding: str | None) -> Sheet:
                 "latin-1 (or encoding = \"latin-1\" under [file]); nothing was imported"
             ) from None
     text_head = head.decode(name, errors="replace")
-    delimiter = mapping.delimiter or _sniff_delimiter(text_head, file)
+    delimiter = mapping.delimiter or _sniff_delimiter(text_head, file, mapping.header_row)
     counting = _Counting(raw)
     # undecodable bytes later in the file become lone surrogates, refused row by row
     text = io.TextIOWrapper(io.BufferedReader(counting), encoding=name,
@@ -689,8 +689,8 @@ class _Unreadable(list[Any]):
         self.reason = reason
 
 
-def _sniff_delimiter(head: str, file: Path) -> str:
-    lines = head.splitlines()[:20]
+def _sniff_delimiter(head: str, file: Path, header_row: int = 1) -> str:
+    lines = head.splitlines()[header_row - 1:header_row + 19]  # the header and rows below
     sample = "\n".join(lines)
     try:
         return csv.Sniffer().sniff(sample, delimiters=SNIFFED_DELIMITERS).delimiter
@@ -716,7 +716,7 @@ def _header(rows: Iterator[tuple[int, Sequence[Any]]], header_row: int, file: Pa
                            "check header_row under [file]")
 
 
-def _open_xlsx(file: Path, sheet: str | None) -> Sheet:
+def _open_xlsx(file: Path, sheet: str | None, header_row: int) -> Sheet:
     import zipfile
 
     from openpyxl import load_workbook
@@ -735,6 +735,9 @@ def _open_xlsx(file: Path, sheet: str | None) -> Sheet:
         book.close()
         raise ImportUnreadable(f"--sheet {sheet}: {file} has no such sheet; its sheets: "
                                f"{', '.join(names)}")
+    total = worksheet.max_row if isinstance(worksheet.max_row, int) else None
+    # the size a workbook states may be wrong (some writers store A1:A1): read every row
+    worksheet.reset_dimensions()
     counted = [0]
 
     def records() -> Iterator[tuple[int, Sequence[Any]]]:
@@ -744,11 +747,10 @@ def _open_xlsx(file: Path, sheet: str | None) -> Sheet:
 
     rows = records()
     try:
-        header = _header(rows, 1, file)
+        header = _header(rows, header_row, file)
     except ImportUnreadable:
         book.close()
         raise
-    total = worksheet.max_row if isinstance(worksheet.max_row, int) else None
     return Sheet(header, rows, total, lambda: counted[0], book.close)
 
 

@@ -115,3 +115,124 @@ def test_a_mapping_error_is_one_line_naming_the_key_and_nothing_is_stored(
     assert "numbers.format: '1.234.56' is not a number format" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (run.cwd / ".rebate-ledger").exists()
+
+
+def us_number(text: str) -> Decimal:
+    negative = text.startswith("(") and text.endswith(")")
+    value = Decimal(text.strip("()").replace(",", ""))
+    return -value if negative else value
+
+
+def dynamics_sales(path: Path) -> list[dict[str, object]]:
+    """The Dynamics sample's lines, read here without the importer."""
+    from datetime import datetime
+
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return [{"customer": row["Invoice account"], "product": row["Item number"],
+                 "quantity": us_number(row["Quantity"]), "amount": us_number(row["Net amount"]),
+                 "day": datetime.strptime(row["Invoice date"], "%m/%d/%Y").date()}
+                for row in csv.DictReader(handle)]
+
+
+def deals(path: Path) -> list[dict[str, object]]:
+    """The deals spreadsheet's agreements, read here with openpyxl without the importer."""
+    from datetime import date, datetime, timedelta
+
+    from openpyxl import load_workbook
+
+    def day(value: object) -> date:
+        if isinstance(value, datetime):
+            return value.date()
+        assert isinstance(value, int)
+        return date(1899, 12, 30) + timedelta(days=value)
+
+    book = load_workbook(path, read_only=True, data_only=True)
+    rows = list(book["Deals"].iter_rows(values_only=True))
+    book.close()
+    header = list(rows[0])
+    found = []
+    for values in rows[1:]:
+        row = dict(zip(header, values, strict=True))
+        tiers = [(Decimal(str(row[f"Tier {n} from"])), Decimal(str(row[f"Tier {n} rate"])))
+                 for n in (1, 2, 3) if row[f"Tier {n} from"] is not None]
+        products = ({p.strip() for p in str(row["Products"]).split(",")}
+                    if row["Products"] else None)
+        found.append({"id": row["Agreement"], "customer": row["Customer"],
+                      "start": day(row["Start"]), "end": day(row["End"]),
+                      "basis": "amount" if row["Basis"] == "Net sales" else "quantity",
+                      "incremental": row["Method"] == "Stepped", "tiers": tiers,
+                      "products": products,
+                      "cap": Decimal(str(row["Cap"])) if row["Cap"] is not None else None})
+    return found
+
+
+def accrued(deal: dict[str, object], lines: list[dict[str, object]]) -> Decimal:
+    """Contract section 2, earned method, for one deal: eligible lines, B, then the tiers."""
+    eligible = [s for s in lines if s["customer"] == deal["customer"]
+                and deal["start"] <= s["day"] <= deal["end"]
+                and (deal["products"] is None or s["product"] in deal["products"])]
+    quantity = sum((s["quantity"] for s in eligible), Decimal(0))
+    amount = sum((s["amount"] for s in eligible), Decimal(0))
+    basis = amount if deal["basis"] == "amount" else quantity
+    tiers: list[tuple[Decimal, Decimal]] = deal["tiers"]
+    if basis <= 0:
+        value = Decimal(0)
+    elif deal["incremental"]:
+        bounds = [f for f, _ in tiers[1:]] + [basis]
+        value = sum((rate * max(Decimal(0), min(basis, upper) - low)
+                     for (low, rate), upper in zip(tiers, bounds, strict=True)), Decimal(0))
+    else:
+        rate = max((r for f, r in tiers if basis >= f), default=Decimal(0))
+        value = rate * basis  # a percent deal's M is the amount, a per-unit deal's the units
+    if deal["cap"] is not None:
+        value = min(value, deal["cap"])
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def test_the_deals_spreadsheet_and_the_dynamics_export_give_the_liability_computed(
+        run: Runner) -> None:
+    for name in ("deals.xlsx", "deals-spreadsheet.toml", "dynamics-invoice-lines.csv",
+                 "dynamics-invoice-lines.toml"):
+        shutil.copy(EXAMPLES / name, run.cwd / name)
+    agreements = run("import", "deals.xlsx", "--mapping", "deals-spreadsheet.toml",
+                     "--sheet", "Deals")
+    assert agreements.code == 0, str(agreements)
+    assert agreements.counts() == (3, 0, 0)
+    sold = run("import", "dynamics-invoice-lines.csv", "--mapping",
+               "dynamics-invoice-lines.toml")
+    assert sold.code == 0, str(sold)
+    lines = dynamics_sales(run.cwd / "dynamics-invoice-lines.csv")
+    assert sold.counts() == (len(lines), 0, 0)
+
+    rows = rows_by_id(run("liability", "--as-of", AS_OF, "--format", "json").json())
+    expected = {deal["id"]: accrued(deal, lines) for deal in deals(run.cwd / "deals.xlsx")}
+    assert {k: rows[k]["accrued"] for k in expected} == {k: str(v) for k, v in
+                                                          expected.items()}
+    assert all(rows[k]["currency"] == "USD" for k in expected)  # the mapping's constant
+    assert len(set(expected.values())) == 3  # the three deals differ: a real check
+
+
+def test_an_unknown_sheet_is_named_with_the_sheets_the_workbook_has(run: Runner) -> None:
+    for name in ("deals.xlsx", "deals-spreadsheet.toml"):
+        shutil.copy(EXAMPLES / name, run.cwd / name)
+    done = run("import", "deals.xlsx", "--mapping", "deals-spreadsheet.toml", "--sheet", "Q3")
+    assert done.code == 2
+    assert "--sheet Q3" in done.stderr and "Deals, Notes" in done.stderr
+
+
+def test_the_committed_deals_workbook_is_the_one_its_script_writes(tmp_path: Path) -> None:
+    import runpy
+
+    from openpyxl import load_workbook
+
+    script = runpy.run_path(str(EXAMPLES / "make_deals_xlsx.py"))
+    script["write"](tmp_path / "deals.xlsx")
+
+    def cells(path: Path) -> list[tuple[object, ...]]:
+        book = load_workbook(path, read_only=True, data_only=True)
+        try:
+            return list(book["Deals"].iter_rows(values_only=True))
+        finally:
+            book.close()
+
+    assert cells(tmp_path / "deals.xlsx") == cells(EXAMPLES / "deals.xlsx")

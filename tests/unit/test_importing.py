@@ -394,3 +394,100 @@ def test_a_mapping_error_names_the_key_and_what_to_write(document: dict[str, Any
     with pytest.raises(MappingError) as raised:
         parse_mapping(document)
     assert str(raised.value).startswith(message), str(raised.value)
+
+
+# workbooks ------------------------------------------------------------------------------------
+
+
+def workbook(path: Path, sheets: dict[str, list[list[Any]]]) -> Path:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    first = book.active
+    assert first is not None
+    book.remove(first)
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    book.save(path)
+    return path
+
+
+def test_a_workbook_gives_numbers_dates_and_serial_days_from_its_cells(tmp_path: Path) -> None:
+    path = workbook(tmp_path / "sales.xlsx", {
+        "Cover": [["not this sheet"]],
+        "Sales": [
+            HEADER.split(","),
+            [9001, 10, 100001, "P1", 3, 1234.56, "EUR", dt.datetime(2025, 1, 31)],
+            [9001, 20, 100001, "P2", 1.5, "1.234,50", "EUR", 45688],  # 2025-01-31 as a serial
+            [None, None, None, None, None, None, None, None],
+            [9002, 10, 100002, "P1", 2, 0.1, "EUR", "28.02.2025"],
+        ],
+    })
+    document = mapping(numbers={"format": "1.234,56"},
+                       dates={"formats": ["DD.MM.YYYY", "excel"]})
+    rows = imported(tmp_path, path.read_bytes(), document, name="sales.xlsx", sheet="Sales")
+    first, second, third = sales(rows)
+    assert [r.number for r in rows] == [2, 3, 5]
+    assert (first.sale_id, first.customer_id, first.amount) == ("9001-10", "100001",
+                                                                Decimal("1234.56"))
+    assert first.invoice_date == dt.date(2025, 1, 31) == second.invoice_date
+    assert (second.quantity, second.amount) == (Decimal("1.5"), Decimal("1234.50"))
+    assert third.amount == Decimal("0.1")  # the cell's double read as the number it shows
+    assert third.invoice_date == dt.date(2025, 2, 28)
+
+
+def test_a_serial_day_in_a_workbook_needs_excel_among_the_date_formats(tmp_path: Path) -> None:
+    path = workbook(tmp_path / "s.xlsx", {"S": [HEADER.split(","),
+                                                [1, 1, "C1", "P1", 1, 1, "EUR", 45688]]})
+    (row,) = imported(tmp_path, path.read_bytes(), mapping(), name="s.xlsx")
+    assert str(row.problem).startswith("row 2, column Date = '45688': is a number, not a date; "
+                                       "if it is an Excel serial day")
+
+
+def test_the_first_sheet_is_read_without_sheet_and_an_unknown_sheet_is_named(
+        tmp_path: Path) -> None:
+    path = workbook(tmp_path / "s.xlsx", {
+        "First": [HEADER.split(","), [1, 1, "C1", "P1", 1, 1, "EUR", dt.date(2025, 1, 2)]],
+        "Second": [["x"]]})
+    (sale,) = sales(imported(tmp_path, path.read_bytes(), mapping(), name="s.xlsx"))
+    assert sale.invoice_date == dt.date(2025, 1, 2)
+    with pytest.raises(ImportUnreadable, match="--sheet Third: .* its sheets: First, Second"):
+        imported(tmp_path, path.read_bytes(), mapping(), name="s.xlsx", sheet="Third")
+
+
+def test_a_file_that_is_not_a_workbook_is_unreadable_as_a_whole(tmp_path: Path) -> None:
+    with pytest.raises(ImportUnreadable, match="not a readable .xlsx workbook"):
+        imported(tmp_path, b"Invoice,Item\n1,2\n", mapping(), name="s.xlsx")
+
+
+def test_a_row_the_csv_reader_refuses_is_rejected_alone(tmp_path: Path) -> None:
+    text = (HEADER + "\n1,1,C1,P1,2,20.00,EUR,2025-03-01\n"
+            f"2,1,C1,{'P' * 200_000},2,20.00,EUR,2025-03-01\n"  # over the field size bound
+            "3,1,C1,P\x001,2,20.00,EUR,2025-03-01\n4,1,C1,P1,2,20.00,EUR,2025-03-01\n")
+    first, refused, nul, last = imported(tmp_path, text, mapping())
+    assert first.command is not None and last.command is not None
+    assert (refused.number, nul.number, last.number) == (3, 4, 5)
+    assert str(refused.problem).startswith("row 3: the CSV reader refused it: field larger")
+    assert str(nul.problem).startswith("row 4, column Material = 'P\\x001': product_id: its "
+                                       "value holds a NUL character")
+
+
+def test_bytes_that_are_not_utf8_past_the_start_reject_their_row_with_the_hint(
+        tmp_path: Path) -> None:
+    good = "1,1,C1,P1,2,20.00,EUR,2025-03-01\n"
+    text = (HEADER + "\n" + good * 5000).encode() + "2,1,Müller,P1,2,2,EUR,2025-03-01\n".encode(
+        "latin-1") + good.encode()
+    rows = imported(tmp_path, text, mapping())
+    assert len(rows) == 5002
+    bad = [r for r in rows if r.problem is not None]
+    assert [r.number for r in bad] == [5002]
+    assert "column Customer" in str(bad[0].problem)
+    assert "--encoding latin-1" in str(bad[0].problem)
+
+
+def test_rows_above_the_header_row_are_left_out(tmp_path: Path) -> None:
+    text = "Sales export\nprinted 2025-04-01\n" + HEADER + "\n1,1,C1,P1,2,20.00,EUR,2025-03-01\n"
+    rows = imported(tmp_path, text, mapping(file={"header_row": 3}))
+    assert [r.number for r in rows] == [4] and rows[0].command is not None
