@@ -26,6 +26,8 @@ invoice_date = "Date"
 
 def register(app: typer.Typer) -> None:
     """Add `import` to `app`."""
+    from rich.markup import escape
+
     from ledger.cli import (
         EXIT_OK,
         EXIT_REJECTED,
@@ -40,7 +42,7 @@ def register(app: typer.Typer) -> None:
     )
 
     @app.command("import", epilog="A minimal mapping (docs/importing.md has the rest):\n\n"
-                 + "\n\n".join(MINIMAL_MAPPING.splitlines()))
+                 + escape(MINIMAL_MAPPING))
     def import_file(
         file: Annotated[str, typer.Argument(help="a CSV file or an .xlsx workbook")],
         mapping: Annotated[str, typer.Option(

@@ -804,6 +804,8 @@ class Importer:
         for name, command in mapping.commands.items():
             if command.tiers is not None and not command.tiers.in_rows:
                 self.tier_columns[name] = self._spread(command)
+        self.single = (next(iter(mapping.commands.values()))
+                       if mapping.choose_column is None else None)
         used = mapping.columns() | {m.group_by for m in mapping.commands.values()
                                     if m.group_by}
         missing = sorted(col for col in used if col not in self.index)
@@ -813,6 +815,11 @@ class Importer:
                 f"{', '.join(repr(m) for m in missing)}, which the file's header does not "
                 f"have; its columns: {', '.join(repr(h) for h in header if h)}; nothing was "
                 "imported")
+        #: per command, its fields' readers (cells -> value, None when left out), compiled
+        #: once: the per-row path is a loop of calls with no lookups in the mapping
+        self.steps = {name: tuple((source.field, self._step(source, command.kind))
+                                  for source in command.sources)
+                      for name, command in mapping.commands.items()}
 
     def _index(self, header: list[str]) -> dict[str, int]:
         index: dict[str, int] = {}
@@ -859,7 +866,8 @@ class Importer:
                     pending = None
                 yield self._unreadable(number, cells)
                 continue
-            if all(_is_empty(v) for v in cells):
+            if (not "".join(cells).strip() if cells.__class__ is list
+                    else all(_is_empty(v) for v in cells)):  # a CSV row is a list of text
                 self.counts.blank += 1
                 continue
             try:
@@ -903,8 +911,9 @@ class Importer:
             raise _RowProblem("", f"column {len(self.header) + 1}", cells[len(self.header)],
                               f"the row has {len(cells)} cells, the header "
                               f"{len(self.header)} columns; check the delimiter or quoting")
-        if mapping.choose_column is None:
-            return next(iter(mapping.commands.values()))
+        if self.single is not None:
+            return self.single
+        assert mapping.choose_column is not None
         value = cell_text(self._cell(cells, mapping.choose_column))
         if value in mapping.skip:
             return None
@@ -918,72 +927,124 @@ class Importer:
 
     def _one(self, number: int, cells: Sequence[Any], command: CommandMap) -> MappedRow:
         try:
-            document, origin = self._document(cells, command)
+            document = self._document(cells, command)
             if command.tiers is not None:
                 document["tiers"] = self._tiers_in_columns(cells, command)
         except _RowProblem as problem:
             return self._rejected(number, cells, command, problem)
-        return self._parsed(number, document, origin)
+        return self._parsed(number, document, cells, command)
 
-    def _document(self, cells: Sequence[Any], command: CommandMap
-                  ) -> tuple[dict[str, Any], dict[str, tuple[str, Any]]]:
+    def _document(self, cells: Sequence[Any], command: CommandMap) -> dict[str, Any]:
         document: dict[str, Any] = {"type": command.kind}
-        origin: dict[str, tuple[str, Any]] = {}
-        for source in command.sources:
-            value, raw = self._value(cells, source, command.kind)
+        for name, step in self.steps[command.name]:
+            value = step(cells)
             if value is not None:
-                document[source.field] = value
-                if source.columns:
-                    origin[source.field] = (source.named, raw)
-        return document, origin
+                document[name] = value
+        return document
 
-    def _value(self, cells: Sequence[Any], source: Source, kind: str) -> tuple[Any, Any]:
+    def _raw(self, cells: Sequence[Any], source: Source) -> Any:
+        """The cell (or the template's text) a field is read from."""
         if source.value is not None:
-            return source.value, source.value
+            return source.value
         if source.template is not None:
             parts = {col: self._cell(cells, col) for col in source.columns}
             if all(_is_empty(v) for v in parts.values()):
-                raw: Any = None
-            else:
-                raw = _TEMPLATE.sub(lambda m: "" if _is_empty(parts[m.group(1)])
-                                    else cell_text(parts[m.group(1)]), source.template)
-        else:
-            assert source.column is not None
-            raw = self._cell(cells, source.column)
-        if _is_empty(raw):
-            if source.required:
-                raise _RowProblem(source.field, source.named, "",
-                                  f"is empty; {source.field} is required for {kind}")
-            return None, raw
-        try:
-            return self._convert(raw, source), raw
-        except CellError as error:
-            raise _RowProblem(source.field, source.named, raw, str(error)) from None
+                return None
+            return _TEMPLATE.sub(lambda m: "" if _is_empty(parts[m.group(1)])
+                                 else cell_text(parts[m.group(1)]), source.template)
+        assert source.column is not None
+        return self._cell(cells, source.column)
 
-    def _convert(self, raw: Any, source: Source) -> Any:
-        if isinstance(raw, str) and _has_surrogate(raw):
-            raise CellError("holds bytes that are not UTF-8; if the file is Latin-1, give "
-                            "--encoding latin-1 (or file.encoding = \"latin-1\" in the "
-                            "mapping)")
-        if source.translate is not None:
-            text = cell_text(raw)
-            if text not in source.translate:
-                raise CellError(f"is not a value of the mapping's map for {source.field} "
-                                f"({', '.join(repr(k) for k in source.translate)})")
-            raw = source.translate[text]
-        what = source.kind
+    def _step(self, source: Source, kind: str) -> Callable[[Sequence[Any]], Any]:
+        """A reader of `source`'s field from a row's cells: its value, None when the cell is
+        empty and the field optional; `_RowProblem` naming column and value otherwise."""
+        if source.value is not None:
+            constant = source.value
+            return lambda cells: constant
+        convert = self._converter(source)
+        field, named, required = source.field, source.named, source.required
+
+        def empty() -> None:
+            if required:
+                raise _RowProblem(field, named, "", f"is empty; {field} is required for {kind}")
+
+        def checked(raw: Any) -> Any:
+            try:
+                return convert(raw)
+            except CellError as error:
+                raise _RowProblem(field, named, raw, str(error)) from None
+
+        if source.column is None:
+            def from_template(cells: Sequence[Any]) -> Any:
+                raw = self._raw(cells, source)
+                return empty() if raw is None else checked(raw)
+
+            return from_template
+        at = self.index[source.column]
+
+        def from_column(cells: Sequence[Any]) -> Any:
+            raw = cells[at] if at < len(cells) else None
+            if raw is None or raw == "" or (raw.__class__ is str and raw.isspace()):
+                return empty()
+            try:
+                return convert(raw)
+            except CellError as error:
+                raise _RowProblem(field, named, raw, str(error)) from None
+
+        return from_column
+
+    def _converter(self, source: Source) -> Callable[[Any], Any]:
+        """Cell (not empty) -> the field's JSON value; `CellError` says why not."""
+        what, translate = source.kind, source.translate
+
+        def text(raw: Any) -> str:
+            if raw.__class__ is str:
+                value = raw.strip()
+                if not value.isascii() and _has_surrogate(value):
+                    raise CellError("holds bytes that are not UTF-8; if the file is Latin-1, "
+                                    "give --encoding latin-1 (or file.encoding = \"latin-1\" "
+                                    "in the mapping)")
+                return value
+            return cell_text(raw)
+
+        convert: Callable[[Any], Any]
         if what == "decimal":
-            number = self.decimal(raw, source.percent)
-            return str(-number if source.negate and number else number)
-        if what == "day":
-            return self.day(raw).isoformat()
-        if what == "timestamp":
-            return self.moment(raw)
-        if what == "list":
-            text = cell_text(raw)
-            items = [p.strip() for p in text.split(source.split)] if source.split else [text]
-            return [p for p in items if p]
-        return cell_text(raw)
+            numbers, pattern = self.mapping.numbers, self.number_pattern
+            percent, negate = source.percent, source.negate
+
+            def convert(raw: Any) -> str:
+                if raw.__class__ is str and "%" not in raw and not percent:
+                    number = numbers.parse(raw, pattern)
+                else:
+                    number = self.decimal(raw, percent)
+                return str(-number if negate and number else number)
+        elif what == "day":
+            def convert(raw: Any) -> str:
+                return self.day(text(raw) if raw.__class__ is str else raw).isoformat()
+        elif what == "timestamp":
+            def convert(raw: Any) -> str:
+                return self.moment(text(raw) if raw.__class__ is str else raw)
+        elif what == "list":
+            split = source.split
+
+            def convert(raw: Any) -> list[str]:
+                value = text(raw)
+                items = [p.strip() for p in value.split(split)] if split else [value]
+                return [p for p in items if p]
+        else:
+            convert = text
+        if translate is None:
+            return convert
+        plain = convert
+
+        def translated(raw: Any) -> Any:
+            value = text(raw)
+            if value not in translate:
+                raise CellError(f"is not a value of the mapping's map for {source.field} "
+                                f"({', '.join(repr(k) for k in translate)})")
+            return plain(translate[value])
+
+        return translated
 
     def decimal(self, raw: Any, percent: bool = False) -> Decimal:
         """A cell as an exact decimal: text in the mapping's number format, or a number cell."""
@@ -1079,7 +1140,7 @@ class Importer:
         assert tiers is not None and command.group_by is not None
         number, first = pending.rows[0]
         try:
-            document, origin = self._document(first, command)
+            document = self._document(first, command)
             read = {col for s in command.sources for col in s.columns}
             document["tiers"] = []
             for at, (row_number, cells) in enumerate(pending.rows):
@@ -1099,24 +1160,25 @@ class Importer:
         except _RowProblem as problem:
             rows = f"rows {number}-{pending.rows[-1][0]}" if len(pending.rows) > 1 else ""
             return self._rejected(number, first, command, problem, rows)
-        return self._parsed(number, document, origin)
+        return self._parsed(number, document, first, command)
 
     # results ------------------------------------------------------------------------------
 
-    def _parsed(self, number: int, document: dict[str, Any],
-                origin: dict[str, tuple[str, Any]]) -> MappedRow:
+    def _parsed(self, number: int, document: dict[str, Any], cells: Sequence[Any],
+                command: CommandMap) -> MappedRow:
         text = orjson.dumps(document)
         try:
             return MappedRow(number, text, c.parse_line(text), None)
         except InvalidCommand as problem:
             top = re.split(r"[.\[]", problem.field, maxsplit=1)[0] if problem.field else ""
-            if top in origin:
-                column, raw = origin[top]
-                where = f"row {number}, column {column} = {_shown(cell_text(raw))}"
-                return MappedRow(number, text, None, InvalidCommand(
-                    problem.field, problem.message, reason=f"{where}: {problem.reason}"))
+            source = next((s for s in command.sources if s.field == top and s.columns), None)
+            if source is not None:
+                raw = self._raw(cells, source)
+                where = f"row {number}, column {source.named} = {_shown(cell_text(raw))}"
+            else:
+                where = f"row {number}"
             return MappedRow(number, text, None, InvalidCommand(
-                problem.field, problem.message, reason=f"row {number}: {problem.reason}"))
+                problem.field, problem.message, reason=f"{where}: {problem.reason}"))
 
     def _rejected(self, number: int, cells: Sequence[Any], command: CommandMap | None,
                   problem: _RowProblem, rows: str = "") -> MappedRow:
