@@ -7,6 +7,10 @@ from typing import Annotated
 
 import typer
 
+#: Files above these sizes get a progress bar (on a terminal, without --quiet).
+PROGRESS_BYTES_MIN = 1 << 20
+PROGRESS_ROWS_MIN = 20_000
+
 MINIMAL_MAPPING = """\
 [numbers]
 format = "1.234,56"            # how the file writes 1234.56
@@ -95,17 +99,16 @@ def register(app: typer.Typer) -> None:
         book = open_ledger(database, creates=not dry_run)
         service, principal = LedgerService(book), operator_principal(actor)
         source = f"import:{file}"
-        size = sheet_read.size_bytes
+        total = sheet_read.total
+        large = PROGRESS_ROWS_MIN if sheet_read.unit == "rows" else PROGRESS_BYTES_MIN
         try:
-            show = (not quiet and size is not None and size > 1 << 20
-                    and sys.stderr.isatty())
-            if show:
+            if not quiet and total is not None and total > large and sys.stderr.isatty():
                 with Progress(TextColumn("importing"), BarColumn(), TimeRemainingColumn(),
                               console=err_console, transient=True) as progress:
-                    task = progress.add_task("import", total=size)
+                    task = progress.add_task("import", total=total)
                     report = service.import_rows(
                         principal, rows, source=source, dry_run=dry_run,
-                        on_chunk=lambda: progress.update(task, completed=sheet_read.read_bytes()))
+                        on_chunk=lambda: progress.update(task, completed=sheet_read.done()))
             else:
                 report = service.import_rows(principal, rows, source=source, dry_run=dry_run)
         except ApplyStopped as stopped:

@@ -586,8 +586,11 @@ class Sheet:
 
     header: list[str]
     rows: Iterator[tuple[int, Sequence[Any]]]
-    size_bytes: int | None = None
-    read_bytes: Callable[[], int] = lambda: 0
+    #: how far through the file a progress bar is: `done()` of `total` (bytes of a CSV file,
+    #: rows of a workbook; None when not known)
+    total: int | None = None
+    done: Callable[[], int] = lambda: 0
+    unit: str = "bytes"
     close: Callable[[], None] = lambda: None
 
 
@@ -621,6 +624,9 @@ def open_sheet(path: str | Path, mapping: Mapping, *, sheet: str | None = None,
     if not file.exists():
         raise ImportUnreadable(f"{path}: no such file")
     if file.suffix.lower() in (".xlsx", ".xlsm"):
+        if encoding is not None:
+            raise ImportUnreadable(f"--encoding {encoding}: only for CSV files; a workbook "
+                                   "says its own encoding (leave --encoding out)")
         return _open_xlsx(file, sheet or mapping.sheet, mapping.header_row)
     if file.suffix.lower() == ".xls":
         raise ImportUnreadable(f"{path}: an .xls workbook (Excel 97-2003) cannot be read; save "
@@ -678,7 +684,7 @@ def _open_csv(file: Path, mapping: Mapping, encoding: str | None) -> Sheet:
 
     rows = records()
     header = _header(rows, mapping.header_row, file)
-    return Sheet(header, rows, size, lambda: counting.count, text.close)
+    return Sheet(header, rows, size, lambda: counting.count, "bytes", text.close)
 
 
 class _Unreadable(list[Any]):
@@ -751,7 +757,7 @@ def _open_xlsx(file: Path, sheet: str | None, header_row: int) -> Sheet:
     except ImportUnreadable:
         book.close()
         raise
-    return Sheet(header, rows, total, lambda: counted[0], book.close)
+    return Sheet(header, rows, total, lambda: counted[0], "rows", book.close)
 
 
 # Rows to commands -----------------------------------------------------------------------------

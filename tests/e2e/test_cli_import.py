@@ -236,3 +236,11 @@ def test_the_committed_deals_workbook_is_the_one_its_script_writes(tmp_path: Pat
             book.close()
 
     assert cells(tmp_path / "deals.xlsx") == cells(EXAMPLES / "deals.xlsx")
+
+
+def test_import_help_shows_a_minimal_mapping(run: Runner) -> None:
+    done = run("import", "--help")
+    assert done.code == 0
+    for line in ("[numbers]", 'format = "1.234,56"', "[commands.record_sale]",
+                 'sale_id = "{Invoice}-{Item}"'):
+        assert line in done.stdout, done.stdout

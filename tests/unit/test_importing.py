@@ -491,3 +491,21 @@ def test_rows_above_the_header_row_are_left_out(tmp_path: Path) -> None:
     text = "Sales export\nprinted 2025-04-01\n" + HEADER + "\n1,1,C1,P1,2,20.00,EUR,2025-03-01\n"
     rows = imported(tmp_path, text, mapping(file={"header_row": 3}))
     assert [r.number for r in rows] == [4] and rows[0].command is not None
+
+
+def test_the_minimal_mapping_import_help_shows_is_a_valid_mapping(tmp_path: Path) -> None:
+    import tomllib
+
+    from ledger.cli_import import MINIMAL_MAPPING
+
+    document = tomllib.loads(MINIMAL_MAPPING)
+    text = ("Invoice;Item;Customer;Material;Qty;Net;Date\n"
+            "9001;10;C1;M1;2;1.234,50;31.12.2025\n")
+    (sale,) = sales(imported(tmp_path, text, document))
+    assert (sale.sale_id, sale.amount, sale.currency) == ("9001-10", Decimal("1234.50"), "EUR")
+
+
+def test_encoding_is_refused_for_a_workbook(tmp_path: Path) -> None:
+    path = workbook(tmp_path / "s.xlsx", {"S": [HEADER.split(",")]})
+    with pytest.raises(ImportUnreadable, match="--encoding latin-1: only for CSV files"):
+        imported(tmp_path, path.read_bytes(), mapping(), name="s.xlsx", encoding="latin-1")
