@@ -350,7 +350,8 @@ def apply(
     raise typer.Exit(EXIT_REJECTED if report.rejected else EXIT_OK)
 
 
-def _print_report(report: ApplyReport, output: Format) -> None:
+def _print_report(report: ApplyReport, output: Format, unit: str = "line") -> None:
+    """The report of `apply` (and of `import`, whose numbers are rows: `unit`)."""
     if output is Format.json:
         sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
         return
@@ -377,14 +378,14 @@ def _print_report(report: ApplyReport, output: Format) -> None:
     )
     for number, kind, ident in report.duplicates[:50]:
         console.print(
-            f"  duplicate line {number}: {kind} {printable(ident)} (already recorded)",
+            f"  duplicate {unit} {number}: {kind} {printable(ident)} (already recorded)",
             highlight=False, markup=False,
         )
     if len(report.duplicates) > 50:
         console.print(f"  … and {len(report.duplicates) - 50} more duplicates", highlight=False)
     for rejection in report.rejected:
         console.print(
-            f"  rejected line {rejection.line}: "
+            f"  rejected {unit} {rejection.line}: "
             f"{printable(rejection.command_type) or '(no type)'}: {printable(rejection.reason)}",
             highlight=False,
             markup=False,
@@ -936,10 +937,10 @@ def produce(
 
 
 # The auditors' toolkit: imported last, as its modules use the helpers above.
-from ledger import cli_service  # noqa: E402
+from ledger import cli_import, cli_service  # noqa: E402
 from ledger.audit import cli_analysis, cli_evidence, cli_finance  # noqa: E402
 
-for _module in (cli_finance, cli_analysis, cli_evidence, cli_service):
+for _module in (cli_finance, cli_analysis, cli_evidence, cli_service, cli_import):
     _module.register(app)
 
 #: the help's panels: what finance uses, what auditors use, running the service, and the Kafka

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 from collections import Counter
@@ -55,6 +56,10 @@ TransactionHooks = tuple[
     Callable[[Session], Collection[int]] | None,
     Callable[[Session, list[RejectionRecord]], None] | None,
 ]
+
+
+class _DryRun(Exception):  # noqa: N818 -- a signal, not an error
+    """Raised at the end of a dry run's transaction so that nothing of it is committed."""
 
 
 class SourcedCommand(NamedTuple):
@@ -316,6 +321,7 @@ class Ledger:
         *,
         skip_applied: Callable[[Session], Collection[int]] | None = None,
         before_commit: Callable[[Session, list[RejectionRecord]], None] | None = None,
+        dry_run: bool = False,
     ) -> ApplyReport:
         """Apply `records` (parsed by the caller, each naming its own source) in order, in ONE
         transaction, as `apply_lines` applies a chunk: for consumers that keep their position
@@ -326,7 +332,10 @@ class Ledger:
         because an earlier transaction applied them; it may write rows of its own (positions),
         which commit or roll back with the records' effects. `before_commit(session, rejected)`
         runs after the last record, before the commit, with the rejections of this call (each
-        with its record's `source`); if it raises, nothing of the call is committed."""
+        with its record's `source`); if it raises, nothing of the call is committed.
+
+        `dry_run`: the report says what would be accepted, duplicated and rejected, and the
+        transaction is rolled back (nothing stored, no rejection kept)."""
         assert len(records) <= 100_000, len(records)
         report = ApplyReport()
         if not records:
@@ -342,6 +351,7 @@ class Ledger:
             self._apply_parsed(
                 [(r.number, r.line, r.command, r.problem, r.source) for r in records],
                 sale_ids, "-", report, skip_applied=skip_applied, before_commit=before_commit,
+                dry_run=dry_run,
             )
         finally:
             if collecting:
@@ -358,9 +368,11 @@ class Ledger:
         skip_applied: Callable[[Session], Collection[int]] | None = None,
         before_commit: Callable[[Session, list[RejectionRecord]], None] | None = None,
         at: _Cursor | None = None,
+        dry_run: bool = False,
     ) -> None:
         at = at or _Cursor()
-        with refusing_read_only(self.engine, "applying commands"), \
+        with contextlib.suppress(_DryRun) if dry_run else contextlib.nullcontext(), \
+                refusing_read_only(self.engine, "applying commands"), \
                 self.app.recorder.transaction(commit=True) as session:  # type: ignore[attr-defined]
             lock_writer(session)
             if skip_applied is not None:
@@ -396,6 +408,8 @@ class Ledger:
             batch.finish()
             if before_commit is not None:
                 before_commit(session, batch.rejected)
+            if dry_run:
+                raise _DryRun  # rolls the transaction back; the report still counts it
         # Only once the transaction has committed does the report count the chunk.
         for number, outcome, command in outcomes:
             if outcome == DUPLICATE:

@@ -50,7 +50,7 @@ from ledger.access import (
 )
 from ledger.accounts import api_idempotency, api_proposals
 from ledger.audit.chain import events_table
-from ledger.core import ApplyReport, Ledger, SourcedCommand
+from ledger.core import ApplyReport, ApplyStopped, Ledger, SourcedCommand
 from ledger.errors import ConfigurationError, InvalidCommand, Rejection, UnknownAgreement
 from ledger.handlers import RejectionRecord
 from ledger.liability import LiabilityRow, liability_rows
@@ -292,6 +292,58 @@ class LedgerService:
         with self._lock:  # one writer per process: the store serialises processes
             return self.ledger.apply_lines(lines, source=source, on_progress=on_progress,
                                            hooks=(skip_applied, before_commit))
+
+    def import_rows(self, principal: Principal, rows: Iterable[Any], *, source: str,
+                    dry_run: bool = False,
+                    on_chunk: Callable[[], None] | None = None) -> ApplyReport:
+        """`import` (ledger.importing): commands mapped from a CSV file or a workbook, each a
+        `MappedRow` (row number, kept text, command or why it is rejected), applied as `load`
+        applies lines: in chunks of `chunk_lines`, one transaction each, every rejection kept
+        with its row number. `dry_run`: one transaction over the whole file, rolled back
+        (at most REQUEST_LINES_MAX commands), so the report is what the import would do."""
+        chunk_max = self.ledger.settings.chunk_lines
+        report = ApplyReport()
+        start: list[int] = []
+
+        def skip_applied(session: Session) -> set[int]:
+            start.append(self._position_now(session))
+            return set()
+
+        def before_commit(session: Session, rejected: list[RejectionRecord]) -> None:
+            accounts.record_actor(session, start[-1] + 1, self._position_now(session),
+                                  principal)
+
+        def apply(records: list[SourcedCommand]) -> None:
+            try:
+                done = self.ledger.apply_records(
+                    records, skip_applied=None if dry_run else skip_applied,
+                    before_commit=None if dry_run else before_commit, dry_run=dry_run)
+            except Exception as exc:
+                raise ApplyStopped(report, records[0].number, exc) from exc
+            report.accepted += done.accepted
+            report.duplicates.extend(done.duplicates)
+            report.rejected.extend(done.rejected)
+            report.by_type.update(done.by_type)
+            if on_chunk is not None:
+                on_chunk()
+
+        records: list[SourcedCommand] = []
+        limit = REQUEST_LINES_MAX if dry_run else chunk_max
+        with self._lock:  # one writer per process: the store serialises processes
+            for row in rows:
+                if len(records) >= limit:
+                    if dry_run:
+                        raise TooLarge(
+                            f"a dry run previews at most {REQUEST_LINES_MAX} commands in one "
+                            "transaction; split the file, or import it into a scratch store "
+                            "(--database sqlite:///scratch.db) to preview it")
+                    apply(records)
+                    records = []
+                records.append(SourcedCommand(row.number, row.text, row.command, row.problem,
+                                              source))
+            if records:
+                apply(records)
+        return report
 
     def _kept_outcome(self, principal: Principal, key: str, request_hash: str) -> Outcome | None:
         with self.engine.connect() as connection:

@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = ("ledger.rules", "ledger.money", "ledger.terms", "ledger.errors", "ledger.commands",
           "ledger.access", "ledger.config", "ledger.events", "ledger.events.*",
           "ledger.aggregates", "ledger.aggregates.*", "ledger.text", "ledger.membership")
-ENTRYPOINTS = ("ledger.cli", "ledger.cli.*", "ledger.cli_service", "ledger.http",
-               "ledger.http.*", "ledger.web", "ledger.web.*", "ledger.audit.cli_*",
+ENTRYPOINTS = ("ledger.cli", "ledger.cli.*", "ledger.cli_service", "ledger.cli_import",
+               "ledger.http", "ledger.http.*", "ledger.web", "ledger.web.*", "ledger.audit.cli_*",
                "ledger.demo")
 INFRASTRUCTURE = ("sqlalchemy", "kafka", "confluent_kafka", "psycopg", "eventsourcing_sqlalchemy",
                   "consumers", "replay")
