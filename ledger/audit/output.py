@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -25,6 +27,10 @@ from rich.table import Table
 from ledger.text import csv_cell, printable
 
 CENT = Decimal("0.01")
+#: a descriptive column of a table folds down to this many characters
+FOLDED_MIN = 12
+#: a text cell that is a figure (right-aligned and never folded in a table)
+NUMBER_TEXT = re.compile(r"[+-]?\d[\d,]*(\.\d+)?")
 
 
 def money(value: Decimal) -> Decimal:
@@ -82,15 +88,74 @@ class Report:
             writer.writerow({k: csv_cell(_cell(v)) for k, v in plain(row).items()})
         return buffer.getvalue()
 
+    def numeric_columns(self) -> set[str]:
+        """The columns of figures: Decimal or int values, or text that is a number."""
+        found = set()
+        for column in self.columns:
+            values = [r.get(column) for r in self.rows]
+            typed = any(isinstance(v, (Decimal, int)) and not isinstance(v, bool)
+                        for v in values)
+            texts = [v for v in values if isinstance(v, str) and v]
+            if typed or (texts and all(NUMBER_TEXT.fullmatch(v) for v in texts)
+                         and len(texts) == sum(v not in (None, "") for v in values)):
+                found.add(column)
+        return found
+
+    def cells(self) -> list[list[str]]:
+        return [[printable(_cell(plain(row.get(c)))) for c in self.columns] for row in self.rows]
+
     def to_table(self) -> Table:
         table = Table(title=self.title)
-        numeric = {c for c in self.columns
-                   if any(isinstance(r.get(c), (Decimal, int)) for r in self.rows)}
-        for column in self.columns:
-            table.add_column(column, justify="right" if column in numeric else "left")
-        for row in self.rows:
-            table.add_row(*(printable(_cell(plain(row.get(c)))) for c in self.columns))
+        numeric = self.numeric_columns()
+        cells = self.cells()
+        for i, column in enumerate(self.columns):
+            if column in numeric:  # a figure is never cut or folded
+                table.add_column(column, justify="right", no_wrap=True)
+            else:  # an id keeps its line when it is short; long texts fold
+                longest = max([len(line[i]) for line in cells], default=0)
+                table.add_column(column, justify="left", overflow="fold",
+                                 min_width=min(longest, FOLDED_MIN))
+        for line in cells:
+            table.add_row(*line)
         return table
+
+    def fits(self, width: int) -> bool:
+        """Whether the table on a terminal `width` columns wide shows every figure whole and
+        no line wider than the terminal: rendered once with the rows that hold each column's
+        longest cell (those decide the columns' widths)."""
+        cells = self.cells()
+        if not cells:
+            return True
+        widest = sorted({max(range(len(cells)), key=_length_of(cells, i))
+                         for i in range(len(self.columns))})
+        sample = Report(self.title, self.columns, [self.rows[n] for n in widest])
+        buffer = io.StringIO()
+        Console(file=buffer, width=width, color_system=None, legacy_windows=False,
+                force_terminal=False).print(sample.to_table(), crop=False)
+        text = buffer.getvalue()
+        if any(len(line) > width for line in text.splitlines()):
+            return False
+        numeric = [i for i, c in enumerate(self.columns) if c in self.numeric_columns()]
+        return all(f" {cells[n][i]} " in text for n in widest for i in numeric if cells[n][i])
+
+    def to_cards(self, width: int) -> str:
+        """One block per row, `column  value` per line, long values wrapped under themselves:
+        for a terminal too narrow for the table (every figure whole, nothing cut)."""
+        label = max((len(c) for c in self.columns), default=0) + 2
+        room = max(width - label, 20)
+        out = [self.title, "=" * min(len(self.title), width)]
+        for line in self.cells():
+            for column, value in zip(self.columns, line, strict=True):
+                parts = textwrap.wrap(value, room, break_long_words=False,
+                                      break_on_hyphens=False) or [""]
+                out.append(f"{column:<{label}}{parts[0]}".rstrip())
+                out += [" " * label + part for part in parts[1:]]
+            out.append("")
+        return "\n".join(out)
+
+
+def _length_of(cells: list[list[str]], column: int) -> Callable[[int], int]:
+    return lambda row: len(cells[row][column])
 
 
 def _cell(value: Any) -> str:
@@ -109,6 +174,11 @@ def emit(report: Report, output: str, console: Console, stream: TextIO | None = 
     elif output == "csv":
         out.write(report.to_csv())
     else:
-        console.print(report.to_table())
+        width = console.width
+        if report.rows and not console.is_dumb_terminal and not report.fits(width):
+            console.print(report.to_cards(width), highlight=False, markup=False,
+                          soft_wrap=True)
+        else:
+            console.print(report.to_table())
         for note in report.notes:
             console.print(note, highlight=False, markup=False)
