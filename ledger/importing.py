@@ -677,9 +677,12 @@ def _open_csv(file: Path, mapping: Mapping, encoding: str | None) -> Sheet:
                 row = next(reader)
             except StopIteration:
                 return
-            except csv.Error as exc:  # a NUL byte, an overlong field: that row only
+            except csv.Error as exc:  # an overlong field: that row only
                 yield number, _Unreadable(str(exc))
                 continue
+            except OSError as exc:
+                raise ImportUnreadable(f"{file}: reading row {number} failed: "
+                                       f"{exc.strerror or exc}") from None
             yield number, row
 
     rows = records()
@@ -732,6 +735,9 @@ def _open_xlsx(file: Path, sheet: str | None, header_row: int) -> Sheet:
         book = load_workbook(file, read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
         raise ImportUnreadable(f"{file}: not a readable .xlsx workbook ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged workbook, whatever the parser says
+        raise ImportUnreadable(f"{file}: not a readable .xlsx workbook "
+                               f"({type(exc).__name__}: {exc})") from None
     names = book.sheetnames
     if sheet is None:
         worksheet = book.worksheets[0]
@@ -747,9 +753,14 @@ def _open_xlsx(file: Path, sheet: str | None, header_row: int) -> Sheet:
     counted = [0]
 
     def records() -> Iterator[tuple[int, Sequence[Any]]]:
-        for number, row in enumerate(worksheet.iter_rows(values_only=True), start=1):
-            counted[0] = number
-            yield number, row
+        number = 0
+        try:
+            for number, row in enumerate(worksheet.iter_rows(values_only=True), start=1):
+                counted[0] = number
+                yield number, row
+        except Exception as exc:  # a damaged part of the workbook: stop there, named
+            raise ImportUnreadable(f"{file}: row {number + 1} of sheet {worksheet.title!r} "
+                                   f"cannot be read ({type(exc).__name__}: {exc})") from None
 
     rows = records()
     try:

@@ -51,7 +51,13 @@ from ledger.access import (
 from ledger.accounts import api_idempotency, api_proposals
 from ledger.audit.chain import events_table
 from ledger.core import ApplyReport, ApplyStopped, Ledger, SourcedCommand
-from ledger.errors import ConfigurationError, InvalidCommand, Rejection, UnknownAgreement
+from ledger.errors import (
+    ConfigurationError,
+    InputUnreadable,
+    InvalidCommand,
+    Rejection,
+    UnknownAgreement,
+)
 from ledger.handlers import RejectionRecord
 from ledger.liability import LiabilityRow, liability_rows
 from ledger.projections.core import agreements, from_us, terms_changes
@@ -330,17 +336,23 @@ class LedgerService:
         records: list[SourcedCommand] = []
         limit = REQUEST_LINES_MAX if dry_run else chunk_max
         with self._lock:  # one writer per process: the store serialises processes
-            for row in rows:
-                if len(records) >= limit:
-                    if dry_run:
-                        raise TooLarge(
-                            f"a dry run previews at most {REQUEST_LINES_MAX} commands in one "
-                            "transaction; split the file, or import it into a scratch store "
-                            "(--database sqlite:///scratch.db) to preview it")
+            try:
+                for row in rows:
+                    if len(records) >= limit:
+                        if dry_run:
+                            raise TooLarge(
+                                f"a dry run previews at most {REQUEST_LINES_MAX} commands in "
+                                "one transaction; split the file, or import it into a scratch "
+                                "store (--database sqlite:///scratch.db) to preview it")
+                        apply(records)
+                        records = []
+                    records.append(SourcedCommand(row.number, row.text, row.command,
+                                                  row.problem, source))
+            except InputUnreadable as exc:  # the file broke off: what was read applies
+                stopped_at = records[-1].number + 1 if records else 1
+                if records:
                     apply(records)
-                    records = []
-                records.append(SourcedCommand(row.number, row.text, row.command, row.problem,
-                                              source))
+                raise ApplyStopped(report, stopped_at, exc) from exc
             if records:
                 apply(records)
         return report
