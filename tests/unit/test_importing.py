@@ -509,3 +509,29 @@ def test_encoding_is_refused_for_a_workbook(tmp_path: Path) -> None:
     path = workbook(tmp_path / "s.xlsx", {"S": [HEADER.split(",")]})
     with pytest.raises(ImportUnreadable, match="--encoding latin-1: only for CSV files"):
         imported(tmp_path, path.read_bytes(), mapping(), name="s.xlsx", encoding="latin-1")
+
+
+_CELL = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["", " ", "-", "()", "1.234,56-", "(5)", "31.02.2025", "1e9", "NaN",
+                     "\u00a0", "12%", "EUR", "2025-01-01", "99999999999999999999999"]),
+)
+
+
+@given(cells=st.lists(st.lists(_CELL, min_size=0, max_size=10), min_size=1, max_size=5))
+def test_any_cells_become_a_command_or_a_named_rejection_never_an_error(
+        tmp_path_factory: pytest.TempPathFactory, cells: list[list[str]]) -> None:
+    import csv as csv_module
+    import io
+
+    out = io.StringIO()
+    writer = csv_module.writer(out, delimiter=";")
+    writer.writerow(HEADER.split(","))
+    writer.writerows(cells)
+    document = mapping(file={"delimiter": ";"}, numbers={"format": "1.234,56"},
+                       dates={"formats": ["DD.MM.YYYY", "excel"]})
+    rows = imported(tmp_path_factory.mktemp("any"), out.getvalue(), document)
+    for row in rows:
+        assert (row.command is None) != (row.problem is None), row
+        if row.problem is not None:
+            assert str(row.problem).startswith(f"row {row.number}"), row.problem
