@@ -121,10 +121,16 @@ def register(app: typer.Typer) -> None:
             sheet_read.close()
             book.close()
         counts = importer.counts
-        if output is Format.table:
+        if output is Format.json:  # apply's report, and what the import read
+            import orjson
+
+            sys.stdout.write(orjson.dumps({
+                **report.to_dict(), "dry_run": dry_run, "rows_read": counts.rows,
+                "blank_rows": counts.blank, "skipped_rows": counts.skipped}).decode() + "\n")
+        else:
             head = "dry run, nothing stored: " if dry_run else ""
             console.print(f"{head}{counts.rows} rows read ({counts.blank} blank, "
                           f"{counts.skipped} skipped by the mapping)", highlight=False,
                           markup=False)
-        _print_report(report, output, unit="row")
+            _print_report(report, output, unit="row")
         raise typer.Exit(EXIT_REJECTED if report.rejected else EXIT_OK)

@@ -80,6 +80,13 @@ def test_the_sap_billing_sample_imports_and_its_liability_is_the_one_computed(
         assert Decimal(rows[agreement_id]["basis"]) == basis
         assert rows[agreement_id]["accrued"] == str(retroactive(basis, SAP_TIERS))
 
+    as_json = run("import", "sap-billing.csv", "--mapping", "sap-billing.toml", "--dry-run",
+                  "--format", "json")
+    report = as_json.json()
+    assert (report["accepted"], report["duplicates"], report["rejected"]) == (0, 9, 1)
+    assert (report["dry_run"], report["rows_read"], report["skipped_rows"]) == (True, 11, 1)
+    assert report["rejections"][0]["line"] == 10
+
     again = run("import", "sap-billing.csv", "--mapping", "sap-billing.toml")
     assert again.code == 1  # the same file twice moves no money: duplicates, and the
     assert again.counts() == (0, 9, 1)  # cancellation of an already reversed sale is refused
