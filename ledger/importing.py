@@ -887,6 +887,13 @@ class Importer:
                     else all(_is_empty(v) for v in cells)):  # a CSV row is a list of text
                 self.counts.blank += 1
                 continue
+            if (pending is not None and self.mapping.choose_column is not None
+                    and _is_empty(self._cell(cells, self.mapping.choose_column))
+                    and pending.command.group_by is not None
+                    and cell_text(self._cell(cells, pending.command.group_by)) == pending.key
+                    and len(pending.rows) < GROUP_ROWS_MAX):
+                pending.rows.append((number, cells))  # a tier row that leaves the type out
+                continue
             try:
                 command = self._choose(number, cells)
             except _RowProblem as problem:

@@ -535,3 +535,25 @@ def test_any_cells_become_a_command_or_a_named_rejection_never_an_error(
         assert (row.command is None) != (row.problem is None), row
         if row.problem is not None:
             assert str(row.problem).startswith(f"row {row.number}"), row.problem
+
+
+def test_tier_rows_may_leave_the_choosing_column_empty(tmp_path: Path) -> None:
+    document = {
+        "choose": {"column": "Kind", "values": {"Deal": "deal", "Sale": "sale"}},
+        "commands": {
+            "deal": {"type": "create_agreement", **AGREEMENT,
+                     "tiers": {"from": "From", "rate": "Rate"}},
+            "sale": {"type": "record_sale", "sale_id": "Agreement", "customer_id": "Customer",
+                     "product_id": {"value": "P1"}, "quantity": {"value": "1"},
+                     "amount": "From", "currency": {"value": "EUR"}, "invoice_date": "Start"},
+        },
+    }
+    text = ("Kind,Agreement,Customer,Start,End,Method,Products,Cap,From,Rate\n"
+            "Deal,A1,C1,2025-01-01,2025-12-31,Retro,,,0,0.01\n"
+            ",A1,,,,,,,10000,0.02\n"
+            "Sale,S1,C1,2025-02-01,,,,,100,\n"
+            ",S1,,,,,,,,\n")
+    deal, sale, unknown = imported(tmp_path, text, document)
+    assert isinstance(deal.command, c.CreateAgreement) and len(deal.command.tiers) == 2
+    assert isinstance(sale.command, c.RecordSale)
+    assert str(unknown.problem).startswith("row 5, column Kind = '': is not a value")
