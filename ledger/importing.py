@@ -243,7 +243,8 @@ def _field_kinds() -> dict[str, dict[str, tuple[str, bool]]]:
 
 FIELD_KINDS = _field_kinds()
 _TEMPLATE = re.compile(r"\{([^{}]+)\}")
-_FIELD_OPTIONS = frozenset({"column", "value", "template", "negate", "split", "map", "percent"})
+_FIELD_OPTIONS = frozenset({"column", "value", "template", "negate", "split", "map", "percent",
+                            "strip_zeros"})
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,7 @@ class Source:
     split: str | None = None
     translate: dict[str, str] | None = None
     percent: bool = False
+    strip_zeros: bool = False  # SAP keeps numeric ids padded: 0000100001 is customer 100001
 
     @property
     def columns(self) -> list[str]:
@@ -536,11 +538,14 @@ def _source(name: str, what: str, required: bool, spec: Any, key: str) -> Source
         _string(spec[option], f"{key}.{option}", "text")
     negate = spec.get("negate", False)
     percent = spec.get("percent", False)
-    for option, flag in (("negate", negate), ("percent", percent)):
+    strip_zeros = spec.get("strip_zeros", False)
+    for option, flag in (("negate", negate), ("percent", percent), ("strip_zeros", strip_zeros)):
         if not isinstance(flag, bool):
             raise MappingError(f"{key}.{option}", "true or false")
-        if flag and what != "decimal":
+        if flag and option != "strip_zeros" and what != "decimal":
             raise MappingError(f"{key}.{option}", f"only for numbers; {name} is not one")
+        if flag and option == "strip_zeros" and what != "text":
+            raise MappingError(f"{key}.{option}", f"only for ids and text; {name} is not one")
     split = spec.get("split")
     if split is not None:
         _string(split, f"{key}.split", "a separator")
@@ -556,7 +561,7 @@ def _source(name: str, what: str, required: bool, spec: Any, key: str) -> Source
         raise MappingError(f"{key}.template", "name columns in braces: \"{VBELN}-{POSNR}\"")
     return Source(name, what, required, column=spec.get("column"), value=spec.get("value"),
                   template=template, negate=negate, split=split, translate=translate,
-                  percent=percent)
+                  percent=percent, strip_zeros=strip_zeros)
 
 
 def _tier_spread(spec: Any, key: str) -> TierSpread:
@@ -1055,6 +1060,11 @@ class Importer:
                 value = text(raw)
                 items = [p.strip() for p in value.split(split)] if split else [value]
                 return [p for p in items if p]
+        elif source.strip_zeros:
+            def convert(raw: Any) -> str:
+                value = text(raw)
+                stripped = value.lstrip("0")
+                return stripped if value.isdigit() and stripped else value
         else:
             convert = text
         if translate is None:

@@ -557,3 +557,16 @@ def test_tier_rows_may_leave_the_choosing_column_empty(tmp_path: Path) -> None:
     assert isinstance(deal.command, c.CreateAgreement) and len(deal.command.tiers) == 2
     assert isinstance(sale.command, c.RecordSale)
     assert str(unknown.problem).startswith("row 5, column Kind = '': is not a value")
+
+
+def test_strip_zeros_reads_a_padded_numeric_id_as_the_number(tmp_path: Path) -> None:
+    document = mapping()
+    document["commands"]["record_sale"]["customer_id"] = {"column": "Customer",
+                                                          "strip_zeros": True}
+    text = (HEADER + "\n1,1,0000100001,P1,2,20.00,EUR,2025-03-01\n"
+            "2,1,0000,P1,2,20.00,EUR,2025-03-01\n3,1,00A1,P1,2,20.00,EUR,2025-03-01\n")
+    assert [s.customer_id for s in sales(imported(tmp_path, text, document))] == [
+        "100001", "0000", "00A1"]  # only digits lose their padding, and never to nothing
+    document["commands"]["record_sale"]["amount"] = {"column": "Net", "strip_zeros": True}
+    with pytest.raises(MappingError, match="amount.strip_zeros: only for ids and text"):
+        parse_mapping(document)
