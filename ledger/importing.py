@@ -815,7 +815,7 @@ class _Pending:
 class Importer:
     """Turns a `Sheet`'s rows into `MappedRow`s with a `Mapping`."""
 
-    def __init__(self, mapping: Mapping, header: list[str], source_name: str = "") -> None:
+    def __init__(self, mapping: Mapping, header: list[str]) -> None:
         self.mapping = mapping
         self.header = header
         self.counts = ImportCounts()
@@ -832,11 +832,15 @@ class Importer:
                                     if m.group_by}
         missing = sorted(col for col in used if col not in self.index)
         if missing:
+            from difflib import get_close_matches
+
+            near = get_close_matches(missing[0], [h for h in header if h], n=1, cutoff=0.6)
+            hint = f" (is {missing[0]!r} written {near[0]!r} in the file?)" if near else ""
             raise ImportUnreadable(
                 f"the mapping reads column{'s' if len(missing) > 1 else ''} "
                 f"{', '.join(repr(m) for m in missing)}, which the file's header does not "
-                f"have; its columns: {', '.join(repr(h) for h in header if h)}; nothing was "
-                "imported")
+                f"have{hint}; its columns: {', '.join(repr(h) for h in header if h)}; nothing "
+                "was imported")
         #: per command, its fields' readers (cells -> value, None when left out), compiled
         #: once: the per-row path is a loop of calls with no lookups in the mapping
         self.steps = {name: tuple((source.field, self._step(source, command.kind))
@@ -1249,7 +1253,7 @@ def rows_of(path: str | Path, mapping: Mapping, *, sheet: str | None = None,
     its counts) and the mapped rows, streamed."""
     opened = open_sheet(path, mapping, sheet=sheet, encoding=encoding)
     try:
-        importer = Importer(mapping, opened.header, str(path))
+        importer = Importer(mapping, opened.header)
     except LedgerError:
         opened.close()
         raise

@@ -248,7 +248,7 @@ def test_a_row_with_more_cells_than_the_header_is_rejected(tmp_path: Path) -> No
 def test_a_column_the_mapping_reads_but_the_header_lacks_refuses_the_file(
         tmp_path: Path) -> None:
     with pytest.raises(ImportUnreadable, match="column 'Net', which the file's header does "
-                       "not have"):
+                       "not have \\(is 'Net' written 'Netto' in the file\\?\\)"):
         imported(tmp_path, HEADER.replace("Net", "Netto") + "\n", mapping())
 
 
