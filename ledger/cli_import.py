@@ -3,6 +3,7 @@ applied through the application service like `apply`. No `from __future__ import
 annotations`: typer reads the annotations."""
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -96,7 +97,28 @@ def register(app: typer.Typer) -> None:
         except (ImportUnreadable, MappingError) as exc:
             raise fail(f"{file}: {exc}" if not str(exc).startswith(file) else str(exc)) \
                 from None
-        book = open_ledger(database, creates=not dry_run)
+        scratch = None
+        if dry_run:
+            from ledger.cli import sqlite_file
+            from ledger.config import Settings
+
+            url = database or Settings().default_database_url()
+            path = sqlite_file(url)
+            if path is not None and not path.exists():
+                # a preview of the first import: against an empty store that is thrown away
+                import tempfile
+
+                scratch = tempfile.TemporaryDirectory(prefix="ledger-dry-run-")
+                err_console.print(f"no store at {path} yet: the dry run previews the import "
+                                  "into an empty store, and creates nothing",
+                                  highlight=False, markup=False, soft_wrap=True)
+                database = f"sqlite:///{Path(scratch.name) / 'preview.db'}"
+        try:
+            book = open_ledger(database, creates=not dry_run or scratch is not None)
+        except BaseException:
+            if scratch is not None:
+                scratch.cleanup()
+            raise
         service, principal = LedgerService(book), operator_principal(actor)
         source = f"import:{file}"
         total = sheet_read.total
@@ -120,6 +142,8 @@ def register(app: typer.Typer) -> None:
         finally:
             sheet_read.close()
             book.close()
+            if scratch is not None:
+                scratch.cleanup()
         counts = importer.counts
         if output is Format.json:  # apply's report, and what the import read
             import orjson

@@ -55,10 +55,12 @@ from ledger.errors import (
     ConfigurationError,
     InputUnreadable,
     InvalidCommand,
+    LedgerError,
     Rejection,
     UnknownAgreement,
 )
 from ledger.handlers import RejectionRecord
+from ledger.importing import MappedRow
 from ledger.liability import LiabilityRow, liability_rows
 from ledger.projections.core import agreements, from_us, terms_changes
 
@@ -299,7 +301,7 @@ class LedgerService:
             return self.ledger.apply_lines(lines, source=source, on_progress=on_progress,
                                            hooks=(skip_applied, before_commit))
 
-    def import_rows(self, principal: Principal, rows: Iterable[Any], *, source: str,
+    def import_rows(self, principal: Principal, rows: Iterable[MappedRow], *, source: str,
                     dry_run: bool = False,
                     on_chunk: Callable[[], None] | None = None) -> ApplyReport:
         """`import` (ledger.importing): commands mapped from a CSV file or a workbook, each a
@@ -324,6 +326,8 @@ class LedgerService:
                 done = self.ledger.apply_records(
                     records, skip_applied=None if dry_run else skip_applied,
                     before_commit=None if dry_run else before_commit, dry_run=dry_run)
+            except LedgerError:  # the store refuses (read-only, cannot be opened): as apply
+                raise
             except Exception as exc:
                 raise ApplyStopped(report, records[0].number, exc) from exc
             report.accepted += done.accepted

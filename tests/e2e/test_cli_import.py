@@ -251,3 +251,31 @@ def test_import_help_shows_a_minimal_mapping(run: Runner) -> None:
     for line in ("[numbers]", 'format = "1.234,56"', "[commands.record_sale]",
                  'sale_id = "{Invoice}-{Item}"'):
         assert line in done.stdout, done.stdout
+
+
+def test_a_dry_run_before_the_first_import_previews_against_an_empty_store_and_creates_none(
+        run: Runner) -> None:
+    for name in ("deals.xlsx", "deals-spreadsheet.toml"):
+        shutil.copy(EXAMPLES / name, run.cwd / name)
+    preview = run("import", "deals.xlsx", "--mapping", "deals-spreadsheet.toml", "--dry-run")
+    assert preview.code == 0, str(preview)
+    assert preview.counts() == (3, 0, 0)
+    assert "previews the import into an empty store" in preview.stderr
+    assert not (run.cwd / ".rebate-ledger" / "ledger.db").exists()
+
+
+def test_a_latin1_export_is_refused_whole_until_its_encoding_is_given(run: Runner) -> None:
+    (run.cwd / "m.toml").write_text(
+        '[file]\ndelimiter = ";"\n[numbers]\nformat = "1.234,56"\n[dates]\n'
+        'formats = ["DD.MM.YYYY"]\n[commands.record_sale]\nsale_id = "Beleg"\n'
+        'customer_id = "Kunde"\nproduct_id = "Artikel"\nquantity = "Menge"\n'
+        'amount = "Betrag"\ncurrency = "Währung"\ninvoice_date = "Datum"\n', encoding="utf-8")
+    (run.cwd / "export.csv").write_bytes(
+        "Beleg;Kunde;Artikel;Menge;Betrag;Währung;Datum\r\n"
+        "1;Müller KG;Schraube M4;1.000;1.234,50;EUR;31.12.2025\r\n".encode("latin-1"))
+    refused = run("import", "export.csv", "--mapping", "m.toml")
+    assert refused.code == 2
+    assert "--encoding latin-1" in refused.stderr and "nothing was imported" in refused.stderr
+    done = run("import", "export.csv", "--mapping", "m.toml", "--encoding", "latin-1")
+    assert done.code == 0, str(done)
+    assert done.counts() == (1, 0, 0)
