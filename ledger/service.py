@@ -307,8 +307,12 @@ class LedgerService:
         """`import` (ledger.importing): commands mapped from a CSV file or a workbook, each a
         `MappedRow` (row number, kept text, command or why it is rejected), applied as `load`
         applies lines: in chunks of `chunk_lines`, one transaction each, every rejection kept
-        with its row number. `dry_run`: one transaction over the whole file, rolled back
-        (at most REQUEST_LINES_MAX commands), so the report is what the import would do."""
+        with its row number. `dry_run`: the report is what the import would do and nothing is
+        stored: on SQLite the import runs into a copy of the store that is then deleted; on
+        PostgreSQL in one transaction that is rolled back (at most REQUEST_LINES_MAX
+        commands)."""
+        if dry_run and self._sqlite_file() is not None:
+            return self._import_into_copy(principal, rows, source=source, on_chunk=on_chunk)
         chunk_max = self.ledger.settings.chunk_lines
         report = ApplyReport()
         start: list[int] = []
@@ -360,6 +364,38 @@ class LedgerService:
             if records:
                 apply(records)
         return report
+
+    def _sqlite_file(self) -> Path | None:
+        url = self.engine.url
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        return Path(url.database)
+
+    def _import_into_copy(self, principal: Principal, rows: Iterable[MappedRow], *,
+                          source: str, on_chunk: Callable[[], None] | None) -> ApplyReport:
+        """A dry run on a SQLite store: the import, for real, into a consistent copy of the
+        store (SQLite's online backup) that is then deleted: exactly what the import would
+        do, with no bound on the file's size; the store itself is only read."""
+        import sqlite3
+
+        with tempfile.TemporaryDirectory(prefix="ledger-dry-run-") as folder:
+            copy = Path(folder) / "preview.db"
+            raw = self.engine.raw_connection()
+            try:
+                target = sqlite3.connect(copy)
+                try:
+                    raw.driver_connection.backup(target)  # type: ignore[union-attr]
+                finally:
+                    target.close()
+            finally:
+                raw.close()
+            scratch = LedgerService(Ledger(f"sqlite:///{copy}", clock=self.ledger.clock,
+                                           settings=self.ledger.settings),
+                                    self.proposal_commands)
+            try:
+                return scratch.import_rows(principal, rows, source=source, on_chunk=on_chunk)
+            finally:
+                scratch.close()
 
     def _kept_outcome(self, principal: Principal, key: str, request_hash: str) -> Outcome | None:
         with self.engine.connect() as connection:
