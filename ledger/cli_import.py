@@ -115,7 +115,8 @@ def register(app: typer.Typer) -> None:
                 database = f"sqlite:///{Path(scratch.name) / 'preview.db'}"
         try:
             book = open_ledger(database, creates=not dry_run or scratch is not None)
-        except BaseException:
+        except BaseException:  # the store cannot be opened (open_ledger said why)
+            sheet_read.close()
             if scratch is not None:
                 scratch.cleanup()
             raise
