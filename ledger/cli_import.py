@@ -91,7 +91,8 @@ def register(app: typer.Typer) -> None:
         try:
             plan = load_mapping(mapping)
         except MappingError as exc:
-            raise fail(f"mapping {mapping}: {exc}") from None
+            # a key's error names the file here; a file's own error (not TOML) names it already
+            raise fail(f"mapping {mapping}: {exc}" if exc.key else str(exc)) from None
         try:
             sheet_read, importer, rows = rows_of(file, plan, sheet=sheet, encoding=encoding)
         except (ImportUnreadable, MappingError) as exc:

@@ -279,3 +279,12 @@ def test_a_latin1_export_is_refused_whole_until_its_encoding_is_given(run: Runne
     done = run("import", "export.csv", "--mapping", "m.toml", "--encoding", "latin-1")
     assert done.code == 0, str(done)
     assert done.counts() == (1, 0, 0)
+
+
+def test_a_mapping_that_is_not_toml_is_named_once_with_the_place(run: Runner) -> None:
+    (run.cwd / "m.toml").write_text('[commands.record_sale\nsale_id = "A"\n')
+    (run.cwd / "f.csv").write_text("A\n1\n")
+    done = run("import", "f.csv", "--mapping", "m.toml")
+    assert done.code == 2
+    assert done.stderr.count("m.toml") == 1 and "is not valid TOML" in done.stderr
+    assert "line 1" in done.stderr
