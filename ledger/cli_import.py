@@ -3,6 +3,7 @@ applied through the application service like `apply`. No `from __future__ import
 annotations`: typer reads the annotations."""
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -90,13 +91,36 @@ def register(app: typer.Typer) -> None:
         try:
             plan = load_mapping(mapping)
         except MappingError as exc:
-            raise fail(f"mapping {mapping}: {exc}") from None
+            # a key's error names the file here; a file's own error (not TOML) names it already
+            raise fail(f"mapping {mapping}: {exc}" if exc.key else str(exc)) from None
         try:
             sheet_read, importer, rows = rows_of(file, plan, sheet=sheet, encoding=encoding)
         except (ImportUnreadable, MappingError) as exc:
             raise fail(f"{file}: {exc}" if not str(exc).startswith(file) else str(exc)) \
                 from None
-        book = open_ledger(database, creates=not dry_run)
+        scratch = None
+        if dry_run:
+            from ledger.cli import sqlite_file
+            from ledger.config import Settings
+
+            url = database or Settings().default_database_url()
+            path = sqlite_file(url)
+            if path is not None and not path.exists():
+                # a preview of the first import: against an empty store that is thrown away
+                import tempfile
+
+                scratch = tempfile.TemporaryDirectory(prefix="ledger-dry-run-")
+                err_console.print(f"no store at {path} yet: the dry run previews the import "
+                                  "into an empty store, and creates nothing",
+                                  highlight=False, markup=False, soft_wrap=True)
+                database = f"sqlite:///{Path(scratch.name) / 'preview.db'}"
+        try:
+            book = open_ledger(database, creates=not dry_run or scratch is not None)
+        except BaseException:  # the store cannot be opened (open_ledger said why)
+            sheet_read.close()
+            if scratch is not None:
+                scratch.cleanup()
+            raise
         service, principal = LedgerService(book), operator_principal(actor)
         source = f"import:{file}"
         total = sheet_read.total
@@ -120,11 +144,19 @@ def register(app: typer.Typer) -> None:
         finally:
             sheet_read.close()
             book.close()
+            if scratch is not None:
+                scratch.cleanup()
         counts = importer.counts
-        if output is Format.table:
+        if output is Format.json:  # apply's report, and what the import read
+            import orjson
+
+            sys.stdout.write(orjson.dumps({
+                **report.to_dict(), "dry_run": dry_run, "rows_read": counts.rows,
+                "blank_rows": counts.blank, "skipped_rows": counts.skipped}).decode() + "\n")
+        else:
             head = "dry run, nothing stored: " if dry_run else ""
             console.print(f"{head}{counts.rows} rows read ({counts.blank} blank, "
                           f"{counts.skipped} skipped by the mapping)", highlight=False,
                           markup=False)
-        _print_report(report, output, unit="row")
+            _print_report(report, output, unit="row")
         raise typer.Exit(EXIT_REJECTED if report.rejected else EXIT_OK)

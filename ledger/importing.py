@@ -243,7 +243,8 @@ def _field_kinds() -> dict[str, dict[str, tuple[str, bool]]]:
 
 FIELD_KINDS = _field_kinds()
 _TEMPLATE = re.compile(r"\{([^{}]+)\}")
-_FIELD_OPTIONS = frozenset({"column", "value", "template", "negate", "split", "map", "percent"})
+_FIELD_OPTIONS = frozenset({"column", "value", "template", "negate", "split", "map", "percent",
+                            "strip_zeros"})
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,7 @@ class Source:
     split: str | None = None
     translate: dict[str, str] | None = None
     percent: bool = False
+    strip_zeros: bool = False  # SAP keeps numeric ids padded: 0000100001 is customer 100001
 
     @property
     def columns(self) -> list[str]:
@@ -536,11 +538,14 @@ def _source(name: str, what: str, required: bool, spec: Any, key: str) -> Source
         _string(spec[option], f"{key}.{option}", "text")
     negate = spec.get("negate", False)
     percent = spec.get("percent", False)
-    for option, flag in (("negate", negate), ("percent", percent)):
+    strip_zeros = spec.get("strip_zeros", False)
+    for option, flag in (("negate", negate), ("percent", percent), ("strip_zeros", strip_zeros)):
         if not isinstance(flag, bool):
             raise MappingError(f"{key}.{option}", "true or false")
-        if flag and what != "decimal":
+        if flag and option != "strip_zeros" and what != "decimal":
             raise MappingError(f"{key}.{option}", f"only for numbers; {name} is not one")
+        if flag and option == "strip_zeros" and what != "text":
+            raise MappingError(f"{key}.{option}", f"only for ids and text; {name} is not one")
     split = spec.get("split")
     if split is not None:
         _string(split, f"{key}.split", "a separator")
@@ -556,7 +561,7 @@ def _source(name: str, what: str, required: bool, spec: Any, key: str) -> Source
         raise MappingError(f"{key}.template", "name columns in braces: \"{VBELN}-{POSNR}\"")
     return Source(name, what, required, column=spec.get("column"), value=spec.get("value"),
                   template=template, negate=negate, split=split, translate=translate,
-                  percent=percent)
+                  percent=percent, strip_zeros=strip_zeros)
 
 
 def _tier_spread(spec: Any, key: str) -> TierSpread:
@@ -677,9 +682,12 @@ def _open_csv(file: Path, mapping: Mapping, encoding: str | None) -> Sheet:
                 row = next(reader)
             except StopIteration:
                 return
-            except csv.Error as exc:  # a NUL byte, an overlong field: that row only
+            except csv.Error as exc:  # an overlong field: that row only
                 yield number, _Unreadable(str(exc))
                 continue
+            except OSError as exc:
+                raise ImportUnreadable(f"{file}: reading row {number} failed: "
+                                       f"{exc.strerror or exc}") from None
             yield number, row
 
     rows = records()
@@ -732,6 +740,9 @@ def _open_xlsx(file: Path, sheet: str | None, header_row: int) -> Sheet:
         book = load_workbook(file, read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
         raise ImportUnreadable(f"{file}: not a readable .xlsx workbook ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged workbook, whatever the parser says
+        raise ImportUnreadable(f"{file}: not a readable .xlsx workbook "
+                               f"({type(exc).__name__}: {exc})") from None
     names = book.sheetnames
     if sheet is None:
         worksheet = book.worksheets[0]
@@ -747,9 +758,14 @@ def _open_xlsx(file: Path, sheet: str | None, header_row: int) -> Sheet:
     counted = [0]
 
     def records() -> Iterator[tuple[int, Sequence[Any]]]:
-        for number, row in enumerate(worksheet.iter_rows(values_only=True), start=1):
-            counted[0] = number
-            yield number, row
+        number = 0
+        try:
+            for number, row in enumerate(worksheet.iter_rows(values_only=True), start=1):
+                counted[0] = number
+                yield number, row
+        except Exception as exc:  # a damaged part of the workbook: stop there, named
+            raise ImportUnreadable(f"{file}: row {number + 1} of sheet {worksheet.title!r} "
+                                   f"cannot be read ({type(exc).__name__}: {exc})") from None
 
     rows = records()
     try:
@@ -799,7 +815,7 @@ class _Pending:
 class Importer:
     """Turns a `Sheet`'s rows into `MappedRow`s with a `Mapping`."""
 
-    def __init__(self, mapping: Mapping, header: list[str], source_name: str = "") -> None:
+    def __init__(self, mapping: Mapping, header: list[str]) -> None:
         self.mapping = mapping
         self.header = header
         self.counts = ImportCounts()
@@ -816,11 +832,15 @@ class Importer:
                                     if m.group_by}
         missing = sorted(col for col in used if col not in self.index)
         if missing:
+            from difflib import get_close_matches
+
+            near = get_close_matches(missing[0], [h for h in header if h], n=1, cutoff=0.6)
+            hint = f" (is {missing[0]!r} written {near[0]!r} in the file?)" if near else ""
             raise ImportUnreadable(
                 f"the mapping reads column{'s' if len(missing) > 1 else ''} "
                 f"{', '.join(repr(m) for m in missing)}, which the file's header does not "
-                f"have; its columns: {', '.join(repr(h) for h in header if h)}; nothing was "
-                "imported")
+                f"have{hint}; its columns: {', '.join(repr(h) for h in header if h)}; nothing "
+                "was imported")
         #: per command, its fields' readers (cells -> value, None when left out), compiled
         #: once: the per-row path is a loop of calls with no lookups in the mapping
         self.steps = {name: tuple((source.field, self._step(source, command.kind))
@@ -875,6 +895,13 @@ class Importer:
             if (not "".join(cells).strip() if cells.__class__ is list
                     else all(_is_empty(v) for v in cells)):  # a CSV row is a list of text
                 self.counts.blank += 1
+                continue
+            if (pending is not None and self.mapping.choose_column is not None
+                    and _is_empty(self._cell(cells, self.mapping.choose_column))
+                    and pending.command.group_by is not None
+                    and cell_text(self._cell(cells, pending.command.group_by)) == pending.key
+                    and len(pending.rows) < GROUP_ROWS_MAX):
+                pending.rows.append((number, cells))  # a tier row that leaves the type out
                 continue
             try:
                 command = self._choose(number, cells)
@@ -1037,6 +1064,11 @@ class Importer:
                 value = text(raw)
                 items = [p.strip() for p in value.split(split)] if split else [value]
                 return [p for p in items if p]
+        elif source.strip_zeros:
+            def convert(raw: Any) -> str:
+                value = text(raw)
+                stripped = value.lstrip("0")
+                return stripped if value.isdigit() and stripped else value
         else:
             convert = text
         if translate is None:
@@ -1221,7 +1253,7 @@ def rows_of(path: str | Path, mapping: Mapping, *, sheet: str | None = None,
     its counts) and the mapped rows, streamed."""
     opened = open_sheet(path, mapping, sheet=sheet, encoding=encoding)
     try:
-        importer = Importer(mapping, opened.header, str(path))
+        importer = Importer(mapping, opened.header)
     except LedgerError:
         opened.close()
         raise

@@ -51,8 +51,16 @@ from ledger.access import (
 from ledger.accounts import api_idempotency, api_proposals
 from ledger.audit.chain import events_table
 from ledger.core import ApplyReport, ApplyStopped, Ledger, SourcedCommand
-from ledger.errors import ConfigurationError, InvalidCommand, Rejection, UnknownAgreement
+from ledger.errors import (
+    ConfigurationError,
+    InputUnreadable,
+    InvalidCommand,
+    LedgerError,
+    Rejection,
+    UnknownAgreement,
+)
 from ledger.handlers import RejectionRecord
+from ledger.importing import MappedRow
 from ledger.liability import LiabilityRow, liability_rows
 from ledger.projections.core import agreements, from_us, terms_changes
 
@@ -293,14 +301,18 @@ class LedgerService:
             return self.ledger.apply_lines(lines, source=source, on_progress=on_progress,
                                            hooks=(skip_applied, before_commit))
 
-    def import_rows(self, principal: Principal, rows: Iterable[Any], *, source: str,
+    def import_rows(self, principal: Principal, rows: Iterable[MappedRow], *, source: str,
                     dry_run: bool = False,
                     on_chunk: Callable[[], None] | None = None) -> ApplyReport:
         """`import` (ledger.importing): commands mapped from a CSV file or a workbook, each a
         `MappedRow` (row number, kept text, command or why it is rejected), applied as `load`
         applies lines: in chunks of `chunk_lines`, one transaction each, every rejection kept
-        with its row number. `dry_run`: one transaction over the whole file, rolled back
-        (at most REQUEST_LINES_MAX commands), so the report is what the import would do."""
+        with its row number. `dry_run`: the report is what the import would do and nothing is
+        stored: on SQLite the import runs into a copy of the store that is then deleted; on
+        PostgreSQL in one transaction that is rolled back (at most REQUEST_LINES_MAX
+        commands)."""
+        if dry_run and self._sqlite_file() is not None:
+            return self._import_into_copy(principal, rows, source=source, on_chunk=on_chunk)
         chunk_max = self.ledger.settings.chunk_lines
         report = ApplyReport()
         start: list[int] = []
@@ -318,6 +330,8 @@ class LedgerService:
                 done = self.ledger.apply_records(
                     records, skip_applied=None if dry_run else skip_applied,
                     before_commit=None if dry_run else before_commit, dry_run=dry_run)
+            except LedgerError:  # the store refuses (read-only, cannot be opened): as apply
+                raise
             except Exception as exc:
                 raise ApplyStopped(report, records[0].number, exc) from exc
             report.accepted += done.accepted
@@ -330,20 +344,58 @@ class LedgerService:
         records: list[SourcedCommand] = []
         limit = REQUEST_LINES_MAX if dry_run else chunk_max
         with self._lock:  # one writer per process: the store serialises processes
-            for row in rows:
-                if len(records) >= limit:
-                    if dry_run:
-                        raise TooLarge(
-                            f"a dry run previews at most {REQUEST_LINES_MAX} commands in one "
-                            "transaction; split the file, or import it into a scratch store "
-                            "(--database sqlite:///scratch.db) to preview it")
+            try:
+                for row in rows:
+                    if len(records) >= limit:
+                        if dry_run:
+                            raise TooLarge(
+                                f"a dry run previews at most {REQUEST_LINES_MAX} commands in "
+                                "one transaction; split the file, or import it into a scratch "
+                                "store (--database sqlite:///scratch.db) to preview it")
+                        apply(records)
+                        records = []
+                    records.append(SourcedCommand(row.number, row.text, row.command,
+                                                  row.problem, source))
+            except InputUnreadable as exc:  # the file broke off: what was read applies
+                stopped_at = records[-1].number + 1 if records else 1
+                if records:
                     apply(records)
-                    records = []
-                records.append(SourcedCommand(row.number, row.text, row.command, row.problem,
-                                              source))
+                raise ApplyStopped(report, stopped_at, exc) from exc
             if records:
                 apply(records)
         return report
+
+    def _sqlite_file(self) -> Path | None:
+        url = self.engine.url
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        return Path(url.database)
+
+    def _import_into_copy(self, principal: Principal, rows: Iterable[MappedRow], *,
+                          source: str, on_chunk: Callable[[], None] | None) -> ApplyReport:
+        """A dry run on a SQLite store: the import, for real, into a consistent copy of the
+        store (SQLite's online backup) that is then deleted: exactly what the import would
+        do, with no bound on the file's size; the store itself is only read."""
+        import sqlite3
+
+        with tempfile.TemporaryDirectory(prefix="ledger-dry-run-") as folder:
+            copy = Path(folder) / "preview.db"
+            raw = self.engine.raw_connection()
+            try:
+                target = sqlite3.connect(copy)
+                try:
+                    raw.driver_connection.backup(target)  # type: ignore[union-attr]
+                finally:
+                    target.close()
+            finally:
+                raw.close()
+            scratch = LedgerService(Ledger(f"sqlite:///{copy}", clock=self.ledger.clock,
+                                           settings=self.ledger.settings),
+                                    self.proposal_commands)
+            try:
+                return scratch.import_rows(principal, rows, source=source, on_chunk=on_chunk)
+            finally:
+                scratch.close()
 
     def _kept_outcome(self, principal: Principal, key: str, request_hash: str) -> Outcome | None:
         with self.engine.connect() as connection:

@@ -80,6 +80,13 @@ def test_the_sap_billing_sample_imports_and_its_liability_is_the_one_computed(
         assert Decimal(rows[agreement_id]["basis"]) == basis
         assert rows[agreement_id]["accrued"] == str(retroactive(basis, SAP_TIERS))
 
+    as_json = run("import", "sap-billing.csv", "--mapping", "sap-billing.toml", "--dry-run",
+                  "--format", "json")
+    report = as_json.json()
+    assert (report["accepted"], report["duplicates"], report["rejected"]) == (0, 9, 1)
+    assert (report["dry_run"], report["rows_read"], report["skipped_rows"]) == (True, 11, 1)
+    assert report["rejections"][0]["line"] == 10
+
     again = run("import", "sap-billing.csv", "--mapping", "sap-billing.toml")
     assert again.code == 1  # the same file twice moves no money: duplicates, and the
     assert again.counts() == (0, 9, 1)  # cancellation of an already reversed sale is refused
@@ -244,3 +251,40 @@ def test_import_help_shows_a_minimal_mapping(run: Runner) -> None:
     for line in ("[numbers]", 'format = "1.234,56"', "[commands.record_sale]",
                  'sale_id = "{Invoice}-{Item}"'):
         assert line in done.stdout, done.stdout
+
+
+def test_a_dry_run_before_the_first_import_previews_against_an_empty_store_and_creates_none(
+        run: Runner) -> None:
+    for name in ("deals.xlsx", "deals-spreadsheet.toml"):
+        shutil.copy(EXAMPLES / name, run.cwd / name)
+    preview = run("import", "deals.xlsx", "--mapping", "deals-spreadsheet.toml", "--dry-run")
+    assert preview.code == 0, str(preview)
+    assert preview.counts() == (3, 0, 0)
+    assert "previews the import into an empty store" in preview.stderr
+    assert not (run.cwd / ".rebate-ledger" / "ledger.db").exists()
+
+
+def test_a_latin1_export_is_refused_whole_until_its_encoding_is_given(run: Runner) -> None:
+    (run.cwd / "m.toml").write_text(
+        '[file]\ndelimiter = ";"\n[numbers]\nformat = "1.234,56"\n[dates]\n'
+        'formats = ["DD.MM.YYYY"]\n[commands.record_sale]\nsale_id = "Beleg"\n'
+        'customer_id = "Kunde"\nproduct_id = "Artikel"\nquantity = "Menge"\n'
+        'amount = "Betrag"\ncurrency = "Währung"\ninvoice_date = "Datum"\n', encoding="utf-8")
+    (run.cwd / "export.csv").write_bytes(
+        "Beleg;Kunde;Artikel;Menge;Betrag;Währung;Datum\r\n"
+        "1;Müller KG;Schraube M4;1.000;1.234,50;EUR;31.12.2025\r\n".encode("latin-1"))
+    refused = run("import", "export.csv", "--mapping", "m.toml")
+    assert refused.code == 2
+    assert "--encoding latin-1" in refused.stderr and "nothing was imported" in refused.stderr
+    done = run("import", "export.csv", "--mapping", "m.toml", "--encoding", "latin-1")
+    assert done.code == 0, str(done)
+    assert done.counts() == (1, 0, 0)
+
+
+def test_a_mapping_that_is_not_toml_is_named_once_with_the_place(run: Runner) -> None:
+    (run.cwd / "m.toml").write_text('[commands.record_sale\nsale_id = "A"\n')
+    (run.cwd / "f.csv").write_text("A\n1\n")
+    done = run("import", "f.csv", "--mapping", "m.toml")
+    assert done.code == 2
+    assert done.stderr.count("m.toml") == 1 and "is not valid TOML" in done.stderr
+    assert "line 1" in done.stderr

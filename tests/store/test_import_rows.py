@@ -79,3 +79,50 @@ def test_imported_rows_apply_like_apply_and_a_dry_run_stores_nothing(
         assert (row.basis, row.accrued) == (Decimal("1100.00"), Decimal("22.00"))
     finally:
         service.close()
+
+
+def test_a_file_that_breaks_off_applies_what_was_read_and_stops_naming_the_row(
+        sqlite_url: str, tmp_path: Path) -> None:
+    from collections.abc import Iterator
+
+    from ledger.core import ApplyStopped
+    from ledger.importing import ImportUnreadable, MappedRow
+
+    path = tmp_path / "book.csv"
+    path.write_text(CSV)
+    sheet, _, rows = rows_of(path, parse_mapping(MAPPING))
+
+    def breaking() -> Iterator[MappedRow]:
+        for row in rows:
+            yield row
+            if row.number == 4:  # the agreement (rows 2-3) and sale S1
+                raise ImportUnreadable("book.csv: row 5 cannot be read")
+
+    with LedgerService(Ledger(sqlite_url)) as service:
+        with pytest.raises(ApplyStopped) as stopped:
+            service.import_rows(operator("cli:test"), breaking(), source="import:book.csv")
+        sheet.close()
+        assert stopped.value.report.accepted == 2
+        assert stopped.value.report.stopped_at == 5
+        assert "row 5 cannot be read" in str(stopped.value)
+        (row,) = service.ledger.liability(date(2025, 12, 31))
+        assert row.basis == Decimal("600.00")  # what was read before the break is applied
+
+
+def test_a_dry_run_has_no_size_bound_on_sqlite_and_names_its_bound_on_postgresql(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger import service as service_module
+    from ledger.access import TooLarge
+
+    monkeypatch.setattr(service_module, "REQUEST_LINES_MAX", 3)
+    path = tmp_path / "book.csv"
+    path.write_text(CSV)
+    with LedgerService(Ledger(database_url)) as service:
+        if database_url.startswith("sqlite"):  # the import runs into a copy of the store
+            preview = run_import(service, path, dry_run=True)
+            assert (preview.accepted, len(preview.rejected)) == (3, 2)
+        else:  # one transaction, rolled back: bounded
+            with pytest.raises(TooLarge, match="a dry run previews at most 3 commands"):
+                run_import(service, path, dry_run=True)
+        assert service.ledger.liability(date(2025, 12, 31)) == []
+        assert service.ledger.rejections() == []

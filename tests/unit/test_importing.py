@@ -248,7 +248,7 @@ def test_a_row_with_more_cells_than_the_header_is_rejected(tmp_path: Path) -> No
 def test_a_column_the_mapping_reads_but_the_header_lacks_refuses_the_file(
         tmp_path: Path) -> None:
     with pytest.raises(ImportUnreadable, match="column 'Net', which the file's header does "
-                       "not have"):
+                       "not have \\(is 'Net' written 'Netto' in the file\\?\\)"):
         imported(tmp_path, HEADER.replace("Net", "Netto") + "\n", mapping())
 
 
@@ -509,3 +509,64 @@ def test_encoding_is_refused_for_a_workbook(tmp_path: Path) -> None:
     path = workbook(tmp_path / "s.xlsx", {"S": [HEADER.split(",")]})
     with pytest.raises(ImportUnreadable, match="--encoding latin-1: only for CSV files"):
         imported(tmp_path, path.read_bytes(), mapping(), name="s.xlsx", encoding="latin-1")
+
+
+_CELL = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["", " ", "-", "()", "1.234,56-", "(5)", "31.02.2025", "1e9", "NaN",
+                     "\u00a0", "12%", "EUR", "2025-01-01", "99999999999999999999999"]),
+)
+
+
+@given(cells=st.lists(st.lists(_CELL, min_size=0, max_size=10), min_size=1, max_size=5))
+def test_any_cells_become_a_command_or_a_named_rejection_never_an_error(
+        tmp_path_factory: pytest.TempPathFactory, cells: list[list[str]]) -> None:
+    import csv as csv_module
+    import io
+
+    out = io.StringIO()
+    writer = csv_module.writer(out, delimiter=";")
+    writer.writerow(HEADER.split(","))
+    writer.writerows(cells)
+    document = mapping(file={"delimiter": ";"}, numbers={"format": "1.234,56"},
+                       dates={"formats": ["DD.MM.YYYY", "excel"]})
+    rows = imported(tmp_path_factory.mktemp("any"), out.getvalue(), document)
+    for row in rows:
+        assert (row.command is None) != (row.problem is None), row
+        if row.problem is not None:
+            assert str(row.problem).startswith(f"row {row.number}"), row.problem
+
+
+def test_tier_rows_may_leave_the_choosing_column_empty(tmp_path: Path) -> None:
+    document = {
+        "choose": {"column": "Kind", "values": {"Deal": "deal", "Sale": "sale"}},
+        "commands": {
+            "deal": {"type": "create_agreement", **AGREEMENT,
+                     "tiers": {"from": "From", "rate": "Rate"}},
+            "sale": {"type": "record_sale", "sale_id": "Agreement", "customer_id": "Customer",
+                     "product_id": {"value": "P1"}, "quantity": {"value": "1"},
+                     "amount": "From", "currency": {"value": "EUR"}, "invoice_date": "Start"},
+        },
+    }
+    text = ("Kind,Agreement,Customer,Start,End,Method,Products,Cap,From,Rate\n"
+            "Deal,A1,C1,2025-01-01,2025-12-31,Retro,,,0,0.01\n"
+            ",A1,,,,,,,10000,0.02\n"
+            "Sale,S1,C1,2025-02-01,,,,,100,\n"
+            ",S1,,,,,,,,\n")
+    deal, sale, unknown = imported(tmp_path, text, document)
+    assert isinstance(deal.command, c.CreateAgreement) and len(deal.command.tiers) == 2
+    assert isinstance(sale.command, c.RecordSale)
+    assert str(unknown.problem).startswith("row 5, column Kind = '': is not a value")
+
+
+def test_strip_zeros_reads_a_padded_numeric_id_as_the_number(tmp_path: Path) -> None:
+    document = mapping()
+    document["commands"]["record_sale"]["customer_id"] = {"column": "Customer",
+                                                          "strip_zeros": True}
+    text = (HEADER + "\n1,1,0000100001,P1,2,20.00,EUR,2025-03-01\n"
+            "2,1,0000,P1,2,20.00,EUR,2025-03-01\n3,1,00A1,P1,2,20.00,EUR,2025-03-01\n")
+    assert [s.customer_id for s in sales(imported(tmp_path, text, document))] == [
+        "100001", "0000", "00A1"]  # only digits lose their padding, and never to nothing
+    document["commands"]["record_sale"]["amount"] = {"column": "Net", "strip_zeros": True}
+    with pytest.raises(MappingError, match="amount.strip_zeros: only for ids and text"):
+        parse_mapping(document)
