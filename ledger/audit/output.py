@@ -143,7 +143,7 @@ class Report:
         for a terminal too narrow for the table (every figure whole, nothing cut)."""
         label = max((len(c) for c in self.columns), default=0) + 2
         room = max(width - label, 20)
-        out = [self.title, "=" * min(len(self.title), width)]
+        out = [*textwrap.wrap(self.title, width), "=" * min(len(self.title), width)]
         for line in self.cells():
             for column, value in zip(self.columns, line, strict=True):
                 parts = textwrap.wrap(value, room, break_long_words=False,

@@ -52,3 +52,32 @@ def test_the_trial_balance_says_dr_and_cr(book: Runner) -> None:
     assert "-268" not in table.stdout
     csv = book("trial-balance", "--as-of", "2025-12-31", "--format", "csv")
     assert "EUR,accrued rebate liability,0.00,268265.88,-268265.88" in csv.stdout, str(csv)
+
+
+@pytest.mark.parametrize(("command", "key"), [
+    (("reconcile", "--as-of", "2026-06-30"), "agreement_id"),
+    (("opportunities", "--as-of", "2025-06-30"), "agreement_id"),
+])
+def test_reports_too_wide_for_80_columns_show_every_figure_whole(
+        book: Runner, command: tuple[str, ...], key: str) -> None:
+    """Issue 14 point 4: reconcile and opportunities cut every figure to one character on 80
+    columns. On a terminal too narrow for the table they turn vertical: a block per row."""
+    book.write("more.jsonl", [
+        agreement("RB-2025-0100", "CUSTOMER-WITH-A-LONG-NAME-0",
+                  tiers=[{"from": "0", "rate": "1.37"}, {"from": "100000", "rate": "2.05"}]),
+    ])
+    assert book("apply", "more.jsonl", "-q").code == 0
+    rows = book(*command, "--format", "json").json()["rows"]
+    assert rows
+    done = book(*command, env={"COLUMNS": "80"})
+    assert done.code == 0, str(done)
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, done.stdout
+    assert "…" not in done.stdout
+    for row in rows:
+        for column, value in row.items():
+            if isinstance(value, str) and value and len(value) < 60 and column != "flags":
+                assert any(line.split(None, 1) == [column, value] for line in lines), (
+                    column, value, done.stdout)
+    wide = book(*command, env={"COLUMNS": "400"})
+    assert "┃" in wide.stdout  # room enough: the table
