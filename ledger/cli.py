@@ -31,6 +31,7 @@ from rich.progress import (
 )
 from rich.segment import Segment
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import DBAPIError
 
 from ledger.commands import (
@@ -555,9 +556,9 @@ def liability_table(rows: list[LiabilityRow], as_of: date, known_text: str,
     body = [[line[i] for i in keep] for line in body]
     totals = [[line[i] for i in keep] for line in totals]
     for line in body:
-        table.add_row(*line)
+        table.add_row(*(Text(cell) for cell in line))
     for line in totals:
-        table.add_row(*line, style="bold")
+        table.add_row(*(Text(cell) for cell in line), style="bold")
     return table
 
 
@@ -604,8 +605,8 @@ def rejections(
         for column in ("rejected_at", "source", "line", "command", "reason"):
             table.add_column(column)
         for item in items:
-            table.add_row(*(
-                printable("" if value is None else str(value)) for value in (
+            table.add_row(*(  # Text: a reason holding [word] is not rich markup
+                Text(printable("" if value is None else str(value))) for value in (
                     item["rejected_at"], item["source"], item["line"], item["command"],
                     item["reason"],
                 )

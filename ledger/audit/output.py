@@ -23,6 +23,7 @@ from typing import Any, TextIO
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ledger.text import csv_cell, printable
 
@@ -105,7 +106,7 @@ class Report:
         return [[printable(_cell(plain(row.get(c)))) for c in self.columns] for row in self.rows]
 
     def to_table(self) -> Table:
-        table = Table(title=self.title)
+        table = Table(title=Text(self.title))
         numeric = self.numeric_columns()
         cells = self.cells()
         for i, column in enumerate(self.columns):
@@ -115,8 +116,8 @@ class Report:
                 longest = max([len(line[i]) for line in cells], default=0)
                 table.add_column(column, justify="left", overflow="fold",
                                  min_width=min(longest, FOLDED_MIN))
-        for line in cells:
-            table.add_row(*line)
+        for line in cells:  # Text: a cell holding [word] is not rich markup
+            table.add_row(*(Text(cell) for cell in line))
         return table
 
     def fits(self, width: int) -> bool:

@@ -82,3 +82,20 @@ def test_json_output_stays_exact(run: Runner) -> None:
     ids = sorted(r["agreement_id"] for r in document["rows"])
     assert ids == sorted([f"A{ESCAPES}", "=HYPERLINK(\"http://x\")"])
     assert f"record_sale{ESCAPES}" in [r["command"] for r in rejected]
+
+
+def test_square_brackets_in_ids_and_reasons_are_shown_not_taken_as_markup(run: Runner) -> None:
+    """A reason or id holding `[word]` lost it in every table: rich read it as markup."""
+    run.write("book.jsonl", [
+        agreement("A[bold]1", "C[red]1"),
+        sale("S1", "C[red]1", "3", "30.00", "2025-02-01"),
+        {"type": "submit_claim", "claim_id": "K1", "agreement_id": "A[choose]",
+         "amount": "1.00", "submitted_on": "2025-03-01"},
+    ])
+    assert run("apply", "book.jsonl").code == 1
+    rejections = run("rejections", env={"COLUMNS": "300"})
+    assert "'A[choose]'" in rejections.stdout, rejections.stdout
+    liability = run("liability", "--as-of", "2025-12-31", env={"COLUMNS": "200"})
+    assert "A[bold]1" in liability.stdout and "C[red]1" in liability.stdout, liability.stdout
+    reconcile = run("reconcile", "--as-of", "2025-12-31", env={"COLUMNS": "300"})
+    assert "A[bold]1" in reconcile.stdout and "C[red]1" in reconcile.stdout, reconcile.stdout
