@@ -294,36 +294,3 @@ def read_rejected(kafka: Transport, settings: KafkaSettings, expected: int,
     finally:
         consumer.close()
     return found[-expected:]
-
-
-def print_pipeline(console: Any, result: PipelineResult, as_of: date) -> None:
-    from rich.markup import escape
-
-    from ledger.demo import compact_table, totals_by_currency
-    from ledger.money import format_money
-
-    console.print(
-        f"\n[bold]Through Kafka:[/bold] the ERP sent {result.produced:,} late December invoices "
-        f"(and {result.poison} malformed records) to the sales topic; intake applied them, the "
-        f"relay published every stored event, the liability projection caught up to store "
-        f"position {result.projection_position:,}: {result.seconds:.1f} s, "
-        f"{result.produced / result.seconds:,.0f} sales/s end to end.", highlight=False,
-    )
-    table = compact_table(
-        f"Liability at {as_of}, read from the {result.source} (before the feed: the core)")
-    for name in ("", "agreements", "before the feed", "after", "change"):
-        table.add_column(name, justify="left" if not name else "right", no_wrap=True)
-    before, after = totals_by_currency(result.before), totals_by_currency(result.after)
-    for currency, totals in after.items():
-        old = before.get(currency)
-        old_value = old.liability if old is not None else Decimal(0)
-        table.add_row(currency, str(totals.agreements), format_money(old_value),
-                      format_money(totals.liability),
-                      f"{totals.liability - old_value:+,.2f}")
-    console.print(table)
-    same = [r.to_dict() for r in result.after] == [r.to_dict() for r in result.core_after]
-    console.print(
-        f"  the projection's {len(result.after)} rows are identical to the core's: "
-        f"{'yes' if same else '[red]NO[/red]'}", highlight=False)
-    for source, reason in result.rejected_topic:
-        console.print(f"  rejected topic: {escape(source)}: {escape(reason)}", highlight=False)

@@ -517,3 +517,27 @@ def main_relay(
                 signal.signal(signal.SIGTERM, previous)
             echo(f"relay: stopped at store position {relay.stored().position}")
     return 0
+
+
+def check_events_log(ledger: Any) -> tuple[list[Any], int]:
+    """`verify --log`: publish the store to the events topic (the embedded broker unless one
+    is configured), read the topic back and check every record against what the relay
+    publishes for its stored position. The breaks, and how many records were read."""
+    from sqlalchemy.orm import Session
+
+    from consumers.topics import read_events_log
+    from consumers.transport import transport
+    from ledger.audit.chain import verify_log
+    from ledger.config import Settings
+    from ledger.kafka.broker import broker_bootstrap
+    from ledger.kafka.settings import KafkaSettings
+    from replay.rebuild import publish_store
+
+    settings = KafkaSettings()
+    with broker_bootstrap(settings.bootstrap, Settings().home) as bootstrap:
+        kafka = transport(settings, bootstrap)
+        position = publish_store(ledger, kafka, settings)
+        records = read_events_log(kafka, settings, position)
+        with Relay(ledger, kafka, settings) as relay, Session(ledger.engine) as session:
+            breaks = verify_log(session, ledger.app.recorder, records, relay.records)
+    return breaks, len(records)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from consumers.transport import Admin, Record, TopicPartition, Transport
 from ledger.events.envelope import Watermark, parse_record
@@ -63,3 +64,16 @@ def read_until_watermark(
     finally:
         consumer.close()
     return records
+
+
+def read_events_log(kafka: Any, settings: Any, position: int,
+                    timeout_s: float = 300.0) -> list[Any]:
+    """Every record of the events topic from offset 0 until each partition has carried a
+    watermark >= `position`."""
+    topic = settings.topic(EVENTS)
+    admin = kafka.admin()
+    try:
+        partitions = admin.list_topics()[topic]
+    finally:
+        admin.close()
+    return read_until_watermark(kafka, topic, position, partitions, timeout_s)

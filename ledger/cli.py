@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
 import orjson
 import typer
@@ -644,8 +644,9 @@ def demo(
     result = run_demo(database=database, seed=seed, console=console)
     if not kafka:
         return
-    from consumers.pipeline import print_pipeline, run_pipeline_demo
+    from consumers.pipeline import run_pipeline_demo
     from ledger.config import Settings
+    from ledger.demo import print_pipeline
     from ledger.kafka.broker import broker_bootstrap
     from ledger.kafka.settings import KafkaSettings
 
@@ -941,8 +942,16 @@ def produce(
 from ledger import cli_import, cli_service  # noqa: E402
 from ledger.audit import cli_analysis, cli_evidence, cli_finance  # noqa: E402
 
-for _module in (cli_finance, cli_analysis, cli_evidence, cli_service, cli_import):
+
+def _check_events_log(ledger: Ledger) -> tuple[list[Any], int]:
+    from consumers.relay import check_events_log
+
+    return check_events_log(ledger)
+
+
+for _module in (cli_finance, cli_analysis, cli_service, cli_import):
     _module.register(app)
+cli_evidence.register(app, log_check=_check_events_log)  # the CLI knows Kafka; audit does not
 
 #: the help's panels: what finance uses, what auditors use, running the service, and the Kafka
 #: plumbing that operators run (a command not named here shows under "Commands")

@@ -37,7 +37,7 @@ from datetime import time as clock
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 from rich import box
@@ -51,6 +51,9 @@ from ledger.core import ApplyReport, Ledger
 from ledger.liability import LiabilityRow
 from ledger.money import format_decimal, format_money
 from ledger.rules import accrue
+
+if TYPE_CHECKING:
+    from consumers.pipeline import PipelineResult
 
 # The calendar of the book ------------------------------------------------------------------
 
@@ -1618,3 +1621,33 @@ def print_next(console: Console, result: DemoResult) -> None:
         )
     for line in commands:
         console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+
+
+def print_pipeline(console: Any, result: PipelineResult, as_of: date) -> None:
+    """The demo's Kafka part on screen: what went through the pipeline, and the liability read
+    from the projection before and after the feed."""
+    console.print(
+        f"\n[bold]Through Kafka:[/bold] the ERP sent {result.produced:,} late December invoices "
+        f"(and {result.poison} malformed records) to the sales topic; intake applied them, the "
+        f"relay published every stored event, the liability projection caught up to store "
+        f"position {result.projection_position:,}: {result.seconds:.1f} s, "
+        f"{result.produced / result.seconds:,.0f} sales/s end to end.", highlight=False,
+    )
+    table = compact_table(
+        f"Liability at {as_of}, read from the {result.source} (before the feed: the core)")
+    for name in ("", "agreements", "before the feed", "after", "change"):
+        table.add_column(name, justify="left" if not name else "right", no_wrap=True)
+    before, after = totals_by_currency(result.before), totals_by_currency(result.after)
+    for currency, totals in after.items():
+        old = before.get(currency)
+        old_value = old.liability if old is not None else Decimal(0)
+        table.add_row(currency, str(totals.agreements), format_money(old_value),
+                      format_money(totals.liability),
+                      f"{totals.liability - old_value:+,.2f}")
+    console.print(table)
+    same = [r.to_dict() for r in result.after] == [r.to_dict() for r in result.core_after]
+    console.print(
+        f"  the projection's {len(result.after)} rows are identical to the core's: "
+        f"{'yes' if same else '[red]NO[/red]'}", highlight=False)
+    for source, reason in result.rejected_topic:
+        console.print(f"  rejected topic: {escape(source)}: {escape(reason)}", highlight=False)

@@ -32,11 +32,9 @@ FRAMEWORKS = ("typer", "fastapi", "starlette", "uvicorn")
 
 #: (importer, imported) arrows that point the wrong way today (issue 8, point 1).
 KNOWN = {
-    ("ledger.audit.chain", "consumers.topics"),
     ("ledger.projections.reader", "consumers.topics"),
     ("ledger.projections.runner", "consumers.topics"),
     ("ledger.projections.runner", "consumers.transport"),
-    ("consumers.pipeline", "ledger.demo"),
 }
 
 

@@ -328,18 +328,3 @@ def verify_log(
                             f"part {part} on the log has no stored event"))
     breaks.sort(key=lambda b: b.position)
     return breaks
-
-
-def read_events_log(kafka: Any, settings: Any, position: int,
-                    timeout_s: float = 300.0) -> list[Any]:
-    """Every record of the events topic from offset 0 until each partition has carried a
-    watermark >= `position`."""
-    from consumers.topics import EVENTS, read_until_watermark
-
-    topic = settings.topic(EVENTS)
-    admin = kafka.admin()
-    try:
-        partitions = admin.list_topics()[topic]
-    finally:
-        admin.close()
-    return read_until_watermark(kafka, topic, position, partitions, timeout_s)

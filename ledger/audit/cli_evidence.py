@@ -2,6 +2,7 @@
 ledger/audit/__init__.py). No `from __future__ import annotations`: typer reads the
 annotations, and the option types are defined inside `register`."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,8 +30,11 @@ def read_digest(text: str) -> tuple[int | None, str]:
     return found
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+def register(app: typer.Typer,
+             log_check: Callable[[Any], tuple[list[Any], int]] | None = None) -> None:
+    """Add this module's commands to `app`. `log_check(ledger)` checks the Kafka events topic
+    against the store for `verify --log` (given by the entrypoint that knows Kafka), giving
+    the breaks and how many records it read."""
     from ledger.cli import DatabaseOption, Format, console, open_ledger
 
     FormatOption = Annotated[  # noqa: N806 - a type alias, evaluated here
@@ -108,7 +112,13 @@ def register(app: typer.Typer) -> None:
             with Session(ledger.engine) as session:
                 result = verify_store(session, ledger.app.recorder, digest=wanted)
             if log:
-                _verify_log(ledger, result)
+                if log_check is None:
+                    raise typer.BadParameter("this program has no Kafka log check",
+                                             param_hint="--log")
+                breaks, records = log_check(ledger)
+                result.breaks.extend(breaks)
+                result.breaks.sort(key=lambda b: b.position)
+                result.log_checked, result.log_records = True, records
             tables = verify_tables(ledger)
         document = verify_document(result, tables)
         verdict = document["verdict"]
@@ -179,28 +189,6 @@ def register(app: typer.Typer) -> None:
     def _cell(value: Any) -> str:
         return "" if value is None else orjson.dumps(value).decode() \
             if isinstance(value, dict) else str(value)
-
-    def _verify_log(ledger: Any, result: Any) -> None:
-        from sqlalchemy.orm import Session
-
-        from consumers.relay import Relay
-        from consumers.transport import transport
-        from ledger.audit.chain import read_events_log, verify_log
-        from ledger.config import Settings
-        from ledger.kafka.broker import broker_bootstrap
-        from ledger.kafka.settings import KafkaSettings
-        from replay.rebuild import publish_store
-
-        settings = KafkaSettings()
-        with broker_bootstrap(settings.bootstrap, Settings().home) as bootstrap:
-            kafka = transport(settings, bootstrap)
-            position = publish_store(ledger, kafka, settings)
-            records = read_events_log(kafka, settings, position)
-            with Relay(ledger, kafka, settings) as relay, Session(ledger.engine) as session:
-                result.breaks.extend(verify_log(session, ledger.app.recorder, records,
-                                                relay.records))
-        result.breaks.sort(key=lambda b: b.position)
-        result.log_checked, result.log_records = True, len(records)
 
     @app.command()
     def digest(

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from consumers.pipeline import POISON, print_pipeline, run_pipeline_demo
+from consumers.pipeline import POISON, run_pipeline_demo
 from ledger import Ledger
-from ledger.demo import YEAR_END, run_demo
+from ledger.demo import YEAR_END, print_pipeline, run_demo
 from ledger.kafka.broker import EmbeddedBroker
 
 from .conftest import settings_for
