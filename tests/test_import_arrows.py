@@ -111,3 +111,23 @@ def test_the_check_sees_an_outward_arrow() -> None:
         ("ledger.rules", "sqlalchemy.orm"), ("ledger.terms", "ledger.core"),
         ("ledger.service", "ledger.http.app"), ("ledger.service", "fastapi"),
         ("ledger.liability", "consumers.relay")}
+
+
+def test_the_domain_loads_without_the_database_or_the_event_store() -> None:
+    """Issue 8: `import ledger.rules` loaded SQLAlchemy and the whole application through
+    `ledger/__init__.py` (half a second); `from ledger import Ledger` still works."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import ledger.rules, ledger.money, ledger.terms, ledger.commands, ledger.events\n"
+            "print(sorted(m for m in ('sqlalchemy', 'eventsourcing_sqlalchemy', 'ledger.core',"
+            " 'typer', 'fastapi', 'confluent_kafka') if m in sys.modules))\n"
+            "from ledger import Ledger, ApplyReport, LiabilityRow\n"
+            "print(Ledger.__module__, ApplyReport.__module__, LiabilityRow.__module__)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    loaded, homes = done.stdout.splitlines()
+    assert loaded == "[]"
+    assert homes == "ledger.core ledger.core ledger.liability"
