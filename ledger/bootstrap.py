@@ -10,6 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledger.access import DEFAULT_PROPOSAL_COMMANDS
+from ledger.config import Settings as LedgerSettings
 from ledger.core import Ledger
 from ledger.service import LedgerService
 
@@ -37,8 +38,14 @@ class ApiSettings(BaseSettings):
 
 
 def build_service(database_url: str | None = None,
-                  settings: ApiSettings | None = None) -> LedgerService:
+                  settings: ApiSettings | None = None, *,
+                  server: bool = False) -> LedgerService:
     """The service over the store at `database_url` (default: LEDGER_DATABASE_URL, else the
-    embedded SQLite file)."""
+    embedded SQLite file). A `server` (many request threads in one process) never pauses the
+    garbage collector around a batch (ledger.gcpause)."""
     settings = settings or ApiSettings()
-    return LedgerService(Ledger(database_url), proposal_commands=settings.proposal_set())
+    ledger_settings = LedgerSettings()
+    if server:
+        ledger_settings = ledger_settings.model_copy(update={"pause_gc_in_batches": False})
+    return LedgerService(Ledger(database_url, settings=ledger_settings),
+                         proposal_commands=settings.proposal_set())

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     )
     home: Path = Field(default=DEFAULT_HOME, description="directory of the embedded default")
     chunk_lines: int = Field(default=5000, ge=1, le=100_000)
+    pause_gc_in_batches: bool = Field(
+        default=True, description="pause Python's cyclic garbage collector while a batch of "
+        "lines or records is applied (faster; off in the HTTP server, where it would reach "
+        "every request's thread)")
 
     def resolved_database_url(self, override: str | None = None) -> str:
         if override:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -20,6 +19,7 @@ from ledger.application import LedgerApplication
 from ledger.audit.chain import chain_metadata
 from ledger.config import Settings
 from ledger.errors import InvalidCommand, Rejection
+from ledger.gcpause import paused_gc
 from ledger.handlers import DUPLICATE, Batch, RejectionRecord
 from ledger.liability import LiabilityRow, liability_rows
 from ledger.projections.core import (
@@ -277,15 +277,9 @@ class Ledger:
         at: _Cursor | None = None,
         hooks: TransactionHooks | None = None,
     ) -> None:
-        # The sale path allocates many short-lived objects and no cycles worth chasing; the
-        # cyclic collector would otherwise run every few hundred lines (a quarter of the time).
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        # many short-lived objects and no cycles worth chasing: ledger.gcpause
+        with paused_gc(self.settings.pause_gc_in_batches):
             self._apply_chunk_now(chunk, source, report, at, hooks)
-        finally:
-            if collecting:
-                gc.enable()
 
     def _apply_chunk_now(
         self,
@@ -345,17 +339,12 @@ class Ledger:
             for r in records
             if isinstance(r.command, c.RecordSale | c.ReverseSale)
         ]
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with paused_gc(self.settings.pause_gc_in_batches):
             self._apply_parsed(
                 [(r.number, r.line, r.command, r.problem, r.source) for r in records],
                 sale_ids, "-", report, skip_applied=skip_applied, before_commit=before_commit,
                 dry_run=dry_run,
             )
-        finally:
-            if collecting:
-                gc.enable()
         return report
 
     def _apply_parsed(

@@ -5,4 +5,4 @@ from ledger.bootstrap import ApiSettings, build_service
 from ledger.http.app import create_app
 
 settings = ApiSettings()
-app = create_app(build_service(settings=settings), settings)
+app = create_app(build_service(settings=settings, server=True), settings)
