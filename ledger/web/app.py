@@ -26,8 +26,10 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from ledger.access import Principal, Role, Unauthenticated, http_status
+from ledger.access import Principal, RateLimited, Role, Unauthenticated, http_status
+from ledger.bootstrap import ApiSettings
 from ledger.errors import LedgerError
+from ledger.http.app import FailedSignIns
 from ledger.service import LedgerService, parse_day, parse_moment
 from ledger.web import format as fmt
 from ledger.web.sessions import LOGIN_COOKIE, SESSION_COOKIE, Session, Signer
@@ -115,6 +117,8 @@ def _csv(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Respo
 def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None = None) -> None:
     """Add the web app's pages (at /) and its static assets (at /static) to `app`."""
     settings = settings or WebSettings()
+    limits = ApiSettings()
+    limiter = FailedSignIns(limits.failed_auth_max, limits.failed_auth_window_s)
     signer = Signer(settings.session_secret, settings.session_max_age_s)
     templates = _templates()
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -192,9 +196,15 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
                               "elsewhere; sign in again on this page.")
         username = form.get("username", "")
         password = form.get("password", "")
+        client = request.client.host if request.client else "unknown"
         try:
+            limiter.check(client)
             principal = await run_in_threadpool(service.sign_in, username, password)
+        except RateLimited as error:
+            return login_form(request, 429, f"Too many failed sign-ins: {error}.",
+                              username=username)
         except Unauthenticated:
+            limiter.fail(client)
             return login_form(request, 401, "Wrong user name or password. Check both and try "
                               "again.", username=username)
         _, cookie = signer.new_session(principal.name)

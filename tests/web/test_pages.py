@@ -273,3 +273,36 @@ def test_statement_shows_earned_claimed_paid_outstanding_and_csv(web: Web) -> No
         "/statement.csv?as_of=2025-03-31").text)))
     assert [(r["agreement_id"], r["accrued"], r["claimed"]) for r in rows] == [
         ("A1", "100.00", "50.00")]
+
+
+def test_failed_sign_ins_are_rate_limited(web: Web, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.web.conftest import web_app
+
+    monkeypatch.setenv("LEDGER_API_FAILED_AUTH_MAX", "3")
+    with web_app(web.service) as client:
+        statuses = []
+        for _ in range(4):
+            form = client.get("/login")
+            statuses.append(client.post("/login", data={
+                "username": "finance", "password": "guess", "csrf_token": csrf_of(form.text)
+            }).status_code)
+        form = client.get("/login")
+        right = client.post("/login", data={"username": "finance",
+                                            "password": "finance-secret-pw",
+                                            "csrf_token": csrf_of(form.text)})
+    assert statuses == [401, 401, 401, 429]
+    assert right.status_code == 429 and "Too many failed sign-ins" in right.text
+
+
+def test_every_web_setting_is_documented_with_its_default() -> None:
+    from pathlib import Path
+
+    from ledger.web.settings import WebSettings
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    for name, field in WebSettings.model_fields.items():
+        variable = f"`LEDGER_WEB_{name.upper()}`"
+        row = next((line for line in doc.splitlines() if line.startswith(f"| {variable}")), None)
+        assert row is not None, variable
+        if field.default is not None and not callable(field.default_factory):
+            assert f"`{field.default}`" in row, (variable, field.default)
