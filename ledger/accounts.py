@@ -228,6 +228,16 @@ def principal_for_token(engine: Engine, token: str) -> Principal:
     return _user(row).principal()
 
 
+def principal_for_session(engine: Engine, name: str) -> Principal:
+    """The principal of a web session signed in earlier as `name`, if the user is still
+    active (a revoked user's sessions end at its next request)."""
+    with engine.connect() as connection:
+        row = connection.execute(select(api_users).where(api_users.c.name == name)).first()
+    if row is None or not row.active:
+        raise Unauthenticated("the session's user is no longer active; sign in again")
+    return _user(row).principal()
+
+
 def principal_for_password(engine: Engine, name: str, password: str) -> Principal:
     """Sign-in with a password (for the web app)."""
     with engine.connect() as connection:

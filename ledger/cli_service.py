@@ -6,6 +6,7 @@ typer reads the annotations, and the option types are defined inside `register`.
 
 import getpass
 import os
+import secrets
 import sys
 from typing import Annotated
 
@@ -136,6 +137,8 @@ def register(app: typer.Typer) -> None:
 
         # every worker process builds its service from the environment (ledger.http.asgi)
         os.environ["LEDGER_DATABASE_URL"] = Settings().resolved_database_url(database)
+        # one key for the web sessions of every worker (each worker builds its own app)
+        os.environ.setdefault("LEDGER_WEB_SESSION_SECRET", secrets.token_urlsafe(32))
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         service(database).close()  # create the tables once, and fail early on a bad URL
         uvicorn.run("ledger.http.asgi:app", host=host, port=port, workers=workers,

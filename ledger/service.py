@@ -157,6 +157,10 @@ class LedgerService:
     def sign_in(self, name: str, password: str) -> Principal:
         return accounts.principal_for_password(self.engine, name, password)
 
+    def resume(self, name: str) -> Principal:
+        """The principal of a web session signed in as `name` (checked active again)."""
+        return accounts.principal_for_session(self.engine, name)
+
     @staticmethod
     def require(principal: Principal, capability: Capability, what: str) -> None:
         if not may(principal, capability):

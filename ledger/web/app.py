@@ -1,0 +1,407 @@
+"""The web app's routes: sign-in, the liability, an agreement, a customer's statement.
+
+Each page reads its query as text (so that no input becomes a framework error), calls one or two
+service methods for the signed-in principal and renders the answer with Jinja2. Refusals of the
+service become an HTML page with the status of `ledger.access.http_status`; a missing or expired
+session redirects to /login. Sorting, paging, totals of what is shown and formatting are the only
+work done here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from ledger.access import Principal, RateLimited, Role, Unauthenticated, http_status
+from ledger.bootstrap import ApiSettings
+from ledger.errors import LedgerError
+from ledger.http.app import FailedSignIns
+from ledger.service import LedgerService, parse_day, parse_moment
+from ledger.web import format as fmt
+from ledger.web.sessions import LOGIN_COOKIE, SESSION_COOKIE, Session, Signer
+from ledger.web.settings import WebSettings
+
+HERE = Path(__file__).resolve().parent
+#: Scripts and styles only from this app (the vendored assets); no inline script.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+#: Longest form body read (sign-in, sign-out); a form of the web app is a few hundred bytes.
+FORM_BYTES_MAX = 16_384
+#: Columns of the liability table, in order: (key, heading, kind).
+LIABILITY_COLUMNS = [
+    ("agreement_id", "Agreement", "text"), ("customer_id", "Customer", "text"),
+    ("basis", "Basis", "quantity"), ("accrued", "Accrued", "money"),
+    ("approved", "Approved", "money"), ("paid", "Paid", "money"),
+    ("written_off", "Written off", "money"), ("liability", "Liability", "money"),
+]
+MONEY_KEYS = [key for key, _, kind in LIABILITY_COLUMNS if kind == "money"]
+STATEMENT_COLUMNS = ["agreement_id", "currency", "basis_kind", "basis", "tier_reached", "rate",
+                     "next_tier", "next_rate", "still_needed", "accrued", "claimed", "paid",
+                     "written_off", "liability"]
+
+#: Which step of the explanation derives each figure of the agreement page.
+STEP_OF_FIGURE = {"basis": "Tier reached", "accrued": "Cap and rounding",
+                  "approved": "Claims approved", "paid": "Settlements",
+                  "written_off": "Write-offs", "liability": "Liability"}
+
+
+class PageError(Exception):
+    """A refusal of the page itself (a query it cannot read), shown with its status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _templates() -> Environment:
+    env = Environment(loader=FileSystemLoader(HERE / "templates"),
+                      autoescape=select_autoescape(["html"]), trim_blocks=True,
+                      lstrip_blocks=True)
+    env.filters["money"] = fmt.money
+    env.filters["quantity"] = fmt.quantity
+    return env
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _query(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name)
+    return value.strip() if value is not None and value.strip() else None
+
+
+def _as_of(request: Request) -> date:
+    text = _query(request, "as_of")
+    return _today() if text is None else parse_day(text, "as_of")
+
+
+def _known_at(request: Request) -> datetime | None:
+    return parse_moment(_query(request, "known_at"), "known_at")
+
+
+def _positive(request: Request, name: str, default: int) -> int:
+    text = _query(request, name)
+    if text is None:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
+        raise PageError(400, f"{name}: {text!r} is not a whole number from 1 to 1000000")
+    return int(text)
+
+
+def _csv(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", filename)[:200]
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
+        "content-disposition": f'attachment; filename="{safe}"'})
+
+
+def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None = None) -> None:
+    """Add the web app's pages (at /) and its static assets (at /static) to `app`."""
+    settings = settings or WebSettings()
+    limits = ApiSettings()
+    limiter = FailedSignIns(limits.failed_auth_max, limits.failed_auth_window_s)
+    signer = Signer(settings.session_secret, settings.session_max_age_s)
+    templates = _templates()
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    def secure(request: Request) -> bool:
+        return request.url.scheme == "https"
+
+    def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        session: Session | None = getattr(request.state, "web_session", None)
+        principal: Principal | None = getattr(request.state, "principal", None)
+        html = templates.get_template(name).render(
+            request=request, principal=principal,
+            csrf=signer.csrf(session.nonce) if session else context.pop("csrf", ""),
+            path=request.url.path, **context)
+        response = HTMLResponse(html, status_code=status)
+        response.headers["content-security-policy"] = CSP
+        return response
+
+    def to_login(request: Request) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        response = RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    def page(handler: Callable[[Request, Principal], Any]) -> Callable[[Request], Any]:
+        """A signed-in page: the principal of the session, and refusals shown as pages."""
+
+        async def run(request: Request) -> Response:
+            session = signer.session(request.cookies.get(SESSION_COOKIE))
+            if session is None:
+                return to_login(request)
+            try:
+                principal = await run_in_threadpool(service.resume, session.user)
+            except Unauthenticated:
+                return to_login(request)
+            request.state.web_session = session
+            request.state.principal = principal
+            request.state.user = principal.name
+            try:
+                result: Response = await run_in_threadpool(handler, request, principal)
+            except Unauthenticated:
+                return to_login(request)
+            except LedgerError as error:
+                return render(request, "error.html", http_status(error), message=str(error),
+                              code=http_status(error))
+            except PageError as error:
+                return render(request, "error.html", error.status, message=str(error),
+                              code=error.status)
+            return result
+
+        return run
+
+    # Sign-in ----------------------------------------------------------------------------------
+
+    def login_form(request: Request, status: int = 200, message: str | None = None,
+                   username: str = "") -> Response:
+        nonce, cookie = signer.new_login_nonce()
+        target = _safe_next(request.query_params.get("next"))
+        response = render(request, "login.html", status, csrf=signer.csrf(nonce),
+                          message=message, username=username, next=target)
+        response.set_cookie(LOGIN_COOKIE, cookie, max_age=3600, httponly=True,
+                            samesite="strict", secure=secure(request), path="/login")
+        return response
+
+    @app.get("/login", include_in_schema=False)
+    def get_login(request: Request) -> Response:
+        return login_form(request)
+
+    @app.post("/login", include_in_schema=False)
+    async def post_login(request: Request) -> Response:
+        form = await _form(request)
+        nonce = signer.login_nonce(request.cookies.get(LOGIN_COOKIE))
+        if not signer.csrf_ok(nonce, form.get("csrf_token")):
+            return login_form(request, 403, "The sign-in form had expired or came from "
+                              "elsewhere; sign in again on this page.")
+        username = form.get("username", "")
+        password = form.get("password", "")
+        client = request.client.host if request.client else "unknown"
+        try:
+            limiter.check(client)
+            principal = await run_in_threadpool(service.sign_in, username, password)
+        except RateLimited as error:
+            return login_form(request, 429, f"Too many failed sign-ins: {error}.",
+                              username=username)
+        except Unauthenticated:
+            limiter.fail(client)
+            return login_form(request, 401, "Wrong user name or password. Check both and try "
+                              "again.", username=username)
+        _, cookie = signer.new_session(principal.name)
+        target = _safe_next(form.get("next")) or _home(principal)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(SESSION_COOKIE, cookie, max_age=settings.session_max_age_s,
+                            httponly=True, samesite="strict", secure=secure(request), path="/")
+        response.delete_cookie(LOGIN_COOKIE, path="/login")
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    async def post_logout(request: Request) -> Response:
+        form = await _form(request)
+        session = signer.session(request.cookies.get(SESSION_COOKIE))
+        if session is not None and not signer.csrf_ok(session.nonce, form.get("csrf_token")):
+            request.state.web_session = session
+            return render(request, "error.html", 403, code=403,
+                          message="csrf_token: the sign-out form is missing its token or came "
+                          "from another site; use the Sign out button of this app.")
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    def home(request: Request, principal: Principal) -> Response:
+        return RedirectResponse(_home(principal), status_code=303)
+
+    app.add_api_route("/", page(home), methods=["GET"], include_in_schema=False)
+
+    # Liability --------------------------------------------------------------------------------
+
+    def liability_view(request: Request, principal: Principal) -> dict[str, Any]:
+        as_of = _as_of(request)
+        known_at = _known_at(request)
+        customer = _query(request, "customer")
+        sort = _query(request, "sort") or "agreement_id"
+        if sort not in {key for key, _, _ in LIABILITY_COLUMNS}:
+            raise PageError(400, f"sort: {sort!r} is not a column; use one of "
+                            + ", ".join(key for key, _, _ in LIABILITY_COLUMNS))
+        direction = _query(request, "dir") or "asc"
+        if direction not in ("asc", "desc"):
+            raise PageError(400, f"dir: {direction!r}; use asc or desc")
+        number = _positive(request, "page", 1)
+        answer = service.liability(principal, as_of, known_at, customer_id=customer)
+        rows = answer["rows"]
+        kind = {key: k for key, _, k in LIABILITY_COLUMNS}[sort]
+
+        def key(row: dict[str, Any]) -> Any:
+            value = row.get(sort)
+            if kind == "text":
+                return (str(value or ""), row["agreement_id"])
+            return (fmt.decimal(value) or Decimal(0), row["agreement_id"])
+
+        rows = sorted(rows, key=key, reverse=direction == "desc")
+        pages = max(1, -(-len(rows) // settings.page_rows))
+        number = min(number, pages)
+        shown = rows[(number - 1) * settings.page_rows:number * settings.page_rows]
+        totals: dict[str, dict[str, Decimal]] = {}
+        for row in rows:
+            sums = totals.setdefault(row["currency"], {k: Decimal(0) for k in MONEY_KEYS})
+            for k in MONEY_KEYS:
+                sums[k] += fmt.decimal(row.get(k)) or Decimal(0)
+        by_currency: dict[str, list[dict[str, Any]]] = {}
+        for row in shown:
+            by_currency.setdefault(row["currency"], []).append(row)
+        return {"answer": answer, "rows": rows, "by_currency": by_currency, "totals": totals,
+                "as_of": as_of, "known_at": _query(request, "known_at"), "customer": customer,
+                "sort": sort, "dir": direction, "page": number, "pages": pages}
+
+    def liability(request: Request, principal: Principal) -> Response:
+        view = liability_view(request, principal)
+        base = {k: v for k, v in (("as_of", view["as_of"].isoformat()),
+                                  ("known_at", view["known_at"]), ("customer", view["customer"]))
+                if v}
+
+        def link(**change: Any) -> str:
+            query = {**base, "sort": view["sort"], "dir": view["dir"], "page": view["page"],
+                     **change}
+            return "/liability?" + urlencode({k: v for k, v in query.items() if v})
+
+        return render(request, "liability.html", columns=LIABILITY_COLUMNS, link=link,
+                      csv_link="/liability.csv?" + urlencode(
+                          {**base, "sort": view["sort"], "dir": view["dir"]}),
+                      agreement_query=urlencode({k: v for k, v in base.items()
+                                                 if k != "customer"}), **view)
+
+    def liability_csv(request: Request, principal: Principal) -> Response:
+        view = liability_view(request, principal)
+        columns = ["agreement_id", "customer_id", "group_id", "program_id", "currency", "basis",
+                   *MONEY_KEYS]
+        return _csv(view["rows"], columns, f"liability-{view['as_of'].isoformat()}.csv")
+
+    app.add_api_route("/liability", page(liability), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/liability.csv", page(liability_csv), methods=["GET"],
+                      include_in_schema=False)
+
+    # Agreement --------------------------------------------------------------------------------
+
+    def agreement(request: Request, principal: Principal) -> Response:
+        agreement_id = request.path_params["agreement_id"]
+        as_of = _as_of(request)
+        known_at = _known_at(request)
+        head = service.agreement(principal, agreement_id)
+        explained = orjson.loads(service.explain(principal, agreement_id, as_of, known_at))
+        position = None
+        if head.get("customer_id"):
+            try:
+                positions = orjson.loads(service.positions(principal, head["customer_id"], as_of,
+                                                           known_at))
+            except LedgerError:
+                positions = {"rows": []}
+            position = next((r for r in positions["rows"]
+                             if r["agreement_id"] == agreement_id), None)
+        details = explained.get("steps_detail") or []
+        ladder = _ladder(details[0]["figures"].get("tiers") if details else None, position)
+        liability = service.liability(principal, as_of, known_at, agreement_id=agreement_id)
+        anchors = {figure: f"#step-{step['step']}" for step in explained.get("rows", [])
+                   for figure, title in STEP_OF_FIGURE.items() if step["title"] == title}
+        return render(request, "agreement.html", head=head, explained=explained, anchors=anchors,
+                      position=position, ladder=ladder, row=next(iter(liability["rows"]), None),
+                      as_of=as_of, known_at=_query(request, "known_at"),
+                      recorded_by=explained.get("recorded_by", {}))
+
+    app.add_api_route("/agreements/{agreement_id}", page(agreement), methods=["GET"],
+                      include_in_schema=False)
+
+    # Statement --------------------------------------------------------------------------------
+
+    def statement_view(request: Request, principal: Principal) -> dict[str, Any]:
+        as_of = _as_of(request)
+        known_at = _known_at(request)
+        customer = _query(request, "customer")
+        if customer is None and principal.role in (Role.sales, Role.customer):
+            customer = min(principal.customers) if principal.customers else None
+        answer = None
+        if customer is not None:
+            answer = orjson.loads(service.positions(principal, customer, as_of, known_at))
+        return {"as_of": as_of, "known_at": _query(request, "known_at"), "customer": customer,
+                "answer": answer, "rows": answer["rows"] if answer else []}
+
+    def statement(request: Request, principal: Principal) -> Response:
+        view = statement_view(request, principal)
+        query = {k: v for k, v in (("as_of", view["as_of"].isoformat()),
+                                   ("known_at", view["known_at"]),
+                                   ("customer", view["customer"])) if v}
+        return render(request, "statement.html", csv_link="/statement.csv?" + urlencode(query),
+                      agreement_query=urlencode({k: v for k, v in query.items()
+                                                 if k != "customer"}),
+                      customers=sorted(principal.customers), **view)
+
+    def statement_csv(request: Request, principal: Principal) -> Response:
+        view = statement_view(request, principal)
+        if view["customer"] is None:
+            raise PageError(400, "customer: give the customer whose statement to download")
+        return _csv(view["rows"], STATEMENT_COLUMNS,
+                    f"statement-{view['customer']}-{view['as_of'].isoformat()}.csv")
+
+    app.add_api_route("/statement", page(statement), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/statement.csv", page(statement_csv), methods=["GET"],
+                      include_in_schema=False)
+
+
+def _home(principal: Principal) -> str:
+    return "/statement" if principal.role in (Role.customer,) else "/liability"
+
+
+def _safe_next(target: str | None) -> str | None:
+    """Only a path of this app (never `//elsewhere` or a URL): no open redirect."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    return target if target.startswith("/") and len(target) <= 2000 else None
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A url-encoded form body (bounded), first value of each field."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_BYTES_MAX:
+            return {}
+    try:
+        fields = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=50)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return {name: values[0] for name, values in fields.items() if values}
+
+
+def _ladder(tiers: Any, position: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The tiers in force as the explanation states them (`from 0: 1, from 1000: 2`), each
+    marked reached / next by the position the service computed."""
+    if not isinstance(tiers, str) or not tiers.startswith("from "):
+        return []
+    ladder = []
+    for part in tiers.split(", "):
+        start, _, rate = part.removeprefix("from ").partition(": ")
+        ladder.append({"from": start, "rate": rate, "reached": False, "next": False})
+    if position:
+        for step in ladder:
+            step["reached"] = fmt.decimal(step["from"]) == fmt.decimal(position.get("tier_reached"))
+            step["next"] = fmt.decimal(step["from"]) == fmt.decimal(position.get("next_tier"))
+    return ladder

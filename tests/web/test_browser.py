@@ -1,0 +1,168 @@
+"""The web app in a real browser: Debian's chromium driven by Playwright against
+`rebate-ledger serve` on a free port, on SQLite and PostgreSQL. Finance reads the liability at a
+quarter end as known at an earlier time and now, and drills to the late sale; a customer reads
+its statement and a changed id gives 404; axe-core (vendored, served by the app) finds no serious
+or critical violation on any page, at desktop and phone width."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from ledger import Ledger
+from ledger.service import LedgerService
+from tests.api.conftest import BOOK
+from tests.api.test_server import server
+from tests.contract import helpers as h
+from tests.web.conftest import add_web_users, password
+
+AXE = "/static/vendor/axe-core-4.10.3/axe.min.js"
+#: A sale of C1 invoiced in Q1 but recorded after the quarter end: the figure that changes.
+LATE_SALE = h.at("2025-04-05T00:00:00Z", h.sale("S-LATE", "2000", "20000.00", "2025-03-20"))
+#: Where to keep screenshots besides the test's folder (docs/ for the README), if set.
+SHOTS = os.environ.get("LEDGER_WEB_SCREENSHOTS")
+
+
+def chromium() -> str:
+    """Debian's chromium; installed here when missing and we may (root with apt-get)."""
+    found = shutil.which("chromium")
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
+        found = shutil.which("chromium")
+    assert found, "the browser tests need Debian's chromium: apt-get install chromium"
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium())
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def site(database_url: str, tmp_path: Path) -> Iterator[str]:
+    with LedgerService(Ledger(database_url)) as service:
+        h.accepted_all(service.ledger, [*BOOK, LATE_SALE])
+        add_web_users(service)
+    with server(database_url, tmp_path) as base:
+        yield base
+
+
+def check_accessibility(page: Page, where: str) -> None:
+    page.add_script_tag(url=AXE)
+    found: list[dict[str, Any]] = page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+             .map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target)}))""")
+    bad = [v for v in found if v["impact"] in ("serious", "critical")]
+    assert not bad, f"{where}: {bad}"
+
+
+def shot(page: Page, tmp_path: Path, name: str) -> None:
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+    if SHOTS:
+        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Page, base: str, user: str) -> None:
+    page.goto(f"{base}/login")
+    check_accessibility(page, "/login")
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password").fill(password(user))
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+
+
+def money_cells(page: Page, agreement_id: str) -> list[str]:
+    row = page.locator("tr", has=page.get_by_role("link", name=agreement_id, exact=True))
+    return [t.strip() for t in row.locator("td.money").all_inner_texts()]
+
+
+def test_finance_reads_the_liability_then_and_now_and_drills_down(
+        browser: Browser, site: str, tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{site}/login")
+    page.get_by_label("User name").fill("finance")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    assert "Wrong user name or password" in page.get_by_role("alert").inner_text()
+    sign_in(page, site, "finance")
+    assert page.url.endswith("/liability")
+
+    # the quarter end, as the books stood on 1 April (before the late sale was recorded)
+    page.get_by_label("As of (valid date D)").fill("2025-03-31")
+    page.get_by_label("As known at (K; blank: now)").fill("2025-04-01T00:00:00Z")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url("**known_at=2025-04-01*")
+    page.get_by_role("link", name="A1", exact=True).wait_for()
+    then = money_cells(page, "A1")
+    assert then[0] == "100.00 EUR" and then[-1] == "100.00 EUR"
+    check_accessibility(page, "/liability (known at)")
+    shot(page, tmp_path, "liability-known-at-close")
+
+    # as known now: the late sale of 2,000 units adds 2,000.00 (rate 1 per unit)
+    page.get_by_label("As known at (K; blank: now)").fill("")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url(lambda url: "known_at=2025" not in url)
+    page.get_by_role("link", name="A1", exact=True).wait_for()
+    page.wait_for_function("!document.querySelector('.htmx-request')")
+    now = money_cells(page, "A1")
+    assert now[0] == "2,100.00 EUR" and now[-1] == "2,100.00 EUR"
+    assert "2,140.00 EUR" in page.locator("tfoot").inner_text()  # the EUR total with A2
+    shot(page, tmp_path, "liability-now")
+
+    # drill from the changed figure to the sale that changed it
+    page.get_by_role("link", name="A1", exact=True).click()
+    page.wait_for_url("**/agreements/A1*")
+    page.get_by_role("link", name="2,100.00 EUR").first.click()
+    derivation = page.locator("ol.steps").inner_text()
+    assert "2025-03 quantity 2000" in derivation
+    assert "accrued 2100.00" in derivation or "2100.00" in derivation
+    check_accessibility(page, "/agreements/A1")
+    shot(page, tmp_path, "agreement")
+
+    # phone width: the page does not overflow sideways (tables scroll in their own box)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{site}/liability?as_of=2025-03-31")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 391
+    check_accessibility(page, "/liability (phone)")
+    page.close()
+
+
+def test_a_customer_reads_its_statement_and_not_anothers(
+        browser: Browser, site: str, tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, site, "customer")
+    assert "/statement" in page.url
+    page.get_by_label("As of").fill("2025-03-31")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url("**as_of=2025-03-31*")
+    assert money_cells(page, "A1") == ["2,100.00 EUR", "50.00 EUR", "0.00 EUR", "2,100.00 EUR"]
+    check_accessibility(page, "/statement")
+    shot(page, tmp_path, "statement")
+
+    answer = page.goto(page.url.replace("customer=C1", "customer=C2"))
+    assert answer is not None and answer.status == 404
+    shown = page.locator("main").inner_text()
+    assert "A2" not in shown and "40.00" not in shown  # nothing of C2's agreement
+    check_accessibility(page, "404")
+    answer = page.goto(f"{site}/agreements/A2")
+    assert answer is not None and answer.status == 404
+    assert "40.00" not in page.locator("main").inner_text()
+
+    # the check can fail: a form field without its label is a critical violation
+    page.goto(f"{site}/statement")
+    page.evaluate("document.querySelectorAll('label').forEach(l => l.remove())")
+    with pytest.raises(AssertionError, match="label"):
+        check_accessibility(page, "/statement without labels")
+    page.close()

@@ -1,0 +1,308 @@
+"""The web app's pages through FastAPI's TestClient: sign-in and sessions, CSRF, every page
+for every role, customers kept to their own pages, figures formatted for people, time travel,
+sorting, paging, CSV, and no 500 for any query."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+
+import pytest
+
+from ledger.web.sessions import SESSION_COOKIE, Signer
+from tests.contract import helpers as h
+from tests.web.conftest import ROLES, Web, csrf_of
+
+PAGES = ["/", "/liability?as_of=2025-03-31", "/liability.csv?as_of=2025-03-31",
+         "/agreements/A1?as_of=2025-03-31", "/statement?customer=C1&as_of=2025-03-31",
+         "/statement.csv?customer=C1&as_of=2025-03-31"]
+READERS = [r for r in ROLES if r != "ingest"]
+
+
+def cells(html: str) -> list[str]:
+    return re.findall(r'<td class="money">([^<]*)</td>', html)
+
+
+# Sign-in, sessions, CSRF ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_redirects_to_login_without_a_session(web: Web, page: str) -> None:
+    answer = web.client.get(page, follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/login?next=")
+
+
+def test_login_form_has_the_named_inputs_and_a_csrf_token(web: Web) -> None:
+    html = web.client.get("/login").text
+    assert 'name="username"' in html and 'name="password"' in html
+    assert len(csrf_of(html)) > 20
+
+
+def test_sign_in_sets_a_strict_httponly_session_and_signs_out(web: Web) -> None:
+    form = web.client.get("/login?next=/statement%3Fcustomer%3DC1")
+    answer = web.client.post("/login", data={"username": "finance", "password": "finance-secret-pw",
+                                             "csrf_token": csrf_of(form.text),
+                                             "next": "/statement?customer=C1"},
+                             follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/statement?customer=C1"
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" not in cookie
+    page = web.client.get("/liability?as_of=2025-03-31")
+    assert page.status_code == 200 and "A2" in page.text
+    out = web.client.post("/logout", data={"csrf_token": csrf_of(page.text)},
+                          follow_redirects=False)
+    assert out.status_code == 303
+    assert web.client.get("/liability", follow_redirects=False).status_code == 303
+
+
+def test_the_session_cookie_is_secure_over_https(web: Web) -> None:
+    web.client.base_url = web.client.base_url.copy_with(scheme="https")  # type: ignore[assignment]
+    form = web.client.get("/login")
+    answer = web.client.post("/login", data={"username": "auditor",
+                                             "password": "auditor-secret-pw",
+                                             "csrf_token": csrf_of(form.text)},
+                             follow_redirects=False)
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
+    assert "Secure" in cookie
+
+
+def test_a_wrong_password_shows_the_form_again_with_a_message(web: Web) -> None:
+    form = web.client.get("/login")
+    answer = web.client.post("/login", data={"username": "finance", "password": "wrong",
+                                             "csrf_token": csrf_of(form.text)})
+    assert answer.status_code == 401
+    assert "Wrong user name or password" in answer.text
+    assert 'value="finance"' in answer.text
+    assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
+
+
+def test_sign_in_without_the_csrf_token_is_refused(web: Web) -> None:
+    web.client.get("/login")
+    answer = web.client.post("/login", data={"username": "finance",
+                                             "password": "finance-secret-pw"},
+                             follow_redirects=False)
+    assert answer.status_code == 403
+    assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
+    forged = web.client.post("/login", data={"username": "finance", "password":
+                                             "finance-secret-pw", "csrf_token": "x" * 43},
+                             follow_redirects=False)
+    assert forged.status_code == 403
+
+
+def test_sign_out_without_the_csrf_token_is_refused_and_the_session_stays(web: Web) -> None:
+    client = web.sign_in("finance")
+    answer = client.post("/logout", data={}, follow_redirects=False)
+    assert answer.status_code == 403
+    assert client.get("/liability?as_of=2025-03-31").status_code == 200
+
+
+def test_a_forged_or_expired_session_goes_back_to_login(web: Web) -> None:
+    signer = Signer("tests", 60)
+    _, expired = signer.new_session("finance", now=time.time() - 120)
+    _, forged = Signer("other secret", 3600).new_session("finance")
+    for cookie in (expired, forged, "garbage", "a.b.c"):
+        web.client.cookies.set(SESSION_COOKIE, cookie)
+        answer = web.client.get("/liability", follow_redirects=False)
+        assert answer.status_code == 303, cookie
+    _, good = signer.new_session("finance")
+    web.client.cookies.set(SESSION_COOKIE, good)
+    assert web.client.get("/liability?as_of=2025-03-31").status_code == 200
+
+
+def test_a_revoked_users_session_ends(web: Web) -> None:
+    from ledger.access import operator
+
+    client = web.sign_in("sales")
+    assert client.get("/liability?as_of=2025-03-31").status_code == 200
+    web.service.revoke_user(operator("cli:tests"), "sales")
+    assert client.get("/liability", follow_redirects=False).status_code == 303
+
+
+def test_next_never_leaves_the_app(web: Web) -> None:
+    form = web.client.get("/login")
+    answer = web.client.post("/login", data={"username": "finance",
+                                             "password": "finance-secret-pw",
+                                             "csrf_token": csrf_of(form.text),
+                                             "next": "//evil.example/x"},
+                             follow_redirects=False)
+    assert answer.headers["location"] == "/liability"
+
+
+# Every page for every role ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_page_for_every_role(web: Web, role: str) -> None:
+    client = web.sign_in(role)
+    for page in PAGES[1:]:
+        answer = client.get(page)
+        assert answer.status_code == (403 if role == "ingest" else 200), (page, answer.text)
+        if answer.headers["content-type"].startswith("text/html"):
+            assert "content-security-policy" in answer.headers
+            assert "<script>" not in answer.text
+
+
+@pytest.mark.parametrize("role", ["sales", "customer"])
+def test_another_customers_pages_are_404_and_its_rows_absent(web: Web, role: str) -> None:
+    client = web.sign_in(role)
+    for page in ("/agreements/A2", "/agreements/A2?as_of=2025-03-31",
+                 "/statement?customer=C2", "/statement.csv?customer=C2",
+                 "/agreements/NOPE"):
+        answer = client.get(page)
+        assert answer.status_code == 404, page
+        assert "C2" not in answer.text.replace("'C2'", "") or "no customer" in answer.text
+    listing = client.get("/liability?as_of=2025-03-31")
+    assert "A1" in listing.text and "/agreements/A2" not in listing.text
+    assert "A2" not in client.get("/liability.csv?as_of=2025-03-31").text
+    assert "A2" not in client.get("/liability?as_of=2025-03-31&customer=C2").text
+
+
+@pytest.mark.parametrize("role", ["finance", "auditor", "commercial", "admin"])
+def test_book_readers_see_every_customer(web: Web, role: str) -> None:
+    client = web.sign_in(role)
+    assert client.get("/agreements/A2?as_of=2025-03-31").status_code == 200
+    assert "A2" in client.get("/statement?customer=C2&as_of=2025-03-31").text
+
+
+def test_customer_lands_on_its_statement(web: Web) -> None:
+    client = web.sign_in("customer")
+    page = client.get("/")
+    assert page.url.path == "/statement"
+    assert "customer C1" in page.text and "A1" in page.text
+
+
+GARBAGE = ["as_of=garbage", "as_of=2025-02-30", "known_at=yesterday", "page=-1", "page=0",
+           "page=99999999999", "sort=__class__", "dir=sideways", "customer=%00%ff",
+           "as_of=" + "9" * 5000, "known_at=2025-13-01T00:00:00Z", "customer=<script>x</script>"]
+
+
+@pytest.mark.parametrize("role", ["finance", "customer"])
+def test_no_query_gives_a_500(web: Web, role: str) -> None:
+    client = web.sign_in(role)
+    for query in GARBAGE:
+        for page in ("/liability", "/liability.csv", "/agreements/A1", "/agreements/%00",
+                     "/statement", "/statement.csv"):
+            answer = client.get(f"{page}?{query}")
+            assert answer.status_code < 500, (page, query)
+            assert "<script>x" not in answer.text
+
+
+def test_a_bad_date_names_the_field(web: Web) -> None:
+    client = web.sign_in("finance")
+    answer = client.get("/liability?as_of=2025-02-30")
+    assert answer.status_code == 422
+    assert "as_of" in answer.text and "YYYY-MM-DD" in answer.text
+
+
+# The liability page --------------------------------------------------------------------------
+
+
+def test_liability_is_formatted_for_people_with_totals(web: Web) -> None:
+    h.accepted_all(web.service.ledger, [
+        h.at("2025-03-10T00:00:00Z", h.sale("S9", "1234.5", "99999.99", "2025-03-05"))])
+    client = web.sign_in("finance")
+    html = client.get("/liability?as_of=2025-03-31").text
+    assert "1,334.5" in html  # the basis of A1: 100 + 1234.5
+    assert "1,334.50 EUR" in html  # accrued, rate 1 per unit
+    assert "1,374.50 EUR" in html  # the EUR total over A1 and A2
+    assert 'href="/agreements/A1?as_of=2025-03-31"' in html
+
+
+def test_liability_as_known_at_an_earlier_time(web: Web) -> None:
+    client = web.sign_in("finance")
+    now = cells(client.get("/liability?as_of=2025-03-31&sort=agreement_id").text)
+    before = cells(client.get(
+        "/liability?as_of=2025-03-31&known_at=2025-01-31T00:00:00Z&sort=agreement_id").text)
+    assert now[0] == "100.00 EUR" and before[0] == "0.00 EUR"
+
+
+def test_liability_sorts_and_filters(web: Web) -> None:
+    client = web.sign_in("finance")
+    down = client.get("/liability?as_of=2025-03-31&sort=liability&dir=desc").text
+    up = client.get("/liability?as_of=2025-03-31&sort=liability&dir=asc").text
+    assert down.index(">A1</a>") < down.index(">A2</a>")
+    assert up.index(">A2</a>") < up.index(">A1</a>")
+    only = client.get("/liability?as_of=2025-03-31&customer=C2").text
+    assert ">A2</a>" in only and ">A1</a>" not in only
+
+
+def test_liability_pages_a_large_book_and_downloads_the_filter(web: Web) -> None:
+    book = [h.at("2025-03-02T00:00:00Z", h.agreement(f"B{n:03}", customer_id=f"D{n:03}"))
+            for n in range(23)]
+    h.accepted_all(web.service.ledger, book)
+    client = web.sign_in("finance")
+    first = client.get("/liability?as_of=2025-03-31").text
+    assert "page 1 of 3" in first and 'rel="next"' in first
+    third = client.get("/liability?as_of=2025-03-31&page=3").text
+    assert len(re.findall(r'<th scope="row"><a href="/agreements/', third)) == 25 - 20
+    beyond = client.get("/liability?as_of=2025-03-31&page=9")
+    assert beyond.status_code == 200 and "page 3 of 3" in beyond.text
+    rows = list(csv.DictReader(io.StringIO(client.get(
+        "/liability.csv?as_of=2025-03-31&sort=agreement_id&dir=desc").text)))
+    assert len(rows) == 25
+    assert [r["agreement_id"] for r in rows][:2] == ["B022", "B021"]
+    assert {r["liability"] for r in rows if r["agreement_id"] == "A1"} == {"100.00"}
+
+
+# Agreement and statement -----------------------------------------------------------------------
+
+
+def test_agreement_page_shows_terms_ladder_and_derivation(web: Web) -> None:
+    h.accepted_all(web.service.ledger, [
+        h.at("2025-03-02T00:00:00Z", h.amend("A1", "2025-01-01",
+                                             tiers=h.tier_list([("0", "1"), ("500", "2")])))])
+    client = web.sign_in("finance")
+    html = client.get("/agreements/A1?as_of=2025-03-31").text
+    assert html.count("<strong>created</strong>") == 1
+    assert "<strong>amended</strong>" in html or "amend" in html
+    assert "400 more to reach the next tier" in html  # basis 100, next tier from 500
+    assert "next: 400 to go" in html
+    assert "The derivation gives the ledger's figure: 100.00 EUR" in html
+    assert "recorded by" in html
+
+
+def test_statement_shows_earned_claimed_paid_outstanding_and_csv(web: Web) -> None:
+    client = web.sign_in("customer")
+    html = client.get("/statement?as_of=2025-03-31").text
+    assert cells(html) == ["100.00 EUR", "50.00 EUR", "0.00 EUR", "100.00 EUR"]
+    rows = list(csv.DictReader(io.StringIO(client.get(
+        "/statement.csv?as_of=2025-03-31").text)))
+    assert [(r["agreement_id"], r["accrued"], r["claimed"]) for r in rows] == [
+        ("A1", "100.00", "50.00")]
+
+
+def test_failed_sign_ins_are_rate_limited(web: Web, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.web.conftest import web_app
+
+    monkeypatch.setenv("LEDGER_API_FAILED_AUTH_MAX", "3")
+    with web_app(web.service) as client:
+        statuses = []
+        for _ in range(4):
+            form = client.get("/login")
+            statuses.append(client.post("/login", data={
+                "username": "finance", "password": "guess", "csrf_token": csrf_of(form.text)
+            }).status_code)
+        form = client.get("/login")
+        right = client.post("/login", data={"username": "finance",
+                                            "password": "finance-secret-pw",
+                                            "csrf_token": csrf_of(form.text)})
+    assert statuses == [401, 401, 401, 429]
+    assert right.status_code == 429 and "Too many failed sign-ins" in right.text
+
+
+def test_every_web_setting_is_documented_with_its_default() -> None:
+    from pathlib import Path
+
+    from ledger.web.settings import WebSettings
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    for name, field in WebSettings.model_fields.items():
+        variable = f"`LEDGER_WEB_{name.upper()}`"
+        row = next((line for line in doc.splitlines() if line.startswith(f"| {variable}")), None)
+        assert row is not None, variable
+        if field.default is not None and not callable(field.default_factory):
+            assert f"`{field.default}`" in row, (variable, field.default)
