@@ -34,6 +34,7 @@ from ledger.demo import (
 
 SMALL = 20
 DELIBERATE_REJECTIONS = 9
+ROOT = Path(__file__).resolve().parent.parent
 CENT = Decimal("0.01")
 
 
@@ -348,3 +349,9 @@ def test_rebate_ledger_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "UNEXPECTED" not in done.stdout
     assert f"rejected {DELIBERATE_REJECTIONS}" in done.stdout
     assert (tmp_path / "home" / "demo.db").is_file()
+    # docs/auditing.md shows this book: every transcript in it re-run here must match
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "generate_auditing.py"), "--home",
+         str(tmp_path / "home"), "--check"], cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=600)
+    assert check.returncode == 0, check.stdout[-6000:] + check.stderr[-2000:]
