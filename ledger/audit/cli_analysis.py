@@ -58,9 +58,10 @@ def register(app: typer.Typer) -> None:
             for row in report.rows:
                 console.print(f"{row['step']}. {row['title']}: {row['text']}",
                               highlight=False, markup=False)
-                events = row["events"]
+                events, about = row["events"], row["events_about"]
                 if events:
-                    shown = ", ".join(events[:EVENTS_SHOWN])
+                    shown = ", ".join(f"{e} ({about[e]})" if e in about else e
+                                      for e in events[:EVENTS_SHOWN])
                     more = (f" and {len(events) - EVENTS_SHOWN} more (--format json lists "
                             "them all)") if len(events) > EVENTS_SHOWN else ""
                     console.print(f"   events: {shown}{more}", highlight=False, markup=False)

@@ -36,10 +36,18 @@ class Step:
     text: str
     figures: dict[str, Any] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
+    #: event id -> the business ids it is about (`claim K1 approved`, `amendment of A1 from
+    #: 2025-03-01`); not for sales batches, whose sale ids the figures list by month
+    about: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"title": self.title, "text": self.text, "figures": plain(self.figures),
-                "events": self.events}
+                "events": self.events,
+                "events_about": {e: self.about[e] for e in self.events if e in self.about}}
+
+    def event_text(self) -> str:
+        return ", ".join(f"{e} ({self.about[e]})" if e in self.about else e
+                         for e in self.events)
 
 
 @dataclass
@@ -73,7 +81,7 @@ class Explanation:
         for number, step in enumerate(self.steps, 1):
             out.append(f"{number}. {step.title}: {step.text}")
             if step.events:
-                out.append(f"   events: {', '.join(step.events)}")
+                out.append(f"   events: {step.event_text()}")
         return out
 
 
@@ -120,10 +128,40 @@ def explain(
         {"accrued": state.accrual.accrued, "paid": paid, "written_off": written_off,
          "liability": liability},
     ))
+    about = business_ids(facts)
+    for step in steps:
+        step.about = {e: about[e] for e in step.events if e in about}
     (row,) = ledger.liability(as_of, known_at, agreement_id=agreement_id)
     return Explanation(agreement_id, facts.customer_id, facts.currency, as_of, known_at, steps,
                        liability, row.liability == liability and
                        row.accrued == state.accrual.accrued, facts.group_id)
+
+
+#: what a money event does to its claim, in the words of a report
+MONEY_WORDS = {"claimed": "submitted", "approved": "approved", "rejected": "rejected",
+               "paid": "settled"}
+
+
+def business_ids(facts: Facts) -> dict[str, str]:
+    """Event id -> the business ids it is about, from the agreement's own facts (no event is
+    decoded): `agreement A1`, `amendment of A1 from 2025-03-01`, `forecast of A1`, `claim K1
+    approved`, `write-off of A1`, `C7 joins group G1`."""
+    agreement = facts.agreement_id
+    found: dict[str, str] = {}
+    for t in facts.terms_rows:
+        found[t.event_id] = (
+            f"agreement {agreement}" if t.kind == "created" else
+            f"forecast of {agreement} from {t.effective_from}" if t.kind == "forecast" else
+            f"amendment of {agreement} from {t.effective_from}")
+    for m in facts.money_rows:
+        if m.kind == "written_off":
+            found[m.event_id] = f"write-off of {agreement}"
+        elif m.claim_id is not None:
+            found[m.event_id] = f"claim {m.claim_id} {MONEY_WORDS.get(m.kind, m.kind)}"
+    for j in facts.membership_rows:
+        verb = "joins" if j.kind == "join" else "leaves"
+        found[j.event_id] = f"{j.customer_id} {verb} group {facts.group_id}"
+    return found
 
 
 def _terms_step(facts: Facts, state: State) -> Step:
@@ -341,7 +379,8 @@ def explain_report(
     return Report(
         title=explanation.lines()[0],
         columns=("step", "title", "text", "events"),
-        rows=[{"step": n, "title": s.title, "text": s.text, "events": s.events}
+        rows=[{"step": n, "title": s.title, "text": s.text, "events": s.events,
+               "events_about": s.to_dict()["events_about"]}
               for n, s in enumerate(explanation.steps, 1)],
         meta={"agreement_id": agreement_id, "as_of": as_of, "known_at": known_at},
         extra={"liability": format_money(explanation.liability),

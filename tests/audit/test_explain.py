@@ -3,6 +3,7 @@ hypothesis property that the explanation's liability is always the ledger's; the
 
 from __future__ import annotations
 
+import re
 import tempfile
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -97,3 +98,22 @@ def test_cli_explain_as_a_user_types_it(cli: Runner) -> None:
     assert document["liability"] == "177.50" and document["matches_ledger"] is True
     done = cli("explain", "--agreement", "NOPE", "--as-of", "2025-12-31")
     assert done.code == 2 and "--agreement" in done.stderr and "NOPE" in done.stderr
+
+
+def test_explain_names_the_business_ids_beside_the_event_ids(cli: Runner) -> None:
+    """Issue 14, point 7: an event id alone says nothing to an auditor."""
+    done = cli("explain", "--agreement", "A1", "--as-of", "2025-12-31")
+    assert done.code == 0, str(done)
+    events = [line.strip() for line in done.stdout.splitlines()
+              if line.strip().startswith("events:")]
+    assert re.fullmatch(r"events: \S+/1 \(agreement A1\), \S+/3 \(amendment of A1 from "
+                        r"2025-01-01\)", events[0]), events
+    for said in ("(claim K1 submitted)", "(claim K1 approved)", "(claim K1 settled)",
+                 "(write-off of A1)"):
+        assert any(line.endswith(said) for line in events), (said, events)
+    document = cli("explain", "--agreement", "A1", "--as-of", "2025-12-31",
+                   "--format", "json").json()
+    terms = document["rows"][0]
+    assert sorted(terms["events_about"].values()) == [
+        "agreement A1", "amendment of A1 from 2025-01-01"]
+    assert set(terms["events_about"]) == set(terms["events"])
