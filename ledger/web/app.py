@@ -26,7 +26,15 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from ledger.access import Principal, RateLimited, Role, Unauthenticated, http_status
+from ledger.access import (
+    ROLES_BY_CAPABILITY,
+    Capability,
+    Principal,
+    RateLimited,
+    Role,
+    Unauthenticated,
+    http_status,
+)
 from ledger.bootstrap import ApiSettings
 from ledger.errors import LedgerError
 from ledger.http.app import FailedSignIns
@@ -130,7 +138,7 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         session: Session | None = getattr(request.state, "web_session", None)
         principal: Principal | None = getattr(request.state, "principal", None)
         html = templates.get_template(name).render(
-            request=request, principal=principal,
+            request=request, principal=principal, may=_may,
             csrf=signer.csrf(session.nonce) if session else context.pop("csrf", ""),
             path=request.url.path, **context)
         response = HTMLResponse(html, status_code=status)
@@ -157,6 +165,12 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             request.state.web_session = session
             request.state.principal = principal
             request.state.user = principal.name
+            if request.method == "POST":
+                request.state.form = await _form(request)
+                if not signer.csrf_ok(session.nonce, request.state.form.get("csrf_token")):
+                    return render(request, "error.html", 403, code=403, message=(
+                        "csrf_token: the form is missing its token or came from another "
+                        "site; reload the page and send it again."))
             try:
                 result: Response = await run_in_threadpool(handler, request, principal)
             except Unauthenticated:
@@ -361,9 +375,72 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         return _csv(view["rows"], STATEMENT_COLUMNS,
                     f"statement-{view['customer']}-{view['as_of'].isoformat()}.csv")
 
+    # Proposals --------------------------------------------------------------------------------
+
+    def proposals_page(request: Request, principal: Principal, status: int = 200,
+                       message: str | None = None, rejections: list[dict[str, Any]] | None = None,
+                       draft: dict[str, str] | None = None) -> Response:
+        """The inbox; `message` says what the last form did (an error unless status is 200)."""
+        found = service.proposals(principal)
+        pending = [p for p in found if p["status"] == "pending"]
+        decided = [p for p in reversed(found) if p["status"] != "pending"][:50]
+        return render(request, "proposals.html", status, pending=pending, decided=decided,
+                      message=message, failed=status != 200,
+                      rejections=rejections or [], draft=draft or {},
+                      proposed=_query(request, "proposed"))
+
+    def proposals(request: Request, principal: Principal) -> Response:
+        return proposals_page(request, principal)
+
+    def propose(request: Request, principal: Principal) -> Response:
+        form: dict[str, str] = request.state.form
+        command = _amendment(form)
+        outcome = service.submit(principal, [orjson.dumps(command)])
+        if outcome.status == 202:
+            return RedirectResponse(f"/proposals?proposed={quote(outcome.body['proposal_id'])}",
+                                    status_code=303)
+        if outcome.status == 200:
+            return RedirectResponse("/proposals", status_code=303)
+        return proposals_page(request, principal, 422, "The ledger refused the amendment; "
+                              "correct the fields named below.",
+                              rejections=outcome.body.get("rejections", []), draft=form)
+
+    def decide(request: Request, principal: Principal) -> Response:
+        proposal_id = request.path_params["proposal_id"]
+        action = request.path_params["action"]
+        try:
+            if action == "approve":
+                outcome = service.approve(principal, proposal_id)
+                verdict = ("approved and applied" if outcome.status == 200 else
+                           "approved, but the ledger refused to apply it: " + "; ".join(
+                               r["reason"] for r in outcome.body["report"]["rejections"]))
+            elif action == "reject":
+                form: dict[str, str] = request.state.form
+                service.reject_proposal(principal, proposal_id, form.get("reason", ""))
+                verdict = "rejected"
+            else:
+                raise PageError(404, f"action: {action!r}; approve or reject")
+        except LedgerError as error:
+            if http_status(error) == 404:
+                raise
+            return proposals_page(request, principal, http_status(error),
+                                  f"Proposal {proposal_id}: {error}")
+        return proposals_page(request, principal, 200, f"Proposal {proposal_id} {verdict}.")
+
+    app.add_api_route("/proposals", page(proposals), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/proposals", page(propose), methods=["POST"], include_in_schema=False)
+    app.add_api_route("/proposals/{proposal_id}/{action}", page(decide), methods=["POST"],
+                      include_in_schema=False)
+
     app.add_api_route("/statement", page(statement), methods=["GET"], include_in_schema=False)
     app.add_api_route("/statement.csv", page(statement_csv), methods=["GET"],
                       include_in_schema=False)
+
+
+def _may(principal: Principal | None, capability: str) -> bool:
+    """For the templates: whether to offer a page or a form (the service decides anyway)."""
+    return principal is not None and principal.role in ROLES_BY_CAPABILITY[
+        Capability(capability)]
 
 
 def _home(principal: Principal) -> str:
@@ -389,6 +466,25 @@ async def _form(request: Request) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError):
         return {}
     return {name: values[0] for name, values in fields.items() if values}
+
+
+def _amendment(form: dict[str, str]) -> dict[str, Any]:
+    """An `amend_agreement` from the form's fields, as typed: the ledger checks them and names
+    what is wrong. Tiers are lines `FROM: RATE`; a line without a colon goes as `from` only."""
+    command: dict[str, Any] = {"type": "amend_agreement",
+                               "agreement_id": form.get("agreement_id", "").strip(),
+                               "effective_from": form.get("effective_from", "").strip()}
+    tiers = []
+    for line in form.get("tiers", "").splitlines():
+        if line.strip():
+            start, colon, rate = line.partition(":")
+            tiers.append({"from": start.strip(), "rate": rate.strip()} if colon
+                         else {"from": start.strip()})
+    if tiers:
+        command["tiers"] = tiers
+    if form.get("cap", "").strip():
+        command["cap"] = form["cap"].strip()
+    return command
 
 
 def _ladder(tiers: Any, position: dict[str, Any] | None) -> list[dict[str, Any]]:

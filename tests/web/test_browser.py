@@ -166,3 +166,34 @@ def test_a_customer_reads_its_statement_and_not_anothers(
     with pytest.raises(AssertionError, match="label"):
         check_accessibility(page, "/statement without labels")
     page.close()
+
+
+def test_commercial_proposes_and_finance_approves_in_the_browser(
+        browser: Browser, site: str, tmp_path: Path) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, site, "commercial")
+    page.get_by_role("link", name="Proposals").click()
+    page.get_by_label("Agreement").fill("A2")
+    page.get_by_label("Effective from").fill("2025-01-01")
+    page.get_by_label("Tiers, one per line as FROM: RATE (blank: unchanged)").fill("0: 3")
+    page.get_by_role("button", name="Propose").click()
+    assert "waits for approval" in page.get_by_role("status").inner_text()
+    assert "after A2: 120.00 EUR" in page.locator("article.proposal").inner_text()
+    assert page.get_by_role("button", name="Approve A2").count() == 0
+    check_accessibility(page, "/proposals (commercial)")
+    context.close()
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, site, "finance")
+    page.goto(f"{site}/liability?as_of=2025-03-31&customer=C2")
+    assert money_cells(page, "A2")[-1] == "40.00 EUR"
+    page.get_by_role("link", name="Proposals").click()
+    check_accessibility(page, "/proposals (finance)")
+    shot(page, tmp_path, "proposals")
+    page.get_by_role("button", name="Approve A2").click()
+    assert "approved and applied" in page.get_by_role("alert").inner_text()
+    page.goto(f"{site}/liability?as_of=2025-03-31&customer=C2")
+    assert money_cells(page, "A2")[-1] == "120.00 EUR"
+    context.close()

@@ -306,3 +306,106 @@ def test_every_web_setting_is_documented_with_its_default() -> None:
         assert row is not None, variable
         if field.default is not None and not callable(field.default_factory):
             assert f"`{field.default}`" in row, (variable, field.default)
+
+
+# Proposals inbox -------------------------------------------------------------------------------
+
+
+def propose(client, **fields: str):  # type: ignore[no-untyped-def]
+    page = client.get("/proposals")
+    return client.post("/proposals", data={"csrf_token": csrf_of(page.text), **fields},
+                       follow_redirects=False)
+
+
+def proposal_id(html: str) -> str:
+    found = re.search(r'action="/proposals/([0-9a-f-]{36})/approve"', html)
+    assert found, "an approve form"
+    return found.group(1)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_inbox_is_for_the_books_readers(web: Web, role: str) -> None:
+    answer = web.sign_in(role).get("/proposals")
+    assert answer.status_code == (200 if role in ("admin", "finance", "commercial", "auditor")
+                                  else 403)
+    offers_form = 'action="/proposals" ' in answer.text
+    assert offers_form == (role in ("admin", "commercial"))
+
+
+def test_commercial_proposes_finance_approves_and_the_figure_changes(web: Web) -> None:
+    commercial = web.sign_in("commercial")
+    sent = propose(commercial, agreement_id="A1", effective_from="2025-01-01",
+                   tiers="0: 1\n50: 3", cap="")
+    assert sent.status_code == 303 and "proposed=" in sent.headers["location"]
+    inbox = commercial.get(sent.headers["location"]).text
+    assert "waits for approval" in inbox
+    assert "before A1: 100.00 EUR; after A1: 300.00 EUR" in inbox
+    assert "/approve" not in inbox  # commercial never approves
+    web.client.cookies.clear()
+    finance = web.sign_in("finance")
+    before = cells(finance.get("/liability?as_of=2025-03-31&customer=C1").text)
+    inbox = finance.get("/proposals").text
+    done = finance.post(f"/proposals/{proposal_id(inbox)}/approve",
+                        data={"csrf_token": csrf_of(inbox)})
+    assert done.status_code == 200 and "approved and applied" in done.text
+    after = cells(finance.get("/liability?as_of=2025-03-31&customer=C1").text)
+    assert (before[0], after[0]) == ("100.00 EUR", "300.00 EUR")
+    again = finance.post(f"/proposals/{proposal_id(inbox)}/approve",
+                         data={"csrf_token": csrf_of(inbox)})
+    assert again.status_code == 409 and "already" in again.text
+
+
+def test_nobody_approves_their_own_proposal(web: Web) -> None:
+    admin = web.sign_in("admin")
+    assert propose(admin, agreement_id="A2", effective_from="2025-01-01",
+                   tiers="0: 2").status_code == 303
+    inbox = admin.get("/proposals").text
+    assert "/approve" not in inbox and "Your proposal" in inbox
+    web.client.cookies.clear()
+    finance = web.sign_in("finance")
+    target = proposal_id(finance.get("/proposals").text)
+    web.client.cookies.clear()
+    admin = web.sign_in("admin")
+    inbox = admin.get("/proposals").text
+    own = admin.post(f"/proposals/{target}/approve", data={"csrf_token": csrf_of(inbox)})
+    assert own.status_code == 403 and "four eyes" in own.text
+
+
+def test_a_refused_proposal_shows_the_ledgers_reasons_inline(web: Web) -> None:
+    commercial = web.sign_in("commercial")
+    answer = propose(commercial, agreement_id="A1", effective_from="2025-01-01",
+                     tiers="zero: 1")
+    assert answer.status_code == 422
+    assert "tiers[0].from" in answer.text and 'value="A1"' in answer.text
+    assert "Waiting for approval (0)" in answer.text
+
+
+def test_finance_rejects_with_a_reason_and_needs_one(web: Web) -> None:
+    commercial = web.sign_in("commercial")
+    propose(commercial, agreement_id="A1", effective_from="2025-01-01", tiers="0: 5")
+    web.client.cookies.clear()
+    finance = web.sign_in("finance")
+    inbox = finance.get("/proposals").text
+    target = proposal_id(inbox)
+    blank = finance.post(f"/proposals/{target}/reject",
+                         data={"csrf_token": csrf_of(inbox), "reason": " "})
+    assert blank.status_code == 422 and "reason" in blank.text
+    done = finance.post(f"/proposals/{target}/reject",
+                        data={"csrf_token": csrf_of(inbox), "reason": "rate too high"})
+    assert done.status_code == 200 and "rate too high" in done.text
+    assert "Waiting for approval (0)" in done.text
+
+
+def test_the_inbox_forms_refuse_a_post_without_csrf(web: Web) -> None:
+    commercial = web.sign_in("commercial")
+    answer = commercial.post("/proposals", data={"agreement_id": "A1",
+                                                 "effective_from": "2025-01-01",
+                                                 "tiers": "0: 9"})
+    assert answer.status_code == 403 and "csrf_token" in answer.text
+    assert "Waiting for approval (0)" in commercial.get("/proposals").text
+    web.client.cookies.clear()
+    finance = web.sign_in("finance")
+    assert finance.post("/proposals/x/approve", data={}).status_code == 403
+    unknown = finance.post("/proposals/nope/approve",
+                           data={"csrf_token": csrf_of(finance.get("/proposals").text)})
+    assert unknown.status_code == 404
