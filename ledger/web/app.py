@@ -13,7 +13,7 @@ import csv
 import io
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -374,6 +374,44 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             raise PageError(400, "customer: give the customer whose statement to download")
         return _csv(view["rows"], STATEMENT_COLUMNS,
                     f"statement-{view['customer']}-{view['as_of'].isoformat()}.csv")
+
+    # Watchlist and reconcile ------------------------------------------------------------------
+
+    def watchlist(request: Request, principal: Principal) -> Response:
+        as_of = _as_of(request)
+        known_at = _known_at(request)
+        customer = _query(request, "customer")
+        if customer is None and principal.role in (Role.sales, Role.customer):
+            wanted: list[str | None] = list(sorted(principal.customers))
+        else:
+            wanted = [customer]
+        rows: list[dict[str, Any]] = []
+        for one in wanted:
+            rows += orjson.loads(service.opportunities(principal, as_of, known_at,
+                                                       customer_id=one))["rows"]
+        rows.sort(key=lambda r: (-(fmt.decimal(r.get("extra_rebate")) or Decimal(0)),
+                                 r["agreement_id"]))
+        for row in rows:
+            days = row.get("days_left")
+            row["by"] = ((as_of + timedelta(days=days)).isoformat()
+                         if isinstance(days, int) and 0 <= days <= 36_500 else None)
+        return render(request, "watchlist.html", rows=rows, as_of=as_of,
+                      known_at=_query(request, "known_at"), customer=customer,
+                      scoped=principal.role in (Role.sales, Role.customer))
+
+    def reconcile(request: Request, principal: Principal) -> Response:
+        as_of = _as_of(request)
+        known_at = _known_at(request)
+        flagged = _query(request, "flagged") is not None
+        answer = orjson.loads(service.reconcile(principal, as_of, known_at,
+                                                customer_id=_query(request, "customer"),
+                                                flagged_only=flagged))
+        return render(request, "reconcile.html", answer=answer, as_of=as_of,
+                      known_at=_query(request, "known_at"), flagged=flagged,
+                      customer=_query(request, "customer"))
+
+    app.add_api_route("/watchlist", page(watchlist), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/reconcile", page(reconcile), methods=["GET"], include_in_schema=False)
 
     # Proposals --------------------------------------------------------------------------------
 

@@ -26,6 +26,9 @@ from tests.web.conftest import add_web_users, password
 AXE = "/static/vendor/axe-core-4.10.3/axe.min.js"
 #: A sale of C1 invoiced in Q1 but recorded after the quarter end: the figure that changes.
 LATE_SALE = h.at("2025-04-05T00:00:00Z", h.sale("S-LATE", "2000", "20000.00", "2025-03-20"))
+#: A second tier for A1 (recorded after the book): what the watchlist shows the sales rep.
+LADDER = h.at("2025-04-06T00:00:00Z", h.amend("A1", "2025-01-01",
+                                            tiers=h.tier_list([("0", "1"), ("4100", "1.1")])))
 #: Where to keep screenshots besides the test's folder (docs/ for the README), if set.
 SHOTS = os.environ.get("LEDGER_WEB_SCREENSHOTS")
 
@@ -53,7 +56,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def site(database_url: str, tmp_path: Path) -> Iterator[str]:
     with LedgerService(Ledger(database_url)) as service:
-        h.accepted_all(service.ledger, [*BOOK, LATE_SALE])
+        h.accepted_all(service.ledger, [*BOOK, LATE_SALE, LADDER])
         add_web_users(service)
     with server(database_url, tmp_path) as base:
         yield base
@@ -131,6 +134,10 @@ def test_finance_reads_the_liability_then_and_now_and_drills_down(
     check_accessibility(page, "/agreements/A1")
     shot(page, tmp_path, "agreement")
 
+    for where in ("/reconcile?as_of=2025-06-30", "/watchlist?as_of=2025-03-31"):
+        page.goto(f"{site}{where}")
+        check_accessibility(page, where)
+
     # phone width: the page does not overflow sideways (tables scroll in their own box)
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{site}/liability?as_of=2025-03-31")
@@ -197,3 +204,19 @@ def test_commercial_proposes_and_finance_approves_in_the_browser(
     page.goto(f"{site}/liability?as_of=2025-03-31&customer=C2")
     assert money_cells(page, "A2")[-1] == "120.00 EUR"
     context.close()
+
+
+def test_a_sales_rep_sees_only_its_customers_on_the_watchlist(
+        browser: Browser, site: str, tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    sign_in(page, site, "sales")
+    page.get_by_role("link", name="Watchlist").click()
+    page.get_by_label("As of").fill("2025-03-31")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url("**/watchlist?as_of=2025-03-31*")
+    table = page.locator("main").inner_text()
+    assert "A1" in table and "A2" not in table and "C2" not in table
+    assert "2,000 more quantity by 2025-12-31" in table  # basis 2,100 of 4,100
+    check_accessibility(page, "/watchlist (phone)")
+    shot(page, tmp_path, "watchlist-phone")
+    page.close()

@@ -17,7 +17,7 @@ from tests.web.conftest import ROLES, Web, csrf_of
 
 PAGES = ["/", "/liability?as_of=2025-03-31", "/liability.csv?as_of=2025-03-31",
          "/agreements/A1?as_of=2025-03-31", "/statement?customer=C1&as_of=2025-03-31",
-         "/statement.csv?customer=C1&as_of=2025-03-31"]
+         "/statement.csv?customer=C1&as_of=2025-03-31", "/watchlist?as_of=2025-03-31"]
 READERS = [r for r in ROLES if r != "ingest"]
 
 
@@ -185,7 +185,8 @@ def test_no_query_gives_a_500(web: Web, role: str) -> None:
     client = web.sign_in(role)
     for query in GARBAGE:
         for page in ("/liability", "/liability.csv", "/agreements/A1", "/agreements/%00",
-                     "/statement", "/statement.csv"):
+                     "/statement", "/statement.csv", "/watchlist", "/reconcile",
+                     "/proposals"):
             answer = client.get(f"{page}?{query}")
             assert answer.status_code < 500, (page, query)
             assert "<script>x" not in answer.text
@@ -409,3 +410,45 @@ def test_the_inbox_forms_refuse_a_post_without_csrf(web: Web) -> None:
     unknown = finance.post("/proposals/nope/approve",
                            data={"csrf_token": csrf_of(finance.get("/proposals").text)})
     assert unknown.status_code == 404
+
+
+# Watchlist and reconcile -----------------------------------------------------------------------
+
+LADDERS = [h.at("2025-03-02T00:00:00Z", h.amend("A1", "2025-01-01",
+                                                tiers=h.tier_list([("0", "1"), ("500", "2")]))),
+           h.at("2025-03-02T00:00:01Z", h.amend("A2", "2025-01-01",
+                                                tiers=h.tier_list([("0", "1"), ("60", "1.5")])))]
+
+
+def test_watchlist_sorts_by_extra_rebate_and_says_what_is_needed(web: Web) -> None:
+    h.accepted_all(web.service.ledger, LADDERS)
+    html = web.sign_in("finance").get("/watchlist?as_of=2025-03-31").text
+    # A1: 400 more units to reach 500 at 2 earns 1000 - 100 = 900 more; A2: 20 more, 90 - 40 = 50
+    assert html.index(">A1</a>") < html.index(">A2</a>")
+    assert "900.00 EUR" in html and "50.00 EUR" in html
+    assert "400 more quantity by 2025-12-31 reaches the tier from 500 at 2" in html
+
+
+def test_a_sales_rep_sees_only_its_customers_on_the_watchlist(web: Web) -> None:
+    h.accepted_all(web.service.ledger, LADDERS)
+    client = web.sign_in("sales")
+    html = client.get("/watchlist?as_of=2025-03-31").text
+    assert ">A1</a>" in html and ">A2</a>" not in html and "C2" not in html
+    assert client.get("/watchlist?as_of=2025-03-31&customer=C2").status_code == 404
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_reconcile_is_for_the_books_readers(web: Web, role: str) -> None:
+    answer = web.sign_in(role).get("/reconcile?as_of=2025-03-31&flagged=1")
+    assert answer.status_code == (200 if role in ("admin", "finance", "commercial", "auditor")
+                                  else 403)
+
+
+def test_reconcile_shows_the_flags_with_links(web: Web) -> None:
+    h.accepted_all(web.service.ledger, [
+        h.at("2025-03-05T00:00:01Z", h.approve("K1", "2025-03-04"))])
+    html = web.sign_in("finance").get("/reconcile?as_of=2025-06-30&flagged=1").text
+    assert "1 of 2 agreements flagged" in html
+    assert ">A2</a>" not in html  # not flagged
+    assert 'href="/agreements/A1?as_of=2025-06-30"' in html
+    assert "approved unpaid: claim K1 approved 50.00 on 2025-03-04" in html
