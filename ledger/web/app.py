@@ -27,6 +27,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from ledger.access import (
+    COMMANDS_BY_ROLE,
     ROLES_BY_CAPABILITY,
     Capability,
     Principal,
@@ -65,6 +66,21 @@ STATEMENT_COLUMNS = ["agreement_id", "currency", "basis_kind", "basis", "tier_re
 STEP_OF_FIGURE = {"basis": "Tier reached", "accrued": "Cap and rounding",
                   "approved": "Claims approved", "paid": "Settlements",
                   "written_off": "Write-offs", "liability": "Liability"}
+
+#: The workbench's forms: command type -> its fields (name, label, required), in order.
+CLAIM_FORMS: dict[str, list[tuple[str, str, bool]]] = {
+    "submit_claim": [("claim_id", "Claim id", True), ("agreement_id", "Agreement", True),
+                     ("amount", "Amount", True), ("submitted_on", "Submitted on", True)],
+    "approve_claim": [("claim_id", "Claim id", True), ("approved_on", "Approved on", True),
+                      ("approved_amount", "Approved amount (blank: as claimed)", False)],
+    "reject_claim": [("claim_id", "Claim id", True), ("rejected_on", "Rejected on", True),
+                     ("reason", "Reason", True)],
+    "settle_claim": [("claim_id", "Claim id", True), ("paid_on", "Paid on", True),
+                     ("paid_amount", "Paid amount (blank: as approved)", False),
+                     ("payment_ref", "Payment reference", True)],
+    "write_off": [("agreement_id", "Agreement", True), ("amount", "Amount", True),
+                  ("effective_date", "Effective date", True), ("reason", "Reason", True)],
+}
 
 
 class PageError(Exception):
@@ -139,6 +155,7 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         principal: Principal | None = getattr(request.state, "principal", None)
         html = templates.get_template(name).render(
             request=request, principal=principal, may=_may,
+            writes=bool(principal and _commands_of(principal) & set(CLAIM_FORMS)),
             csrf=signer.csrf(session.nonce) if session else context.pop("csrf", ""),
             path=request.url.path, **context)
         response = HTMLResponse(html, status_code=status)
@@ -413,6 +430,53 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
     app.add_api_route("/watchlist", page(watchlist), methods=["GET"], include_in_schema=False)
     app.add_api_route("/reconcile", page(reconcile), methods=["GET"], include_in_schema=False)
 
+    # Claims workbench -------------------------------------------------------------------------
+
+    def claims_page(request: Request, principal: Principal, status: int = 200,
+                    message: str | None = None, rejections: list[dict[str, Any]] | None = None,
+                    action: str | None = None, draft: dict[str, str] | None = None) -> Response:
+        """The workbench: the forms the user's role may send; `message` and `rejections` say
+        what the last one did."""
+        offered = [a for a in CLAIM_FORMS if a in _commands_of(principal)]
+        return render(request, "claims.html", status, forms=CLAIM_FORMS, offered=offered,
+                      message=message, failed=status >= 400, rejections=rejections or [],
+                      action=action, draft=draft or {}, today=_today().isoformat())
+
+    def claims(request: Request, principal: Principal) -> Response:
+        if not _commands_of(principal) & set(CLAIM_FORMS):
+            raise PageError(403, f"role {principal.role.value} sends no claim commands; "
+                            "the statement and liability pages show the claims' figures")
+        return claims_page(request, principal)
+
+    def claim_command(request: Request, principal: Principal) -> Response:
+        form: dict[str, str] = request.state.form
+        action = form.get("action", "")
+        if action not in CLAIM_FORMS:
+            raise PageError(422, f"action: {action!r} is not one of "
+                            + ", ".join(CLAIM_FORMS))
+        command: dict[str, Any] = {"type": action}
+        for name, _label, required in CLAIM_FORMS[action]:
+            value = form.get(name, "").strip()
+            if value or required:
+                command[name] = value
+        outcome = service.submit(principal, [orjson.dumps(command)])
+        if outcome.status == 202:
+            text = (f"The {action} is proposal {outcome.body['proposal_id']}: another finance "
+                    "or admin user approves it in Proposals.")
+            return claims_page(request, principal, 202, text, action=action)
+        if outcome.status == 200:
+            duplicate = outcome.body.get("duplicates")
+            text = (f"The {action} was already recorded (a duplicate): nothing changed."
+                    if duplicate else f"The {action} is recorded.")
+            return claims_page(request, principal, 200, text, action=action)
+        return claims_page(request, principal, 422, f"The ledger refused the {action}; "
+                           "correct the fields named below.",
+                           rejections=outcome.body.get("rejections", []), action=action,
+                           draft=form)
+
+    app.add_api_route("/claims", page(claims), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/claims", page(claim_command), methods=["POST"], include_in_schema=False)
+
     # Proposals --------------------------------------------------------------------------------
 
     def proposals_page(request: Request, principal: Principal, status: int = 200,
@@ -473,6 +537,10 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
     app.add_api_route("/statement", page(statement), methods=["GET"], include_in_schema=False)
     app.add_api_route("/statement.csv", page(statement_csv), methods=["GET"],
                       include_in_schema=False)
+
+
+def _commands_of(principal: Principal) -> frozenset[str]:
+    return COMMANDS_BY_ROLE.get(principal.role, frozenset())
 
 
 def _may(principal: Principal | None, capability: str) -> bool:

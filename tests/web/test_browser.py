@@ -151,10 +151,19 @@ def test_a_customer_reads_its_statement_and_not_anothers(
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     sign_in(page, site, "customer")
     assert "/statement" in page.url
+    page.get_by_role("link", name="Claims").click()
+    page.get_by_label("Claim id").fill("K-WEB")
+    page.get_by_label("Agreement").fill("A1")
+    page.get_by_label("Amount").fill("30.00")
+    page.get_by_label("Submitted on").fill("2025-03-20")
+    page.get_by_role("button", name="Submit claim").click()
+    assert "submit_claim is recorded" in page.get_by_role("alert").inner_text()
+    check_accessibility(page, "/claims")
+    page.get_by_role("link", name="Statement").click()
     page.get_by_label("As of").fill("2025-03-31")
     page.get_by_role("button", name="Show").click()
     page.wait_for_url("**as_of=2025-03-31*")
-    assert money_cells(page, "A1") == ["2,100.00 EUR", "50.00 EUR", "0.00 EUR", "2,100.00 EUR"]
+    assert money_cells(page, "A1") == ["2,100.00 EUR", "80.00 EUR", "0.00 EUR", "2,100.00 EUR"]
     check_accessibility(page, "/statement")
     shot(page, tmp_path, "statement")
 

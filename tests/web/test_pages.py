@@ -452,3 +452,75 @@ def test_reconcile_shows_the_flags_with_links(web: Web) -> None:
     assert ">A2</a>" not in html  # not flagged
     assert 'href="/agreements/A1?as_of=2025-06-30"' in html
     assert "approved unpaid: claim K1 approved 50.00 on 2025-03-04" in html
+
+
+# Claims workbench ------------------------------------------------------------------------------
+
+
+def send(client, action: str, **fields: str):  # type: ignore[no-untyped-def]
+    page = client.get("/claims")
+    assert page.status_code == 200
+    return client.post("/claims", data={"csrf_token": csrf_of(page.text), "action": action,
+                                        **fields})
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_workbench_offers_each_role_its_forms_only(web: Web, role: str) -> None:
+    answer = web.sign_in(role).get("/claims")
+    offered = set(re.findall(r'name="action" value="([a-z_]+)"', answer.text))
+    expected = {"customer": {"submit_claim"},
+                "finance": {"approve_claim", "reject_claim", "settle_claim", "write_off"},
+                "admin": {"submit_claim", "approve_claim", "reject_claim", "settle_claim",
+                          "write_off"}}.get(role, set())
+    assert offered == expected
+    assert answer.status_code == (200 if expected else 403)
+
+
+def test_an_auditor_reaches_no_form_that_writes(web: Web) -> None:
+    client = web.sign_in("auditor")
+    for page in [*PAGES[1:], "/proposals", "/reconcile?as_of=2025-03-31", "/claims"]:
+        html = client.get(page).text
+        assert re.findall(r'method="post" action="([^"]+)"', html) in ([], ["/logout"]), page
+    token = csrf_of(client.get("/liability").text)
+    refused = client.post("/claims", data={"csrf_token": token, "action": "approve_claim",
+                                           "claim_id": "K1", "approved_on": "2025-03-04"})
+    assert refused.status_code == 403
+
+
+def test_a_customer_submits_a_claim_and_sees_it_on_its_statement(web: Web) -> None:
+    client = web.sign_in("customer")
+    done = send(client, "submit_claim", claim_id="K7", agreement_id="A1", amount="30.00",
+                submitted_on="2025-03-20")
+    assert done.status_code == 200 and "submit_claim is recorded" in done.text
+    assert cells(client.get("/statement?as_of=2025-03-31").text)[1] == "80.00 EUR"
+    other = send(client, "submit_claim", claim_id="K8", agreement_id="A2", amount="1.00",
+                 submitted_on="2025-03-20")
+    assert other.status_code == 422 and "40.00" not in other.text
+    blank = send(client, "submit_claim", claim_id="K9", agreement_id="A1", amount="",
+                 submitted_on="2025-03-20")
+    assert blank.status_code == 422 and "amount" in blank.text and 'value="K9"' in blank.text
+
+
+def test_finance_approves_and_settles_and_sees_refusals_inline(web: Web) -> None:
+    client = web.sign_in("finance")
+    too_much = send(client, "approve_claim", claim_id="K1", approved_on="2025-03-04",
+                    approved_amount="999.00")
+    assert too_much.status_code == 422 and "approved_amount" in too_much.text
+    assert send(client, "approve_claim", claim_id="K1", approved_on="2025-03-04",
+                approved_amount="").status_code == 200
+    assert send(client, "settle_claim", claim_id="K1", paid_on="2025-03-10",
+                payment_ref="PAY-9").status_code == 200
+    row = cells(client.get("/statement?customer=C1&as_of=2025-03-31").text)
+    assert row == ["100.00 EUR", "50.00 EUR", "50.00 EUR", "50.00 EUR"]
+    write_off = send(client, "write_off", agreement_id="A2", amount="5.00",
+                     effective_date="2025-03-31", reason="small balance")
+    assert write_off.status_code == 202 and "is proposal" in write_off.text
+
+
+def test_the_workbench_refuses_a_post_without_csrf_or_with_an_unknown_action(web: Web) -> None:
+    client = web.sign_in("finance")
+    assert client.post("/claims", data={"action": "approve_claim", "claim_id": "K1",
+                                        "approved_on": "2025-03-04"}).status_code == 403
+    token = csrf_of(client.get("/claims").text)
+    assert client.post("/claims", data={"csrf_token": token,
+                                        "action": "record_sale"}).status_code == 422
