@@ -430,6 +430,43 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
     app.add_api_route("/watchlist", page(watchlist), methods=["GET"], include_in_schema=False)
     app.add_api_route("/reconcile", page(reconcile), methods=["GET"], include_in_schema=False)
 
+    # Auditors: diff, verify, trial balance, evidence ------------------------------------------
+
+    def diff(request: Request, principal: Principal) -> Response:
+        as_of = _as_of(request)
+        k1_text = _query(request, "known_at")
+        answer = None
+        if k1_text is not None:
+            k1 = parse_moment(k1_text, "known_at")
+            assert k1 is not None
+            answer = orjson.loads(service.diff(principal, as_of, k1, parse_moment(
+                _query(request, "vs"), "vs")))
+        else:
+            service.require(principal, Capability.read_books, "read the diff")
+        return render(request, "diff.html", answer=answer, as_of=as_of, known_at=k1_text,
+                      vs=_query(request, "vs"))
+
+    def audit(request: Request, principal: Principal) -> Response:
+        as_of = _as_of(request)
+        known_at = _known_at(request)
+        # verify re-derives every read table: run on request, not on every visit
+        verified = service.verify(principal) if _query(request, "verify") else None
+        balance = orjson.loads(service.trial_balance(principal, as_of, known_at))
+        query = urlencode({k: v for k, v in (("as_of", as_of.isoformat()),
+                                             ("known_at", _query(request, "known_at"))) if v})
+        return render(request, "audit.html", verified=verified, balance=balance, as_of=as_of,
+                      known_at=_query(request, "known_at"), evidence_link=f"/evidence.zip?{query}")
+
+    def evidence(request: Request, principal: Principal) -> Response:
+        as_of = _as_of(request)
+        pack = service.evidence(principal, as_of, _known_at(request))
+        return Response(pack, media_type="application/zip", headers={
+            "content-disposition": f'attachment; filename="evidence-{as_of.isoformat()}.zip"'})
+
+    app.add_api_route("/diff", page(diff), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/audit", page(audit), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/evidence.zip", page(evidence), methods=["GET"], include_in_schema=False)
+
     # Claims workbench -------------------------------------------------------------------------
 
     def claims_page(request: Request, principal: Principal, status: int = 200,

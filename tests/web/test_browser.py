@@ -229,3 +229,37 @@ def test_a_sales_rep_sees_only_its_customers_on_the_watchlist(
     check_accessibility(page, "/watchlist (phone)")
     shot(page, tmp_path, "watchlist-phone")
     page.close()
+
+
+def test_an_auditor_downloads_the_evidence_and_finds_no_form_that_writes(
+        browser: Browser, site: str, tmp_path: Path) -> None:
+    import zipfile
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    sign_in(page, site, "auditor")
+    page.get_by_role("link", name="Diff").click()
+    page.get_by_label("As of (valid date D)").fill("2025-03-31")
+    page.get_by_label("As known at K1").fill("2025-04-01T00:00:00Z")
+    page.get_by_role("button", name="Compare").click()
+    assert "late sale S-LATE" in page.locator("main").inner_text()
+    check_accessibility(page, "/diff")
+    shot(page, tmp_path, "diff")
+    page.get_by_role("link", name="Audit").click()
+    page.get_by_label("As of").fill("2025-03-31")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url("**as_of=2025-03-31*")
+    check_accessibility(page, "/audit")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the evidence pack at 2025-03-31").click()
+    saved = tmp_path / "evidence.zip"
+    download.value.save_as(saved)
+    assert zipfile.ZipFile(saved).namelist()
+    for where in ("/liability", "/statement?customer=C1", "/proposals", "/reconcile", "/audit",
+                  "/diff", "/watchlist", "/agreements/A1"):
+        page.goto(f"{site}{where}")
+        actions = page.eval_on_selector_all(
+            "form[method=post]", "forms => forms.map(f => f.getAttribute('action'))")
+        assert actions == ["/logout"], (where, actions)
+    assert page.get_by_role("link", name="Claims").count() == 0
+    context.close()

@@ -524,3 +524,42 @@ def test_the_workbench_refuses_a_post_without_csrf_or_with_an_unknown_action(web
     token = csrf_of(client.get("/claims").text)
     assert client.post("/claims", data={"csrf_token": token,
                                         "action": "record_sale"}).status_code == 422
+
+
+# Auditors' pages -------------------------------------------------------------------------------
+
+LATE = h.at("2025-04-05T00:00:00Z", h.sale("S-LATE", "2000", "20000.00", "2025-03-20"))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_auditors_pages_are_for_the_books_readers(web: Web, role: str) -> None:
+    client = web.sign_in(role)
+    allowed = role in ("admin", "finance", "commercial", "auditor")
+    for page in ("/diff?as_of=2025-03-31&known_at=2025-04-01", "/diff",
+                 "/audit?as_of=2025-03-31", "/audit?as_of=2025-03-31&verify=1",
+                 "/evidence.zip?as_of=2025-03-31"):
+        assert client.get(page).status_code == (200 if allowed else 403), page
+
+
+def test_diff_names_the_late_sale_and_the_change(web: Web) -> None:
+    h.accepted_all(web.service.ledger, [LATE])
+    html = web.sign_in("auditor").get("/diff?as_of=2025-03-31&known_at=2025-04-01").text
+    assert "100.00 EUR → 2,100.00 EUR (2,000.00 EUR)" in html
+    assert "late sale S-LATE recorded 2025-04-05T00:00:00Z" in html
+    assert ">A2</a>" not in html
+
+
+def test_audit_verifies_balances_and_downloads_the_evidence(web: Web) -> None:
+    import zipfile
+
+    from ledger.access import operator
+
+    client = web.sign_in("auditor")
+    html = client.get("/audit?as_of=2025-03-31&verify=1").text
+    events = web.service.verify(operator("cli:tests"))["events"]
+    assert events > 0 and f"The store verifies: {events} events chained" in html
+    assert "Balanced; the liability account matches" in html
+    assert "140.00 EUR" in html
+    pack = client.get("/evidence.zip?as_of=2025-03-31")
+    assert pack.headers["content-type"] == "application/zip"
+    assert zipfile.ZipFile(io.BytesIO(pack.content)).namelist()
