@@ -430,6 +430,37 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
     app.add_api_route("/watchlist", page(watchlist), methods=["GET"], include_in_schema=False)
     app.add_api_route("/reconcile", page(reconcile), methods=["GET"], include_in_schema=False)
 
+    # Overview ---------------------------------------------------------------------------------
+
+    def overview(request: Request, principal: Principal) -> Response:
+        closes = service.periods(principal)["periods"]
+        points = []
+        for close in sorted(closes, key=lambda c: (c["period_end"], c["closed_at"])):
+            end = parse_day(close["period_end"], "period_end")
+            now = service.liability(principal, end)["rows"]
+            at_close = _totals(close["reported"])
+            known_now = _totals(now)
+            for currency in sorted(set(at_close) | set(known_now)):
+                reported = at_close.get(currency, Decimal(0))
+                current = known_now.get(currency, Decimal(0))
+                points.append({"period": close["period"], "period_end": close["period_end"],
+                               "closed_at": close["closed_at"], "currency": currency,
+                               "at_close": reported, "now": current,
+                               "change": current - reported})
+        flags = orjson.loads(service.reconcile(principal, _today(), flagged_only=True))
+        adjustments = [(row, flag) for row in flags["rows"] for flag in row["flags"]
+                       if flag.startswith("post-close adjustment")]
+        chart = {currency: {"x": [p["period_end"] for p in points if p["currency"] == currency],
+                            "at_close": [str(p["at_close"]) for p in points
+                                         if p["currency"] == currency],
+                            "now": [str(p["now"]) for p in points
+                                    if p["currency"] == currency]}
+                 for currency in sorted({p["currency"] for p in points})}
+        return render(request, "overview.html", points=points, adjustments=adjustments,
+                      chart=orjson.dumps(chart).decode())
+
+    app.add_api_route("/overview", page(overview), methods=["GET"], include_in_schema=False)
+
     # Auditors: diff, verify, trial balance, evidence ------------------------------------------
 
     def diff(request: Request, principal: Principal) -> Response:
@@ -574,6 +605,15 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
     app.add_api_route("/statement", page(statement), methods=["GET"], include_in_schema=False)
     app.add_api_route("/statement.csv", page(statement_csv), methods=["GET"],
                       include_in_schema=False)
+
+
+def _totals(rows: list[dict[str, Any]]) -> dict[str, Decimal]:
+    """The liability of `rows` added up per currency (what a table's total line shows)."""
+    totals: dict[str, Decimal] = {}
+    for row in rows:
+        totals[row["currency"]] = totals.get(row["currency"], Decimal(0)) + (
+            fmt.decimal(row.get("liability")) or Decimal(0))
+    return totals
 
 
 def _commands_of(principal: Principal) -> frozenset[str]:

@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from ledger import Ledger
+from ledger.access import operator
 from ledger.service import LedgerService
 from tests.api.conftest import BOOK
 from tests.api.test_server import server
@@ -57,6 +58,7 @@ def browser() -> Iterator[Browser]:
 def site(database_url: str, tmp_path: Path) -> Iterator[str]:
     with LedgerService(Ledger(database_url)) as service:
         h.accepted_all(service.ledger, [*BOOK, LATE_SALE, LADDER])
+        service.close_period(operator("cli:tests"), "2025-Q1", None, None)
         add_web_users(service)
     with server(database_url, tmp_path) as base:
         yield base
@@ -133,6 +135,13 @@ def test_finance_reads_the_liability_then_and_now_and_drills_down(
     assert "accrued 2100.00" in derivation or "2100.00" in derivation
     check_accessibility(page, "/agreements/A1")
     shot(page, tmp_path, "agreement")
+
+    page.get_by_role("link", name="Overview").click()
+    page.locator("#chart canvas").first.wait_for()
+    table = page.get_by_role("table", name="The liability at each period")
+    assert "2,140.00 EUR" in table.inner_text()
+    check_accessibility(page, "/overview")
+    shot(page, tmp_path, "overview")
 
     for where in ("/reconcile?as_of=2025-06-30", "/watchlist?as_of=2025-03-31"):
         page.goto(f"{site}{where}")

@@ -9,6 +9,7 @@ import io
 import re
 import time
 
+import orjson
 import pytest
 
 from ledger.web.sessions import SESSION_COOKIE, Signer
@@ -563,3 +564,33 @@ def test_audit_verifies_balances_and_downloads_the_evidence(web: Web) -> None:
     pack = client.get("/evidence.zip?as_of=2025-03-31")
     assert pack.headers["content-type"] == "application/zip"
     assert zipfile.ZipFile(io.BytesIO(pack.content)).namelist()
+
+
+# Overview --------------------------------------------------------------------------------------
+
+
+def test_overview_draws_the_close_then_and_now_and_the_adjustments(web: Web) -> None:
+    from ledger.access import operator
+
+    web.service.close_period(operator("cli:tests"), "2025-Q1", None, None)
+    # recorded now, after the close: a post-close adjustment
+    h.accepted_all(web.service.ledger, [h.sale("S-LATE", "2000", "20000.00", "2025-03-20")])
+    client = web.sign_in("finance")
+    html = client.get("/overview").text
+    row = re.search(r"<th scope=\"row\">2025-Q1</th>.*?</tr>", html, re.S)
+    assert row, html
+    figures = re.findall(r">([0-9,.-]+ EUR)</a>", row.group(0))
+    assert figures == ["140.00 EUR", "2,140.00 EUR", "2,000.00 EUR"]
+    assert "post-close adjustment to 2025-Q1" in html
+    data = orjson.loads(re.search(r'id="chart-data">(.*?)</script>', html).group(1))  # type: ignore[union-attr]
+    assert data == {"EUR": {"x": ["2025-03-31"], "at_close": ["140.00"], "now": ["2140.00"]}}
+    assert 'src="/static/vendor/uplot-1.6.31/uPlot.iife.min.js"' in html
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_overview_is_for_the_books_readers(web: Web, role: str) -> None:
+    answer = web.sign_in(role).get("/overview")
+    assert answer.status_code == (200 if role in ("admin", "finance", "commercial", "auditor")
+                                  else 403)
+    if answer.status_code == 200:
+        assert "No period is closed yet" in answer.text
