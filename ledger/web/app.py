@@ -13,7 +13,7 @@ import csv
 import io
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,16 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from ledger.access import Principal, RateLimited, Role, Unauthenticated, http_status
+from ledger.access import (
+    COMMANDS_BY_ROLE,
+    ROLES_BY_CAPABILITY,
+    Capability,
+    Principal,
+    RateLimited,
+    Role,
+    Unauthenticated,
+    http_status,
+)
 from ledger.bootstrap import ApiSettings
 from ledger.errors import LedgerError
 from ledger.http.app import FailedSignIns
@@ -57,6 +66,21 @@ STATEMENT_COLUMNS = ["agreement_id", "currency", "basis_kind", "basis", "tier_re
 STEP_OF_FIGURE = {"basis": "Tier reached", "accrued": "Cap and rounding",
                   "approved": "Claims approved", "paid": "Settlements",
                   "written_off": "Write-offs", "liability": "Liability"}
+
+#: The workbench's forms: command type -> its fields (name, label, required), in order.
+CLAIM_FORMS: dict[str, list[tuple[str, str, bool]]] = {
+    "submit_claim": [("claim_id", "Claim id", True), ("agreement_id", "Agreement", True),
+                     ("amount", "Amount", True), ("submitted_on", "Submitted on", True)],
+    "approve_claim": [("claim_id", "Claim id", True), ("approved_on", "Approved on", True),
+                      ("approved_amount", "Approved amount (blank: as claimed)", False)],
+    "reject_claim": [("claim_id", "Claim id", True), ("rejected_on", "Rejected on", True),
+                     ("reason", "Reason", True)],
+    "settle_claim": [("claim_id", "Claim id", True), ("paid_on", "Paid on", True),
+                     ("paid_amount", "Paid amount (blank: as approved)", False),
+                     ("payment_ref", "Payment reference", True)],
+    "write_off": [("agreement_id", "Agreement", True), ("amount", "Amount", True),
+                  ("effective_date", "Effective date", True), ("reason", "Reason", True)],
+}
 
 
 class PageError(Exception):
@@ -130,7 +154,8 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         session: Session | None = getattr(request.state, "web_session", None)
         principal: Principal | None = getattr(request.state, "principal", None)
         html = templates.get_template(name).render(
-            request=request, principal=principal,
+            request=request, principal=principal, may=_may,
+            writes=bool(principal and _commands_of(principal) & set(CLAIM_FORMS)),
             csrf=signer.csrf(session.nonce) if session else context.pop("csrf", ""),
             path=request.url.path, **context)
         response = HTMLResponse(html, status_code=status)
@@ -157,6 +182,12 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             request.state.web_session = session
             request.state.principal = principal
             request.state.user = principal.name
+            if request.method == "POST":
+                request.state.form = await _form(request)
+                if not signer.csrf_ok(session.nonce, request.state.form.get("csrf_token")):
+                    return render(request, "error.html", 403, code=403, message=(
+                        "csrf_token: the form is missing its token or came from another "
+                        "site; reload the page and send it again."))
             try:
                 result: Response = await run_in_threadpool(handler, request, principal)
             except Unauthenticated:
@@ -361,9 +392,238 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         return _csv(view["rows"], STATEMENT_COLUMNS,
                     f"statement-{view['customer']}-{view['as_of'].isoformat()}.csv")
 
+    # Watchlist and reconcile ------------------------------------------------------------------
+
+    def watchlist(request: Request, principal: Principal) -> Response:
+        as_of = _as_of(request)
+        known_at = _known_at(request)
+        customer = _query(request, "customer")
+        if customer is None and principal.role in (Role.sales, Role.customer):
+            wanted: list[str | None] = list(sorted(principal.customers))
+        else:
+            wanted = [customer]
+        rows: list[dict[str, Any]] = []
+        for one in wanted:
+            rows += orjson.loads(service.opportunities(principal, as_of, known_at,
+                                                       customer_id=one))["rows"]
+        rows.sort(key=lambda r: (-(fmt.decimal(r.get("extra_rebate")) or Decimal(0)),
+                                 r["agreement_id"]))
+        for row in rows:
+            days = row.get("days_left")
+            row["by"] = ((as_of + timedelta(days=days)).isoformat()
+                         if isinstance(days, int) and 0 <= days <= 36_500 else None)
+        return render(request, "watchlist.html", rows=rows, as_of=as_of,
+                      known_at=_query(request, "known_at"), customer=customer,
+                      scoped=principal.role in (Role.sales, Role.customer))
+
+    def reconcile(request: Request, principal: Principal) -> Response:
+        as_of = _as_of(request)
+        known_at = _known_at(request)
+        flagged = _query(request, "flagged") is not None
+        answer = orjson.loads(service.reconcile(principal, as_of, known_at,
+                                                customer_id=_query(request, "customer"),
+                                                flagged_only=flagged))
+        return render(request, "reconcile.html", answer=answer, as_of=as_of,
+                      known_at=_query(request, "known_at"), flagged=flagged,
+                      customer=_query(request, "customer"))
+
+    app.add_api_route("/watchlist", page(watchlist), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/reconcile", page(reconcile), methods=["GET"], include_in_schema=False)
+
+    # Overview ---------------------------------------------------------------------------------
+
+    def overview(request: Request, principal: Principal) -> Response:
+        closes = service.periods(principal)["periods"]
+        points = []
+        for close in sorted(closes, key=lambda c: (c["period_end"], c["closed_at"])):
+            end = parse_day(close["period_end"], "period_end")
+            now = service.liability(principal, end)["rows"]
+            at_close = _totals(close["reported"])
+            known_now = _totals(now)
+            for currency in sorted(set(at_close) | set(known_now)):
+                reported = at_close.get(currency, Decimal(0))
+                current = known_now.get(currency, Decimal(0))
+                points.append({"period": close["period"], "period_end": close["period_end"],
+                               "closed_at": close["closed_at"], "currency": currency,
+                               "at_close": reported, "now": current,
+                               "change": current - reported})
+        flags = orjson.loads(service.reconcile(principal, _today(), flagged_only=True))
+        adjustments = [(row, flag) for row in flags["rows"] for flag in row["flags"]
+                       if flag.startswith("post-close adjustment")]
+        chart = {currency: {"x": [p["period_end"] for p in points if p["currency"] == currency],
+                            "at_close": [str(p["at_close"]) for p in points
+                                         if p["currency"] == currency],
+                            "now": [str(p["now"]) for p in points
+                                    if p["currency"] == currency]}
+                 for currency in sorted({p["currency"] for p in points})}
+        return render(request, "overview.html", points=points, adjustments=adjustments,
+                      chart=orjson.dumps(chart).decode())
+
+    app.add_api_route("/overview", page(overview), methods=["GET"], include_in_schema=False)
+
+    # Auditors: diff, verify, trial balance, evidence ------------------------------------------
+
+    def diff(request: Request, principal: Principal) -> Response:
+        as_of = _as_of(request)
+        k1_text = _query(request, "known_at")
+        answer = None
+        if k1_text is not None:
+            k1 = parse_moment(k1_text, "known_at")
+            assert k1 is not None
+            answer = orjson.loads(service.diff(principal, as_of, k1, parse_moment(
+                _query(request, "vs"), "vs")))
+        else:
+            service.require(principal, Capability.read_books, "read the diff")
+        return render(request, "diff.html", answer=answer, as_of=as_of, known_at=k1_text,
+                      vs=_query(request, "vs"))
+
+    def audit(request: Request, principal: Principal) -> Response:
+        as_of = _as_of(request)
+        known_at = _known_at(request)
+        # verify re-derives every read table: run on request, not on every visit
+        verified = service.verify(principal) if _query(request, "verify") else None
+        balance = orjson.loads(service.trial_balance(principal, as_of, known_at))
+        query = urlencode({k: v for k, v in (("as_of", as_of.isoformat()),
+                                             ("known_at", _query(request, "known_at"))) if v})
+        return render(request, "audit.html", verified=verified, balance=balance, as_of=as_of,
+                      known_at=_query(request, "known_at"), evidence_link=f"/evidence.zip?{query}")
+
+    def evidence(request: Request, principal: Principal) -> Response:
+        as_of = _as_of(request)
+        pack = service.evidence(principal, as_of, _known_at(request))
+        return Response(pack, media_type="application/zip", headers={
+            "content-disposition": f'attachment; filename="evidence-{as_of.isoformat()}.zip"'})
+
+    app.add_api_route("/diff", page(diff), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/audit", page(audit), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/evidence.zip", page(evidence), methods=["GET"], include_in_schema=False)
+
+    # Claims workbench -------------------------------------------------------------------------
+
+    def claims_page(request: Request, principal: Principal, status: int = 200,
+                    message: str | None = None, rejections: list[dict[str, Any]] | None = None,
+                    action: str | None = None, draft: dict[str, str] | None = None) -> Response:
+        """The workbench: the forms the user's role may send; `message` and `rejections` say
+        what the last one did."""
+        offered = [a for a in CLAIM_FORMS if a in _commands_of(principal)]
+        return render(request, "claims.html", status, forms=CLAIM_FORMS, offered=offered,
+                      message=message, failed=status >= 400, rejections=rejections or [],
+                      action=action, draft=draft or {}, today=_today().isoformat())
+
+    def claims(request: Request, principal: Principal) -> Response:
+        if not _commands_of(principal) & set(CLAIM_FORMS):
+            raise PageError(403, f"role {principal.role.value} sends no claim commands; "
+                            "the statement and liability pages show the claims' figures")
+        return claims_page(request, principal)
+
+    def claim_command(request: Request, principal: Principal) -> Response:
+        form: dict[str, str] = request.state.form
+        action = form.get("action", "")
+        if action not in CLAIM_FORMS:
+            raise PageError(422, f"action: {action!r} is not one of "
+                            + ", ".join(CLAIM_FORMS))
+        command: dict[str, Any] = {"type": action}
+        for name, _label, required in CLAIM_FORMS[action]:
+            value = form.get(name, "").strip()
+            if value or required:
+                command[name] = value
+        outcome = service.submit(principal, [orjson.dumps(command)])
+        if outcome.status == 202:
+            text = (f"The {action} is proposal {outcome.body['proposal_id']}: another finance "
+                    "or admin user approves it in Proposals.")
+            return claims_page(request, principal, 202, text, action=action)
+        if outcome.status == 200:
+            duplicate = outcome.body.get("duplicates")
+            text = (f"The {action} was already recorded (a duplicate): nothing changed."
+                    if duplicate else f"The {action} is recorded.")
+            return claims_page(request, principal, 200, text, action=action)
+        return claims_page(request, principal, 422, f"The ledger refused the {action}; "
+                           "correct the fields named below.",
+                           rejections=outcome.body.get("rejections", []), action=action,
+                           draft=form)
+
+    app.add_api_route("/claims", page(claims), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/claims", page(claim_command), methods=["POST"], include_in_schema=False)
+
+    # Proposals --------------------------------------------------------------------------------
+
+    def proposals_page(request: Request, principal: Principal, status: int = 200,
+                       message: str | None = None, rejections: list[dict[str, Any]] | None = None,
+                       draft: dict[str, str] | None = None) -> Response:
+        """The inbox; `message` says what the last form did (an error unless status is 200)."""
+        found = service.proposals(principal)
+        pending = [p for p in found if p["status"] == "pending"]
+        decided = [p for p in reversed(found) if p["status"] != "pending"][:50]
+        return render(request, "proposals.html", status, pending=pending, decided=decided,
+                      message=message, failed=status != 200,
+                      rejections=rejections or [], draft=draft or {},
+                      proposed=_query(request, "proposed"))
+
+    def proposals(request: Request, principal: Principal) -> Response:
+        return proposals_page(request, principal)
+
+    def propose(request: Request, principal: Principal) -> Response:
+        form: dict[str, str] = request.state.form
+        command = _amendment(form)
+        outcome = service.submit(principal, [orjson.dumps(command)])
+        if outcome.status == 202:
+            return RedirectResponse(f"/proposals?proposed={quote(outcome.body['proposal_id'])}",
+                                    status_code=303)
+        if outcome.status == 200:
+            return RedirectResponse("/proposals", status_code=303)
+        return proposals_page(request, principal, 422, "The ledger refused the amendment; "
+                              "correct the fields named below.",
+                              rejections=outcome.body.get("rejections", []), draft=form)
+
+    def decide(request: Request, principal: Principal) -> Response:
+        proposal_id = request.path_params["proposal_id"]
+        action = request.path_params["action"]
+        try:
+            if action == "approve":
+                outcome = service.approve(principal, proposal_id)
+                verdict = ("approved and applied" if outcome.status == 200 else
+                           "approved, but the ledger refused to apply it: " + "; ".join(
+                               r["reason"] for r in outcome.body["report"]["rejections"]))
+            elif action == "reject":
+                form: dict[str, str] = request.state.form
+                service.reject_proposal(principal, proposal_id, form.get("reason", ""))
+                verdict = "rejected"
+            else:
+                raise PageError(404, f"action: {action!r}; approve or reject")
+        except LedgerError as error:
+            if http_status(error) == 404:
+                raise
+            return proposals_page(request, principal, http_status(error),
+                                  f"Proposal {proposal_id}: {error}")
+        return proposals_page(request, principal, 200, f"Proposal {proposal_id} {verdict}.")
+
+    app.add_api_route("/proposals", page(proposals), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/proposals", page(propose), methods=["POST"], include_in_schema=False)
+    app.add_api_route("/proposals/{proposal_id}/{action}", page(decide), methods=["POST"],
+                      include_in_schema=False)
+
     app.add_api_route("/statement", page(statement), methods=["GET"], include_in_schema=False)
     app.add_api_route("/statement.csv", page(statement_csv), methods=["GET"],
                       include_in_schema=False)
+
+
+def _totals(rows: list[dict[str, Any]]) -> dict[str, Decimal]:
+    """The liability of `rows` added up per currency (what a table's total line shows)."""
+    totals: dict[str, Decimal] = {}
+    for row in rows:
+        totals[row["currency"]] = totals.get(row["currency"], Decimal(0)) + (
+            fmt.decimal(row.get("liability")) or Decimal(0))
+    return totals
+
+
+def _commands_of(principal: Principal) -> frozenset[str]:
+    return COMMANDS_BY_ROLE.get(principal.role, frozenset())
+
+
+def _may(principal: Principal | None, capability: str) -> bool:
+    """For the templates: whether to offer a page or a form (the service decides anyway)."""
+    return principal is not None and principal.role in ROLES_BY_CAPABILITY[
+        Capability(capability)]
 
 
 def _home(principal: Principal) -> str:
@@ -389,6 +649,25 @@ async def _form(request: Request) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError):
         return {}
     return {name: values[0] for name, values in fields.items() if values}
+
+
+def _amendment(form: dict[str, str]) -> dict[str, Any]:
+    """An `amend_agreement` from the form's fields, as typed: the ledger checks them and names
+    what is wrong. Tiers are lines `FROM: RATE`; a line without a colon goes as `from` only."""
+    command: dict[str, Any] = {"type": "amend_agreement",
+                               "agreement_id": form.get("agreement_id", "").strip(),
+                               "effective_from": form.get("effective_from", "").strip()}
+    tiers = []
+    for line in form.get("tiers", "").splitlines():
+        if line.strip():
+            start, colon, rate = line.partition(":")
+            tiers.append({"from": start.strip(), "rate": rate.strip()} if colon
+                         else {"from": start.strip()})
+    if tiers:
+        command["tiers"] = tiers
+    if form.get("cap", "").strip():
+        command["cap"] = form["cap"].strip()
+    return command
 
 
 def _ladder(tiers: Any, position: dict[str, Any] | None) -> list[dict[str, Any]]:

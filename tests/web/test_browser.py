@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from ledger import Ledger
+from ledger.access import operator
 from ledger.service import LedgerService
 from tests.api.conftest import BOOK
 from tests.api.test_server import server
@@ -26,6 +27,9 @@ from tests.web.conftest import add_web_users, password
 AXE = "/static/vendor/axe-core-4.10.3/axe.min.js"
 #: A sale of C1 invoiced in Q1 but recorded after the quarter end: the figure that changes.
 LATE_SALE = h.at("2025-04-05T00:00:00Z", h.sale("S-LATE", "2000", "20000.00", "2025-03-20"))
+#: A second tier for A1 (recorded after the book): what the watchlist shows the sales rep.
+LADDER = h.at("2025-04-06T00:00:00Z", h.amend("A1", "2025-01-01",
+                                            tiers=h.tier_list([("0", "1"), ("4100", "1.1")])))
 #: Where to keep screenshots besides the test's folder (docs/ for the README), if set.
 SHOTS = os.environ.get("LEDGER_WEB_SCREENSHOTS")
 
@@ -53,7 +57,8 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def site(database_url: str, tmp_path: Path) -> Iterator[str]:
     with LedgerService(Ledger(database_url)) as service:
-        h.accepted_all(service.ledger, [*BOOK, LATE_SALE])
+        h.accepted_all(service.ledger, [*BOOK, LATE_SALE, LADDER])
+        service.close_period(operator("cli:tests"), "2025-Q1", None, None)
         add_web_users(service)
     with server(database_url, tmp_path) as base:
         yield base
@@ -131,6 +136,17 @@ def test_finance_reads_the_liability_then_and_now_and_drills_down(
     check_accessibility(page, "/agreements/A1")
     shot(page, tmp_path, "agreement")
 
+    page.get_by_role("link", name="Overview").click()
+    page.locator("#chart canvas").first.wait_for()
+    table = page.get_by_role("table", name="The liability at each period")
+    assert "2,140.00 EUR" in table.inner_text()
+    check_accessibility(page, "/overview")
+    shot(page, tmp_path, "overview")
+
+    for where in ("/reconcile?as_of=2025-06-30", "/watchlist?as_of=2025-03-31"):
+        page.goto(f"{site}{where}")
+        check_accessibility(page, where)
+
     # phone width: the page does not overflow sideways (tables scroll in their own box)
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{site}/liability?as_of=2025-03-31")
@@ -144,10 +160,19 @@ def test_a_customer_reads_its_statement_and_not_anothers(
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     sign_in(page, site, "customer")
     assert "/statement" in page.url
+    page.get_by_role("link", name="Claims").click()
+    page.get_by_label("Claim id").fill("K-WEB")
+    page.get_by_label("Agreement").fill("A1")
+    page.get_by_label("Amount").fill("30.00")
+    page.get_by_label("Submitted on").fill("2025-03-20")
+    page.get_by_role("button", name="Submit claim").click()
+    assert "submit_claim is recorded" in page.get_by_role("alert").inner_text()
+    check_accessibility(page, "/claims")
+    page.get_by_role("link", name="Statement").click()
     page.get_by_label("As of").fill("2025-03-31")
     page.get_by_role("button", name="Show").click()
     page.wait_for_url("**as_of=2025-03-31*")
-    assert money_cells(page, "A1") == ["2,100.00 EUR", "50.00 EUR", "0.00 EUR", "2,100.00 EUR"]
+    assert money_cells(page, "A1") == ["2,100.00 EUR", "80.00 EUR", "0.00 EUR", "2,100.00 EUR"]
     check_accessibility(page, "/statement")
     shot(page, tmp_path, "statement")
 
@@ -166,3 +191,84 @@ def test_a_customer_reads_its_statement_and_not_anothers(
     with pytest.raises(AssertionError, match="label"):
         check_accessibility(page, "/statement without labels")
     page.close()
+
+
+def test_commercial_proposes_and_finance_approves_in_the_browser(
+        browser: Browser, site: str, tmp_path: Path) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, site, "commercial")
+    page.get_by_role("link", name="Proposals").click()
+    page.get_by_label("Agreement").fill("A2")
+    page.get_by_label("Effective from").fill("2025-01-01")
+    page.get_by_label("Tiers, one per line as FROM: RATE (blank: unchanged)").fill("0: 3")
+    page.get_by_role("button", name="Propose").click()
+    assert "waits for approval" in page.get_by_role("status").inner_text()
+    assert "after A2: 120.00 EUR" in page.locator("article.proposal").inner_text()
+    assert page.get_by_role("button", name="Approve A2").count() == 0
+    check_accessibility(page, "/proposals (commercial)")
+    context.close()
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, site, "finance")
+    page.goto(f"{site}/liability?as_of=2025-03-31&customer=C2")
+    assert money_cells(page, "A2")[-1] == "40.00 EUR"
+    page.get_by_role("link", name="Proposals").click()
+    check_accessibility(page, "/proposals (finance)")
+    shot(page, tmp_path, "proposals")
+    page.get_by_role("button", name="Approve A2").click()
+    assert "approved and applied" in page.get_by_role("alert").inner_text()
+    page.goto(f"{site}/liability?as_of=2025-03-31&customer=C2")
+    assert money_cells(page, "A2")[-1] == "120.00 EUR"
+    context.close()
+
+
+def test_a_sales_rep_sees_only_its_customers_on_the_watchlist(
+        browser: Browser, site: str, tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    sign_in(page, site, "sales")
+    page.get_by_role("link", name="Watchlist").click()
+    page.get_by_label("As of").fill("2025-03-31")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url("**/watchlist?as_of=2025-03-31*")
+    table = page.locator("main").inner_text()
+    assert "A1" in table and "A2" not in table and "C2" not in table
+    assert "2,000 more quantity by 2025-12-31" in table  # basis 2,100 of 4,100
+    check_accessibility(page, "/watchlist (phone)")
+    shot(page, tmp_path, "watchlist-phone")
+    page.close()
+
+
+def test_an_auditor_downloads_the_evidence_and_finds_no_form_that_writes(
+        browser: Browser, site: str, tmp_path: Path) -> None:
+    import zipfile
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    sign_in(page, site, "auditor")
+    page.get_by_role("link", name="Diff").click()
+    page.get_by_label("As of (valid date D)").fill("2025-03-31")
+    page.get_by_label("As known at K1").fill("2025-04-01T00:00:00Z")
+    page.get_by_role("button", name="Compare").click()
+    assert "late sale S-LATE" in page.locator("main").inner_text()
+    check_accessibility(page, "/diff")
+    shot(page, tmp_path, "diff")
+    page.get_by_role("link", name="Audit").click()
+    page.get_by_label("As of").fill("2025-03-31")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url("**as_of=2025-03-31*")
+    check_accessibility(page, "/audit")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the evidence pack at 2025-03-31").click()
+    saved = tmp_path / "evidence.zip"
+    download.value.save_as(saved)
+    assert zipfile.ZipFile(saved).namelist()
+    for where in ("/liability", "/statement?customer=C1", "/proposals", "/reconcile", "/audit",
+                  "/diff", "/watchlist", "/agreements/A1"):
+        page.goto(f"{site}{where}")
+        actions = page.eval_on_selector_all(
+            "form[method=post]", "forms => forms.map(f => f.getAttribute('action'))")
+        assert actions == ["/logout"], (where, actions)
+    assert page.get_by_role("link", name="Claims").count() == 0
+    context.close()

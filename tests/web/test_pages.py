@@ -9,6 +9,7 @@ import io
 import re
 import time
 
+import orjson
 import pytest
 
 from ledger.web.sessions import SESSION_COOKIE, Signer
@@ -17,7 +18,7 @@ from tests.web.conftest import ROLES, Web, csrf_of
 
 PAGES = ["/", "/liability?as_of=2025-03-31", "/liability.csv?as_of=2025-03-31",
          "/agreements/A1?as_of=2025-03-31", "/statement?customer=C1&as_of=2025-03-31",
-         "/statement.csv?customer=C1&as_of=2025-03-31"]
+         "/statement.csv?customer=C1&as_of=2025-03-31", "/watchlist?as_of=2025-03-31"]
 READERS = [r for r in ROLES if r != "ingest"]
 
 
@@ -185,7 +186,8 @@ def test_no_query_gives_a_500(web: Web, role: str) -> None:
     client = web.sign_in(role)
     for query in GARBAGE:
         for page in ("/liability", "/liability.csv", "/agreements/A1", "/agreements/%00",
-                     "/statement", "/statement.csv"):
+                     "/statement", "/statement.csv", "/watchlist", "/reconcile",
+                     "/proposals"):
             answer = client.get(f"{page}?{query}")
             assert answer.status_code < 500, (page, query)
             assert "<script>x" not in answer.text
@@ -306,3 +308,289 @@ def test_every_web_setting_is_documented_with_its_default() -> None:
         assert row is not None, variable
         if field.default is not None and not callable(field.default_factory):
             assert f"`{field.default}`" in row, (variable, field.default)
+
+
+# Proposals inbox -------------------------------------------------------------------------------
+
+
+def propose(client, **fields: str):  # type: ignore[no-untyped-def]
+    page = client.get("/proposals")
+    return client.post("/proposals", data={"csrf_token": csrf_of(page.text), **fields},
+                       follow_redirects=False)
+
+
+def proposal_id(html: str) -> str:
+    found = re.search(r'action="/proposals/([0-9a-f-]{36})/approve"', html)
+    assert found, "an approve form"
+    return found.group(1)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_inbox_is_for_the_books_readers(web: Web, role: str) -> None:
+    answer = web.sign_in(role).get("/proposals")
+    assert answer.status_code == (200 if role in ("admin", "finance", "commercial", "auditor")
+                                  else 403)
+    offers_form = 'action="/proposals" ' in answer.text
+    assert offers_form == (role in ("admin", "commercial"))
+
+
+def test_commercial_proposes_finance_approves_and_the_figure_changes(web: Web) -> None:
+    commercial = web.sign_in("commercial")
+    sent = propose(commercial, agreement_id="A1", effective_from="2025-01-01",
+                   tiers="0: 1\n50: 3", cap="")
+    assert sent.status_code == 303 and "proposed=" in sent.headers["location"]
+    inbox = commercial.get(sent.headers["location"]).text
+    assert "waits for approval" in inbox
+    assert "before A1: 100.00 EUR; after A1: 300.00 EUR" in inbox
+    assert "/approve" not in inbox  # commercial never approves
+    web.client.cookies.clear()
+    finance = web.sign_in("finance")
+    before = cells(finance.get("/liability?as_of=2025-03-31&customer=C1").text)
+    inbox = finance.get("/proposals").text
+    done = finance.post(f"/proposals/{proposal_id(inbox)}/approve",
+                        data={"csrf_token": csrf_of(inbox)})
+    assert done.status_code == 200 and "approved and applied" in done.text
+    after = cells(finance.get("/liability?as_of=2025-03-31&customer=C1").text)
+    assert (before[0], after[0]) == ("100.00 EUR", "300.00 EUR")
+    again = finance.post(f"/proposals/{proposal_id(inbox)}/approve",
+                         data={"csrf_token": csrf_of(inbox)})
+    assert again.status_code == 409 and "already" in again.text
+
+
+def test_nobody_approves_their_own_proposal(web: Web) -> None:
+    admin = web.sign_in("admin")
+    assert propose(admin, agreement_id="A2", effective_from="2025-01-01",
+                   tiers="0: 2").status_code == 303
+    inbox = admin.get("/proposals").text
+    assert "/approve" not in inbox and "Your proposal" in inbox
+    web.client.cookies.clear()
+    finance = web.sign_in("finance")
+    target = proposal_id(finance.get("/proposals").text)
+    web.client.cookies.clear()
+    admin = web.sign_in("admin")
+    inbox = admin.get("/proposals").text
+    own = admin.post(f"/proposals/{target}/approve", data={"csrf_token": csrf_of(inbox)})
+    assert own.status_code == 403 and "four eyes" in own.text
+
+
+def test_a_refused_proposal_shows_the_ledgers_reasons_inline(web: Web) -> None:
+    commercial = web.sign_in("commercial")
+    answer = propose(commercial, agreement_id="A1", effective_from="2025-01-01",
+                     tiers="zero: 1")
+    assert answer.status_code == 422
+    assert "tiers[0].from" in answer.text and 'value="A1"' in answer.text
+    assert "Waiting for approval (0)" in answer.text
+
+
+def test_finance_rejects_with_a_reason_and_needs_one(web: Web) -> None:
+    commercial = web.sign_in("commercial")
+    propose(commercial, agreement_id="A1", effective_from="2025-01-01", tiers="0: 5")
+    web.client.cookies.clear()
+    finance = web.sign_in("finance")
+    inbox = finance.get("/proposals").text
+    target = proposal_id(inbox)
+    blank = finance.post(f"/proposals/{target}/reject",
+                         data={"csrf_token": csrf_of(inbox), "reason": " "})
+    assert blank.status_code == 422 and "reason" in blank.text
+    done = finance.post(f"/proposals/{target}/reject",
+                        data={"csrf_token": csrf_of(inbox), "reason": "rate too high"})
+    assert done.status_code == 200 and "rate too high" in done.text
+    assert "Waiting for approval (0)" in done.text
+
+
+def test_the_inbox_forms_refuse_a_post_without_csrf(web: Web) -> None:
+    commercial = web.sign_in("commercial")
+    answer = commercial.post("/proposals", data={"agreement_id": "A1",
+                                                 "effective_from": "2025-01-01",
+                                                 "tiers": "0: 9"})
+    assert answer.status_code == 403 and "csrf_token" in answer.text
+    assert "Waiting for approval (0)" in commercial.get("/proposals").text
+    web.client.cookies.clear()
+    finance = web.sign_in("finance")
+    assert finance.post("/proposals/x/approve", data={}).status_code == 403
+    unknown = finance.post("/proposals/nope/approve",
+                           data={"csrf_token": csrf_of(finance.get("/proposals").text)})
+    assert unknown.status_code == 404
+
+
+# Watchlist and reconcile -----------------------------------------------------------------------
+
+LADDERS = [h.at("2025-03-02T00:00:00Z", h.amend("A1", "2025-01-01",
+                                                tiers=h.tier_list([("0", "1"), ("500", "2")]))),
+           h.at("2025-03-02T00:00:01Z", h.amend("A2", "2025-01-01",
+                                                tiers=h.tier_list([("0", "1"), ("60", "1.5")])))]
+
+
+def test_watchlist_sorts_by_extra_rebate_and_says_what_is_needed(web: Web) -> None:
+    h.accepted_all(web.service.ledger, LADDERS)
+    html = web.sign_in("finance").get("/watchlist?as_of=2025-03-31").text
+    # A1: 400 more units to reach 500 at 2 earns 1000 - 100 = 900 more; A2: 20 more, 90 - 40 = 50
+    assert html.index(">A1</a>") < html.index(">A2</a>")
+    assert "900.00 EUR" in html and "50.00 EUR" in html
+    assert "400 more quantity by 2025-12-31 reaches the tier from 500 at 2" in html
+
+
+def test_a_sales_rep_sees_only_its_customers_on_the_watchlist(web: Web) -> None:
+    h.accepted_all(web.service.ledger, LADDERS)
+    client = web.sign_in("sales")
+    html = client.get("/watchlist?as_of=2025-03-31").text
+    assert ">A1</a>" in html and ">A2</a>" not in html and "C2" not in html
+    assert client.get("/watchlist?as_of=2025-03-31&customer=C2").status_code == 404
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_reconcile_is_for_the_books_readers(web: Web, role: str) -> None:
+    answer = web.sign_in(role).get("/reconcile?as_of=2025-03-31&flagged=1")
+    assert answer.status_code == (200 if role in ("admin", "finance", "commercial", "auditor")
+                                  else 403)
+
+
+def test_reconcile_shows_the_flags_with_links(web: Web) -> None:
+    h.accepted_all(web.service.ledger, [
+        h.at("2025-03-05T00:00:01Z", h.approve("K1", "2025-03-04"))])
+    html = web.sign_in("finance").get("/reconcile?as_of=2025-06-30&flagged=1").text
+    assert "1 of 2 agreements flagged" in html
+    assert ">A2</a>" not in html  # not flagged
+    assert 'href="/agreements/A1?as_of=2025-06-30"' in html
+    assert "approved unpaid: claim K1 approved 50.00 on 2025-03-04" in html
+
+
+# Claims workbench ------------------------------------------------------------------------------
+
+
+def send(client, action: str, **fields: str):  # type: ignore[no-untyped-def]
+    page = client.get("/claims")
+    assert page.status_code == 200
+    return client.post("/claims", data={"csrf_token": csrf_of(page.text), "action": action,
+                                        **fields})
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_workbench_offers_each_role_its_forms_only(web: Web, role: str) -> None:
+    answer = web.sign_in(role).get("/claims")
+    offered = set(re.findall(r'name="action" value="([a-z_]+)"', answer.text))
+    expected = {"customer": {"submit_claim"},
+                "finance": {"approve_claim", "reject_claim", "settle_claim", "write_off"},
+                "admin": {"submit_claim", "approve_claim", "reject_claim", "settle_claim",
+                          "write_off"}}.get(role, set())
+    assert offered == expected
+    assert answer.status_code == (200 if expected else 403)
+
+
+def test_an_auditor_reaches_no_form_that_writes(web: Web) -> None:
+    client = web.sign_in("auditor")
+    for page in [*PAGES[1:], "/proposals", "/reconcile?as_of=2025-03-31", "/claims"]:
+        html = client.get(page).text
+        assert re.findall(r'method="post" action="([^"]+)"', html) in ([], ["/logout"]), page
+    token = csrf_of(client.get("/liability").text)
+    refused = client.post("/claims", data={"csrf_token": token, "action": "approve_claim",
+                                           "claim_id": "K1", "approved_on": "2025-03-04"})
+    assert refused.status_code == 403
+
+
+def test_a_customer_submits_a_claim_and_sees_it_on_its_statement(web: Web) -> None:
+    client = web.sign_in("customer")
+    done = send(client, "submit_claim", claim_id="K7", agreement_id="A1", amount="30.00",
+                submitted_on="2025-03-20")
+    assert done.status_code == 200 and "submit_claim is recorded" in done.text
+    assert cells(client.get("/statement?as_of=2025-03-31").text)[1] == "80.00 EUR"
+    other = send(client, "submit_claim", claim_id="K8", agreement_id="A2", amount="1.00",
+                 submitted_on="2025-03-20")
+    assert other.status_code == 422 and "40.00" not in other.text
+    blank = send(client, "submit_claim", claim_id="K9", agreement_id="A1", amount="",
+                 submitted_on="2025-03-20")
+    assert blank.status_code == 422 and "amount" in blank.text and 'value="K9"' in blank.text
+
+
+def test_finance_approves_and_settles_and_sees_refusals_inline(web: Web) -> None:
+    client = web.sign_in("finance")
+    too_much = send(client, "approve_claim", claim_id="K1", approved_on="2025-03-04",
+                    approved_amount="999.00")
+    assert too_much.status_code == 422 and "approved_amount" in too_much.text
+    assert send(client, "approve_claim", claim_id="K1", approved_on="2025-03-04",
+                approved_amount="").status_code == 200
+    assert send(client, "settle_claim", claim_id="K1", paid_on="2025-03-10",
+                payment_ref="PAY-9").status_code == 200
+    row = cells(client.get("/statement?customer=C1&as_of=2025-03-31").text)
+    assert row == ["100.00 EUR", "50.00 EUR", "50.00 EUR", "50.00 EUR"]
+    write_off = send(client, "write_off", agreement_id="A2", amount="5.00",
+                     effective_date="2025-03-31", reason="small balance")
+    assert write_off.status_code == 202 and "is proposal" in write_off.text
+
+
+def test_the_workbench_refuses_a_post_without_csrf_or_with_an_unknown_action(web: Web) -> None:
+    client = web.sign_in("finance")
+    assert client.post("/claims", data={"action": "approve_claim", "claim_id": "K1",
+                                        "approved_on": "2025-03-04"}).status_code == 403
+    token = csrf_of(client.get("/claims").text)
+    assert client.post("/claims", data={"csrf_token": token,
+                                        "action": "record_sale"}).status_code == 422
+
+
+# Auditors' pages -------------------------------------------------------------------------------
+
+LATE = h.at("2025-04-05T00:00:00Z", h.sale("S-LATE", "2000", "20000.00", "2025-03-20"))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_auditors_pages_are_for_the_books_readers(web: Web, role: str) -> None:
+    client = web.sign_in(role)
+    allowed = role in ("admin", "finance", "commercial", "auditor")
+    for page in ("/diff?as_of=2025-03-31&known_at=2025-04-01", "/diff",
+                 "/audit?as_of=2025-03-31", "/audit?as_of=2025-03-31&verify=1",
+                 "/evidence.zip?as_of=2025-03-31"):
+        assert client.get(page).status_code == (200 if allowed else 403), page
+
+
+def test_diff_names_the_late_sale_and_the_change(web: Web) -> None:
+    h.accepted_all(web.service.ledger, [LATE])
+    html = web.sign_in("auditor").get("/diff?as_of=2025-03-31&known_at=2025-04-01").text
+    assert "100.00 EUR → 2,100.00 EUR (2,000.00 EUR)" in html
+    assert "late sale S-LATE recorded 2025-04-05T00:00:00Z" in html
+    assert ">A2</a>" not in html
+
+
+def test_audit_verifies_balances_and_downloads_the_evidence(web: Web) -> None:
+    import zipfile
+
+    from ledger.access import operator
+
+    client = web.sign_in("auditor")
+    html = client.get("/audit?as_of=2025-03-31&verify=1").text
+    events = web.service.verify(operator("cli:tests"))["events"]
+    assert events > 0 and f"The store verifies: {events} events chained" in html
+    assert "Balanced; the liability account matches" in html
+    assert "140.00 EUR" in html
+    pack = client.get("/evidence.zip?as_of=2025-03-31")
+    assert pack.headers["content-type"] == "application/zip"
+    assert zipfile.ZipFile(io.BytesIO(pack.content)).namelist()
+
+
+# Overview --------------------------------------------------------------------------------------
+
+
+def test_overview_draws_the_close_then_and_now_and_the_adjustments(web: Web) -> None:
+    from ledger.access import operator
+
+    web.service.close_period(operator("cli:tests"), "2025-Q1", None, None)
+    # recorded now, after the close: a post-close adjustment
+    h.accepted_all(web.service.ledger, [h.sale("S-LATE", "2000", "20000.00", "2025-03-20")])
+    client = web.sign_in("finance")
+    html = client.get("/overview").text
+    row = re.search(r"<th scope=\"row\">2025-Q1</th>.*?</tr>", html, re.S)
+    assert row, html
+    figures = re.findall(r">([0-9,.-]+ EUR)</a>", row.group(0))
+    assert figures == ["140.00 EUR", "2,140.00 EUR", "2,000.00 EUR"]
+    assert "post-close adjustment to 2025-Q1" in html
+    data = orjson.loads(re.search(r'id="chart-data">(.*?)</script>', html).group(1))  # type: ignore[union-attr]
+    assert data == {"EUR": {"x": ["2025-03-31"], "at_close": ["140.00"], "now": ["2140.00"]}}
+    assert 'src="/static/vendor/uplot-1.6.31/uPlot.iife.min.js"' in html
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_overview_is_for_the_books_readers(web: Web, role: str) -> None:
+    answer = web.sign_in(role).get("/overview")
+    assert answer.status_code == (200 if role in ("admin", "finance", "commercial", "auditor")
+                                  else 403)
+    if answer.status_code == 200:
+        assert "No period is closed yet" in answer.text
