@@ -92,8 +92,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The double-entry journal behind the position at D as known at K: accruals and
         true-ups, settlements, write-offs, each with the events it came from."""
-        from ledger.audit.journal import journal_report
-        from ledger.audit.output import emit
+        from ledger.audit.journal import write_journal
 
         day = parse_as_of(as_of) if as_of is not None else None
         known = parse_known_at(known_at)
@@ -102,12 +101,11 @@ def register(app: typer.Typer) -> None:
                         customer=("--customer", customer))
             if day is None:
                 day = ledger.clock().astimezone(UTC).date()
-            report = journal_report(ledger, day, known, agreement_id=agreement,
-                                    customer_id=customer)
-        if output is Format.table and len(report.rows) > PLAIN_TABLE_ROWS:
-            _plain_table(report, sys.stdout)  # rich needs minutes for a year of postings
-            return
-        emit(report, output.value, console)
+            # streamed as computed, in bounded memory; above PLAIN_TABLE_ROWS a table is
+            # plain text (rich needs minutes for a year of postings)
+            write_journal(ledger, day, known, output.value, sys.stdout, console,
+                          agreement_id=agreement, customer_id=customer,
+                          plain_above=PLAIN_TABLE_ROWS)
 
     @app.command("trial-balance")
     def trial_balance(

@@ -417,7 +417,17 @@ def load_facts(session: Session, agreement_id: str, as_of: date, known_us: int) 
             for row in load_basis(session, customer, currency, as_of, known_us)
         ]
         basis_rows.sort(key=lambda r: (r.recorded_us, r.position))
-    money_rows = [
+    money_rows = load_money(session, agreement_id, as_of, known_us)
+    return Facts(agreement_id, customer_id, currency, as_of, known_us, terms_rows, basis_rows,
+                 money_rows, group_id, membership_rows)
+
+
+def load_money(
+    session: Session, agreement_id: str, as_of: date, known_us: int
+) -> list[MoneyRecord]:
+    """The agreement's money rows (claimed, approved, rejected, paid, written off) valid on or
+    before D, as known at K, in store order: without its basis rows (reconcile needs no more)."""
+    return [
         MoneyRecord(k, int(v), int(r), Decimal(a), c, int(p), ev)
         for k, v, r, a, c, p, ev in session.execute(
             select(money.c.kind, money.c.valid_day, money.c.recorded_us, money.c.amount,
@@ -428,8 +438,6 @@ def load_facts(session: Session, agreement_id: str, as_of: date, known_us: int) 
             .order_by(money.c.position, money.c.id)
         )
     ]
-    return Facts(agreement_id, customer_id, currency, as_of, known_us, terms_rows, basis_rows,
-                 money_rows, group_id, membership_rows)
 
 
 def load_basis(

@@ -18,19 +18,27 @@ liability, to the cent. Approvals move no money (they are memo figures in `recon
 
 from __future__ import annotations
 
+import csv
+import itertools
+import tempfile
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any, TextIO
 
+import orjson
+from rich.console import Console
 from sqlalchemy.orm import Session
 
 from ledger.audit.facts import Facts, agreement_ids, event_ids, load_facts
-from ledger.audit.output import Report, money
+from ledger.audit.output import Report, _cell, emit, money, plain
 from ledger.core import Ledger
 from ledger.liability import FOREVER_US
 from ledger.money import EXACT, ZERO, round_money
 from ledger.projections.core import from_us, to_us
+from ledger.text import csv_cell
 
 EXPENSE = "rebate expense (contra-revenue)"
 LIABILITY = "accrued rebate liability"
@@ -65,9 +73,9 @@ class Posting:
 
 
 class _Entries:
-    def __init__(self) -> None:
+    def __init__(self, number: int = 0) -> None:
         self.postings: list[Posting] = []
-        self.number = 0
+        self.number = number
 
     def add(self, facts: Facts, recorded_us: int, valid: date, kind: str, debit: str,
             credit: str, amount: Decimal, events: tuple[str, ...]) -> None:
@@ -84,6 +92,71 @@ class _Entries:
             ))
 
 
+def iter_postings(
+    ledger: Ledger,
+    as_of: date,
+    known_at: datetime | None = None,
+    *,
+    agreement_id: str | None = None,
+    customer_id: str | None = None,
+    with_events: bool = True,
+) -> Iterator[Posting]:
+    """Every posting behind the position at D as known at K, agreement by agreement, each
+    agreement's entries in recorded order; entries numbered from 1 across the whole journal.
+
+    Streams: one agreement's facts are loaded, its postings yielded, and both dropped before
+    the next agreement, so memory is bounded by the largest agreement, not by the history
+    (issue 11). `with_events=False` leaves each posting's `events` empty and skips the event
+    id look-up (the trial balance needs only the figures)."""
+    known_us = FOREVER_US if known_at is None else to_us(known_at)
+    number = 0
+    with Session(ledger.engine) as session:
+        ids = agreement_ids(session, known_us, agreement_id=agreement_id,
+                            customer_id=customer_id, as_of=as_of)
+        for agreement in ids:
+            facts = load_facts(session, agreement, as_of, known_us)
+            names: dict[int, str] = {}
+            if with_events:
+                positions = {b.position for b in facts.basis_rows}
+                positions |= {m.position for m in facts.membership_rows}
+                names = event_ids(session, ledger.app.recorder, positions)
+            entries = _Entries(number)
+            _post(facts, as_of, names, entries, with_events)
+            number = entries.number
+            del facts, names
+            yield from entries.postings
+
+
+def _post(facts: Facts, as_of: date, names: dict[int, str], entries: _Entries,
+          with_events: bool) -> None:
+    """The agreement's entries: accrual and true-ups from its timeline, settlements and
+    write-offs from its money rows."""
+    previous = ZERO
+    accrued_once = False
+    for moment in facts.timeline():
+        delta = EXACT.subtract(moment.accrued, previous)
+        if delta != 0:
+            events = tuple(dict.fromkeys(
+                [t.event_id for t in moment.terms]
+                + [m.event_id for m in moment.members]
+                + [names.get(s.position, str(s.position)) for s in moment.sales]
+            )) if with_events else ()
+            entries.add(facts, moment.recorded_us, as_of,
+                        "true-up" if accrued_once else "accrual",
+                        EXPENSE, LIABILITY, delta, events)
+            accrued_once = True
+        previous = moment.accrued
+        for row in moment.money:
+            events = (row.event_id,) if with_events else ()
+            if row.kind == "paid":
+                entries.add(facts, row.recorded_us, row.valid_date, "settlement",
+                            LIABILITY, CASH, row.amount, events)
+            elif row.kind == "written_off":  # negative: a reversal posts back
+                entries.add(facts, row.recorded_us, row.valid_date,
+                            "write-off" if row.amount > 0 else "write-off reversal",
+                            LIABILITY, EXPENSE, row.amount, events)
+
+
 def postings(
     ledger: Ledger,
     as_of: date,
@@ -92,42 +165,9 @@ def postings(
     agreement_id: str | None = None,
     customer_id: str | None = None,
 ) -> list[Posting]:
-    """Every posting behind the position at D as known at K, agreement by agreement, each
-    agreement's entries in recorded order."""
-    known_us = FOREVER_US if known_at is None else to_us(known_at)
-    entries = _Entries()
-    with Session(ledger.engine) as session:
-        ids = agreement_ids(session, known_us, agreement_id=agreement_id,
-                            customer_id=customer_id, as_of=as_of)
-        loaded = [load_facts(session, a, as_of, known_us) for a in ids]
-        positions = {b.position for facts in loaded for b in facts.basis_rows}
-        positions |= {m.position for facts in loaded for m in facts.membership_rows}
-        names = event_ids(session, ledger.app.recorder, positions)
-        for facts in loaded:
-            previous = ZERO
-            accrued_once = False
-            for moment in facts.timeline():
-                delta = EXACT.subtract(moment.accrued, previous)
-                if delta != 0:
-                    events = tuple(dict.fromkeys(
-                        [t.event_id for t in moment.terms]
-                        + [m.event_id for m in moment.members]
-                        + [names.get(s.position, str(s.position)) for s in moment.sales]
-                    ))
-                    entries.add(facts, moment.recorded_us, as_of,
-                                "true-up" if accrued_once else "accrual",
-                                EXPENSE, LIABILITY, delta, events)
-                    accrued_once = True
-                previous = moment.accrued
-                for row in moment.money:
-                    if row.kind == "paid":
-                        entries.add(facts, row.recorded_us, row.valid_date, "settlement",
-                                    LIABILITY, CASH, row.amount, (row.event_id,))
-                    elif row.kind == "written_off":  # negative: a reversal posts back
-                        entries.add(facts, row.recorded_us, row.valid_date,
-                                    "write-off" if row.amount > 0 else "write-off reversal",
-                                    LIABILITY, EXPENSE, row.amount, (row.event_id,))
-    return entries.postings
+    """`iter_postings` as a list (for a bounded selection: one agreement or customer)."""
+    return list(iter_postings(ledger, as_of, known_at, agreement_id=agreement_id,
+                              customer_id=customer_id))
 
 
 @dataclass(frozen=True)
@@ -143,7 +183,7 @@ class Balance:
         return EXACT.subtract(self.debit, self.credit)
 
 
-def trial_balance(lines: list[Posting]) -> list[Balance]:
+def trial_balance(lines: Iterable[Posting]) -> list[Balance]:
     totals: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
     for line in lines:
         pair = totals[(line.currency, line.account)]
@@ -157,24 +197,115 @@ def trial_balance(lines: list[Posting]) -> list[Balance]:
     ]
 
 
+JOURNAL_COLUMNS = ("entry", "recorded_at", "valid_date", "agreement_id", "customer_id",
+                   "currency", "kind", "account", "debit", "credit", "events")
+
+
+def _journal_title(as_of: date, known_at: datetime | None) -> str:
+    return f"Journal of the rebate position at {as_of}, as known at {_known_text(known_at)}"
+
+
+def _journal_note(entries: int, postings_count: int) -> str:
+    return f"{entries} entries, {postings_count} postings"
+
+
 def journal_report(
     ledger: Ledger, as_of: date, known_at: datetime | None = None, *,
     agreement_id: str | None = None, customer_id: str | None = None,
 ) -> Report:
+    """The journal as one `Report` (every row in memory: for one agreement or customer, or a
+    page of it; the CLI streams the whole book with `write_journal`)."""
     lines = postings(ledger, as_of, known_at, agreement_id=agreement_id,
                      customer_id=customer_id)
-    columns = ("entry", "recorded_at", "valid_date", "agreement_id", "customer_id", "currency",
-               "kind", "account", "debit", "credit", "events")
     entries = len({line.entry for line in lines})
     return Report(
-        title=f"Journal of the rebate position at {as_of}, as known at "
-              f"{_known_text(known_at)}",
-        columns=columns,
+        title=_journal_title(as_of, known_at),
+        columns=JOURNAL_COLUMNS,
         rows=[line.to_row() for line in lines],
         meta={"as_of": as_of, "known_at": known_at},
         extra={"entries": entries},
-        notes=[f"{entries} entries, {len(lines)} postings"],
+        notes=[_journal_note(entries, len(lines))],
     )
+
+
+def write_journal(
+    ledger: Ledger, as_of: date, known_at: datetime | None, output: str, out: TextIO,
+    console: Console, *, agreement_id: str | None = None, customer_id: str | None = None,
+    plain_above: int = 2000,
+) -> None:
+    """Print the journal in `output` format ("json", "csv" or "table") as it is computed, in
+    bounded memory: the same bytes as `journal_report(...)` printed by `emit`, except that a
+    table of more than `plain_above` rows is a plain aligned table (rich needs about 1 ms a
+    row), its cells spooled to a temporary file while the column widths are measured."""
+    rows = (line.to_row() for line in iter_postings(
+        ledger, as_of, known_at, agreement_id=agreement_id, customer_id=customer_id))
+    meta = {"as_of": as_of, "known_at": known_at}
+    counted = _Counted()
+    if output == "json":
+        head = orjson.dumps(plain(meta))
+        out.write(head[:-1].decode() + (',"rows":[' if len(head) > 2 else '"rows":['))
+        for n, row in enumerate(counted.rows(rows)):
+            out.write(("," if n else "") + orjson.dumps(plain(row)).decode())
+        out.write("]," + orjson.dumps({"entries": counted.entries}).decode()[1:] + "\n")
+    elif output == "csv":
+        writer = csv.DictWriter(out, fieldnames=list(JOURNAL_COLUMNS), lineterminator="\n",
+                                extrasaction="ignore")
+        writer.writeheader()
+        for row in counted.rows(rows):
+            writer.writerow({k: csv_cell(_cell(v)) for k, v in plain(row).items()})
+    else:
+        title = _journal_title(as_of, known_at)
+        first = list(itertools.islice(counted.rows(rows), plain_above + 1))
+        if len(first) <= plain_above:
+            emit(Report(title, JOURNAL_COLUMNS, first, meta, {"entries": counted.entries},
+                        [_journal_note(counted.entries, counted.count)]), "table", console,
+                 out)
+            return
+        _plain_table(title, first, counted.rows(rows), counted, out)
+
+
+class _Counted:
+    """Counts the rows and entries passing through (the journal's closing note)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.entries = 0
+
+    def rows(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for row in rows:
+            self.count += 1
+            self.entries = max(self.entries, int(row["entry"]))
+            yield row
+
+
+def _plain_table(title: str, first: list[dict[str, Any]], rest: Iterator[dict[str, Any]],
+                 counted: _Counted, out: TextIO) -> None:
+    """A plain text table: a header, a rule, numbers right-aligned (`first` decides which
+    columns are numbers); the cells go to a temporary file while the widths are measured,
+    then are printed aligned."""
+    columns = JOURNAL_COLUMNS
+    numeric = {i for i, c in enumerate(columns)
+               if any(isinstance(r.get(c), (Decimal, int)) for r in first[:50])}
+    widths = [len(c) for c in columns]
+    with tempfile.TemporaryFile() as spool:
+        for row in itertools.chain(first, rest):
+            cells = [_cell(plain(row.get(c))) for c in columns]
+            widths = [max(w, len(v)) for w, v in zip(widths, cells, strict=True)]
+            spool.write(orjson.dumps(cells) + b"\n")
+        del first
+
+        def line(values: list[str]) -> str:
+            return "  ".join(v.rjust(w) if i in numeric else v.ljust(w)
+                             for i, (v, w) in enumerate(zip(values, widths, strict=True))
+                             ).rstrip()
+
+        out.write(title + "\n")
+        out.write(line(list(columns)) + "\n")
+        out.write("  ".join("-" * w for w in widths) + "\n")
+        spool.seek(0)
+        for saved in spool:
+            out.write(line(orjson.loads(saved)) + "\n")
+    out.write(_journal_note(counted.entries, counted.count) + "\n")
 
 
 def trial_balance_report(
@@ -183,9 +314,8 @@ def trial_balance_report(
 ) -> Report:
     """Per currency and account: debits, credits, balance; whether each currency balances, and
     the liability account against the contract's liability (`Ledger.liability`)."""
-    lines = postings(ledger, as_of, known_at, agreement_id=agreement_id,
-                     customer_id=customer_id)
-    balances = trial_balance(lines)
+    balances = trial_balance(iter_postings(ledger, as_of, known_at, agreement_id=agreement_id,
+                                           customer_id=customer_id, with_events=False))
     contract: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for row in ledger.liability(as_of, known_at, agreement_id=agreement_id,
                                 customer_id=customer_id):

@@ -20,7 +20,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from ledger.audit.facts import load_facts
+from ledger.audit.facts import load_money
 from ledger.audit.output import Report, money
 from ledger.audit.reconcile import _rejected
 from ledger.core import Ledger
@@ -85,9 +85,9 @@ def positions(
             assert terms is not None
             reached = [t for t in terms.tiers if t.threshold <= row.basis]
             above = [t for t in terms.tiers if t.threshold > row.basis]
-            facts = load_facts(session, row.agreement_id, as_of, known_us)
-            rejected = _rejected(ledger, facts, as_of, known_us)
-            claimed = sum((m.amount for m in facts.money_rows
+            money_rows = load_money(session, row.agreement_id, as_of, known_us)
+            rejected = _rejected(ledger, money_rows, as_of, known_us)
+            claimed = sum((m.amount for m in money_rows
                            if m.kind == "claimed" and m.claim_id not in rejected), ZERO)
             share = None
             if row.group_id is not None:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from ledger.aggregates.claim import claim_uuid
 from ledger.audit.close import period_closes
-from ledger.audit.facts import Facts, load_facts
+from ledger.audit.facts import MoneyRecord, load_money
 from ledger.audit.output import Report, money
 from ledger.core import Ledger
 from ledger.events import ClaimRejected
@@ -98,9 +98,11 @@ def reconcile(
         for row in ledger.liability(as_of, known_at, customer_id=customer_id,
                                     agreement_id=agreement_id):
             assert row.terms is not None
-            facts = load_facts(session, row.agreement_id, as_of, known_us)
-            rejected = _rejected(ledger, facts, as_of, known_us)
-            claimed = sum((m.amount for m in facts.money_rows
+            # only the money rows: the accrued figure comes from `ledger.liability`, so the
+            # agreement's basis rows are never read here (issue 11)
+            money_rows = load_money(session, row.agreement_id, as_of, known_us)
+            rejected = _rejected(ledger, money_rows, as_of, known_us)
+            claimed = sum((m.amount for m in money_rows
                            if m.kind == "claimed" and m.claim_id not in rejected), ZERO)
             line = Line(row.agreement_id, row.customer_id, row.currency, row.terms.period_end,
                         row.accrued, claimed, row.approved, row.paid,
@@ -112,8 +114,8 @@ def reconcile(
             else:
                 # a claim approved for less than was claimed counts at its approved amount;
                 # a claim neither approved nor rejected by D counts at its claimed amount
-                decided = {m.claim_id for m in facts.money_rows if m.kind == "approved"}
-                pending = sum((m.amount for m in facts.money_rows
+                decided = {m.claim_id for m in money_rows if m.kind == "approved"}
+                pending = sum((m.amount for m in money_rows
                                if m.kind == "claimed" and m.claim_id not in rejected
                                and m.claim_id not in decided), ZERO)
                 if pending and EXACT.add(line.approved, pending) > line.accrued:
@@ -132,7 +134,7 @@ def reconcile(
                 line.add("negative_liability", f"negative liability: {line.liability:.2f}")
             approved: dict[str, tuple[Decimal, date]] = {}
             paid: dict[str, Decimal] = defaultdict(lambda: ZERO)
-            for m in facts.money_rows:
+            for m in money_rows:
                 if m.claim_id is None:
                     continue
                 if m.kind == "approved":
@@ -167,12 +169,13 @@ def reconcile(
     return lines
 
 
-def _rejected(ledger: Ledger, facts: Facts, as_of: date, known_us: int) -> set[str]:
+def _rejected(ledger: Ledger, money_rows: list[MoneyRecord], as_of: date,
+              known_us: int) -> set[str]:
     """The agreement's claims rejected on or before D, as known at K (a rejection moves no
     money, so the core tables do not hold it: read from the claim's stored events; only
     claims submitted and never approved can be rejected)."""
-    approved = {m.claim_id for m in facts.money_rows if m.kind == "approved"}
-    open_claims = {m.claim_id for m in facts.money_rows
+    approved = {m.claim_id for m in money_rows if m.kind == "approved"}
+    open_claims = {m.claim_id for m in money_rows
                    if m.kind == "claimed" and m.claim_id is not None} - approved
     found = set()
     for claim_id in sorted(c for c in open_claims if c is not None):
