@@ -154,9 +154,10 @@ class Projector:
         return min(runner.caught_up_to() for runner in self.runners.values())
 
     def counters(self) -> dict[str, dict[str, int]]:
-        """Per projection: envelopes applied and skipped, log replacements, watermark."""
+        """Per projection: envelopes applied and skipped, log replacements, watermark, and
+        malformed records quarantined (the projection is then incomplete until a replay)."""
         return {
             name: {"applied": r.applied, "skipped": r.skipped, "reseeks": r.reseeks,
-                   "watermark": r.caught_up_to()}
+                   "watermark": r.caught_up_to(), "quarantined": r.quarantined}
             for name, r in self.runners.items()
         }

@@ -22,6 +22,7 @@ from ledger.projections.generations import check_name
 from ledger.projections.runner import ProjectionRunner
 from ledger.text import csv_cell
 from replay.rebuild import (
+    AuditResult,
     Difference,
     audit_view,
     publish_store,
@@ -99,6 +100,11 @@ def main_audit_view(
             "store_position": result.position,
             "rows": len(result.core_rows),
             "differences": [d.to_dict() for d in result.differences],
+            "incomplete": {
+                source: [{"topic": r.topic, "partition": r.partition, "offset": r.offset,
+                          "reason": r.reason} for r in records]
+                for source, records in result.incomplete.items()
+            },
             "projection": {
                 "source": result.projection_source,
                 "rows": None if result.projection_rows is None else len(result.projection_rows),
@@ -121,7 +127,24 @@ def main_audit_view(
         else:
             _print_differences(console, result.projection_differences, "projection",
                                f"the live {result.projection_source}")
+        _print_incomplete(console, result)
     return 0 if result.clean else 1
+
+
+def _print_incomplete(console: Console, result: AuditResult) -> None:
+    for source, records in result.incomplete.items():
+        what = ("the view rebuilt from the log" if source == "log" else source)
+        console.print(
+            f"INCOMPLETE: {what} quarantined {len(records)} record(s) it could not read; "
+            "figures from it may lack events"
+            + ("" if source == "log" else
+               f" (rebuild: rebate-ledger replay {source.split()[1]})"),
+            highlight=False,
+        )
+        for record in records[:20]:
+            console.print(f"  {record.describe()}", highlight=False)
+        if len(records) > 20:
+            console.print(f"  ... and {len(records) - 20} more", highlight=False)
 
 
 #: `audit-view --format csv`: one line per agreement and field that differs anywhere
@@ -185,4 +208,11 @@ def main_project(
                 f"watermark {counter['watermark']}",
                 highlight=False,
             )
+            if counter.get("quarantined"):
+                console.print(
+                    f"project: {name}: INCOMPLETE, {counter['quarantined']} malformed "
+                    f"record(s) quarantined (see audit-view); rebuild: rebate-ledger replay "
+                    f"{name}",
+                    highlight=False,
+                )
     return 0

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from consumers.projector import PROJECTIONS, Projector
 from consumers.transport import Transport
@@ -36,8 +36,8 @@ from ledger.projections.generations import (
     swap_in,
 )
 from ledger.projections.read_models import LiabilityModel, model
-from ledger.projections.reader import from_projection, store_position
-from ledger.projections.runner import ProjectionRunner
+from ledger.projections.reader import from_projection, quarantine_of, store_position
+from ledger.projections.runner import ProjectionRunner, QuarantinedRecord, clear_quarantine
 
 Progress = Callable[[ProjectionRunner, int], None]
 
@@ -70,11 +70,16 @@ def replay_projection(
     engine = generation.engine()
     try:
         with ProjectionRunner(engine, model(name), kafka, settings) as runner:
+            runner.head_limit = position
             runner.run_until(
                 position, timeout_s=timeout_s,
                 on_progress=None if on_progress is None
                 else lambda r: on_progress(r, position),
             )
+            # every stored event up to `position` applied: the records quarantined on the way
+            # hid none of them, and the rebuilt projection is complete
+            if runner.quarantined and runner.heads == stored_events(ledger, position):
+                clear_quarantine(engine, position)
     except BaseException:
         engine.dispose()
         generation.drop(ledger.engine)
@@ -84,6 +89,15 @@ def replay_projection(
     if old is not None:
         old.drop(ledger.engine)
     return generation
+
+
+def stored_events(ledger: Ledger, position: int) -> int:
+    """How many events the store holds up to `position`."""
+    table = ledger.app.recorder.tables[0]  # type: ignore[attr-defined]
+    with ledger.engine.connect() as connection:
+        return int(connection.execute(
+            select(func.count()).select_from(table).where(table.c.id <= position)
+        ).scalar_one())
 
 
 @dataclass(frozen=True)
@@ -134,10 +148,15 @@ class AuditResult:
     projection_rows: list[LiabilityRow] | None = None
     #: log against that projection (`Difference.core` holds the projection's value)
     projection_differences: list[Difference] = dataclasses.field(default_factory=list)
+    #: per source that read a record it could not and quarantined it (`log`, the view rebuilt
+    #: here, and `projection <name> gN` for every live projection): the records. Each is
+    #: incomplete until a replay rebuilds it.
+    incomplete: dict[str, list[QuarantinedRecord]] = dataclasses.field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
-        return not self.differences and not self.projection_differences
+        return (not self.differences and not self.projection_differences
+                and not self.incomplete)
 
     def table(self) -> list[dict[str, str | None]]:
         """Every (agreement, field) that differs anywhere, with the log's, the core's and the
@@ -174,6 +193,7 @@ def audit_view(
     engine: Engine = memory_engine()
     try:
         with ProjectionRunner(engine, LiabilityModel(), kafka, settings) as runner:
+            runner.head_limit = position
             runner.run_until(
                 position, timeout_s=timeout_s,
                 on_progress=None if on_progress is None
@@ -183,11 +203,22 @@ def audit_view(
 
         with Session(engine) as session:
             log_rows = liability_rows(session, as_of, known_at)
+        # records the log view could not read hid no stored event when it applied them all
+        log_quarantined = (
+            runner.quarantined_records()
+            if runner.quarantined and runner.heads != stored_events(ledger, position) else []
+        )
     finally:
         engine.dispose()
     core_rows = ledger.liability(as_of, known_at)
     result = AuditResult(as_of, known_at, position, log_rows, core_rows,
                          compare(log_rows, core_rows))
+    if log_quarantined:
+        result.incomplete["log"] = log_quarantined
+    for name in PROJECTIONS:
+        quarantine = quarantine_of(ledger, name)
+        if quarantine is not None and quarantine[1]:
+            result.incomplete[quarantine[0]] = quarantine[1]
     live = from_projection(
         ledger, "liability", lambda session: liability_rows(session, as_of, known_at),
         settings=settings,

@@ -23,7 +23,7 @@ from ledger.kafka.settings import KafkaSettings
 from ledger.liability import LiabilityRow, liability_rows
 from ledger.projections.generations import live_generation
 from ledger.projections.read_models import ClaimRow, claim_rows
-from ledger.projections.runner import min_watermark
+from ledger.projections.runner import QuarantinedRecord, min_watermark, quarantined_records
 
 CORE = "core"
 T = TypeVar("T")
@@ -60,7 +60,29 @@ def from_projection(
             watermark = min_watermark(session, _events_topic(settings))
             if watermark is None or watermark < position:
                 return None
+            if quarantined_records(session):  # incomplete until a replay: not trusted
+                return None
             return query(session), f"projection {name} g{generation.number}"
+    except SQLAlchemyError:  # swapped out and dropped between pointer and read
+        return None
+    finally:
+        engine.dispose()
+
+
+def quarantine_of(ledger: Ledger, name: str) -> tuple[str, list[QuarantinedRecord]] | None:
+    """The live generation of projection `name` (`projection <name> gN`) and the records it
+    quarantined and no replay cleared (it is incomplete when there is any); None when there is
+    no live generation."""
+    try:
+        generation = live_generation(ledger.engine, name)
+    except SQLAlchemyError:
+        return None
+    if generation is None or not generation.exists(ledger.engine):
+        return None
+    engine = generation.engine(read_only=True)
+    try:
+        with Session(engine) as session, session.begin():
+            return f"projection {name} g{generation.number}", quarantined_records(session)
     except SQLAlchemyError:  # swapped out and dropped between pointer and read
         return None
     finally:

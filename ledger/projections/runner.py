@@ -22,21 +22,26 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
+    DateTime,
     Engine,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     delete,
     func,
     insert,
+    inspect,
     select,
+    update,
 )
 from sqlalchemy.orm import Session
 
@@ -76,6 +81,78 @@ projection_offsets = Table(
     # the broker those offsets are for
     Column("cluster_id", String(255), nullable=True),
 )
+
+
+#: A record of the events topic that is not an envelope or a watermark this runner can read
+#: (not JSON, an unknown envelope or schema version, an event that does not decode): kept here
+#: with the rows, in the same transaction as the positions past it, and the runner goes on.
+#: While a row has no `cleared_at_position` the projection is INCOMPLETE: the record may have
+#: been a stored event the rows lack, so queries answer from the core and `audit-view` names
+#: it. A `replay` that applies every stored event up to position P clears the rows it holds
+#: (`clear_quarantine`): the records then hid no event.
+projection_quarantine = Table(
+    "projection_quarantine",
+    offsets_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("topic", String(255), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("reason", String(1000), nullable=False),
+    # the first QUARANTINE_PREFIX_BYTES of the record's value, and its whole length
+    Column("value_prefix", LargeBinary, nullable=False),
+    Column("value_bytes", Integer, nullable=False),
+    Column("quarantined_at", DateTime(timezone=True), nullable=False),
+    Column("cleared_at_position", BigInteger, nullable=True),
+)
+
+QUARANTINE_PREFIX_BYTES = 4096
+
+
+class MalformedRecord(LedgerError, ValueError):
+    """A record of the events topic that is neither a readable envelope nor a watermark."""
+
+
+@dataclass(frozen=True)
+class QuarantinedRecord:
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    value_prefix: bytes
+    value_bytes: int
+    quarantined_at: datetime
+
+    def describe(self) -> str:
+        return f"{self.topic} partition {self.partition} offset {self.offset}: {self.reason}"
+
+
+def quarantined_records(session: Session | Any) -> list[QuarantinedRecord]:
+    """The records quarantined and not cleared by a replay, in topic order (none when the
+    database predates the quarantine table)."""
+    if not inspect(session.connection()).has_table(projection_quarantine.name):
+        return []
+    q = projection_quarantine.c
+    rows = session.execute(
+        select(q.topic, q.partition, q.offset, q.reason, q.value_prefix, q.value_bytes,
+               q.quarantined_at)
+        .where(q.cleared_at_position.is_(None))
+        .order_by(q.topic, q.partition, q.offset)
+    ).all()
+    return [QuarantinedRecord(r.topic, int(r.partition), int(r.offset), r.reason,
+                              bytes(r.value_prefix), int(r.value_bytes), r.quarantined_at)
+            for r in rows]
+
+
+def clear_quarantine(engine: Engine, position: int) -> int:
+    """Mark every quarantined record cleared by a replay that applied every stored event up
+    to `position`; return how many."""
+    with Session(engine) as session, session.begin():
+        result = session.execute(
+            update(projection_quarantine)
+            .where(projection_quarantine.c.cleared_at_position.is_(None))
+            .values(cleared_at_position=position)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 class NotCaughtUp(LedgerError, TimeoutError):
@@ -128,13 +205,18 @@ class ProjectionRunner:
         self.applied = 0  # envelopes applied since construction
         self.skipped = 0  # envelopes skipped as already applied
         self.reseeks = 0  # times the log was found replaced (new cluster id)
+        self.quarantined = 0  # malformed records quarantined since construction
+        # envelopes applied that are the first part of an event at store position
+        # <= head_limit: a replay sets the limit and compares the count with the store's
+        self.head_limit = 0
+        self.heads = 0
         self._consumer: Consumer | None = None
         self._admin: Admin | None = None
         self._cluster_id: str | None = None
         self._checked_at = 0.0
         self._warned_at = -1e9
         model.create(engine)
-        ensure_tables(engine, [projection_offsets])
+        ensure_tables(engine, [projection_offsets, projection_quarantine])
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -281,33 +363,30 @@ class ProjectionRunner:
     def _apply_records(self, records: list[Record]) -> None:
         before = {p: PartitionState(**vars(s)) for p, s in self.state.items()}
         items: list[Delivered] = []
+        malformed: list[dict[str, Any]] = []
         touched: set[int] = set()
         skipped = 0
+        heads = 0
         for record in records:
             state = self.state.get(record.partition)
             if state is None or record.offset < state.next_offset or record.value is None:
                 continue
             state.next_offset = record.offset + 1
             touched.add(record.partition)
-            kind = _kind(record)
-            if kind == WATERMARK_KIND:
-                parsed: Envelope | Watermark | Delivered = Watermark.model_validate_json(
-                    record.value
-                )
-            elif kind is None:
-                parsed = parse_record(record.value)
-            else:
-                parsed = delivered_of(record.value)
+            try:
+                parsed = _parse(record)
+            except MalformedRecord as error:
+                malformed.append(self._quarantine_row(record, str(error)))
+                continue
             if isinstance(parsed, Watermark):
                 state.watermark = max(state.watermark, parsed.position)
                 continue
-            if isinstance(parsed, Envelope):
-                parsed = Delivered(parsed.position, parsed.part, parsed.key, parsed.event_id,
-                                   parsed.event())
             if (parsed.position, parsed.part) <= (state.position, state.part):
                 skipped += 1
                 continue
             state.position, state.part = parsed.position, parsed.part
+            if parsed.part == 0 and parsed.position <= self.head_limit:
+                heads += 1
             items.append(parsed)
         if not touched:
             return
@@ -315,12 +394,36 @@ class ProjectionRunner:
             with Session(self.engine) as session, session.begin():
                 if items:
                     self.model.apply(session, items)
+                if malformed:
+                    session.execute(insert(projection_quarantine), malformed)
                 self._store(session, sorted(touched))
         except BaseException:
             self.state = before  # the rows did not change: nor do the positions
             raise
+        for row in malformed:
+            LOG.error(
+                "projection %s: quarantined %s partition %d offset %d (%s); the projection is "
+                "incomplete until `rebate-ledger replay %s`",
+                self.model.name, row["topic"], row["partition"], row["offset"], row["reason"],
+                self.model.name,
+            )
         self.applied += len(items)
         self.skipped += skipped
+        self.quarantined += len(malformed)
+        self.heads += heads
+
+    def _quarantine_row(self, record: Record, reason: str) -> dict[str, Any]:
+        value = bytes(record.value or b"")
+        return {
+            "topic": record.topic, "partition": record.partition, "offset": record.offset,
+            "reason": reason[:1000], "value_prefix": value[:QUARANTINE_PREFIX_BYTES],
+            "value_bytes": len(value), "quarantined_at": datetime.now(UTC),
+        }
+
+    def quarantined_records(self) -> list[QuarantinedRecord]:
+        """The records this projection's database holds in quarantine, not cleared."""
+        with Session(self.engine) as session:
+            return quarantined_records(session)
 
     # --- progress -------------------------------------------------------------------------
 
@@ -378,11 +481,52 @@ _HEAD_TYPES: dict[str, type] = {
 }
 
 
+def _parse(record: Record) -> Watermark | Delivered:
+    """The record as a watermark or a delivered event; MalformedRecord (with the reason) for
+    anything else."""
+    assert record.value is not None
+    try:
+        kind = _kind(record)
+        if kind == WATERMARK_KIND:
+            return Watermark.model_validate_json(record.value)
+        if kind is None:
+            parsed = parse_record(record.value)
+            if isinstance(parsed, Watermark):
+                return parsed
+            _check_schema_version(parsed.type, parsed.schema_version)
+            return Delivered(parsed.position, parsed.part, parsed.key, parsed.event_id,
+                             parsed.event())
+        return delivered_of(record.value)
+    except MalformedRecord:
+        raise
+    except orjson.JSONDecodeError as error:
+        raise MalformedRecord(f"not JSON: {error}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        reason = " ".join(str(error).split())
+        raise MalformedRecord(f"not a readable envelope: {reason[:600]}") from None
+
+
+def _check_schema_version(event_type: str, version: int) -> None:
+    cls = EVENT_TYPES.get(event_type)
+    if cls is None:
+        raise MalformedRecord(f"unknown event type {event_type!r}")
+    if not 1 <= version <= cls.SCHEMA_VERSION:
+        raise MalformedRecord(
+            f"{event_type} schema_version {version} unknown to this reader (it reads 1 to "
+            f"{cls.SCHEMA_VERSION}: upgrade rebate-ledger)"
+        )
+
+
 def delivered_of(value: bytes) -> Delivered:
     """What a projection needs of an envelope record: the head's types checked here, the
     payload validated when it is decoded into its event; a record of any other shape goes
     through the envelope's full validation (and its error)."""
     data = orjson.loads(value)
+    if isinstance(data, dict) and data.get("envelope_version", 1) != 1:
+        raise MalformedRecord(
+            f"envelope_version {data['envelope_version']!r} unknown to this reader (it reads "
+            "1: upgrade rebate-ledger)"
+        )
     if not (
         isinstance(data, dict)
         and data.get("envelope_version") == 1
@@ -391,11 +535,11 @@ def delivered_of(value: bytes) -> Delivered:
         and data["position"] >= 1 and data["part"] >= 0
     ):
         envelope = Envelope.model_validate(data)
+        _check_schema_version(envelope.type, envelope.schema_version)
         return Delivered(envelope.position, envelope.part, envelope.key, envelope.event_id,
                          envelope.event())
-    cls = EVENT_TYPES.get(data["type"])
-    if cls is None:
-        raise ValueError(f"unknown event type {data['type']!r}")
+    _check_schema_version(data["type"], data["schema_version"])
+    cls = EVENT_TYPES[data["type"]]
     state = {SCHEMA_VERSION_KEY: data["schema_version"], **data["payload"]}
     event = decode_event(f"{cls.__module__}:{cls.__qualname__}", state)
     return Delivered(data["position"], data["part"], data["key"], data["event_id"], event)
