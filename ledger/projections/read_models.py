@@ -40,6 +40,7 @@ from sqlalchemy import (
     Table,
     Text,
     insert,
+    inspect,
     select,
     update,
 )
@@ -79,6 +80,9 @@ class Delivered(NamedTuple):
 
 class ReadModel(Protocol):
     name: str
+    #: the read tables its answers come from, present in every version of the projection:
+    #: once it has applied events, one of them missing is an error (never recreated empty)
+    required_tables: tuple[str, ...]
 
     def create(self, engine: Engine) -> None: ...
 
@@ -92,6 +96,10 @@ class LiabilityModel:
     """The core projection's tables, fed from envelopes: `liability_rows` reads them."""
 
     name = "liability"
+    required_tables: tuple[str, ...] = (
+        "ledger_state", "core_agreements", "core_terms_changes", "core_sales",
+        "core_reversals", "core_basis", "core_money", "core_claims",
+    )
 
     def __init__(self) -> None:
         self.core = CoreProjection()
@@ -207,6 +215,7 @@ class ClaimRow:
 
 class ClaimsModel:
     name = "claims"
+    required_tables: tuple[str, ...] = ("claims_register",)
 
     def create(self, engine: Engine) -> None:
         ensure_tables(engine, claims_metadata.sorted_tables)
@@ -363,6 +372,26 @@ class ProjectionOutdated(LedgerError):
     or a read table is missing. Rebuilding it from the log fixes it."""
 
 
+class ProjectionTablesMissing(ProjectionOutdated):
+    """Read tables of a projection that has applied events are gone (dropped behind its
+    back): recreating them empty would answer with figures that lack those events."""
+
+    def __init__(self, name: str, missing: Sequence[str]) -> None:
+        self.name, self.missing = name, tuple(missing)
+        super().__init__(
+            f"projection {name}: read table{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)} missing from its database, though it has applied events; "
+            f"they are not recreated empty: rebuild the projection from the log with "
+            f"`rebate-ledger replay {name}`"
+        )
+
+
+def missing_read_tables(bind: Engine | Connection, tables: Sequence[str]) -> list[str]:
+    """Which of `tables` the database of `bind` lacks."""
+    present = set(inspect(bind).get_table_names())
+    return [name for name in tables if name not in present]
+
+
 @dataclass(frozen=True)
 class AttributionRow:
     agreement_id: str
@@ -378,6 +407,7 @@ class AttributionRow:
 
 class SalesModel:
     name = "sales"
+    required_tables: tuple[str, ...] = ("sa_agreements", "sa_sales")
 
     def create(self, engine: Engine) -> None:
         core.reshape_table(engine, sa_agreements, ("group_id",))
