@@ -49,8 +49,12 @@ def fed_liability(ledger: Ledger) -> Engine:
 
 
 @pytest.fixture
-def book(tmp_path: Path) -> Ledger:
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+def book(sqlite_url: str) -> Ledger:
+    return booked(sqlite_url)
+
+
+def booked(url: str) -> Ledger:
+    ledger = Ledger(url)
     report = ledger.apply([h.at(f"2025-01-0{n + 1}T00:00:00Z", c) for n, c in enumerate([
         h.agreement("A1", tiers=(("0", "1"),)),
         h.sale("S1", "7", "70", "2025-02-01"),
@@ -60,7 +64,8 @@ def book(tmp_path: Path) -> Ledger:
     return ledger
 
 
-def test_dropped_read_tables_are_named_and_not_recreated(book: Ledger) -> None:
+def test_dropped_read_tables_are_named_and_not_recreated(database_url: str) -> None:
+    book = booked(database_url)
     engine = fed_liability(book)
     try:
         rows, source = liability_answer(book, date(2025, 12, 31))
