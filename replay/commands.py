@@ -19,6 +19,7 @@ from ledger.core import Ledger
 from ledger.kafka.broker import broker_bootstrap, find_running_broker
 from ledger.kafka.settings import KafkaSettings
 from ledger.projections.generations import check_name
+from ledger.projections.reader import quarantine_of
 from ledger.projections.runner import ProjectionRunner
 from ledger.text import csv_cell
 from replay.rebuild import (
@@ -55,6 +56,14 @@ def main_replay(
         )
         bar.update(task, completed=bar.tasks[0].total or 0)
     console.print(f"replay: {name} generation {generation.number} is live", highlight=False)
+    quarantine = quarantine_of(ledger, name)
+    if quarantine is not None and quarantine[1]:
+        console.print(
+            f"replay: {name} generation {generation.number} is INCOMPLETE: the log lacks "
+            f"stored events, and {len(quarantine[1])} record(s) it could not read are "
+            "quarantined (see audit-view)", highlight=False,
+        )
+        return 1
     return 0
 
 

@@ -11,16 +11,19 @@ belongs to one customer, so one partition's order is all a model needs.
   from the store.
 - `claims`: one row per claim: agreement, customer, status, claimed, approved and paid amounts,
   their dates and the ids of the events that set them.
-- `sales`: each agreement's current period, currency and products, and every sale (reversed or
-  not); `attribution()` tells, per agreement and invoice month, how many sales it counts and
-  their quantity and amount, as currently known (latest terms, reversals taken out).
+- `sales`: each agreement's recorded changes of terms, every sale and reversal, every join
+  and leave of a group, each with its recorded time; `attribution(session, D, K)` tells, per
+  agreement and invoice month, how many sales it counts at D as known at K and their quantity
+  and amount: by the terms in force at D as known at K (contract 2.1-2.2: the period and
+  products the liability's basis uses), reversals effective by D taken out. Summed per
+  agreement it is the liability's basis (a property test holds it so).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
@@ -37,11 +40,13 @@ from sqlalchemy import (
     Table,
     Text,
     insert,
+    inspect,
     select,
     update,
 )
 from sqlalchemy.orm import Session
 
+from ledger.errors import LedgerError
 from ledger.events import (
     AgreementAmended,
     AgreementCreated,
@@ -54,6 +59,7 @@ from ledger.events import (
     MemberLeft,
     SalesRecorded,
 )
+from ledger.liability import FOREVER_US
 from ledger.membership import JOIN, LEAVE, MembershipChange, member_spans
 from ledger.money import EXACT, ZERO
 from ledger.projections import core
@@ -74,6 +80,9 @@ class Delivered(NamedTuple):
 
 class ReadModel(Protocol):
     name: str
+    #: the read tables its answers come from, present in every version of the projection:
+    #: once it has applied events, one of them missing is an error (never recreated empty)
+    required_tables: tuple[str, ...]
 
     def create(self, engine: Engine) -> None: ...
 
@@ -87,6 +96,10 @@ class LiabilityModel:
     """The core projection's tables, fed from envelopes: `liability_rows` reads them."""
 
     name = "liability"
+    required_tables: tuple[str, ...] = (
+        "ledger_state", "core_agreements", "core_terms_changes", "core_sales",
+        "core_reversals", "core_basis", "core_money", "core_claims",
+    )
 
     def __init__(self) -> None:
         self.core = CoreProjection()
@@ -202,6 +215,7 @@ class ClaimRow:
 
 class ClaimsModel:
     name = "claims"
+    required_tables: tuple[str, ...] = ("claims_register",)
 
     def create(self, engine: Engine) -> None:
         ensure_tables(engine, claims_metadata.sorted_tables)
@@ -305,7 +319,30 @@ sa_members = Table(
     Column("kind", String(8), nullable=False),
     Column("effective_day", Integer, nullable=False),
     Column("position", BigInteger, nullable=False),
+    Column("recorded_us", BigInteger, nullable=True),  # NULL: projected before it was kept
     Index("sa_members_by_group", "group_id", "customer_id", "position"),
+)
+
+# Every agreement's creation and amendments of period and products, in recorded order:
+# `data` holds the creation's period and products, or the amendment's changed ones.
+sa_terms_changes = Table(
+    "sa_terms_changes",
+    sales_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agreement_id", ID, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("recorded_us", BigInteger, nullable=False),
+    Column("effective_day", Integer, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("sa_terms_changes_by_agreement", "agreement_id", "position"),
+)
+
+sa_reversals = Table(
+    "sa_reversals",
+    sales_metadata,
+    Column("sale_id", ID, primary_key=True),
+    Column("reversed_day", Integer, nullable=False),
+    Column("recorded_us", BigInteger, nullable=False),
 )
 
 sa_sales = Table(
@@ -320,13 +357,39 @@ sa_sales = Table(
     Column("amount", Text, nullable=False),
     Column("reversed", Integer, nullable=False),
     Column("position", BigInteger, nullable=False),
+    Column("recorded_us", BigInteger, nullable=True),  # NULL: projected before it was kept
     Index("sa_sales_by_customer", "customer_id", "currency", "invoice_day"),
 )
 
 SA_SALE_COLUMNS = (
     "sale_id", "customer_id", "currency", "product_id", "invoice_day", "quantity", "amount",
-    "reversed", "position",
+    "reversed", "position", "recorded_us",
 )
+
+
+class ProjectionOutdated(LedgerError):
+    """A projection's database lacks what a query needs: it was built by an older version,
+    or a read table is missing. Rebuilding it from the log fixes it."""
+
+
+class ProjectionTablesMissing(ProjectionOutdated):
+    """Read tables of a projection that has applied events are gone (dropped behind its
+    back): recreating them empty would answer with figures that lack those events."""
+
+    def __init__(self, name: str, missing: Sequence[str]) -> None:
+        self.name, self.missing = name, tuple(missing)
+        super().__init__(
+            f"projection {name}: read table{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)} missing from its database, though it has applied events; "
+            f"they are not recreated empty: rebuild the projection from the log with "
+            f"`rebate-ledger replay {name}`"
+        )
+
+
+def missing_read_tables(bind: Engine | Connection, tables: Sequence[str]) -> list[str]:
+    """Which of `tables` the database of `bind` lacks."""
+    present = set(inspect(bind).get_table_names())
+    return [name for name in tables if name not in present]
 
 
 @dataclass(frozen=True)
@@ -344,9 +407,12 @@ class AttributionRow:
 
 class SalesModel:
     name = "sales"
+    required_tables: tuple[str, ...] = ("sa_agreements", "sa_sales")
 
     def create(self, engine: Engine) -> None:
         core.reshape_table(engine, sa_agreements, ("group_id",))
+        core.reshape_table(engine, sa_members, ("recorded_us",))
+        core.reshape_table(engine, sa_sales, ("recorded_us",))
         ensure_tables(engine, sales_metadata.sorted_tables)
 
     def apply(self, session: Session, items: Sequence[Delivered]) -> None:
@@ -356,11 +422,18 @@ class SalesModel:
                 rows = [
                     (s.sale_id, s.customer_id, s.currency, s.product_id,
                      s.invoice_date.toordinal(), str(s.quantity), str(s.amount), 0,
-                     envelope.position)
+                     envelope.position, core.to_us(s.recorded_at))
                     for s in event.sales.rows()
                 ]
                 insert_rows(session, sa_sales, SA_SALE_COLUMNS, rows)
-                reversed_ids = [r.sale_id for r in event.reversals.rows()]
+                reversals = list(event.reversals.rows())
+                if reversals:
+                    session.execute(insert(sa_reversals), [
+                        {"sale_id": r.sale_id, "reversed_day": r.reversed_on.toordinal(),
+                         "recorded_us": core.to_us(r.recorded_at)}
+                        for r in reversals
+                    ])
+                reversed_ids = [r.sale_id for r in reversals]
                 if reversed_ids:
                     session.execute(
                         update(sa_sales).where(sa_sales.c.sale_id.in_(reversed_ids))
@@ -376,14 +449,38 @@ class SalesModel:
                     else orjson.dumps(sorted(event.products)).decode(),
                     position=envelope.position,
                 ))
+                session.execute(insert(sa_terms_changes).values(
+                    agreement_id=event.agreement_id, position=envelope.position,
+                    recorded_us=core.to_us(event.recorded_at),
+                    effective_day=event.period_start.toordinal(),
+                    data=orjson.dumps({
+                        "period_start": event.period_start.toordinal(),
+                        "period_end": event.period_end.toordinal(),
+                        "products": None if event.products is None else sorted(event.products),
+                    }).decode(),
+                ))
             elif isinstance(event, MemberJoined | MemberLeft):
                 session.execute(insert(sa_members).values(
                     group_id=event.group_id, customer_id=event.customer_id,
                     kind=JOIN if isinstance(event, MemberJoined) else LEAVE,
                     effective_day=event.effective_from.toordinal(),
-                    position=envelope.position,
+                    position=envelope.position, recorded_us=core.to_us(event.recorded_at),
                 ))
             elif isinstance(event, AgreementAmended):
+                changed: dict[str, Any] = {}
+                if "period_end" in event.changed and event.period_end is not None:
+                    changed["period_end"] = event.period_end.toordinal()
+                if "products" in event.changed:
+                    changed["products"] = (
+                        None if event.products is None else sorted(event.products)
+                    )
+                if changed:
+                    session.execute(insert(sa_terms_changes).values(
+                        agreement_id=event.agreement_id, position=envelope.position,
+                        recorded_us=core.to_us(event.recorded_at),
+                        effective_day=event.effective_from.toordinal(),
+                        data=orjson.dumps(changed).decode(),
+                    ))
                 values: dict[str, Any] = {}
                 if "period_end" in event.changed and event.period_end is not None:
                     values["period_end"] = event.period_end.toordinal()
@@ -400,16 +497,22 @@ class SalesModel:
                     )
 
 
-def _buyers(session: Session, agreement: Any) -> list[tuple[str, int, int]]:
-    """(customer, first day, last day) whose sales an agreement counts: its customer over its
-    period, or each member of its group on the days it is a member (as known now)."""
-    if agreement.group_id is None:
-        return [(agreement.customer_id, agreement.period_start, agreement.period_end)]
+def _buyers(
+    session: Session, group_id: str | None, customer_id: str | None, first: int, last: int,
+    known_us: int,
+) -> list[tuple[str, int, int]]:
+    """(customer, first day, last day) whose sales an agreement counts from `first` to
+    `last`: its customer, or each member of its group on the days it is a member, as known
+    at K (contract 4)."""
+    if group_id is None:
+        assert customer_id is not None
+        return [(customer_id, first, last)]
     changes: dict[str, list[MembershipChange]] = {}
     for customer, position, kind, effective_day in session.execute(
         select(sa_members.c.customer_id, sa_members.c.position, sa_members.c.kind,
                sa_members.c.effective_day)
-        .where(sa_members.c.group_id == agreement.group_id)
+        .where(sa_members.c.group_id == group_id)
+        .where(sa_members.c.recorded_us <= known_us)
     ):
         changes.setdefault(customer, []).append(
             MembershipChange(position, kind, date.fromordinal(effective_day))
@@ -417,46 +520,103 @@ def _buyers(session: Session, agreement: Any) -> list[tuple[str, int, int]]:
     buyers = []
     for customer, made in changes.items():
         for start, end in member_spans(made):
-            first = max(start.toordinal(), agreement.period_start)
-            last = agreement.period_end if end is None else min(
-                end.toordinal() - 1, agreement.period_end)
-            if first <= last:
-                buyers.append((customer, first, last))
+            window_first = max(start.toordinal(), first)
+            window_last = last if end is None else min(end.toordinal() - 1, last)
+            if window_first <= window_last:
+                buyers.append((customer, window_first, window_last))
     return buyers
 
 
-def attribution(session: Session, *, agreement_id: str | None = None) -> list[AttributionRow]:
-    """Per agreement and invoice month: the sales it counts (its customer's, or its group's
-    members' on the days they are members, in its currency, its current period and products,
-    not reversed), with their quantity and amount."""
-    query = select(sa_agreements).order_by(sa_agreements.c.agreement_id)
+def _check_current(session: Session) -> None:
+    """ProjectionOutdated when this sales projection was built before it kept the recorded
+    times and terms history `attribution` needs."""
+    outdated = session.execute(select(
+        select(sa_agreements.c.agreement_id)
+        .where(~select(sa_terms_changes.c.id)
+               .where(sa_terms_changes.c.agreement_id == sa_agreements.c.agreement_id)
+               .exists())
+        .exists()
+        | select(sa_sales.c.sale_id).where(sa_sales.c.recorded_us.is_(None)).exists()
+        | select(sa_members.c.id).where(sa_members.c.recorded_us.is_(None)).exists()
+    )).scalar_one()
+    if outdated:
+        raise ProjectionOutdated(
+            "projection sales was built by an older rebate-ledger without the terms history "
+            "and recorded times attribution needs: rebuild it with `rebate-ledger replay "
+            "sales`"
+        )
+
+
+def attribution(
+    session: Session,
+    as_of: date,
+    known_at: datetime | None = None,
+    *,
+    agreement_id: str | None = None,
+) -> list[AttributionRow]:
+    """Per agreement and invoice month: the sales it counts at D = `as_of` as known at
+    K = `known_at` (default: everything), with their quantity and amount: its customer's, or
+    its group's members' on the days they are members, in its currency, invoiced from the
+    start of the period to D inside the period and of the products of the terms in force at D
+    (contract 2.1-2.2: the creation's, with every amendment effective by D laid over in
+    recorded order), reversals effective by D taken out. Summed over the months, an
+    agreement's rows are the quantity and amount its liability's basis uses at (D, K)."""
+    _check_current(session)
+    known_us = FOREVER_US if known_at is None else core.to_us(known_at)
+    as_of_day = as_of.toordinal()
+    query = (
+        select(sa_agreements.c.agreement_id, sa_agreements.c.customer_id,
+               sa_agreements.c.group_id, sa_agreements.c.currency)
+        .order_by(sa_agreements.c.agreement_id)
+    )
     if agreement_id is not None:
         query = query.where(sa_agreements.c.agreement_id == agreement_id)
     result = []
     for agreement in session.execute(query).all():
-        products = None if agreement.products is None else set(orjson.loads(agreement.products))
+        changes = session.execute(
+            select(sa_terms_changes.c.effective_day, sa_terms_changes.c.recorded_us,
+                   sa_terms_changes.c.data)
+            .where(sa_terms_changes.c.agreement_id == agreement.agreement_id)
+            .order_by(sa_terms_changes.c.position)
+        ).all()
+        if not changes or changes[0].recorded_us > known_us:
+            continue  # not recorded yet at K
+        terms: dict[str, Any] = orjson.loads(changes[0].data)
+        for change in changes[1:]:
+            if change.recorded_us <= known_us and change.effective_day <= as_of_day:
+                terms.update(orjson.loads(change.data))
+        first, last = terms["period_start"], min(terms["period_end"], as_of_day)
+        if last < first:
+            continue
+        products = None if terms["products"] is None else set(terms["products"])
+        reversed_by_d = (
+            select(sa_reversals.c.sale_id)
+            .where(sa_reversals.c.sale_id == sa_sales.c.sale_id)
+            .where(sa_reversals.c.reversed_day <= as_of_day)
+            .where(sa_reversals.c.recorded_us <= known_us)
+            .exists()
+        )
         months: dict[str, list[Any]] = {}
-        lines = [
-            line
-            for customer, first, last in _buyers(session, agreement)
-            for line in session.execute(
+        for customer, window_first, window_last in _buyers(
+            session, agreement.group_id, agreement.customer_id, first, last, known_us
+        ):
+            for product_id, invoice_day, quantity, amount in session.execute(
                 select(sa_sales.c.product_id, sa_sales.c.invoice_day, sa_sales.c.quantity,
                        sa_sales.c.amount)
                 .where(sa_sales.c.customer_id == customer)
                 .where(sa_sales.c.currency == agreement.currency)
-                .where(sa_sales.c.invoice_day >= first)
-                .where(sa_sales.c.invoice_day <= last)
-                .where(sa_sales.c.reversed == 0)
-            )
-        ]
-        for product_id, invoice_day, quantity, amount in lines:
-            if products is not None and product_id not in products:
-                continue
-            month = date.fromordinal(invoice_day).strftime("%Y-%m")
-            bucket = months.setdefault(month, [0, ZERO, ZERO])
-            bucket[0] += 1
-            bucket[1] = EXACT.add(bucket[1], Decimal(quantity))
-            bucket[2] = EXACT.add(bucket[2], Decimal(amount))
+                .where(sa_sales.c.invoice_day >= window_first)
+                .where(sa_sales.c.invoice_day <= window_last)
+                .where(sa_sales.c.recorded_us <= known_us)
+                .where(~reversed_by_d)
+            ):
+                if products is not None and product_id not in products:
+                    continue
+                month = date.fromordinal(invoice_day).strftime("%Y-%m")
+                bucket = months.setdefault(month, [0, ZERO, ZERO])
+                bucket[0] += 1
+                bucket[1] = EXACT.add(bucket[1], Decimal(quantity))
+                bucket[2] = EXACT.add(bucket[2], Decimal(amount))
         for month in sorted(months):
             count, quantity, amount = months[month]
             result.append(AttributionRow(agreement.agreement_id, month, count, quantity, amount))

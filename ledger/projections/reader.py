@@ -22,8 +22,13 @@ from ledger.core import Ledger
 from ledger.kafka.settings import KafkaSettings
 from ledger.liability import LiabilityRow, liability_rows
 from ledger.projections.generations import live_generation
-from ledger.projections.read_models import ClaimRow, claim_rows
-from ledger.projections.runner import QuarantinedRecord, min_watermark, quarantined_records
+from ledger.projections.read_models import ClaimRow, claim_rows, model
+from ledger.projections.runner import (
+    QuarantinedRecord,
+    check_read_tables,
+    min_watermark,
+    quarantined_records,
+)
 
 CORE = "core"
 T = TypeVar("T")
@@ -57,6 +62,7 @@ def from_projection(
     engine = generation.engine(read_only=True)
     try:
         with Session(engine) as session, session.begin():
+            check_read_tables(session.connection(), model(name))
             watermark = min_watermark(session, _events_topic(settings))
             if watermark is None or watermark < position:
                 return None

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,7 @@ import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Engine,
     Integer,
@@ -59,7 +61,12 @@ from ledger.events.envelope import (
 )
 from ledger.gcpause import paused_gc
 from ledger.kafka.settings import KafkaSettings
-from ledger.projections.read_models import Delivered, ReadModel
+from ledger.projections.read_models import (
+    Delivered,
+    ProjectionTablesMissing,
+    ReadModel,
+    missing_read_tables,
+)
 from ledger.store import ensure_tables
 
 LOG = logging.getLogger(__name__)
@@ -155,6 +162,24 @@ def clear_quarantine(engine: Engine, position: int) -> int:
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def check_read_tables(bind: Engine | Connection, model: ReadModel) -> None:
+    """ProjectionTablesMissing when the projection in the database of `bind` has applied
+    events (it has positions past offset 0) but lacks one of its read tables: recreating it
+    empty would make figures without those events, answered as caught up."""
+    with ExitStack() as stack:
+        connection = bind if isinstance(bind, Connection) else stack.enter_context(
+            bind.connect())
+        if not inspect(connection).has_table(projection_offsets.name):
+            return
+        applied = connection.execute(
+            select(func.count()).select_from(projection_offsets)
+            .where(projection_offsets.c.next_offset > 0)
+        ).scalar_one()
+        missing = missing_read_tables(connection, model.required_tables) if applied else []
+    if missing:
+        raise ProjectionTablesMissing(model.name, missing)
+
+
 class NotCaughtUp(LedgerError, TimeoutError):
     """The projection did not read a watermark >= the wanted position on every partition in
     time (no relay publishing this store to this broker?)."""
@@ -215,6 +240,7 @@ class ProjectionRunner:
         self._cluster_id: str | None = None
         self._checked_at = 0.0
         self._warned_at = -1e9
+        check_read_tables(engine, model)
         model.create(engine)
         ensure_tables(engine, [projection_offsets, projection_quarantine])
 

@@ -194,7 +194,8 @@ def expected_claims(ledger: Ledger) -> dict[str, tuple[str, str, Decimal, Decima
 def expected_attribution(
     commands: list[h.Command],
 ) -> dict[tuple[str, str], tuple[int, Decimal, Decimal]]:
-    """Per (agreement, month) from the commands alone: latest period and products."""
+    """Per (agreement, month) from the commands alone: latest period and products (the terms
+    in force at any D after every amendment's effective date)."""
     terms: dict[str, dict[str, object]] = {}
     sales: dict[str, h.Command] = {}
     for command in commands:
@@ -239,10 +240,23 @@ def check_equal(ledger: Ledger, commands: list[h.Command]) -> None:
     assert {c.claim_id: (c.agreement_id, "", c.claimed, c.approved or 0, c.paid)
             for c in claims} == expected
     assert {c.claim_id: c.status for c in claims}.get("K2") == "rejected"
-    rows = read(live(ledger, "sales"), attribution)
+    # after every amendment's effective date, the terms in force are the latest ones
+    rows = read(live(ledger, "sales"), lambda s: attribution(s, date(2025, 12, 31)))
     assert {(r.agreement_id, r.month): (r.sales, r.quantity, r.amount) for r in rows} == (
         expected_attribution(commands)
     )
+    # at every (D, K): summed per agreement, the basis the liability uses
+    for as_of, known_at in CHECKPOINTS:
+        rows = read(live(ledger, "sales"),
+                    lambda s, a=as_of, k=known_at: attribution(s, a, k))
+        sums: dict[str, tuple[Decimal, Decimal]] = {}
+        for r in rows:
+            q, a_ = sums.get(r.agreement_id, (Decimal(0), Decimal(0)))
+            sums[r.agreement_id] = (q + r.quantity, a_ + r.amount)
+        assert sums == {
+            r.agreement_id: (r.quantity, r.amount)
+            for r in ledger.liability(as_of, known_at) if r.quantity or r.amount
+        }, (as_of, known_at)
 
 
 def table_snapshot(gen: Generation) -> dict[str, list[tuple[object, ...]]]:
