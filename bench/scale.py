@@ -73,26 +73,46 @@ def commands(agreement: str, known_half: str, out: Path) -> list[Command]:
 
 
 def run_measured(args: list[str], stdout: Path) -> dict[str, Any]:
-    """Run `args` as a child, its output to `stdout`; its wall time, exit code and peak RSS."""
+    """Run the CLI with `args` as a child, its output to `stdout`; its wall time, exit code,
+    peak RSS, and SQLite's own peak heap in it (the page cache, bounded per connection)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     env["COLUMNS"] = "200"
+    heap = stdout.with_suffix(".sqlite-heap")
+    heap.unlink(missing_ok=True)
     with stdout.open("wb") as out:
         started = time.perf_counter()
-        child = subprocess.Popen(args, stdout=out, stderr=subprocess.PIPE, env=env)
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(heap), *args], stdout=out,
+                                 stderr=subprocess.PIPE, env=env)
         assert child.stderr is not None
         errors = child.stderr.read()  # small: the store line, or an error
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     return {"seconds": seconds, "peak_rss_kib": usage.ru_maxrss, "exit": child.returncode,
+            "sqlite_heap_peak_kib": int(heap.read_text()) if heap.exists() else None,
             "output_bytes": stdout.stat().st_size,
             "stderr": errors.decode(errors="replace")[-2000:]}
 
 
-def cli() -> list[str]:
-    """The CLI in a fresh interpreter of this Python (the installed entry point's code)."""
-    return [sys.executable, "-c", "import sys; from ledger.cli import main; "
-            "sys.argv[0] = 'rebate-ledger'; sys.exit(main())"]
+#: The child: the CLI's entry point, which at exit writes SQLite's peak heap (KiB, from the C
+#: library's `sqlite3_memory_highwater`, as bench.apply_bench does) to the file named first.
+CHILD = """
+import atexit, ctypes, sys
+heap_file = sys.argv.pop(1)
+def _heap():
+    try:
+        import _sqlite3
+        highwater = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_highwater
+        highwater.restype, highwater.argtypes = ctypes.c_int64, [ctypes.c_int]
+        with open(heap_file, "w") as out:
+            out.write(str(int(highwater(0)) // 1024))
+    except (OSError, AttributeError):
+        pass
+atexit.register(_heap)
+from ledger.cli import main
+sys.argv[0] = "rebate-ledger"
+sys.exit(main())
+"""
 
 
 def say(text: str) -> None:
@@ -152,12 +172,13 @@ def measure_size(args: argparse.Namespace, sales: int) -> dict[str, Any]:
         f"{applied['peak_rss_kib'] / 1024:.0f} MiB")
     url = f"sqlite:///{database}"
     wanted = {n.strip() for n in args.only.split(",") if n.strip()}
-    figures: dict[str, Any] = {"apply": {"seconds": applied["seconds"],
-                                         "peak_rss_kib": applied["peak_rss_kib"], "exit": 0}}
+    figures: dict[str, Any] = {"apply": {
+        "seconds": applied["seconds"], "peak_rss_kib": applied["peak_rss_kib"], "exit": 0,
+        "sqlite_heap_peak_kib": applied["sqlite_heap_peak_kib"]}}
     for command in commands(agreement_id(0), applied["known_at_half"], out):
         if wanted and command.name not in wanted:
             continue
-        result = run_measured([*cli(), *command.args, "--database", url],
+        result = run_measured([*command.args, "--database", url],
                               out / f"{command.name.replace(' ', '-')}.out")
         result["one_agreement"] = command.one_agreement
         figures[command.name] = result
@@ -211,6 +232,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{mine['peak_rss_kib'] / 1024:9.1f} {memory_ratio:6.2f} <={MEMORY_RATIO_MAX:<5g} "
             f"{verdict(ok_memory)}" + ("" if ok_exit else "  (a run failed: see above)"))
     results["targets"] = targets
+    say("")
+    say("peak memory less SQLite's own heap (its page cache, bounded at 64 MiB per connection "
+        "in ledger/store.py, fills further on a larger store): what the ledger holds "
+        "(information, no target)")
+    for name, mine in last.items():
+        before = first.get(name)
+        if before is None or not (mine.get("sqlite_heap_peak_kib")
+                                  and before.get("sqlite_heap_peak_kib")):
+            continue
+        own = [x["peak_rss_kib"] - x["sqlite_heap_peak_kib"] for x in (before, mine)]
+        targets[name]["memory_less_sqlite_heap_ratio"] = own[1] / own[0]
+        say(f"{name:<24} SQLite heap {before['sqlite_heap_peak_kib'] / 1024:6.1f} -> "
+            f"{mine['sqlite_heap_peak_kib'] / 1024:6.1f} MiB; the rest {own[0] / 1024:6.1f} -> "
+            f"{own[1] / 1024:6.1f} MiB: {own[1] / own[0]:.2f}")
     results["machine"]["load_average_at_end"] = os.getloadavg()
     load = results["machine"]
     say(f"load average at start {load['load_average_at_start'][0]:.2f}, at end "
