@@ -754,17 +754,17 @@ class LedgerService:
         """The journal (`journal --format json`); with `after` and `limit`, the entries
         numbered after `after`, at most `limit` of them, and `next`: the cursor of the next
         page (null on the last)."""
-        from ledger.audit.journal import journal_report
+        from ledger.audit.journal import journal_page
 
         self.require(principal, Capability.read_books, "read the journal")
-        report = journal_report(self.ledger, as_of, known_at, agreement_id=agreement_id,
-                                customer_id=customer_id)
+        if after < 0 or (limit is not None and limit < 1):
+            raise BadRequest("after" if after < 0 else "limit",
+                             "after is 0 or more, limit 1 or more")
+        # streamed: only the page's rows are kept (issue 11)
+        report = journal_page(self.ledger, as_of, known_at, agreement_id=agreement_id,
+                              customer_id=customer_id, after=after, limit=limit)
         if after or limit is not None:
-            if after < 0 or (limit is not None and limit < 1):
-                raise BadRequest("after" if after < 0 else "limit",
-                                 "after is 0 or more, limit 1 or more")
             last = report.extra["entries"] if limit is None else after + limit
-            report.rows = [r for r in report.rows if after < r["entry"] <= last]
             report.extra = {**report.extra, "next": last if last < report.extra["entries"]
                             else None}
         return self._with_recorders(report.to_json())

@@ -228,6 +228,33 @@ def journal_report(
     )
 
 
+def journal_page(
+    ledger: Ledger, as_of: date, known_at: datetime | None = None, *,
+    agreement_id: str | None = None, customer_id: str | None = None,
+    after: int = 0, limit: int | None = None,
+) -> Report:
+    """The journal's entries numbered after `after`, at most `limit` of them (all without),
+    from the stream: only the page's rows are kept; `entries` and the note count them all."""
+    assert after >= 0 and (limit is None or limit >= 1)
+    last = None if limit is None else after + limit
+    rows = []
+    entries = count = 0
+    for line in iter_postings(ledger, as_of, known_at, agreement_id=agreement_id,
+                              customer_id=customer_id):
+        count += 1
+        entries = line.entry
+        if after < line.entry and (last is None or line.entry <= last):
+            rows.append(line.to_row())
+    return Report(
+        title=_journal_title(as_of, known_at),
+        columns=JOURNAL_COLUMNS,
+        rows=rows,
+        meta={"as_of": as_of, "known_at": known_at},
+        extra={"entries": entries},
+        notes=[_journal_note(entries, count)],
+    )
+
+
 def write_journal(
     ledger: Ledger, as_of: date, known_at: datetime | None, output: str, out: TextIO,
     console: Console, *, agreement_id: str | None = None, customer_id: str | None = None,

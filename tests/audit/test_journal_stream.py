@@ -99,3 +99,17 @@ def test_the_trial_balance_reads_no_event_ids(book: Ledger,
     report = journal_module.trial_balance_report(book, END)
     assert report.extra["balanced"] and report.extra["liability_matches"]
     assert all(p.events == () for p in iter_postings(book, END, with_events=False))
+
+
+@pytest.mark.parametrize(("after", "limit"), [(0, None), (0, 2), (2, 3), (7, 5), (50, 1)])
+def test_a_page_of_the_journal_is_those_rows_of_the_whole(book: Ledger, after: int,
+                                                          limit: int | None) -> None:
+    from ledger.audit.journal import journal_page
+
+    whole = journal_report(book, END)
+    page = journal_page(book, END, after=after, limit=limit)
+    last = whole.extra["entries"] if limit is None else after + limit
+    assert page.rows == [r for r in whole.rows if after < r["entry"] <= last]
+    assert page.extra == whole.extra and page.notes == whole.notes
+    if (after, limit) == (0, None):
+        assert page.to_json() == whole.to_json()
