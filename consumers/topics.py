@@ -13,24 +13,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from consumers.transport import Admin, Record, TopicPartition, Transport
 from ledger.events.envelope import Watermark, parse_record
-from ledger.kafka.settings import KafkaSettings
-
-EVENTS = "events"
-SALES = "sales"
-COMMANDS = "commands"
-REJECTED = "rejected"
-ALL = (EVENTS, SALES, COMMANDS, REJECTED)
-
-
-def ensure_topics(admin: Admin, settings: KafkaSettings) -> dict[str, int]:
-    """Create the ledger's topics that do not exist (with `settings.partitions` partitions);
-    return every ledger topic with its partition count."""
-    names = [settings.topic(name) for name in ALL]
-    admin.create_topics(names, settings.partitions)
-    existing = admin.list_topics()
-    return {name: existing[name] for name in names if name in existing}
+from ledger.kafka.ports import (  # noqa: F401 - the topic names, re-exported
+    ALL,
+    COMMANDS,
+    EVENTS,
+    REJECTED,
+    SALES,
+    Admin,
+    Record,
+    TopicPartition,
+    Transport,
+    ensure_topics,
+)
 
 
 def read_until_watermark(

@@ -17,8 +17,8 @@ from typing import TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from consumers.topics import EVENTS
 from ledger.core import Ledger
+from ledger.kafka.ports import EVENTS
 from ledger.kafka.settings import KafkaSettings
 from ledger.liability import LiabilityRow, liability_rows
 from ledger.projections.generations import live_generation

@@ -47,8 +47,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from consumers.topics import EVENTS, ensure_topics
-from consumers.transport import Admin, Consumer, Record, TopicPartition, Transport
 from ledger.errors import LedgerError
 from ledger.events.codec import SCHEMA_VERSION_KEY, decode_event
 from ledger.events.envelope import (
@@ -60,6 +58,15 @@ from ledger.events.envelope import (
     parse_record,
 )
 from ledger.gcpause import paused_gc
+from ledger.kafka.ports import (
+    EVENTS,
+    Admin,
+    Consumer,
+    Record,
+    TopicPartition,
+    Transport,
+    ensure_topics,
+)
 from ledger.kafka.settings import KafkaSettings
 from ledger.projections.read_models import (
     Delivered,
