@@ -477,3 +477,30 @@ def event_ids(session: Session, recorder: object, positions: Iterable[int]) -> d
         ):
             found[int(position)] = f"{originator}/{version}"
     return found
+
+
+#: what a money event does to its claim, in the words of a report
+MONEY_WORDS = {"claimed": "submitted", "approved": "approved", "rejected": "rejected",
+               "paid": "settled"}
+
+
+def business_ids(facts: Facts) -> dict[str, str]:
+    """Event id -> the business ids it is about, from the agreement's own facts (no event is
+    decoded): `agreement A1`, `amendment of A1 from 2025-03-01`, `forecast of A1`, `claim K1
+    approved`, `write-off of A1`, `C7 joins group G1`."""
+    agreement = facts.agreement_id
+    found: dict[str, str] = {}
+    for t in facts.terms_rows:
+        found[t.event_id] = (
+            f"agreement {agreement}" if t.kind == "created" else
+            f"forecast of {agreement} from {t.effective_from}" if t.kind == "forecast" else
+            f"amendment of {agreement} from {t.effective_from}")
+    for m in facts.money_rows:
+        if m.kind == "written_off":
+            found[m.event_id] = f"write-off of {agreement}"
+        elif m.claim_id is not None:
+            found[m.event_id] = f"claim {m.claim_id} {MONEY_WORDS.get(m.kind, m.kind)}"
+    for j in facts.membership_rows:
+        verb = "joins" if j.kind == "join" else "leaves"
+        found[j.event_id] = f"{j.customer_id} {verb} group {facts.group_id}"
+    return found

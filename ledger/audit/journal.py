@@ -32,7 +32,7 @@ import orjson
 from rich.console import Console
 from sqlalchemy.orm import Session
 
-from ledger.audit.facts import Facts, agreement_ids, event_ids, load_facts
+from ledger.audit.facts import Facts, agreement_ids, business_ids, event_ids, load_facts
 from ledger.audit.output import Report, _cell, emit, money, plain
 from ledger.core import Ledger
 from ledger.liability import FOREVER_US
@@ -61,6 +61,9 @@ class Posting:
     debit: Decimal
     credit: Decimal
     events: tuple[str, ...]
+    #: the business ids its events are about (claim, amendment, write-off, membership);
+    #: a sales batch's sales are listed by `explain`
+    about: str = ""
 
     def to_row(self) -> dict[str, object]:
         return {
@@ -68,7 +71,7 @@ class Posting:
             "agreement_id": self.agreement_id, "customer_id": self.customer_id,
             "currency": self.currency, "kind": self.kind, "account": self.account,
             "debit": money(self.debit), "credit": money(self.credit),
-            "events": list(self.events),
+            "events": list(self.events), "about": self.about,
         }
 
 
@@ -123,8 +126,11 @@ def iter_postings(
             entries = _Entries(number)
             _post(facts, as_of, names, entries, with_events)
             number = entries.number
+            about = business_ids(facts) if with_events else {}
             del facts, names
-            yield from entries.postings
+            for posting in entries.postings:
+                said = "; ".join(dict.fromkeys(about[e] for e in posting.events if e in about))
+                yield replace(posting, about=said) if said else posting
 
 
 def _post(facts: Facts, as_of: date, names: dict[int, str], entries: _Entries,
@@ -198,7 +204,7 @@ def trial_balance(lines: Iterable[Posting]) -> list[Balance]:
 
 
 JOURNAL_COLUMNS = ("entry", "recorded_at", "valid_date", "agreement_id", "customer_id",
-                   "currency", "kind", "account", "debit", "credit", "events")
+                   "currency", "kind", "account", "debit", "credit", "events", "about")
 
 
 def _journal_title(as_of: date, known_at: datetime | None) -> str:

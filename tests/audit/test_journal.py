@@ -190,10 +190,21 @@ def test_a_long_journal_prints_as_a_plain_aligned_table(book: Ledger) -> None:
     assert title.startswith("Journal of the rebate position at 2025-12-31")
     assert header.split() == ["entry", "recorded_at", "valid_date", "agreement_id",
                               "customer_id", "currency", "kind", "account", "debit", "credit",
-                              "events"]
+                              "events", "about"]
     assert len(rows) == 12 and note == "6 entries, 12 postings"
     # the accrual of S1 (60.00): five characters like "debit", right-aligned in the same
     # column (as wide as "160.00"), so both start at the same place
     first = rows[0]
     assert "accrual" in first and first.index("60.00") == header.index("debit")
-    assert len(rule.split()) == 11
+    assert len(rule.split()) == 12
+
+
+def test_journal_names_the_business_ids_of_its_events(cli: Runner) -> None:
+    """Issue 14, point 7: beside the event ids, what they are about."""
+    import csv
+
+    done = cli("journal", "--as-of", "2025-12-31", "--agreement", "A1", "--format", "csv")
+    assert done.code == 0, str(done)
+    about = {(r["kind"], r["about"]) for r in csv.DictReader(done.stdout.splitlines())}
+    assert {("settlement", "claim K1 settled"), ("write-off", "write-off of A1"),
+            ("true-up", "amendment of A1 from 2025-01-01")} <= about
