@@ -494,6 +494,28 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         return Response(pack, media_type="application/zip", headers={
             "content-disposition": f'attachment; filename="evidence-{as_of.isoformat()}.zip"'})
 
+    def journal(request: Request, principal: Principal) -> Response:
+        as_of = _as_of(request)
+        known_at = _known_at(request)
+        after_text = _query(request, "after")
+        if after_text is not None and not after_text.isdigit():
+            raise PageError(422, f"after: {after_text!r} is not an entry number (0 or more)")
+        after = int(after_text) if after_text else 0
+        agreement = _query(request, "agreement")
+        answer = orjson.loads(service.journal(principal, as_of, known_at,
+                                              agreement_id=agreement, after=after,
+                                              limit=settings.page_rows))
+        query = {k: v for k, v in (("as_of", as_of.isoformat()),
+                                   ("known_at", _query(request, "known_at")),
+                                   ("agreement", agreement)) if v}
+        next_link = (f"/journal?{urlencode({**query, 'after': answer['next']})}"
+                     if answer.get("next") else None)
+        return render(request, "journal.html", answer=answer, as_of=as_of,
+                      known_at=_query(request, "known_at"), agreement=agreement,
+                      next_link=next_link, first_link=f"/journal?{urlencode(query)}"
+                      if after else None)
+
+    app.add_api_route("/journal", page(journal), methods=["GET"], include_in_schema=False)
     app.add_api_route("/diff", page(diff), methods=["GET"], include_in_schema=False)
     app.add_api_route("/audit", page(audit), methods=["GET"], include_in_schema=False)
     app.add_api_route("/evidence.zip", page(evidence), methods=["GET"], include_in_schema=False)

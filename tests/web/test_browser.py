@@ -265,10 +265,12 @@ def test_an_auditor_downloads_the_evidence_and_finds_no_form_that_writes(
     download.value.save_as(saved)
     assert zipfile.ZipFile(saved).namelist()
     for where in ("/liability", "/statement?customer=C1", "/proposals", "/reconcile", "/audit",
-                  "/diff", "/watchlist", "/agreements/A1"):
+                  "/diff", "/watchlist", "/agreements/A1", "/journal", "/overview"):
         page.goto(f"{site}{where}")
         actions = page.eval_on_selector_all(
             "form[method=post]", "forms => forms.map(f => f.getAttribute('action'))")
         assert actions == ["/logout"], (where, actions)
+        if where == "/journal":
+            check_accessibility(page, where)
     assert page.get_by_role("link", name="Claims").count() == 0
     context.close()

@@ -187,7 +187,7 @@ def test_no_query_gives_a_500(web: Web, role: str) -> None:
     for query in GARBAGE:
         for page in ("/liability", "/liability.csv", "/agreements/A1", "/agreements/%00",
                      "/statement", "/statement.csv", "/watchlist", "/reconcile",
-                     "/proposals"):
+                     "/proposals", "/journal", "/diff", "/audit", "/evidence.zip"):
             answer = client.get(f"{page}?{query}")
             assert answer.status_code < 500, (page, query)
             assert "<script>x" not in answer.text
@@ -594,3 +594,25 @@ def test_the_overview_is_for_the_books_readers(web: Web, role: str) -> None:
                                   else 403)
     if answer.status_code == 200:
         assert "No period is closed yet" in answer.text
+
+
+def test_the_journal_pages_entries_with_who_recorded_them(web: Web) -> None:
+    book = [h.at("2025-03-02T00:00:00Z", h.agreement(f"B{n:02}", customer_id=f"D{n:02}"))
+            for n in range(12)]
+    book += [h.at("2025-03-03T00:00:00Z", h.sale(f"T{n:02}", "1", "10.00", "2025-03-01",
+                                                  customer_id=f"D{n:02}")) for n in range(12)]
+    h.accepted_all(web.service.ledger, book)
+    client = web.sign_in("auditor")
+    first = client.get("/journal?as_of=2025-03-31").text
+    assert "entries at 2025-03-31" in first and 'rel="next"' in first
+    following = re.search(r'href="(/journal\?[^"]*after=[0-9]+)" rel="next"', first)
+    assert following
+    second = client.get(following.group(1).replace("&amp;", "&")).text
+    assert "First page" in second
+    assert client.get("/journal?as_of=2025-03-31&after=x").status_code == 422
+    assert web.sign_in("sales").get("/journal?as_of=2025-03-31").status_code == 403
+
+
+def test_the_liability_known_at_links_to_what_changed(web: Web) -> None:
+    html = web.sign_in("finance").get("/liability?as_of=2025-03-31&known_at=2025-01-31").text
+    assert 'href="/diff?as_of=2025-03-31&amp;known_at=2025-01-31"' in html
