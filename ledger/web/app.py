@@ -207,7 +207,9 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
     def login_form(request: Request, status: int = 200, message: str | None = None,
                    username: str = "") -> Response:
         nonce, cookie = signer.new_login_nonce()
-        target = _safe_next(request.query_params.get("next"))
+        # the page asked for: from the link to /login, or kept by the form when it comes back
+        form: dict[str, str] = getattr(request.state, "form", {})
+        target = _safe_next(form.get("next") or request.query_params.get("next"))
         response = render(request, "login.html", status, csrf=signer.csrf(nonce),
                           message=message, username=username, next=target)
         response.set_cookie(LOGIN_COOKIE, cookie, max_age=3600, httponly=True,
@@ -221,6 +223,7 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
     @app.post("/login", include_in_schema=False)
     async def post_login(request: Request) -> Response:
         form = await _form(request)
+        request.state.form = form
         nonce = signer.login_nonce(request.cookies.get(LOGIN_COOKIE))
         if not signer.csrf_ok(nonce, form.get("csrf_token")):
             return login_form(request, 403, "The sign-in form had expired or came from "

@@ -136,6 +136,12 @@ def test_finance_reads_the_liability_then_and_now_and_drills_down(
     check_accessibility(page, "/agreements/A1")
     shot(page, tmp_path, "agreement")
 
+    # from the liability as known at the close to what changed since, down to the late sale
+    page.goto(f"{site}/liability?as_of=2025-03-31&known_at=2025-04-01T00:00:00Z")
+    page.get_by_role("link", name="What changed since 2025-04-01T00:00:00Z").click()
+    changed = page.locator("main").inner_text()
+    assert "100.00 EUR → 2,100.00 EUR" in changed and "late sale S-LATE" in changed
+
     page.get_by_role("link", name="Overview").click()
     page.locator("#chart canvas").first.wait_for()
     table = page.get_by_role("table", name="The liability at each period")

@@ -78,6 +78,10 @@ def test_a_wrong_password_shows_the_form_again_with_a_message(web: Web) -> None:
     assert answer.status_code == 401
     assert "Wrong user name or password" in answer.text
     assert 'value="finance"' in answer.text
+    again = web.client.post("/login", data={"username": "finance", "password": "wrong",
+                                            "next": "/statement?customer=C1",
+                                            "csrf_token": csrf_of(answer.text)})
+    assert 'name="next" value="/statement?customer=C1"' in again.text
     assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
 
 
