@@ -109,7 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     def overview_calls() -> None:
         for close in service.periods(finance)["periods"]:
             service.liability(finance, date.fromisoformat(close["period_end"]))
-        service.reconcile(finance, datetime.now(UTC).date(), flagged_only=True)
 
     pages: list[tuple[str, TestClient, str, Callable[[], Any]]] = [
         ("liability", as_finance, f"/liability?as_of={day}",

@@ -585,7 +585,10 @@ def test_overview_draws_the_close_then_and_now_and_the_adjustments(web: Web) -> 
     assert row, html
     figures = re.findall(r">([0-9,.-]+ EUR)</a>", row.group(0))
     assert figures == ["140.00 EUR", "2,140.00 EUR", "2,000.00 EUR"]
-    assert "post-close adjustment to 2025-Q1" in html
+    assert "2025-Q1 (EUR): 2,000.00 EUR since the close" in html
+    diff = re.search(r'href="(/diff\?[^"]+)">the agreements and events behind it', html)
+    assert diff
+    assert "late sale S-LATE" in client.get(diff.group(1).replace("&amp;", "&")).text
     data = orjson.loads(re.search(r'id="chart-data">(.*?)</script>', html).group(1))  # type: ignore[union-attr]
     assert data == {"EUR": {"x": ["2025-03-31"], "at_close": ["140.00"], "now": ["2140.00"]}}
     assert 'src="/static/vendor/uplot-1.6.31/uPlot.iife.min.js"' in html
