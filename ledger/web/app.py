@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import parse_qs, quote, urlencode
 
 import orjson
@@ -26,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
+from ledger import commands as c
 from ledger.access import (
     COMMANDS_BY_ROLE,
     ROLES_BY_CAPABILITY,
@@ -81,6 +82,10 @@ CLAIM_FORMS: dict[str, list[tuple[str, str, bool]]] = {
     "write_off": [("agreement_id", "Agreement", True), ("amount", "Amount", True),
                   ("effective_date", "Effective date", True), ("reason", "Reason", True)],
 }
+
+#: The choices of the new-agreement form, from the contract's own types.
+AGREEMENT_CHOICES = {"basis": get_args(c.Basis), "tier_method": get_args(c.TierMethod),
+                     "rate_kind": get_args(c.RateKind)}
 
 
 class PageError(Exception):
@@ -580,6 +585,7 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         pending = [p for p in found if p["status"] == "pending"]
         decided = [p for p in reversed(found) if p["status"] != "pending"][:50]
         return render(request, "proposals.html", status, pending=pending, decided=decided,
+                      choices=AGREEMENT_CHOICES,
                       message=message, failed=status != 200,
                       rejections=rejections or [], draft=draft or {},
                       proposed=_query(request, "proposed"))
@@ -589,14 +595,15 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
 
     def propose(request: Request, principal: Principal) -> Response:
         form: dict[str, str] = request.state.form
-        command = _amendment(form)
+        command = _new_agreement(form) if form.get("kind") == "create" else _amendment(form)
         outcome = service.submit(principal, [orjson.dumps(command)])
         if outcome.status == 202:
             return RedirectResponse(f"/proposals?proposed={quote(outcome.body['proposal_id'])}",
                                     status_code=303)
         if outcome.status == 200:
             return RedirectResponse("/proposals", status_code=303)
-        return proposals_page(request, principal, 422, "The ledger refused the amendment; "
+        what = "new agreement" if command["type"] == "create_agreement" else "amendment"
+        return proposals_page(request, principal, 422, f"The ledger refused the {what}; "
                               "correct the fields named below.",
                               rejections=outcome.body.get("rejections", []), draft=form)
 
@@ -676,18 +683,37 @@ async def _form(request: Request) -> dict[str, str]:
     return {name: values[0] for name, values in fields.items() if values}
 
 
+def _tiers(text: str) -> list[dict[str, str]]:
+    """Lines `FROM: RATE` as the contract's tiers, as typed (a line without a colon goes as
+    `from` only, so that the ledger names what is missing)."""
+    tiers = []
+    for line in text.splitlines():
+        if line.strip():
+            start, colon, rate = line.partition(":")
+            tiers.append({"from": start.strip(), "rate": rate.strip()} if colon
+                         else {"from": start.strip()})
+    return tiers
+
+
+def _new_agreement(form: dict[str, str]) -> dict[str, Any]:
+    """A `create_agreement` from the form's fields, as typed: the ledger checks them."""
+    command: dict[str, Any] = {"type": "create_agreement"}
+    for name in ("agreement_id", "customer_id", "currency", "period_start", "period_end",
+                 "basis", "tier_method", "rate_kind"):
+        command[name] = form.get(name, "").strip()
+    command["tiers"] = _tiers(form.get("tiers", ""))
+    if form.get("cap", "").strip():
+        command["cap"] = form["cap"].strip()
+    return command
+
+
 def _amendment(form: dict[str, str]) -> dict[str, Any]:
     """An `amend_agreement` from the form's fields, as typed: the ledger checks them and names
     what is wrong. Tiers are lines `FROM: RATE`; a line without a colon goes as `from` only."""
     command: dict[str, Any] = {"type": "amend_agreement",
                                "agreement_id": form.get("agreement_id", "").strip(),
                                "effective_from": form.get("effective_from", "").strip()}
-    tiers = []
-    for line in form.get("tiers", "").splitlines():
-        if line.strip():
-            start, colon, rate = line.partition(":")
-            tiers.append({"from": start.strip(), "rate": rate.strip()} if colon
-                         else {"from": start.strip()})
+    tiers = _tiers(form.get("tiers", ""))
     if tiers:
         command["tiers"] = tiers
     if form.get("cap", "").strip():

@@ -205,10 +205,10 @@ def test_commercial_proposes_and_finance_approves_in_the_browser(
     page = context.new_page()
     sign_in(page, site, "commercial")
     page.get_by_role("link", name="Proposals").click()
-    page.get_by_label("Agreement").fill("A2")
+    page.get_by_label("Agreement", exact=True).fill("A2")
     page.get_by_label("Effective from").fill("2025-01-01")
     page.get_by_label("Tiers, one per line as FROM: RATE (blank: unchanged)").fill("0: 3")
-    page.get_by_role("button", name="Propose").click()
+    page.get_by_role("button", name="Propose the amendment").click()
     assert "waits for approval" in page.get_by_role("status").inner_text()
     assert "after A2: 120.00 EUR" in page.locator("article.proposal").inner_text()
     assert page.get_by_role("button", name="Approve A2").count() == 0

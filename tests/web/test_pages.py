@@ -623,3 +623,24 @@ def test_the_journal_pages_entries_with_who_recorded_them(web: Web) -> None:
 def test_the_liability_known_at_links_to_what_changed(web: Web) -> None:
     html = web.sign_in("finance").get("/liability?as_of=2025-03-31&known_at=2025-01-31").text
     assert 'href="/diff?as_of=2025-03-31&amp;known_at=2025-01-31"' in html
+
+
+def test_commercial_proposes_a_new_agreement_and_finance_approves_it(web: Web) -> None:
+    commercial = web.sign_in("commercial")
+    fields = {"kind": "create", "agreement_id": "A9", "customer_id": "C1", "currency": "EUR",
+              "period_start": "2025-01-01", "period_end": "2025-12-31", "basis": "quantity",
+              "tier_method": "retroactive", "rate_kind": "per_unit", "tiers": "0: 0.5"}
+    refused = propose(commercial, **{**fields, "currency": "euro"})
+    assert refused.status_code == 422 and "currency" in refused.text
+    assert 'value="euro"' in refused.text and "refused the new agreement" in refused.text
+    assert propose(commercial, **fields).status_code == 303
+    web.client.cookies.clear()
+    finance = web.sign_in("finance")
+    inbox = finance.get("/proposals").text
+    assert "create_agreement of" in inbox
+    done = finance.post(f"/proposals/{proposal_id(inbox)}/approve",
+                        data={"csrf_token": csrf_of(inbox)})
+    assert "approved and applied" in done.text
+    # A9 covers C1's sale S1 (100 units) at 0.5 a unit
+    assert cells(finance.get("/liability?as_of=2025-03-31&customer=C1&sort=agreement_id")
+                 .text)[5:6] == ["50.00 EUR"]
