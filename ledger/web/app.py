@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import parse_qs, quote, urlencode
 
 import orjson
@@ -26,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
+from ledger import commands as c
 from ledger.access import (
     COMMANDS_BY_ROLE,
     ROLES_BY_CAPABILITY,
@@ -81,6 +82,10 @@ CLAIM_FORMS: dict[str, list[tuple[str, str, bool]]] = {
     "write_off": [("agreement_id", "Agreement", True), ("amount", "Amount", True),
                   ("effective_date", "Effective date", True), ("reason", "Reason", True)],
 }
+
+#: The choices of the new-agreement form, from the contract's own types.
+AGREEMENT_CHOICES = {"basis": get_args(c.Basis), "tier_method": get_args(c.TierMethod),
+                     "rate_kind": get_args(c.RateKind)}
 
 
 class PageError(Exception):
@@ -207,7 +212,9 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
     def login_form(request: Request, status: int = 200, message: str | None = None,
                    username: str = "") -> Response:
         nonce, cookie = signer.new_login_nonce()
-        target = _safe_next(request.query_params.get("next"))
+        # the page asked for: from the link to /login, or kept by the form when it comes back
+        form: dict[str, str] = getattr(request.state, "form", {})
+        target = _safe_next(form.get("next") or request.query_params.get("next"))
         response = render(request, "login.html", status, csrf=signer.csrf(nonce),
                           message=message, username=username, next=target)
         response.set_cookie(LOGIN_COOKIE, cookie, max_age=3600, httponly=True,
@@ -221,6 +228,7 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
     @app.post("/login", include_in_schema=False)
     async def post_login(request: Request) -> Response:
         form = await _form(request)
+        request.state.form = form
         nonce = signer.login_nonce(request.cookies.get(LOGIN_COOKIE))
         if not signer.csrf_ok(nonce, form.get("csrf_token")):
             return login_form(request, 403, "The sign-in form had expired or came from "
@@ -447,9 +455,9 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
                                "closed_at": close["closed_at"], "currency": currency,
                                "at_close": reported, "now": current,
                                "change": current - reported})
-        flags = orjson.loads(service.reconcile(principal, _today(), flagged_only=True))
-        adjustments = [(row, flag) for row in flags["rows"] for flag in row["flags"]
-                       if flag.startswith("post-close adjustment")]
+        # the agreements behind each change are the diff's (linked): reconcile over the whole
+        # book would cost this page tens of seconds on a large store
+        adjustments = [p for p in points if p["change"] != 0]
         chart = {currency: {"x": [p["period_end"] for p in points if p["currency"] == currency],
                             "at_close": [str(p["at_close"]) for p in points
                                          if p["currency"] == currency],
@@ -494,6 +502,28 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         return Response(pack, media_type="application/zip", headers={
             "content-disposition": f'attachment; filename="evidence-{as_of.isoformat()}.zip"'})
 
+    def journal(request: Request, principal: Principal) -> Response:
+        as_of = _as_of(request)
+        known_at = _known_at(request)
+        after_text = _query(request, "after")
+        if after_text is not None and not after_text.isdigit():
+            raise PageError(422, f"after: {after_text!r} is not an entry number (0 or more)")
+        after = int(after_text) if after_text else 0
+        agreement = _query(request, "agreement")
+        answer = orjson.loads(service.journal(principal, as_of, known_at,
+                                              agreement_id=agreement, after=after,
+                                              limit=settings.page_rows))
+        query = {k: v for k, v in (("as_of", as_of.isoformat()),
+                                   ("known_at", _query(request, "known_at")),
+                                   ("agreement", agreement)) if v}
+        next_link = (f"/journal?{urlencode({**query, 'after': answer['next']})}"
+                     if answer.get("next") else None)
+        return render(request, "journal.html", answer=answer, as_of=as_of,
+                      known_at=_query(request, "known_at"), agreement=agreement,
+                      next_link=next_link, first_link=f"/journal?{urlencode(query)}"
+                      if after else None)
+
+    app.add_api_route("/journal", page(journal), methods=["GET"], include_in_schema=False)
     app.add_api_route("/diff", page(diff), methods=["GET"], include_in_schema=False)
     app.add_api_route("/audit", page(audit), methods=["GET"], include_in_schema=False)
     app.add_api_route("/evidence.zip", page(evidence), methods=["GET"], include_in_schema=False)
@@ -555,6 +585,7 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         pending = [p for p in found if p["status"] == "pending"]
         decided = [p for p in reversed(found) if p["status"] != "pending"][:50]
         return render(request, "proposals.html", status, pending=pending, decided=decided,
+                      choices=AGREEMENT_CHOICES,
                       message=message, failed=status != 200,
                       rejections=rejections or [], draft=draft or {},
                       proposed=_query(request, "proposed"))
@@ -564,14 +595,15 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
 
     def propose(request: Request, principal: Principal) -> Response:
         form: dict[str, str] = request.state.form
-        command = _amendment(form)
+        command = _new_agreement(form) if form.get("kind") == "create" else _amendment(form)
         outcome = service.submit(principal, [orjson.dumps(command)])
         if outcome.status == 202:
             return RedirectResponse(f"/proposals?proposed={quote(outcome.body['proposal_id'])}",
                                     status_code=303)
         if outcome.status == 200:
             return RedirectResponse("/proposals", status_code=303)
-        return proposals_page(request, principal, 422, "The ledger refused the amendment; "
+        what = "new agreement" if command["type"] == "create_agreement" else "amendment"
+        return proposals_page(request, principal, 422, f"The ledger refused the {what}; "
                               "correct the fields named below.",
                               rejections=outcome.body.get("rejections", []), draft=form)
 
@@ -651,18 +683,37 @@ async def _form(request: Request) -> dict[str, str]:
     return {name: values[0] for name, values in fields.items() if values}
 
 
+def _tiers(text: str) -> list[dict[str, str]]:
+    """Lines `FROM: RATE` as the contract's tiers, as typed (a line without a colon goes as
+    `from` only, so that the ledger names what is missing)."""
+    tiers = []
+    for line in text.splitlines():
+        if line.strip():
+            start, colon, rate = line.partition(":")
+            tiers.append({"from": start.strip(), "rate": rate.strip()} if colon
+                         else {"from": start.strip()})
+    return tiers
+
+
+def _new_agreement(form: dict[str, str]) -> dict[str, Any]:
+    """A `create_agreement` from the form's fields, as typed: the ledger checks them."""
+    command: dict[str, Any] = {"type": "create_agreement"}
+    for name in ("agreement_id", "customer_id", "currency", "period_start", "period_end",
+                 "basis", "tier_method", "rate_kind"):
+        command[name] = form.get(name, "").strip()
+    command["tiers"] = _tiers(form.get("tiers", ""))
+    if form.get("cap", "").strip():
+        command["cap"] = form["cap"].strip()
+    return command
+
+
 def _amendment(form: dict[str, str]) -> dict[str, Any]:
     """An `amend_agreement` from the form's fields, as typed: the ledger checks them and names
     what is wrong. Tiers are lines `FROM: RATE`; a line without a colon goes as `from` only."""
     command: dict[str, Any] = {"type": "amend_agreement",
                                "agreement_id": form.get("agreement_id", "").strip(),
                                "effective_from": form.get("effective_from", "").strip()}
-    tiers = []
-    for line in form.get("tiers", "").splitlines():
-        if line.strip():
-            start, colon, rate = line.partition(":")
-            tiers.append({"from": start.strip(), "rate": rate.strip()} if colon
-                         else {"from": start.strip()})
+    tiers = _tiers(form.get("tiers", ""))
     if tiers:
         command["tiers"] = tiers
     if form.get("cap", "").strip():

@@ -88,6 +88,22 @@ def sign_in(page: Page, base: str, user: str) -> None:
     page.wait_for_load_state()
 
 
+def sign_in_with_the_keyboard(page: Page, base: str, user: str) -> None:
+    """Tab to the user name (past the skip link), type, Tab, type, Enter: no mouse."""
+    page.goto(f"{base}/login")
+    for _ in range(5):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "username":
+            break
+    assert page.evaluate("document.activeElement.id") == "username"
+    page.keyboard.type(user)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "password"
+    page.keyboard.type(password(user))
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
 def money_cells(page: Page, agreement_id: str) -> list[str]:
     row = page.locator("tr", has=page.get_by_role("link", name=agreement_id, exact=True))
     return [t.strip() for t in row.locator("td.money").all_inner_texts()]
@@ -136,6 +152,12 @@ def test_finance_reads_the_liability_then_and_now_and_drills_down(
     check_accessibility(page, "/agreements/A1")
     shot(page, tmp_path, "agreement")
 
+    # from the liability as known at the close to what changed since, down to the late sale
+    page.goto(f"{site}/liability?as_of=2025-03-31&known_at=2025-04-01T00:00:00Z")
+    page.get_by_role("link", name="What changed since 2025-04-01T00:00:00Z").click()
+    changed = page.locator("main").inner_text()
+    assert "100.00 EUR → 2,100.00 EUR" in changed and "late sale S-LATE" in changed
+
     page.get_by_role("link", name="Overview").click()
     page.locator("#chart canvas").first.wait_for()
     table = page.get_by_role("table", name="The liability at each period")
@@ -158,7 +180,7 @@ def test_finance_reads_the_liability_then_and_now_and_drills_down(
 def test_a_customer_reads_its_statement_and_not_anothers(
         browser: Browser, site: str, tmp_path: Path) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    sign_in(page, site, "customer")
+    sign_in_with_the_keyboard(page, site, "customer")
     assert "/statement" in page.url
     page.get_by_role("link", name="Claims").click()
     page.get_by_label("Claim id").fill("K-WEB")
@@ -199,10 +221,10 @@ def test_commercial_proposes_and_finance_approves_in_the_browser(
     page = context.new_page()
     sign_in(page, site, "commercial")
     page.get_by_role("link", name="Proposals").click()
-    page.get_by_label("Agreement").fill("A2")
+    page.get_by_label("Agreement", exact=True).fill("A2")
     page.get_by_label("Effective from").fill("2025-01-01")
     page.get_by_label("Tiers, one per line as FROM: RATE (blank: unchanged)").fill("0: 3")
-    page.get_by_role("button", name="Propose").click()
+    page.get_by_role("button", name="Propose the amendment").click()
     assert "waits for approval" in page.get_by_role("status").inner_text()
     assert "after A2: 120.00 EUR" in page.locator("article.proposal").inner_text()
     assert page.get_by_role("button", name="Approve A2").count() == 0
@@ -265,10 +287,12 @@ def test_an_auditor_downloads_the_evidence_and_finds_no_form_that_writes(
     download.value.save_as(saved)
     assert zipfile.ZipFile(saved).namelist()
     for where in ("/liability", "/statement?customer=C1", "/proposals", "/reconcile", "/audit",
-                  "/diff", "/watchlist", "/agreements/A1"):
+                  "/diff", "/watchlist", "/agreements/A1", "/journal", "/overview"):
         page.goto(f"{site}{where}")
         actions = page.eval_on_selector_all(
             "form[method=post]", "forms => forms.map(f => f.getAttribute('action'))")
         assert actions == ["/logout"], (where, actions)
+        if where == "/journal":
+            check_accessibility(page, where)
     assert page.get_by_role("link", name="Claims").count() == 0
     context.close()

@@ -78,6 +78,10 @@ def test_a_wrong_password_shows_the_form_again_with_a_message(web: Web) -> None:
     assert answer.status_code == 401
     assert "Wrong user name or password" in answer.text
     assert 'value="finance"' in answer.text
+    again = web.client.post("/login", data={"username": "finance", "password": "wrong",
+                                            "next": "/statement?customer=C1",
+                                            "csrf_token": csrf_of(answer.text)})
+    assert 'name="next" value="/statement?customer=C1"' in again.text
     assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
 
 
@@ -187,7 +191,7 @@ def test_no_query_gives_a_500(web: Web, role: str) -> None:
     for query in GARBAGE:
         for page in ("/liability", "/liability.csv", "/agreements/A1", "/agreements/%00",
                      "/statement", "/statement.csv", "/watchlist", "/reconcile",
-                     "/proposals"):
+                     "/proposals", "/journal", "/diff", "/audit", "/evidence.zip"):
             answer = client.get(f"{page}?{query}")
             assert answer.status_code < 500, (page, query)
             assert "<script>x" not in answer.text
@@ -581,7 +585,10 @@ def test_overview_draws_the_close_then_and_now_and_the_adjustments(web: Web) -> 
     assert row, html
     figures = re.findall(r">([0-9,.-]+ EUR)</a>", row.group(0))
     assert figures == ["140.00 EUR", "2,140.00 EUR", "2,000.00 EUR"]
-    assert "post-close adjustment to 2025-Q1" in html
+    assert "2025-Q1 (EUR): 2,000.00 EUR since the close" in html
+    diff = re.search(r'href="(/diff\?[^"]+)">the agreements and events behind it', html)
+    assert diff
+    assert "late sale S-LATE" in client.get(diff.group(1).replace("&amp;", "&")).text
     data = orjson.loads(re.search(r'id="chart-data">(.*?)</script>', html).group(1))  # type: ignore[union-attr]
     assert data == {"EUR": {"x": ["2025-03-31"], "at_close": ["140.00"], "now": ["2140.00"]}}
     assert 'src="/static/vendor/uplot-1.6.31/uPlot.iife.min.js"' in html
@@ -594,3 +601,46 @@ def test_the_overview_is_for_the_books_readers(web: Web, role: str) -> None:
                                   else 403)
     if answer.status_code == 200:
         assert "No period is closed yet" in answer.text
+
+
+def test_the_journal_pages_entries_with_who_recorded_them(web: Web) -> None:
+    book = [h.at("2025-03-02T00:00:00Z", h.agreement(f"B{n:02}", customer_id=f"D{n:02}"))
+            for n in range(12)]
+    book += [h.at("2025-03-03T00:00:00Z", h.sale(f"T{n:02}", "1", "10.00", "2025-03-01",
+                                                  customer_id=f"D{n:02}")) for n in range(12)]
+    h.accepted_all(web.service.ledger, book)
+    client = web.sign_in("auditor")
+    first = client.get("/journal?as_of=2025-03-31").text
+    assert "entries at 2025-03-31" in first and 'rel="next"' in first
+    following = re.search(r'href="(/journal\?[^"]*after=[0-9]+)" rel="next"', first)
+    assert following
+    second = client.get(following.group(1).replace("&amp;", "&")).text
+    assert "First page" in second
+    assert client.get("/journal?as_of=2025-03-31&after=x").status_code == 422
+    assert web.sign_in("sales").get("/journal?as_of=2025-03-31").status_code == 403
+
+
+def test_the_liability_known_at_links_to_what_changed(web: Web) -> None:
+    html = web.sign_in("finance").get("/liability?as_of=2025-03-31&known_at=2025-01-31").text
+    assert 'href="/diff?as_of=2025-03-31&amp;known_at=2025-01-31"' in html
+
+
+def test_commercial_proposes_a_new_agreement_and_finance_approves_it(web: Web) -> None:
+    commercial = web.sign_in("commercial")
+    fields = {"kind": "create", "agreement_id": "A9", "customer_id": "C1", "currency": "EUR",
+              "period_start": "2025-01-01", "period_end": "2025-12-31", "basis": "quantity",
+              "tier_method": "retroactive", "rate_kind": "per_unit", "tiers": "0: 0.5"}
+    refused = propose(commercial, **{**fields, "currency": "euro"})
+    assert refused.status_code == 422 and "currency" in refused.text
+    assert 'value="euro"' in refused.text and "refused the new agreement" in refused.text
+    assert propose(commercial, **fields).status_code == 303
+    web.client.cookies.clear()
+    finance = web.sign_in("finance")
+    inbox = finance.get("/proposals").text
+    assert "create_agreement of" in inbox
+    done = finance.post(f"/proposals/{proposal_id(inbox)}/approve",
+                        data={"csrf_token": csrf_of(inbox)})
+    assert "approved and applied" in done.text
+    # A9 covers C1's sale S1 (100 units) at 0.5 a unit
+    assert cells(finance.get("/liability?as_of=2025-03-31&customer=C1&sort=agreement_id")
+                 .text)[5:6] == ["50.00 EUR"]
