@@ -1,4 +1,4 @@
-"""What `rebate-ledger replay | audit-view | project | claims` run (ledger/cli.py parses)."""
+"""What `rebate-ledger replay | audit-view | project | claims` run (ledger/cli/ parses)."""
 
 from __future__ import annotations
 

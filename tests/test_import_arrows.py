@@ -23,9 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = ("ledger.rules", "ledger.money", "ledger.terms", "ledger.errors", "ledger.commands",
           "ledger.access", "ledger.config", "ledger.events", "ledger.events.*",
           "ledger.aggregates", "ledger.aggregates.*", "ledger.text", "ledger.membership")
-ENTRYPOINTS = ("ledger.cli", "ledger.cli.*", "ledger.cli_service", "ledger.cli_import",
-               "ledger.http", "ledger.http.*", "ledger.web", "ledger.web.*", "ledger.audit.cli_*",
-               "ledger.demo")
+ENTRYPOINTS = ("ledger.cli", "ledger.cli.*", "ledger.http", "ledger.http.*", "ledger.web",
+               "ledger.web.*", "ledger.demo")
 INFRASTRUCTURE = ("sqlalchemy", "kafka", "confluent_kafka", "psycopg", "eventsourcing_sqlalchemy",
                   "consumers", "replay")
 FRAMEWORKS = ("typer", "fastapi", "starlette", "uvicorn")
@@ -51,7 +50,7 @@ def imports() -> dict[str, set[str]]:
                     names.update(alias.name for alias in node.names)
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     names.add(node.module)
-                    # `from ledger import cli_service` imports the module ledger.cli_service
+                    # `from ledger.cli import service` imports the module ledger.cli.service
                     names.update(f"{node.module}.{alias.name}" for alias in node.names)
             found[_module(path)] = names
     return found
@@ -127,3 +126,18 @@ def test_the_domain_loads_without_the_database_or_the_event_store() -> None:
     loaded, homes = done.stdout.splitlines()
     assert loaded == "[]"
     assert homes == "ledger.core ledger.core ledger.liability"
+
+
+def test_each_entrypoint_lives_in_its_own_room() -> None:
+    """The command line is `ledger/cli/`, the HTTP API `ledger/http/`, the web app `ledger/web/`:
+    a module that uses typer lives under ledger.cli, one that uses FastAPI or Starlette under
+    ledger.http or ledger.web, so an entrypoint cannot hide in the domain or audit packages."""
+    rooms = {"typer": ("ledger.cli",), "fastapi": ("ledger.http", "ledger.web"),
+             "starlette": ("ledger.http", "ledger.web")}
+    misplaced = sorted(
+        (importer, framework)
+        for importer, names in imports().items() if importer.startswith("ledger")
+        for framework, homes in rooms.items()
+        if any(n == framework or n.startswith(framework + ".") for n in names)
+        and not any(importer == h or importer.startswith(h + ".") for h in homes))
+    assert misplaced == []

@@ -181,8 +181,8 @@ def test_a_long_journal_prints_as_a_plain_aligned_table(book: Ledger) -> None:
     # take rich two minutes): the same rows, numbers right-aligned under their header
     import io
 
-    from ledger.audit.cli_finance import _plain_table
     from ledger.audit.journal import journal_report
+    from ledger.cli.finance import _plain_table
 
     out = io.StringIO()
     _plain_table(journal_report(book, END, agreement_id="A1"), out)

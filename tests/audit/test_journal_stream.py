@@ -12,9 +12,9 @@ from rich.console import Console
 
 from ledger import Ledger
 from ledger.audit import journal as journal_module
-from ledger.audit.cli_finance import _plain_table
 from ledger.audit.journal import iter_postings, journal_report, postings, write_journal
 from ledger.audit.output import emit
+from ledger.cli.finance import _plain_table
 
 END = date(2025, 12, 31)
 QUESTIONS: list[dict[str, Any]] = [

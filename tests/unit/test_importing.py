@@ -496,7 +496,7 @@ def test_rows_above_the_header_row_are_left_out(tmp_path: Path) -> None:
 def test_the_minimal_mapping_import_help_shows_is_a_valid_mapping(tmp_path: Path) -> None:
     import tomllib
 
-    from ledger.cli_import import MINIMAL_MAPPING
+    from ledger.cli.importing import MINIMAL_MAPPING
 
     document = tomllib.loads(MINIMAL_MAPPING)
     text = ("Invoice;Item;Customer;Material;Qty;Net;Date\n"

@@ -54,7 +54,7 @@ def register(app: typer.Typer,
         import csv
 
         from ledger.cli import EXIT_UNREADABLE, err_console
-        from ledger.cli_service import operator_principal
+        from ledger.cli.service import operator_principal
         from ledger.errors import LedgerError
         from ledger.service import LedgerService
 

@@ -313,7 +313,7 @@ def apply(
         err_console.print(f"{escape(file)} is empty: no commands, nothing applied",
                           highlight=False, soft_wrap=True)
     book = open_ledger(database, creates=True)
-    from ledger.cli_service import operator_principal
+    from ledger.cli.service import operator_principal
     from ledger.service import LedgerService
 
     service, principal = LedgerService(book), operator_principal(actor)
@@ -939,8 +939,11 @@ def produce(
 
 
 # The auditors' toolkit: imported last, as its modules use the helpers above.
-from ledger import cli_import, cli_service  # noqa: E402
-from ledger.audit import cli_analysis, cli_evidence, cli_finance  # noqa: E402
+from ledger.cli import analysis as cli_analysis  # noqa: E402
+from ledger.cli import evidence as cli_evidence  # noqa: E402
+from ledger.cli import finance as cli_finance  # noqa: E402
+from ledger.cli import importing as cli_import  # noqa: E402
+from ledger.cli import service as cli_service  # noqa: E402
 
 
 def _check_events_log(ledger: Ledger) -> tuple[list[Any], int]:

@@ -13,7 +13,6 @@ EVENTS_SHOWN = 6
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
-    from ledger.audit.cli_finance import KnownAtOption
     from ledger.cli import (
         EXIT_UNREADABLE,
         DatabaseOption,
@@ -24,6 +23,7 @@ def register(app: typer.Typer) -> None:
         parse_as_of,
         parse_known_at,
     )
+    from ledger.cli.finance import KnownAtOption
     from ledger.lookup import check_names
 
     FormatOption = Annotated[  # noqa: N806 - a type alias, evaluated here

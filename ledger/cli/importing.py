@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from ledger.cli_service import operator_principal
+        from ledger.cli.service import operator_principal
         from ledger.core import ApplyStopped
         from ledger.errors import LedgerError
         from ledger.importing import ImportUnreadable, MappingError, load_mapping, rows_of
