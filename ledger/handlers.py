@@ -24,7 +24,8 @@ from ledger.audit import chain
 from ledger.errors import Rejection, RuleViolation, UnknownAgreement
 from ledger.events import SaleLine, SaleReversal
 from ledger.liability import FOREVER_US, accrual_at, exact_value, load_histories, money_totals
-from ledger.money import EXACT, ZERO, format_money, round_money
+from ledger.limits import check_approval, check_write_off
+from ledger.money import EXACT, ZERO, round_money
 from ledger.projections.core import (
     CoreProjection,
     from_us,
@@ -238,10 +239,11 @@ class Batch:
             self.prefetch_sales([sale_id])
         return self.known_sales[sale_id]
 
-    def available_to_approve(self, agreement_id: str, claim_id: str, approved_on: date
-    ) -> tuple[Decimal, Decimal, Decimal]:
-        """Contract 1, approve_claim: the earned rebate as of `approved_on` over everything the
-        ledger holds, minus the approved amounts of the agreement's other approved claims."""
+    def approval_figures(self, agreement_id: str, claim_id: str, approved_on: date
+    ) -> tuple[Decimal, Decimal]:
+        """What contract 1's approve_claim limit needs (ledger.limits decides): the rebate
+        earned as of `approved_on` over everything the ledger holds, and the approved amounts
+        of the agreement's other approved claims."""
         self.flush_sales()
         history = load_histories(self.session, [agreement_id], FOREVER_US)[agreement_id]
         _, accrual, *_ = accrual_at(
@@ -255,7 +257,7 @@ class Batch:
             .where(money.c.claim_id != claim_id)
         ):
             others = EXACT.add(others, Decimal(amount))
-        return EXACT.subtract(accrual.accrued, others), accrual.accrued, others
+        return accrual.accrued, others
 
     def write_off_agreement(self, write_off_id: str) -> str | None:
         """The agreement holding the write-off recorded with `write_off_id`, or None."""
@@ -381,22 +383,12 @@ def approve_claim(batch: Batch, cmd: c.ApproveClaim, recorded_at: datetime) -> s
     claim = batch.app.get_claim(cmd.claim_id)
     claim.check_status("submitted", "approved")
     amount = cmd.approved_amount if cmd.approved_amount is not None else claim.amount
-    available, earned, others = batch.available_to_approve(
+    earned, others = batch.approval_figures(
         claim.agreement_id, claim.claim_id, cmd.approved_on
     )
-    if amount > claim.amount:
-        field_name = "approved_amount" if cmd.approved_amount is not None else "amount"
-        raise RuleViolation(
-            field_name, f"approved amount {amount} is more than the claimed amount {claim.amount}"
-        )
-    if amount > available:
-        raise RuleViolation(
-            "approved_amount",
-            f"approving {amount} exceeds the available amount {format_money(available)} of "
-            f"agreement {claim.agreement_id!r} (earned {format_money(earned)} as of "
-            f"{cmd.approved_on}, less {format_money(others)} approved on its other claims); "
-            "approve a smaller approved_amount or wait until more is earned",
-        )
+    check_approval(amount, claimed=claim.amount, earned=earned, approved_elsewhere=others,
+                   agreement_id=claim.agreement_id, approved_on=cmd.approved_on,
+                   amount_given=cmd.approved_amount is not None)
     claim.approve(amount, cmd.approved_on, recorded_at)
     batch.project(batch.app.save_claim(claim))
     return ACCEPTED
@@ -429,12 +421,8 @@ def write_off(batch: Batch, cmd: c.WriteOff, recorded_at: datetime) -> str:
     if not batch.app.agreement_exists(cmd.agreement_id):
         raise UnknownAgreement(cmd.agreement_id)
     owed = batch.liability_now(cmd.agreement_id, cmd.effective_date)
-    if cmd.amount > owed:
-        raise RuleViolation(
-            "amount",
-            f"write-off {cmd.amount} exceeds the liability {format_money(owed)} of agreement "
-            f"{cmd.agreement_id!r} as of {cmd.effective_date}; write off at most that",
-        )
+    check_write_off(cmd.amount, liability=owed, agreement_id=cmd.agreement_id,
+                    effective_date=cmd.effective_date)
     batch.project(
         batch.app.write_off(
             cmd.agreement_id, cmd.amount, cmd.effective_date, cmd.reason, recorded_at,

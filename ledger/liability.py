@@ -33,9 +33,9 @@ from ledger.projections.core import (
     terms_changes,
     to_us,
 )
-from ledger.rules import Accrual, Tier, accrue
+from ledger.rules import Accrual, accrue
 from ledger.rules import liability as owed
-from ledger.terms import Terms, TermsChange, terms_in_force
+from ledger.terms import Terms, TermsChange, changes_of, terms_in_force, terms_of
 
 #: Stand-in for "everything recorded" (no K): later than any recorded time.
 FOREVER_US = (1 << 62)
@@ -82,44 +82,11 @@ class LiabilityRow:
 
 
 def _created_terms(data: dict[str, Any]) -> Terms:
-    return Terms(
-        agreement_id=data["agreement_id"],
-        customer_id=data["customer_id"],
-        currency=data["currency"],
-        period_start=date.fromisoformat(data["period_start"]),
-        period_end=date.fromisoformat(data["period_end"]),
-        basis=data["basis"],
-        tier_method=data["tier_method"],
-        rate_kind=data["rate_kind"],
-        tiers=tuple(Tier(Decimal(t["from"]), Decimal(t["rate"])) for t in data["tiers"]),
-        products=frozenset(data["products"]) if data["products"] is not None else None,
-        cap=Decimal(data["cap"]) if data["cap"] is not None else None,
-        accrual_method=data["accrual_method"],
-        forecast_basis=(
-            Decimal(data["forecast_basis"]) if data["forecast_basis"] is not None else None
-        ),
-        group_id=data.get("group_id"),  # absent in what a v1 store projected
-        program_id=data.get("program_id"),
-    )
+    return terms_of(data)  # group_id, program_id: absent in what a v1 store projected
 
 
 def _amended_values(data: dict[str, Any]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name in data["changed"]:
-        raw = data[name]
-        if raw is None:
-            values[name] = None
-        elif name == "tiers":
-            values[name] = tuple(Tier(Decimal(t["from"]), Decimal(t["rate"])) for t in raw)
-        elif name == "products":
-            values[name] = frozenset(raw)
-        elif name == "period_end":
-            values[name] = date.fromisoformat(raw)
-        elif name in ("cap", "forecast_basis"):
-            values[name] = Decimal(raw)
-        else:
-            values[name] = raw
-    return values
+    return changes_of(data["changed"], data)
 
 
 @dataclass

@@ -69,6 +69,51 @@ class Terms:
         return replace(self, **values, sources=sources)
 
 
+#: The fields of a created agreement's terms (contract section 1, `create_agreement`).
+TERM_FIELDS = ("agreement_id", "customer_id", "currency", "period_start", "period_end", "basis",
+               "tier_method", "rate_kind", "tiers", "products", "cap", "accrual_method",
+               "forecast_basis", "group_id", "program_id")
+
+
+def term_value(name: str, raw: Any) -> Any:
+    """One term as `Terms` holds it, from a command's field, an event's attribute or its stored
+    JSON text alike: tiers as `Tier`s, products as a frozenset, dates and decimals typed."""
+    if raw is None:
+        return None
+    if name == "tiers":
+        return tuple(_tier(t) for t in raw)
+    if name == "products":
+        return frozenset(raw)
+    if name in ("period_start", "period_end"):
+        return raw if isinstance(raw, date) else date.fromisoformat(raw)
+    if name in ("cap", "forecast_basis"):
+        return raw if isinstance(raw, Decimal) else Decimal(raw)
+    return raw
+
+
+def _tier(tier: Any) -> Tier:
+    if isinstance(tier, Tier):
+        return tier
+    if isinstance(tier, Mapping):  # stored JSON: {"from": "1000", "rate": "0.44"}
+        return Tier(Decimal(tier["from"]), Decimal(tier["rate"]))
+    return Tier(Decimal(tier.threshold), Decimal(tier.rate))  # the command's or event's row
+
+
+def terms_of(values: Mapping[str, Any], **extra: Any) -> Terms:
+    """The one place agreement terms are decoded: from a `create_agreement` command, the
+    aggregate's creation, or the projected JSON record (a field missing there, as in what a v1
+    store projected, takes its default)."""
+    fields = {name: term_value(name, values[name]) for name in TERM_FIELDS if name in values}
+    if fields.get("accrual_method") is None:
+        fields.pop("accrual_method", None)
+    return Terms(**fields, **extra)
+
+
+def changes_of(changed: Iterable[str], values: Mapping[str, Any]) -> dict[str, Any]:
+    """An amendment's changes, decoded as `terms_of` decodes the created terms."""
+    return {name: term_value(name, values[name]) for name in changed}
+
+
 def check_terms(terms: Terms) -> None:
     """Raise `RuleViolation` naming the rule when the terms are not valid as a whole.
 

@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 DOMAIN = ("ledger.rules", "ledger.money", "ledger.terms", "ledger.errors", "ledger.commands",
+          "ledger.limits",
           "ledger.access", "ledger.config", "ledger.events", "ledger.events.*",
           "ledger.aggregates", "ledger.aggregates.*", "ledger.text", "ledger.membership")
 ENTRYPOINTS = ("ledger.cli", "ledger.cli.*", "ledger.http", "ledger.http.*", "ledger.web",

@@ -21,7 +21,7 @@ from ledger.events.agreement import (
     TierTerm,
     WriteOffReversed,
 )
-from ledger.terms import Terms, TermsChange, check_amendment, check_terms
+from ledger.terms import TermsChange, changes_of, check_amendment, check_terms, terms_of
 
 
 def agreement_uuid(agreement_id: str) -> UUID:
@@ -64,24 +64,13 @@ class Agreement(BaseAggregate[UUID]):
         program_id: str | None = None,
     ) -> None:
         self.agreement_id = agreement_id
-        self.created_terms = Terms(
-            agreement_id=agreement_id,
-            customer_id=customer_id,
-            currency=currency,
-            period_start=period_start,
-            period_end=period_end,
-            basis=basis,
-            tier_method=tier_method,
-            rate_kind=rate_kind,
-            tiers=tuple(t.to_tier() for t in tiers),
-            products=frozenset(products) if products is not None else None,
-            cap=cap,
-            accrual_method=accrual_method,
-            forecast_basis=forecast_basis,
-            group_id=group_id,
-            program_id=program_id,
-            sources={},
-        )
+        self.created_terms = terms_of({
+            "agreement_id": agreement_id, "customer_id": customer_id, "currency": currency,
+            "period_start": period_start, "period_end": period_end, "basis": basis,
+            "tier_method": tier_method, "rate_kind": rate_kind, "tiers": tiers,
+            "products": products, "cap": cap, "accrual_method": accrual_method,
+            "forecast_basis": forecast_basis, "group_id": group_id, "program_id": program_id,
+        })
         check_terms(self.created_terms)
         self.amendments: list[TermsChange] = []
         self.forecasts: list[TermsChange] = []
@@ -133,7 +122,7 @@ class Agreement(BaseAggregate[UUID]):
         forecast_basis: Decimal | None = None,
     ) -> None:
         values = {
-            "tiers": tuple(t.to_tier() for t in tiers) if tiers is not None else None,
+            "tiers": tiers,
             "cap": cap,
             "products": products,
             "period_end": period_end,
@@ -147,7 +136,7 @@ class Agreement(BaseAggregate[UUID]):
             TermsChange(
                 seq=self.version,
                 effective_from=effective_from,
-                changes={name: values[name] for name in changed},
+                changes=changes_of(changed, values),
                 source="",
             )
         )

@@ -33,7 +33,7 @@ from rich.console import Console
 from sqlalchemy.orm import Session
 
 from ledger.audit.facts import Facts, agreement_ids, business_ids, event_ids, load_facts
-from ledger.audit.output import Report, _cell, emit, money, plain
+from ledger.audit.output import Report, _cell, emit, money, money_figure, plain, shown
 from ledger.core import Ledger
 from ledger.liability import FOREVER_US
 from ledger.money import EXACT, ZERO, round_money
@@ -205,6 +205,8 @@ def trial_balance(lines: Iterable[Posting]) -> list[Balance]:
 
 JOURNAL_COLUMNS = ("entry", "recorded_at", "valid_date", "agreement_id", "customer_id",
                    "currency", "kind", "account", "debit", "credit", "events", "about")
+#: the table shows debits and credits for people: `1,234.50 EUR`
+JOURNAL_FIGURES = {"debit": money_figure(), "credit": money_figure()}
 
 
 def _journal_title(as_of: date, known_at: datetime | None) -> str:
@@ -230,6 +232,7 @@ def journal_report(
         rows=[line.to_row() for line in lines],
         meta={"as_of": as_of, "known_at": known_at},
         extra={"entries": entries},
+        figures=JOURNAL_FIGURES,
         notes=[_journal_note(entries, len(lines))],
     )
 
@@ -258,6 +261,7 @@ def journal_page(
         meta={"as_of": as_of, "known_at": known_at},
         extra={"entries": entries},
         notes=[_journal_note(entries, count)],
+        figures=JOURNAL_FIGURES,
     )
 
 
@@ -291,7 +295,8 @@ def write_journal(
         first = list(itertools.islice(counted.rows(rows), plain_above + 1))
         if len(first) <= plain_above:
             emit(Report(title, JOURNAL_COLUMNS, first, meta, {"entries": counted.entries},
-                        [_journal_note(counted.entries, counted.count)]), "table", console,
+                        [_journal_note(counted.entries, counted.count)],
+                        figures=JOURNAL_FIGURES), "table", console,
                  out)
             return
         _plain_table(title, first, counted.rows(rows), counted, out)
@@ -318,11 +323,12 @@ def _plain_table(title: str, first: list[dict[str, Any]], rest: Iterator[dict[st
     then are printed aligned."""
     columns = JOURNAL_COLUMNS
     numeric = {i for i, c in enumerate(columns)
-               if any(isinstance(r.get(c), (Decimal, int)) for r in first[:50])}
+               if c in JOURNAL_FIGURES
+               or any(isinstance(r.get(c), (Decimal, int)) for r in first[:50])}
     widths = [len(c) for c in columns]
     with tempfile.TemporaryFile() as spool:
         for row in itertools.chain(first, rest):
-            cells = [_cell(plain(row.get(c))) for c in columns]
+            cells = [shown(row, c, JOURNAL_FIGURES) for c in columns]
             widths = [max(w, len(v)) for w, v in zip(widths, cells, strict=True)]
             spool.write(orjson.dumps(cells) + b"\n")
         del first

@@ -17,7 +17,14 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from ledger.audit.output import Report, money
+from ledger.audit.output import (
+    Report,
+    basis_figure,
+    count_figure,
+    money,
+    money_figure,
+    rate_figure,
+)
 from ledger.core import Ledger
 from ledger.liability import FOREVER_US, customer_totals, member_windows
 from ledger.money import EXACT, ZERO, format_decimal
@@ -44,6 +51,8 @@ class Opportunity:
     group_id: str | None = None
     #: a group's agreement (contract 4): each member's part of the basis, largest first
     member_shares: tuple[tuple[str, Decimal], ...] = ()
+    #: `per_unit` or `percent`: how `next_rate` reads
+    rate_kind: str = "per_unit"
 
     @property
     def extra_rebate(self) -> Decimal:
@@ -55,7 +64,8 @@ class Opportunity:
             "group_id": self.group_id,
             "currency": self.currency, "basis_kind": self.basis_kind,
             "basis": format_decimal(self.basis), "next_tier": format_decimal(self.next_tier),
-            "next_rate": format_decimal(self.next_rate), "gap": format_decimal(self.gap),
+            "next_rate": format_decimal(self.next_rate), "rate_kind": self.rate_kind,
+            "gap": format_decimal(self.gap),
             "days_left": self.days_left, "earned_now": money(self.earned_now),
             "earned_at_next_tier": money(self.earned_at_next_tier),
             "extra_rebate": money(self.extra_rebate),
@@ -105,6 +115,7 @@ def opportunities(
             earned(basis, measure), earned(target.threshold, new_measure), projected,
             projected >= target.threshold, row.group_id,
             member_shares(ledger, terms, as_of, known_at) if row.group_id else (),
+            terms.rate_kind,
         ))
     found.sort(key=lambda o: (-o.extra_rebate, o.agreement_id))
     return found
@@ -139,12 +150,17 @@ def opportunities_report(
     return Report(
         title=f"Next-tier opportunities at {as_of}, by extra rebate",
         columns=("agreement_id", "customer_id", "group_id", "currency", "basis_kind", "basis",
-                 "next_tier", "next_rate", "gap", "days_left", "earned_now",
+                 "next_tier", "next_rate", "rate_kind", "gap", "days_left", "earned_now",
                  "earned_at_next_tier", "extra_rebate", "projected_basis",
                  "reaches_at_run_rate", "member_shares"),
         rows=[o.to_row() for o in shown],
         meta={"as_of": as_of, "known_at": known_at},
         extra={"agreements": len(found)},
+        figures={**dict.fromkeys(("basis", "next_tier", "gap", "projected_basis"),
+                                 basis_figure()),
+                 "next_rate": rate_figure(), "days_left": count_figure(),
+                 **dict.fromkeys(("earned_now", "earned_at_next_tier", "extra_rebate"),
+                                 money_figure())},
         notes=[f"{len(found)} agreements below a next tier; "
                f"{sum(1 for o in found if o.reaches)} reach it at their run rate"],
     )

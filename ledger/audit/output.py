@@ -14,7 +14,7 @@ import io
 import re
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -38,6 +38,83 @@ def money(value: Decimal) -> Decimal:
     """A money figure shown with its two decimals (more only when it has more)."""
     quantized = value.quantize(CENT)
     return quantized if quantized == value else value
+
+
+#: how a table shows one figure for people: (the cell's value, its whole row) -> text
+Figure = Callable[[Any, Mapping[str, Any]], str]
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None or value == "":
+        return None
+    if isinstance(value, (Decimal, int)):
+        return Decimal(value)
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return number if number.is_finite() else None
+
+
+def grouped(value: Decimal) -> str:
+    """A number with thousands separators and no redundant trailing zeros: `1,050`, `12.5`."""
+    if value == value.to_integral_value():
+        return f"{value.quantize(Decimal(1)):,}"
+    return f"{value.normalize():,f}"
+
+
+def money_text(value: Decimal, currency: str | None = None) -> str:
+    """`70000` -> `70,000.00 EUR`: two decimals (more only when the figure has more, so a
+    figure is never rounded on screen), thousands separators, the currency."""
+    text = f"{money(value):,}"
+    if "." not in text:
+        text += ".00"
+    return f"{text} {currency}" if currency else text
+
+
+def _shown(figure: Callable[[Decimal, Mapping[str, Any]], str]) -> Figure:
+    def show(value: Any, row: Mapping[str, Any]) -> str:
+        number = _decimal(value)
+        return _cell(value) if number is None else figure(number, row)
+    return show
+
+
+def money_figure(currency_column: str = "currency", *, currency: str | None = None) -> Figure:
+    """Money in the row's currency (or `currency` for every row): `70,000.00 EUR`."""
+    return _shown(lambda v, row: money_text(v, currency or row.get(currency_column)))
+
+
+def units_figure() -> Figure:
+    """A quantity: `1,050 units`."""
+    return _shown(lambda v, row: f"{grouped(v)} units")
+
+
+def count_figure() -> Figure:
+    """A count: `1,234`."""
+    return _shown(lambda v, row: grouped(v))
+
+
+def basis_figure(kind_column: str = "basis_kind", currency_column: str = "currency", *,
+                 kind: str | None = None, currency: str | None = None) -> Figure:
+    """A basis (or a threshold, a gap) as its agreement measures it: `1,050 units` for a
+    quantity basis, `70,000.00 EUR` for an amount basis (`kind`, `currency`: the same for
+    every row)."""
+    def show(v: Decimal, row: Mapping[str, Any]) -> str:
+        if (kind or row.get(kind_column)) == "quantity":
+            return f"{grouped(v)} units"
+        return money_text(v, currency or row.get(currency_column))
+    return _shown(show)
+
+
+def rate_figure(kind_column: str = "rate_kind", currency_column: str = "currency") -> Figure:
+    """A tier's rate: `0.44 EUR/unit` per unit (money per unit: two decimals at least), `4 %`
+    for a percent rate (stored as 0.04)."""
+    def show(v: Decimal, row: Mapping[str, Any]) -> str:
+        if row.get(kind_column) == "percent":
+            return f"{grouped(v * 100)} %"
+        currency = row.get(currency_column)
+        return f"{money_text(v, currency)}/unit" if currency else f"{money_text(v)}/unit"
+    return _shown(show)
 
 
 def plain(value: Any) -> Any:
@@ -71,6 +148,9 @@ class Report:
     #: CSV's columns when they differ from the others' (e.g. a column per flag); row keys
     #: only CSV names are left out of JSON
     csv_columns: Sequence[str] | None = None
+    #: how the table shows a column's figures for people (money with thousands separators and
+    #: the currency, units named, rates as `0.44 EUR/unit` or `4 %`); json and csv stay exact
+    figures: Mapping[str, Figure] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         only_csv = set(self.csv_columns or ()) - set(self.columns)
@@ -91,7 +171,7 @@ class Report:
 
     def numeric_columns(self) -> set[str]:
         """The columns of figures: Decimal or int values, or text that is a number."""
-        found = set()
+        found = set(self.figures) & set(self.columns)
         for column in self.columns:
             values = [r.get(column) for r in self.rows]
             typed = any(isinstance(v, (Decimal, int)) and not isinstance(v, bool)
@@ -103,7 +183,10 @@ class Report:
         return found
 
     def cells(self) -> list[list[str]]:
-        return [[printable(_cell(plain(row.get(c)))) for c in self.columns] for row in self.rows]
+        return [[printable(self._shown(c, row)) for c in self.columns] for row in self.rows]
+
+    def _shown(self, column: str, row: Mapping[str, Any]) -> str:
+        return shown(row, column, self.figures)
 
     def to_table(self) -> Table:
         table = Table(title=Text(self.title))
@@ -129,7 +212,8 @@ class Report:
             return True
         widest = sorted({max(range(len(cells)), key=_length_of(cells, i))
                          for i in range(len(self.columns))})
-        sample = Report(self.title, self.columns, [self.rows[n] for n in widest])
+        sample = Report(self.title, self.columns, [self.rows[n] for n in widest],
+                        figures=self.figures)
         buffer = io.StringIO()
         Console(file=buffer, width=width, color_system=None, legacy_windows=False,
                 force_terminal=False).print(sample.to_table(), crop=False)
@@ -153,6 +237,15 @@ class Report:
                 out += [" " * label + part for part in parts[1:]]
             out.append("")
         return "\n".join(out)
+
+
+def shown(row: Mapping[str, Any], column: str, figures: Mapping[str, Figure]) -> str:
+    """A cell as a table shows it: through the column's figure when it has one."""
+    value = row.get(column)
+    figure = figures.get(column)
+    if figure is not None and value is not None and value != "":
+        return figure(value, row)
+    return _cell(plain(value))
 
 
 def _length_of(cells: list[list[str]], column: int) -> Callable[[int], int]:

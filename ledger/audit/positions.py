@@ -21,7 +21,7 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from ledger.audit.facts import load_money
-from ledger.audit.output import Report, money
+from ledger.audit.output import Report, basis_figure, money, money_figure, rate_figure
 from ledger.audit.reconcile import _rejected
 from ledger.core import Ledger
 from ledger.liability import FOREVER_US, LiabilityRow, customer_totals, member_windows
@@ -53,6 +53,7 @@ class Position:
             "program_id": row.program_id,
             "currency": row.currency,
             "basis_kind": row.terms.basis,
+            "rate_kind": row.terms.rate_kind,
             "basis": _plain(row.basis),
             "customer_share": _plain(self.share),
             "tier_reached": _plain(self.tier_from),
@@ -119,10 +120,21 @@ def _share(session: Session, row: LiabilityRow, customer_id: str, as_of: date,
 
 
 POSITION_COLUMNS = (
-    "agreement_id", "via", "program_id", "currency", "basis_kind", "basis", "customer_share",
+    "agreement_id", "via", "program_id", "currency", "basis_kind", "rate_kind", "basis",
+    "customer_share",
     "tier_reached", "rate", "next_tier", "next_rate", "still_needed", "accrued", "claimed",
     "approved", "paid", "written_off", "liability",
 )
+
+
+#: the table shows figures for people: the basis in units or money, rates per unit or in %
+POSITION_FIGURES = {
+    **dict.fromkeys(("basis", "customer_share", "tier_reached", "next_tier", "still_needed"),
+                    basis_figure()),
+    **dict.fromkeys(("rate", "next_rate"), rate_figure()),
+    **dict.fromkeys(("accrued", "claimed", "approved", "paid", "written_off", "liability"),
+                    money_figure()),
+}
 
 
 def positions_report(
@@ -142,6 +154,7 @@ def positions_report(
         rows=[p.to_row() for p in found],
         meta={"customer_id": customer_id, "as_of": as_of, "known_at": known_at},
         extra={"agreements": len(found)},
+        figures=POSITION_FIGURES,
         notes=notes,
     )
 
@@ -173,4 +186,6 @@ def programs_report(ledger: Ledger, as_of: date, known_at: datetime | None = Non
         columns=("program_id", "currency", "agreements", "accrued", "approved", "paid",
                  "written_off", "liability", "enrolled"),
         rows=rows, meta={"as_of": as_of, "known_at": known_at}, notes=notes,
+        figures=dict.fromkeys(("accrued", "approved", "paid", "written_off", "liability"),
+                              money_figure()),
     )

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from ledger.aggregates.claim import claim_uuid
 from ledger.audit.close import period_closes
 from ledger.audit.facts import MoneyRecord, load_money
-from ledger.audit.output import Report, money
+from ledger.audit.output import Report, money, money_figure, money_text
 from ledger.core import Ledger
 from ledger.events import ClaimRejected
 from ledger.liability import FOREVER_US
@@ -213,11 +213,14 @@ def reconcile_report(
                      *(f"flag_{code}" for code in FLAG_CODES)),
         meta={"as_of": as_of, "known_at": known_at, "grace_days": grace_days,
               "unpaid_days": unpaid_days},
+        figures=dict.fromkeys(("accrued", "claimed", "approved", "paid", "written_off",
+                               "liability"), money_figure()),
         extra={"totals": {c: {k: f"{v:.2f}" for k, v in t.items()}
                           for c, t in sorted(totals.items())},
                "agreements": len(lines), "flagged": len(flagged)},
         notes=[f"{len(lines)} agreements, {len(flagged)} flagged"] + [
-            f"{c}: accrued {t['accrued']:.2f}, approved {t['approved']:.2f}, paid "
-            f"{t['paid']:.2f}, written off {t['written_off']:.2f}, liability "
-            f"{t['liability']:.2f}" for c, t in sorted(totals.items())],
+            f"{c}: accrued {money_text(t['accrued'], c)}, approved "
+            f"{money_text(t['approved'], c)}, paid {money_text(t['paid'], c)}, written off "
+            f"{money_text(t['written_off'], c)}, liability {money_text(t['liability'], c)}"
+            for c, t in sorted(totals.items())],
     )

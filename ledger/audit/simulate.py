@@ -21,13 +21,22 @@ from sqlalchemy.orm import Session
 
 from ledger import commands as c
 from ledger.audit.facts import load_basis
-from ledger.audit.output import Report, money
+from ledger.audit.output import Report, basis_figure, money, money_figure, money_text
 from ledger.core import Ledger
 from ledger.errors import Rejection
 from ledger.liability import FOREVER_US, member_windows
 from ledger.money import EXACT, ZERO, format_decimal
 from ledger.rules import accrue
-from ledger.terms import Terms, TermsChange, check_amendment, check_new_terms, terms_in_force
+from ledger.terms import (
+    TERM_FIELDS,
+    Terms,
+    TermsChange,
+    changes_of,
+    check_amendment,
+    check_new_terms,
+    terms_in_force,
+    terms_of,
+)
 
 
 class DraftError(Rejection):
@@ -79,24 +88,12 @@ def read_draft(lines: list[bytes]) -> Draft:
 
 
 def _terms(cmd: c.CreateAgreement) -> Terms:
-    return Terms(
-        agreement_id=cmd.agreement_id, customer_id=cmd.customer_id, currency=cmd.currency,
-        period_start=cmd.period_start, period_end=cmd.period_end, basis=cmd.basis,
-        tier_method=cmd.tier_method, rate_kind=cmd.rate_kind,
-        tiers=tuple(t.to_tier() for t in cmd.tiers),
-        products=frozenset(cmd.products) if cmd.products is not None else None,
-        cap=cmd.cap, accrual_method=cmd.accrual_method, forecast_basis=cmd.forecast_basis,
-        group_id=cmd.group_id, program_id=cmd.program_id,
-    )
+    return terms_of({name: getattr(cmd, name) for name in TERM_FIELDS})
 
 
 def _changes(cmd: c.AmendAgreement) -> dict[str, Any]:
     changes = cmd.changes()
-    if changes.get("tiers") is not None:
-        changes["tiers"] = tuple(t.to_tier() for t in changes["tiers"])
-    if changes.get("products") is not None:
-        changes["products"] = frozenset(changes["products"])
-    return changes
+    return changes_of(changes, changes)
 
 
 @dataclass(frozen=True)
@@ -187,10 +184,11 @@ def simulate_report(ledger: Ledger, draft: Draft, as_of: date | None = None) -> 
              f"({created.currency}): nothing was stored"]
     if final is not None:
         notes.append(
-            f"at {final.end}: the draft would have accrued {money(final.accrued)}; the "
+            f"at {final.end}: the draft would have accrued "
+            f"{money_text(final.accrued, created.currency)}; the "
             f"{'customer' if created.group_id is None else 'group'}'s existing agreements "
             "accrued "
-            f"{money(sum(final.existing.values(), ZERO))}")
+            f"{money_text(sum(final.existing.values(), ZERO), created.currency)}")
     return Report(
         title=f"What-if: draft {created.agreement_id} over the recorded sales of {owner}",
         columns=("month_end", "draft_basis", "draft_accrued", "draft_change",
@@ -199,6 +197,10 @@ def simulate_report(ledger: Ledger, draft: Draft, as_of: date | None = None) -> 
         meta={"agreement_id": created.agreement_id, "customer_id": created.customer_id,
               "group_id": created.group_id,
               "currency": created.currency, "as_of": as_of},
+        figures={"draft_basis": basis_figure(kind=created.basis, currency=created.currency),
+                 **dict.fromkeys(("draft_accrued", "draft_change",
+                                  *(f"{a} accrued" for a in agreements)),
+                                 money_figure(currency=created.currency))},
         extra={"final": None if final is None else {
             "month_end": final.end.isoformat(), "draft_accrued": f"{final.accrued:.2f}",
             "existing": {a: f"{v:.2f}" for a, v in final.existing.items()}}},

@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
         sales, returns, amendments, memberships, claims ...), then agreement by agreement
         (--detail: every event that made each change)."""
         from ledger.audit.diff import diff_report
-        from ledger.audit.output import Report, emit
+        from ledger.audit.output import Report, count_figure, emit
 
         day = parse_as_of(as_of)
         k1 = parse_known_at(known_at)
@@ -103,7 +103,9 @@ def register(app: typer.Typer) -> None:
             report = diff_report(ledger, day, k1, k2, agreement_id=agreement, detail=detail)
         if output is Format.table:
             emit(Report("Changes by cause", ("cause", "events", "agreements", "post_close"),
-                        report.extra["by_cause"]), "table", console)
+                        report.extra["by_cause"],
+                        figures=dict.fromkeys(("events", "agreements", "post_close"),
+                                              count_figure())), "table", console)
         emit(report, output.value, console)
 
     @app.command()

@@ -25,11 +25,10 @@ PLAIN_TABLE_ROWS = 2000
 
 def _plain_table(report: Any, out: TextIO) -> None:
     """`report` as a plain text table: a header, a rule, numbers right-aligned."""
-    from ledger.audit.output import _cell, plain
-
-    cells = [[_cell(plain(row.get(c))) for c in report.columns] for row in report.rows]
+    cells = [[report._shown(c, row) for c in report.columns] for row in report.rows]
     numeric = {i for i, c in enumerate(report.columns)
-               if any(isinstance(r.get(c), (Decimal, int)) for r in report.rows[:50])}
+               if c in report.figures
+               or any(isinstance(r.get(c), (Decimal, int)) for r in report.rows[:50])}
     widths = [max([len(c)] + [len(line[i]) for line in cells])
               for i, c in enumerate(report.columns)]
 
@@ -183,6 +182,7 @@ def register(app: typer.Typer) -> None:
         """Close a period: freeze the liability at its end as known now (the reported
         position). Later changes show as post-close adjustments in diff and reconcile."""
         from ledger.audit.close import parse_period
+        from ledger.audit.output import money_text
         from ledger.errors import RuleViolation
 
         first = parse_as_of(start) if start else None
@@ -203,7 +203,7 @@ def register(app: typer.Typer) -> None:
         summary = (
             f"closed {label} ({first_day} to {last_day}) at {closed_at.isoformat()}: "
             f"{len(rows)} agreements reported, liability "
-            + (", ".join(f"{v:.2f} {k}" for k, v in sorted(totals.items())) or "none")
+            + (", ".join(money_text(v, k) for k, v in sorted(totals.items())) or "none")
             + f"; event {event_id} at position {position}")
         if output is Format.table:
             console.print(summary, highlight=False, markup=False)

@@ -192,10 +192,11 @@ def test_a_long_journal_prints_as_a_plain_aligned_table(book: Ledger) -> None:
                               "customer_id", "currency", "kind", "account", "debit", "credit",
                               "events", "about"]
     assert len(rows) == 12 and note == "6 entries, 12 postings"
-    # the accrual of S1 (60.00): five characters like "debit", right-aligned in the same
-    # column (as wide as "160.00"), so both start at the same place
+    # the accrual of S1 (60.00 EUR, with its currency for people): right-aligned under
+    # "debit" in a column as wide as "160.00 EUR", so both end at the same place
     first = rows[0]
-    assert "accrual" in first and first.index("60.00") == header.index("debit")
+    assert "accrual" in first
+    assert first.index("60.00 EUR") + len("60.00 EUR") == header.index("debit") + len("debit")
     assert len(rule.split()) == 12
 
 
