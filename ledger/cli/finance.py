@@ -9,6 +9,8 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
+from ledger.cli.exports import ForceOption, OutOption, ReportFormat, ReportFormatOption
+
 AgreementOption = Annotated[str | None, typer.Option("--agreement", help="only this agreement")]
 CustomerOption = Annotated[str | None, typer.Option("--customer", help="only this customer")]
 KnownAtOption = Annotated[
@@ -74,6 +76,7 @@ def register(app: typer.Typer) -> None:
         parse_as_of,
         parse_known_at,
     )
+    from ledger.cli.exports import check_out, check_request, deliver, write_journal_out
     from ledger.lookup import check_names
 
     FormatOption = Annotated[  # noqa: N806 - a type alias, evaluated here (no __future__)
@@ -87,13 +90,16 @@ def register(app: typer.Typer) -> None:
         known_at: KnownAtOption = None,
         agreement: AgreementOption = None,
         customer: CustomerOption = None,
-        output: FormatOption = Format.table,
+        output: ReportFormatOption = ReportFormat.table,
         database: DatabaseOption = None,
+        out: OutOption = None,
+        force: ForceOption = False,
     ) -> None:
         """The double-entry journal behind the position at D as known at K: accruals and
         true-ups, settlements, write-offs, each with the events it came from."""
         from ledger.audit.journal import write_journal
 
+        check_request(output, out)
         day = parse_as_of(as_of) if as_of is not None else None
         known = parse_known_at(known_at)
         with open_ledger(database) as ledger:
@@ -101,6 +107,10 @@ def register(app: typer.Typer) -> None:
                         customer=("--customer", customer))
             if day is None:
                 day = ledger.clock().astimezone(UTC).date()
+            if out is not None:
+                write_journal_out(ledger, day, known, output, out, force,
+                                  agreement_id=agreement, customer_id=customer)
+                return
             # streamed as computed, in bounded memory; above PLAIN_TABLE_ROWS a table is
             # plain text (rich needs minutes for a year of postings)
             write_journal(ledger, day, known, output.value, sys.stdout, console,
@@ -113,8 +123,10 @@ def register(app: typer.Typer) -> None:
         known_at: KnownAtOption = None,
         agreement: AgreementOption = None,
         customer: CustomerOption = None,
-        output: FormatOption = Format.table,
+        output: ReportFormatOption = ReportFormat.table,
         database: DatabaseOption = None,
+        out: OutOption = None,
+        force: ForceOption = False,
     ) -> None:
         """Debits, credits and balance per currency and account at D as known at K; checks
         that it balances and that the liability account equals the contract's liability.
@@ -122,14 +134,18 @@ def register(app: typer.Typer) -> None:
         from ledger.audit.journal import trial_balance_report, trial_balance_table
         from ledger.audit.output import emit
 
+        check_request(output, out)
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         with open_ledger(database) as ledger:
             check_names(ledger.engine, known_at=known, agreement=("--agreement", agreement),
                         customer=("--customer", customer))
+            if out is not None:
+                check_out(out, ledger.database_url, force)
             report = trial_balance_report(ledger, day, known, agreement_id=agreement,
                                           customer_id=customer)
-        emit(trial_balance_table(report) if output is Format.table else report, output.value,
-             console)
+        if not deliver(report, output, out, name="trial balance"):
+            emit(trial_balance_table(report) if output is ReportFormat.table else report,
+                 output.value, console)
         if not (report.extra["balanced"] and report.extra["liability_matches"]):
             raise typer.Exit(1)
 
@@ -146,8 +162,10 @@ def register(app: typer.Typer) -> None:
         flagged: Annotated[bool, typer.Option(
             "--flagged", help="only the agreements with a flag")] = False,
         agreement: AgreementOption = None,
-        output: FormatOption = Format.table,
+        output: ReportFormatOption = ReportFormat.table,
         database: DatabaseOption = None,
+        out: OutOption = None,
+        force: ForceOption = False,
     ) -> None:
         """Accrued, claimed, approved, paid, written off per customer and agreement, with
         flags: claims above earned, unclaimed accruals, negative liabilities, approved claims
@@ -155,14 +173,18 @@ def register(app: typer.Typer) -> None:
         from ledger.audit.output import emit
         from ledger.audit.reconcile import reconcile_report
 
+        check_request(output, out)
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         with open_ledger(database) as ledger:
             check_names(ledger.engine, known_at=known, customer=("--customer", customer),
                         agreement=("--agreement", agreement))
+            if out is not None:
+                check_out(out, ledger.database_url, force)
             report = reconcile_report(ledger, day, known, grace_days=grace_days,
                                       unpaid_days=unpaid_days, customer_id=customer,
                                       flagged_only=flagged, agreement_id=agreement)
-        emit(report, output.value, console)
+        if not deliver(report, output, out, name="reconcile"):
+            emit(report, output.value, console)
 
     @app.command("close-period")
     def close_period(
