@@ -778,6 +778,27 @@ class LedgerService:
         return trial_balance_report(self.ledger, as_of, known_at, agreement_id=agreement_id,
                                     customer_id=customer_id).to_json()
 
+    def gl_export(self, principal: Principal, start: date, end: date, accounts_toml: str,
+                  known_at: datetime | None = None, reverses: datetime | None = None
+                  ) -> tuple[Any, Any]:
+        """The general-ledger export of the period `start` to `end` as known at `known_at`
+        (default: now) under the accounts mapping `accounts_toml` (`ledger.audit.gl`); with
+        `reverses`, what to upload after the export as known at that earlier moment.
+        Returns (GLExport, GLMapping)."""
+        from ledger.audit.gl import build_export, parse_mapping, re_export
+
+        self.require(principal, Capability.read_books, "export to the general ledger")
+        mapping = parse_mapping(accounts_toml)
+        known = known_at if known_at is not None else self.ledger.clock()
+        if reverses is not None and reverses >= known:
+            raise BadRequest("reverses", "the earlier export's known_at must be before the "
+                             "new export's (--known-at, default now)")
+        export = build_export(self.ledger, start, end, known, mapping)
+        if reverses is not None:
+            export = re_export(build_export(self.ledger, start, end, reverses, mapping),
+                               export)
+        return export, mapping
+
     def reconcile(self, principal: Principal, as_of: date, known_at: datetime | None = None,
                   *, customer_id: str | None = None, grace_days: int = 60,
                   unpaid_days: int = 30, flagged_only: bool = False) -> bytes:

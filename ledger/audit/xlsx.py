@@ -289,11 +289,12 @@ def about_items(report: Report) -> tuple[list[tuple[str, Any]], dict[str, list[d
 
 
 def write_report(report: Report, handle: IO[bytes], *, name: str = "report",
-                 columns: Sequence[str] | None = None) -> None:
+                 columns: Sequence[str] | None = None,
+                 by_currency: bool | None = None) -> None:
     """`report` as a workbook on `handle`: its rows (one sheet per currency when it has a
     currency column), a sheet per table of its `extra`, and the about sheet."""
     book = XlsxBook()
-    book.table(name, list(columns or report.columns), report.rows)
+    book.table(name, list(columns or report.columns), report.rows, by_currency=by_currency)
     items, tables = about_items(report)
     for title, rows in tables.items():
         keys = list(dict.fromkeys(k for row in rows for k in row))

@@ -5,6 +5,7 @@
 import sys
 from datetime import UTC
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Any, TextIO
 
 import typer
@@ -68,6 +69,7 @@ def confirm_close(label: str, first: Any, last: Any, yes: bool) -> None:
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
     from ledger.cli import (
+        EXIT_UNREADABLE,
         DatabaseOption,
         Format,
         console,
@@ -76,7 +78,13 @@ def register(app: typer.Typer) -> None:
         parse_as_of,
         parse_known_at,
     )
-    from ledger.cli.exports import check_out, check_request, deliver, write_journal_out
+    from ledger.cli.exports import (
+        check_out,
+        check_request,
+        deliver,
+        write_journal_out,
+        write_out,
+    )
     from ledger.lookup import check_names
 
     FormatOption = Annotated[  # noqa: N806 - a type alias, evaluated here (no __future__)
@@ -238,3 +246,80 @@ def register(app: typer.Typer) -> None:
                     meta={"period": label, "period_start": first_day, "period_end": last_day,
                           "closed_at": closed_at, "event_id": event_id,
                           "position": position}), output.value, console)
+
+    @app.command("gl-export")
+    def gl_export(
+        start: Annotated[str, typer.Option(
+            "--from", help="the period's first day (YYYY-MM-DD)")],
+        end: Annotated[str, typer.Option("--to", help="the period's last day (YYYY-MM-DD)")],
+        accounts: Annotated[Path, typer.Option(
+            "--accounts", help="the TOML file mapping the ledger's accounts to your chart of "
+            "accounts (see examples/gl/accounts.toml)")],
+        known_at: KnownAtOption = None,
+        reverses: Annotated[str | None, typer.Option(
+            "--reverses", help="the known_at of the export of this period uploaded before: "
+            "reverse its documents that changed and add the new ones (a re-export after a "
+            "late change)")] = None,
+        output: Annotated[ReportFormat, typer.Option(
+            "--format", help="csv (the upload file), xlsx (with --out), json or table")
+        ] = ReportFormat.csv,
+        database: DatabaseOption = None,
+        out: OutOption = None,
+        force: ForceOption = False,
+    ) -> None:
+        """The journal's postings of the period as the lines of an ERP journal-entry upload:
+        your GL accounts (and cost centre, customer), one balanced document per currency and
+        posting date, each with a stable reference. Exit 1 if a document does not balance."""
+        from rich.markup import escape
+
+        from ledger.access import exit_code
+        from ledger.audit.gl import export_report, to_csv
+        from ledger.audit.output import emit
+        from ledger.cli.service import operator_principal
+        from ledger.errors import LedgerError
+        from ledger.service import LedgerService
+
+        check_request(output, out)
+        first, last = parse_as_of(start, "--from"), parse_as_of(end, "--to")
+        if last < first:
+            raise typer.BadParameter(f"{last} is before --from {first}", param_hint="--to")
+        known, earlier = parse_known_at(known_at), parse_known_at(reverses, "--reverses")
+        try:
+            text = accounts.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            err_console.print(f"error: --accounts {accounts}: {reason}", highlight=False,
+                              markup=False)
+            raise typer.Exit(EXIT_UNREADABLE) from None
+        with open_ledger(database) as ledger:
+            if out is not None:
+                check_out(out, ledger.database_url, force)
+            try:
+                export, mapping = LedgerService(ledger).gl_export(
+                    operator_principal(), first, last, text, known, earlier)
+            except LedgerError as error:
+                where = f"{accounts}: " if getattr(error, "key", None) is not None else ""
+                err_console.print(f"[red]error:[/red] {escape(where + str(error))}",
+                                  highlight=False, soft_wrap=True)
+                raise typer.Exit(exit_code(error)) from None
+        report = export_report(export, mapping)
+        if output is ReportFormat.csv:
+            if out is None:
+                sys.stdout.write(to_csv(report, mapping))
+            else:
+                write_out(out, lambda handle: handle.write(to_csv(report, mapping).encode()),
+                          f"{len(report.rows)} lines, CSV")
+        elif output is ReportFormat.xlsx and out is not None:
+            from ledger.audit.xlsx import write_report
+
+            write_out(out, lambda handle: write_report(report, handle, name="lines",
+                                                       by_currency=False),
+                      f"{len(report.rows)} lines, Excel workbook")
+        elif not deliver(report, output, out, name="lines"):
+            emit(report, output.value, console)
+        moment = export.known_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        err_console.print(
+            f"{report.notes[0]}; as known at {moment}. After a late change, re-export this "
+            f"period with --reverses {moment}", highlight=False, markup=False, soft_wrap=True)
+        if not export.balanced:
+            raise typer.Exit(1)
