@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from copy import copy
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -60,7 +61,6 @@ WIDTH_MIN, WIDTH_MAX = 8, 60
 DATE_FORMAT = "yyyy-mm-dd"
 TIMESTAMP_FORMAT = "yyyy-mm-dd hh:mm:ss.000"
 NUMBER_FORMAT = "#,##0.00########"
-INTEGER_FORMAT = "0"
 #: A currency code that may stand inside a number format (quoted).
 CURRENCY_CODE = re.compile(r"[A-Za-z]{1,8}")
 #: Characters a sheet name cannot hold.
@@ -108,6 +108,7 @@ class XlsxBook:
     def __init__(self) -> None:
         self.workbook = Workbook(write_only=True)
         self._names: set[str] = set()
+        self._styles: dict[str, Any] = {}
 
     # sheets --------------------------------------------------------------------------
 
@@ -125,39 +126,44 @@ class XlsxBook:
         worksheet.freeze_panes = "A2"
         return _Sheet(worksheet, columns, currency)
 
+    def _styled(self, sheet: _Sheet, value: Any, number_format: str) -> Any:
+        """A cell of `value` with `number_format`; the style is made once per format and
+        copied (setting a format on each cell costs a look-up in the workbook's tables)."""
+        cell = WriteOnlyCell(sheet.worksheet, value)
+        style = self._styles.get(number_format)
+        if style is None:
+            cell.number_format = number_format
+            self._styles[number_format] = copy(cell._style)
+        else:
+            cell._style = copy(style)
+        return cell
+
     def _cell(self, sheet: _Sheet, column: str, value: Any, currency: str | None) -> Any:
-        cell = WriteOnlyCell(sheet.worksheet)
+        """What `append` gets for one value: a styled cell for figures, dates and times, the
+        plain value for text and whole numbers (the fast path of write-only mode)."""
         if column in MONEY_COLUMNS or column in NUMBER_COLUMNS:
             figure = _figure(value)
             if figure is not None:
-                cell.value = figure
-                cell.number_format = (money_format(currency) if column in MONEY_COLUMNS
-                                      else NUMBER_FORMAT)
-                return cell
-        if value is None:
-            return cell
-        if isinstance(value, bool):
-            cell.value = value
-        elif isinstance(value, datetime):
+                return self._styled(sheet, figure, money_format(currency)
+                                    if column in MONEY_COLUMNS else NUMBER_FORMAT)
+        if value is None or isinstance(value, (bool, int)):
+            return value
+        if isinstance(value, datetime):
             moment = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-            cell.value = moment
-            cell.number_format = TIMESTAMP_FORMAT
-        elif isinstance(value, date):
-            cell.value = value
-            cell.number_format = DATE_FORMAT
-        elif isinstance(value, int):
-            cell.value = value
-            cell.number_format = INTEGER_FORMAT
-        elif isinstance(value, Decimal):
-            cell.value = value
-            cell.number_format = NUMBER_FORMAT
-        else:
-            if isinstance(value, (list, tuple)):
-                value = "; ".join(str(plain(v)) for v in value)
-            elif isinstance(value, dict):
-                value = "; ".join(f"{k}: {plain(v)}" for k, v in value.items())
-            cell.value = _text(str(value))
-            cell.data_type = "s"  # text, even when it starts with "=": never a formula
+            return self._styled(sheet, moment, TIMESTAMP_FORMAT)
+        if isinstance(value, date):
+            return self._styled(sheet, value, DATE_FORMAT)
+        if isinstance(value, Decimal):
+            return self._styled(sheet, value, NUMBER_FORMAT)
+        if isinstance(value, (list, tuple)):
+            value = "; ".join(str(plain(v)) for v in value)
+        elif isinstance(value, dict):
+            value = "; ".join(f"{k}: {plain(v)}" for k, v in value.items())
+        text = _text(str(value))
+        if not text.startswith("="):
+            return text
+        cell = WriteOnlyCell(sheet.worksheet, text)
+        cell.data_type = "s"  # text, even when it starts with "=": never a formula
         return cell
 
     def _write(self, sheet: _Sheet, row: dict[str, Any]) -> None:

@@ -273,7 +273,7 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         from ledger.access import exit_code
-        from ledger.audit.gl import export_report, to_csv
+        from ledger.audit.gl import export_report, to_csv, unbalanced
         from ledger.audit.output import emit
         from ledger.cli.service import operator_principal
         from ledger.errors import LedgerError
@@ -302,6 +302,12 @@ def register(app: typer.Typer) -> None:
                 err_console.print(f"[red]error:[/red] {escape(where + str(error))}",
                                   highlight=False, soft_wrap=True)
                 raise typer.Exit(exit_code(error)) from None
+        wrong = unbalanced(export)
+        if wrong:  # never written: an upload that does not balance is refused by the ERP
+            for sentence in wrong:
+                err_console.print(f"error: {sentence}; nothing written", highlight=False,
+                                  markup=False)
+            raise typer.Exit(1)
         report = export_report(export, mapping)
         if output is ReportFormat.csv:
             if out is None:
@@ -321,5 +327,3 @@ def register(app: typer.Typer) -> None:
         err_console.print(
             f"{report.notes[0]}; as known at {moment}. After a late change, re-export this "
             f"period with --reverses {moment}", highlight=False, markup=False, soft_wrap=True)
-        if not export.balanced:
-            raise typer.Exit(1)

@@ -253,3 +253,12 @@ def test_cli_re_export_with_reverses(cli: Runner) -> None:
     assert all(d["balanced"] for d in documents)
     earlier = {d["document"] for d in first.json()["documents"]}
     assert {d["document"][:-2] for d in documents if d["document"].endswith("-R")} <= earlier
+
+
+def test_an_unbalanced_document_is_named_so_the_command_refuses_it() -> None:
+    line = gl.GLLine("RL-X", date(2025, 3, 31), "EUR", 1, "410900", Decimal("1.00"), ZERO,
+                     None, None, "rebate expense (contra-revenue)", "accrual", "t")
+    export = gl.GLExport(date(2025, 1, 1), date(2025, 3, 31), NOW, None, (
+        gl.GLDocument("RL-X", date(2025, 3, 31), "EUR", (line,)),))
+    assert not export.balanced
+    assert gl.unbalanced(export) == ["document RL-X is not balanced: debits 1.00 vs credits 0"]
