@@ -12,22 +12,27 @@ from __future__ import annotations
 
 import csv
 import io
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openpyxl import load_workbook
 
 from ledger import Ledger
 from ledger.audit import gl
 from ledger.audit.journal import iter_postings, trial_balance
 from ledger.money import ZERO
-from tests.audit.test_trial_balance import BOTH
+from tests.audit.test_trial_balance import BOTH, START, in_usd
 from tests.contract import helpers as h
 from tests.e2e.conftest import Runner
+from tests.test_ledger_properties import agreements, sales, stamped
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "gl" / "accounts.toml"
@@ -262,3 +267,58 @@ def test_an_unbalanced_document_is_named_so_the_command_refuses_it() -> None:
         gl.GLDocument("RL-X", date(2025, 3, 31), "EUR", (line,)),))
     assert not export.balanced
     assert gl.unbalanced(export) == ["document RL-X is not balanced: debits 1.00 vs credits 0"]
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(eur=agreements(), usd=agreements(),
+       first=st.integers(1, 5).flatmap(lambda n: sales("S", n)),
+       late=st.integers(0, 3).flatmap(lambda n: sales("L", n)),
+       claim=st.integers(0, 3000), write_off=st.integers(0, 500),
+       start=st.dates(date(2025, 1, 1), date(2025, 12, 31)),
+       days=st.integers(0, 400), known_minutes=st.integers(0, 2100),
+       earlier_minutes=st.integers(0, 2100))
+def test_any_book_any_period_balances_and_adds_up_to_the_trial_balance(
+    eur: dict[str, Any], usd: dict[str, Any], first: list[dict[str, Any]],
+    late: list[dict[str, Any]], claim: int, write_off: int, start: date, days: int,
+    known_minutes: int, earlier_minutes: int,
+) -> None:
+    """Random books in two currencies (random tiers, sales, late sales, a claim paid, a
+    write-off), a random period and moment K: every document balances, the lines add up to
+    the trial balance's movements; and a re-export against a random earlier K0, added to the
+    export at K0, holds the export at K."""
+    usd = {**usd, "agreement_id": "A2", "customer_id": "C2", "currency": "USD"}
+    later: list[dict[str, Any]] = [*late, *in_usd(late)]
+    if claim:
+        later += [
+            {"type": "submit_claim", "claim_id": "K2", "agreement_id": "A2",
+             "amount": f"{claim / 100:.2f}", "submitted_on": "2025-06-01"},
+            {"type": "approve_claim", "claim_id": "K2", "approved_on": "2025-06-02"},
+            {"type": "settle_claim", "claim_id": "K2", "paid_on": "2025-06-03",
+             "payment_ref": "P2"},
+        ]
+    if write_off:
+        later.append({"type": "write_off", "agreement_id": "A1",
+                      "amount": f"{write_off / 100:.2f}", "effective_date": "2025-09-30",
+                      "reason": "test"})
+    mapping = gl.parse_mapping(BASE.replace('account = "4"', 'account = "4"\ncustomer = true'))
+    end = start + timedelta(days=days)
+    with tempfile.TemporaryDirectory() as folder, Ledger(
+        f"sqlite:///{Path(folder) / 'ledger.db'}"
+    ) as ledger:
+        ledger.apply(stamped([eur, usd, *first, *in_usd(first)], 0))
+        ledger.apply(stamped(later, 1000))
+        moments = sorted(START + timedelta(minutes=m) for m in (known_minutes, earlier_minutes))
+        exports = [gl.build_export(ledger, start, end, k, mapping) for k in moments]
+        for export, k in zip(exports, moments, strict=True):
+            assert gl.unbalanced(export) == []
+            assert {key: v for key, v in gl.per_account(export).items() if v != 0} == \
+                movements(ledger, start, end, k)
+        if moments[0] < moments[1]:
+            upload = gl.re_export(exports[0], exports[1])
+            assert gl.unbalanced(upload) == []
+            held: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+            for export in (exports[0], upload):
+                for key, value in gl.per_account(export).items():
+                    held[key] += value
+            assert {key: v for key, v in held.items() if v != 0} == {
+                key: v for key, v in gl.per_account(exports[1]).items() if v != 0}
