@@ -54,6 +54,9 @@ NUMBER_COLUMNS = frozenset({
     "basis", "basis_before", "basis_after", "next_tier", "next_rate", "gap",
     "projected_basis",
 })
+#: The liability's columns (`LiabilityRow.to_dict`), for a workbook without rows.
+LIABILITY_COLUMNS = ("agreement_id", "customer_id", "group_id", "program_id", "currency",
+                     "basis", "accrued", "approved", "paid", "written_off", "liability")
 #: Rows of each sheet held to measure the column widths before the rest is streamed.
 WIDTH_ROWS = 500
 #: Column widths, in characters.
