@@ -65,6 +65,8 @@ COLUMNS = ("document", "posting_date", "currency", "line", "account", "debit", "
 #: Bounds on what a mapping may hold (a GL account or reference is short).
 TEXT_MAX = 100
 DELIMITERS = (",", ";", "\t", "|")
+#: An accounts file is a page of settings, and a [customers] table of some thousands at most.
+MAPPING_CHARS_MAX = 1_000_000
 MAPPING_EXAMPLE = ('[accounts.expense]\naccount = "410900"\n\n[accounts.liability]\n'
                    'account = "219100"\n\n[accounts.cash]\naccount = "113100"')
 
@@ -135,6 +137,10 @@ def _no_other_keys(table: dict[str, Any], key: str, known: Iterable[str]) -> Non
 def parse_mapping(text: str) -> GLMapping:
     """The accounts file's text as a `GLMapping`; a `GLMappingError` naming the key and what
     to do if it is not valid TOML or misses or misspells a key."""
+    if len(text) > MAPPING_CHARS_MAX:
+        raise GLMappingError("", f"the accounts file has {len(text):,} characters, more than "
+                             f"the {MAPPING_CHARS_MAX:,} an accounts mapping may have; is it "
+                             "the right file?")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

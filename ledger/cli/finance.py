@@ -273,7 +273,7 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         from ledger.access import exit_code
-        from ledger.audit.gl import export_report, to_csv, unbalanced
+        from ledger.audit.gl import MAPPING_CHARS_MAX, export_report, to_csv, unbalanced
         from ledger.audit.output import emit
         from ledger.cli.service import operator_principal
         from ledger.errors import LedgerError
@@ -285,9 +285,14 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"{last} is before --from {first}", param_hint="--to")
         known, earlier = parse_known_at(known_at), parse_known_at(reverses, "--reverses")
         try:
+            if accounts.is_file() and accounts.stat().st_size > 4 * MAPPING_CHARS_MAX:
+                raise OSError(f"{accounts.stat().st_size:,} bytes: far more than an accounts "
+                              "mapping has; is it the right file?")
             text = accounts.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as error:
-            reason = getattr(error, "strerror", None) or str(error)
+            reason = (f"not UTF-8 text (byte {error.start + 1}): save it as UTF-8"
+                      if isinstance(error, UnicodeDecodeError)
+                      else getattr(error, "strerror", None) or str(error))
             err_console.print(f"error: --accounts {accounts}: {reason}", highlight=False,
                               markup=False)
             raise typer.Exit(EXIT_UNREADABLE) from None

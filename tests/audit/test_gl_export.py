@@ -164,6 +164,7 @@ BASE = '[accounts.expense]\naccount = "4"\n[accounts.liability]\naccount = "2"\n
     (BASE + '[document.constants]\ndebit = "x"\n', "document.constants.debit",
      "another name"),
     ('extra = 1\n' + BASE, "extra", "keys of the top level"),
+    (BASE + "# " + "x" * gl.MAPPING_CHARS_MAX + "\n", "", "is it the right file"),
 ])
 def test_mapping_errors_name_the_key_and_what_to_do(text: str, key: str, says: str) -> None:
     with pytest.raises(gl.GLMappingError) as caught:
