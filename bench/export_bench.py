@@ -9,9 +9,10 @@ For each size (`--sizes`, sales; default 100,000 and 1,000,000) it writes the sy
 - `gl-export --format csv --out` and `gl-export --format xlsx --out` for the year.
 
 It prints each time and peak, the ratio xlsx / csv of each (time and memory, same store, same
-run), and the ratio of each command's peak memory between the two sizes: the workbook is
-written in openpyxl's write-only mode, so the xlsx peak must grow no more than the CSV's
-(target: memory ratio between sizes <= 1.25, as bench.scale's).
+run) and the ratio of each command's peak memory between the two sizes. The workbook is
+written in openpyxl's write-only mode, row by row: target, its peak memory at most 1.25x the
+CSV's of the same command on the same store (exit 1 if missed). Between the sizes the CSV's
+peak grows too (SQLite's page cache, bounded at 64 MiB, filling up: README, Performance).
 """
 
 from __future__ import annotations
@@ -91,15 +92,21 @@ def main(argv: list[str] | None = None) -> int:
             x, c = figures[f"{what} xlsx"], figures[f"{what} csv"]
             say(f"   {size:>10,} {what:<10} time {x['seconds'] / c['seconds']:5.2f}x  "
                 f"memory {x['peak_rss_kib'] / c['peak_rss_kib']:5.2f}x")
-    small, large = runs[sizes[0]], runs[sizes[1]]
-    say(f"-- peak memory at {sizes[1]:,} against {sizes[0]:,} sales "
-        f"(target <= {MEMORY_RATIO_MAX})")
+    say(f"-- target: the workbook's peak memory <= {MEMORY_RATIO_MAX}x the CSV's, same store")
     failed = False
+    for size, figures in runs.items():
+        for what in ("journal", "gl-export"):
+            ratio = figures[f"{what} xlsx"]["peak_rss_kib"] / figures[f"{what} csv"][
+                "peak_rss_kib"]
+            ok = ratio <= MEMORY_RATIO_MAX
+            failed |= not ok
+            say(f"   {size:>10,} {what:<10} {ratio:5.2f}  {'PASS' if ok else 'MISS'}")
+    small, large = runs[sizes[0]], runs[sizes[1]]
+    say(f"-- peak memory at {sizes[1]:,} against {sizes[0]:,} sales (for information: the CSV "
+        "grows as much, SQLite's page cache filling up; README, Performance)")
     for name in small:
         ratio = large[name]["peak_rss_kib"] / small[name]["peak_rss_kib"]
-        ok = ratio <= MEMORY_RATIO_MAX
-        failed |= not ok
-        say(f"   {name:<16} {ratio:5.2f}  {'PASS' if ok else 'MISS'}")
+        say(f"   {name:<16} {ratio:5.2f}")
     return 1 if failed else 0
 
 
