@@ -323,3 +323,28 @@ def test_any_book_any_period_balances_and_adds_up_to_the_trial_balance(
                     held[key] += value
             assert {key: v for key, v in held.items() if v != 0} == {
                 key: v for key, v in gl.per_account(exports[1]).items() if v != 0}
+
+
+def test_cli_gl_export_adds_up_to_the_cli_trial_balances(cli: Runner) -> None:
+    """As a user checks it: the export's lines per currency and ledger account equal the
+    trial balance at --to minus the trial balance the day before --from (both CLI runs)."""
+    plain = cli.cwd / "plain.toml"
+    plain.write_text(BASE)
+    for start, end, before in (("2025-04-01", "2025-06-30", "2025-03-31"),
+                               ("2025-01-01", "2025-12-31", "2024-12-31")):
+        export = cli("gl-export", "--from", start, "--to", end, "--accounts", str(plain),
+                     "--known-at", "2025-12-31", "--format", "json")
+        assert export.code == 0, str(export)
+        lines: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+        for row in export.json()["rows"]:
+            lines[(row["currency"], row["ledger_account"])] += Decimal(row["debit"]) - Decimal(
+                row["credit"])
+        balances: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+        for day, sign in ((end, 1), (before, -1)):
+            tb = cli("trial-balance", "--as-of", day, "--known-at", "2025-12-31",
+                     "--format", "json")
+            assert tb.code == 0, str(tb)
+            for row in tb.json()["rows"]:
+                balances[(row["currency"], row["account"])] += sign * Decimal(row["balance"])
+        assert {k: v for k, v in lines.items() if v} == {k: v for k, v in balances.items() if v}
+        assert lines, "each period moves money"
