@@ -103,6 +103,11 @@ def timestamp_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+#: The reports `LedgerService.workbook` writes as Excel workbooks (the CLI's `--format xlsx`).
+WORKBOOKS = ("liability", "reconcile", "journal", "trial-balance", "explain", "diff",
+             "opportunities")
+
+
 @dataclass
 class Outcome:
     """What a write use case answers: a status class (ok, accepted for approval, rejected) and
@@ -715,6 +720,14 @@ class LedgerService:
         from ledger.audit.opportunities import opportunities_report
 
         self.require(principal, Capability.read, "read opportunities")
+        customer_id = self._own_customer(principal, customer_id)
+        return opportunities_report(self.ledger, as_of, known_at, customer_id=customer_id,
+                                    limit=limit).to_json()
+
+    @staticmethod
+    def _own_customer(principal: Principal, customer_id: str | None) -> str | None:
+        """A sales or customer user reads one of its own customers (the only one when it has
+        one); another customer is a 404."""
         if principal.role in (Role.sales, Role.customer):
             if customer_id is None and len(principal.customers) == 1:
                 customer_id = next(iter(principal.customers))
@@ -723,8 +736,7 @@ class LedgerService:
                                  + ", ".join(sorted(principal.customers)))
             if not principal.sees_customer(customer_id):
                 raise NotFound(f"customer: no customer {customer_id!r}")
-        return opportunities_report(self.ledger, as_of, known_at, customer_id=customer_id,
-                                    limit=limit).to_json()
+        return customer_id
 
     def positions(self, principal: Principal, customer_id: str, as_of: date,
                   known_at: datetime | None = None) -> bytes:
@@ -777,6 +789,101 @@ class LedgerService:
         self.require(principal, Capability.read_books, "read the trial balance")
         return trial_balance_report(self.ledger, as_of, known_at, agreement_id=agreement_id,
                                     customer_id=customer_id).to_json()
+
+    def workbook(self, principal: Principal, report: str, as_of: date,
+                 known_at: datetime | None = None, *, agreement_id: str | None = None,
+                 customer_id: str | None = None, vs: datetime | None = None,
+                 grace_days: int = 60, unpaid_days: int = 30, flagged_only: bool = False,
+                 limit: int | None = None) -> bytes:
+        """The report `report` (one of `WORKBOOKS`) as an Excel workbook (`ledger.audit.xlsx`):
+        the rows of its JSON, with the same rights and the same scoping as that read."""
+        import io
+
+        from ledger.audit import xlsx
+        from ledger.audit.output import Report
+
+        buffer = io.BytesIO()
+        if report == "liability":
+            document = self.liability(principal, as_of, known_at, agreement_id=agreement_id,
+                                      customer_id=customer_id)
+            rows = document["rows"]
+            xlsx.write_report(Report(
+                f"Rebate liability as of {as_of}, as known at {document['known_at']}",
+                list(rows[0]) if rows else xlsx.LIABILITY_COLUMNS, rows,
+                meta={"as_of": as_of, "known_at": document["known_at"]}),
+                buffer, name="liability")
+        elif report == "journal":
+            self.require(principal, Capability.read_books, "read the journal")
+            xlsx.write_journal(self.ledger, as_of, known_at, buffer, agreement_id=agreement_id,
+                               customer_id=customer_id)
+        elif report == "explain":
+            from ledger.audit.explain import explain_report
+            from ledger.audit.facts import UnknownAgreement as NotKnown
+
+            self.require(principal, Capability.read, "explain")
+            if agreement_id is None:
+                raise BadRequest("agreement", "give the agreement to explain")
+            self._visible_agreement(principal, agreement_id)
+            try:
+                found = explain_report(self.ledger, agreement_id, as_of, known_at)
+            except NotKnown as error:
+                raise NotFound(f"agreement_id: {error}") from None
+            xlsx.write_report(found, buffer, name="explain")
+        elif report == "opportunities":
+            from ledger.audit.opportunities import opportunities_report
+
+            self.require(principal, Capability.read, "read opportunities")
+            customer_id = self._own_customer(principal, customer_id)
+            xlsx.write_report(opportunities_report(
+                self.ledger, as_of, known_at, customer_id=customer_id, limit=limit,
+                agreement_id=agreement_id), buffer, name="opportunities")
+        elif report in ("trial-balance", "reconcile", "diff"):
+            from ledger.audit.diff import diff_report
+            from ledger.audit.journal import trial_balance_report
+            from ledger.audit.reconcile import reconcile_report
+
+            self.require(principal, Capability.read_books, f"read the {report}")
+            if report == "trial-balance":
+                found = trial_balance_report(self.ledger, as_of, known_at,
+                                             agreement_id=agreement_id,
+                                             customer_id=customer_id)
+            elif report == "reconcile":
+                found = reconcile_report(self.ledger, as_of, known_at, grace_days=grace_days,
+                                         unpaid_days=unpaid_days, customer_id=customer_id,
+                                         flagged_only=flagged_only, agreement_id=agreement_id)
+            else:
+                if known_at is None:
+                    raise BadRequest("known_at", "diff compares two moments: give known_at "
+                                     "(K1) and optionally vs (K2, default now)")
+                if vs is not None and vs < known_at:
+                    raise BadRequest("vs", "must not be before known_at")
+                found = diff_report(self.ledger, as_of, known_at, vs, agreement_id=agreement_id)
+            xlsx.write_report(found, buffer, name=report)
+        else:
+            raise NotFound(f"report: no workbook {report!r}; the workbooks are: "
+                           + ", ".join(WORKBOOKS))
+        return buffer.getvalue()
+
+    def gl_export(self, principal: Principal, start: date, end: date, accounts_toml: str,
+                  known_at: datetime | None = None, reverses: datetime | None = None
+                  ) -> tuple[Any, Any]:
+        """The general-ledger export of the period `start` to `end` as known at `known_at`
+        (default: now) under the accounts mapping `accounts_toml` (`ledger.audit.gl`); with
+        `reverses`, what to upload after the export as known at that earlier moment.
+        Returns (GLExport, GLMapping)."""
+        from ledger.audit.gl import build_export, parse_mapping, re_export
+
+        self.require(principal, Capability.read_books, "export to the general ledger")
+        mapping = parse_mapping(accounts_toml)
+        known = known_at if known_at is not None else self.ledger.clock()
+        if reverses is not None and reverses >= known:
+            raise BadRequest("reverses", "the earlier export's known_at must be before the "
+                             "new export's (--known-at, default now)")
+        export = build_export(self.ledger, start, end, known, mapping)
+        if reverses is not None:
+            export = re_export(build_export(self.ledger, start, end, reverses, mapping),
+                               export)
+        return export, mapping
 
     def reconcile(self, principal: Principal, as_of: date, known_at: datetime | None = None,
                   *, customer_id: str | None = None, grace_days: int = 60,

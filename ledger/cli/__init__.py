@@ -34,6 +34,15 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import DBAPIError
 
+from ledger.cli.exports import (
+    ForceOption,
+    OutOption,
+    ReportFormat,
+    ReportFormatOption,
+    check_out,
+    check_request,
+    write_out,
+)
 from ledger.commands import (
     bounded_lines,
     day_out_of_range,
@@ -421,13 +430,16 @@ def liability(
     program: Annotated[
         str | None, typer.Option("--program", help="only the agreements of this program")
     ] = None,
-    output: Annotated[Format, typer.Option("--format", help="table, json or csv")] = Format.table,
+    output: ReportFormatOption = ReportFormat.table,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="say on stderr what answered: the store's core tables or a "
         "caught-up projection (and its generation)")] = False,
     database: DatabaseOption = None,
+    out: OutOption = None,
+    force: ForceOption = False,
 ) -> None:
     """The rebate liability per agreement at valid date D, as known at K."""
+    check_request(output, out)
     as_of_date = parse_as_of(as_of)
     known = parse_known_at(known_at)
     book = open_ledger(database)
@@ -435,6 +447,8 @@ def liability(
         check_names(book.engine, agreement=("--agreement", agreement),
                     customer=("--customer", customer), group=("--group", group),
                     program=("--program", program))
+        if out is not None:
+            check_out(out, book.database_url, force)
         try:
             check_names(book.engine, known_at=known)
         except BeforeFirstRecord as early:
@@ -456,17 +470,42 @@ def liability(
     if verbose:
         err_console.print(f"answered from {source}", highlight=False, markup=False)
     known_text = format_timestamp(known if known is not None else answered_at)
-    if output is Format.json:
+    if out is not None:
+        write_liability_out(rows, as_of_date, known_text, output, out)
+    elif output is ReportFormat.json:
         document = {
             "as_of": as_of_date.isoformat(),
             "known_at": known_text,
             "rows": [row.to_dict() for row in rows],
         }
         sys.stdout.write(orjson.dumps(document).decode() + "\n")
-    elif output is Format.csv:
+    elif output is ReportFormat.csv:
         sys.stdout.write(rows_to_csv(rows))
     else:
         console.print(liability_table(rows, as_of_date, known_text, console.width))
+
+
+def write_liability_out(rows: list[LiabilityRow], as_of: date, known_text: str,
+                        output: ReportFormat, out: Path) -> None:
+    """`liability --out FILE`: the same JSON or CSV as printed, or a workbook (a sheet per
+    currency, money as number cells)."""
+    if output is ReportFormat.json:
+        document = {"as_of": as_of.isoformat(), "known_at": known_text,
+                    "rows": [row.to_dict() for row in rows]}
+        write_out(out, lambda handle: handle.write(orjson.dumps(document) + b"\n"),
+                  f"{len(rows)} rows, JSON")
+    elif output is ReportFormat.csv:
+        write_out(out, lambda handle: handle.write(rows_to_csv(rows).encode()),
+                  f"{len(rows)} rows, CSV")
+    else:
+        from ledger.audit.output import Report
+        from ledger.audit.xlsx import write_report
+
+        report = Report(f"Rebate liability as of {as_of}, as known at {known_text}",
+                        LIABILITY_COLUMNS, [row.to_dict() for row in rows],
+                        meta={"as_of": as_of, "known_at": known_text})
+        write_out(out, lambda handle: write_report(report, handle, name="liability"),
+                  f"{len(rows)} rows, Excel workbook")
 
 
 LIABILITY_COLUMNS = (
@@ -960,7 +999,7 @@ cli_evidence.register(app, log_check=_check_events_log)  # the CLI knows Kafka; 
 #: plumbing that operators run (a command not named here shows under "Commands")
 HELP_PANELS = {
     "Finance": ("apply", "import", "liability", "rejections", "journal", "trial-balance",
-                "reconcile", "close-period", "opportunities", "positions", "programs",
+                "reconcile", "gl-export", "close-period", "opportunities", "positions", "programs",
                 "simulate"),
     "Audit": ("explain", "diff", "event", "verify", "digest", "evidence"),
     "Service": ("demo", "serve", "users"),

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ledger.cli.exports import ForceOption, OutOption, ReportFormat, ReportFormatOption
+
 #: Event ids `explain` shows per step in its table form (JSON and CSV carry them all).
 EVENTS_SHOWN = 6
 
@@ -23,6 +25,7 @@ def register(app: typer.Typer) -> None:
         parse_as_of,
         parse_known_at,
     )
+    from ledger.cli.exports import check_out, check_request, deliver
     from ledger.cli.finance import KnownAtOption
     from ledger.lookup import check_names
 
@@ -35,8 +38,10 @@ def register(app: typer.Typer) -> None:
         agreement: Annotated[str, typer.Option("--agreement", help="the agreement to explain")],
         as_of: Annotated[str, typer.Option("--as-of", help="valid date D (YYYY-MM-DD)")],
         known_at: KnownAtOption = None,
-        output: FormatOption = Format.table,
+        output: ReportFormatOption = ReportFormat.table,
         database: DatabaseOption = None,
+        out: OutOption = None,
+        force: ForceOption = False,
     ) -> None:
         """How one agreement's liability at D as known at K comes about, step by step: terms
         and the events they came from, eligible sales by month, tier, formula, cap, claims,
@@ -45,15 +50,20 @@ def register(app: typer.Typer) -> None:
         from ledger.audit.facts import UnknownAgreement
         from ledger.audit.output import emit
 
+        check_request(output, out)
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         with open_ledger(database) as ledger:
             check_names(ledger.engine, known_at=known, agreement=("--agreement", agreement))
+            if out is not None:
+                check_out(out, ledger.database_url, force)
             try:
                 report = explain_report(ledger, agreement, day, known)
             except UnknownAgreement as error:
                 err_console.print(f"[red]error:[/red] --agreement {error}")
                 raise typer.Exit(EXIT_UNREADABLE) from None
-        if output is Format.table:
+        if deliver(report, output, out, name="explain"):
+            return
+        if output is ReportFormat.table:
             console.print(report.title, highlight=False, markup=False)
             for row in report.rows:
                 console.print(f"{row['step']}. {row['title']}: {row['text']}",
@@ -82,8 +92,10 @@ def register(app: typer.Typer) -> None:
         detail: Annotated[bool, typer.Option(
             "--detail", help="one line per cause (every event recorded in between that "
             "moved the position) instead of one per agreement")] = False,
-        output: FormatOption = Format.table,
+        output: ReportFormatOption = ReportFormat.table,
         database: DatabaseOption = None,
+        out: OutOption = None,
+        force: ForceOption = False,
     ) -> None:
         """What changed in the position at D between K1 and K2: a summary by cause (late
         sales, returns, amendments, memberships, claims ...), then agreement by agreement
@@ -91,6 +103,7 @@ def register(app: typer.Typer) -> None:
         from ledger.audit.diff import diff_report
         from ledger.audit.output import Report, count_figure, emit
 
+        check_request(output, out)
         day = parse_as_of(as_of)
         k1 = parse_known_at(known_at)
         assert k1 is not None
@@ -100,8 +113,12 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(EXIT_UNREADABLE)
         with open_ledger(database) as ledger:
             check_names(ledger.engine, known_at=k1, agreement=("--agreement", agreement))
+            if out is not None:
+                check_out(out, ledger.database_url, force)
             report = diff_report(ledger, day, k1, k2, agreement_id=agreement, detail=detail)
-        if output is Format.table:
+        if deliver(report, output, out, name="diff"):
+            return
+        if output is ReportFormat.table:
             emit(Report("Changes by cause", ("cause", "events", "agreements", "post_close"),
                         report.extra["by_cause"],
                         figures=dict.fromkeys(("events", "agreements", "post_close"),
@@ -118,21 +135,27 @@ def register(app: typer.Typer) -> None:
             "--limit", min=1, help="the first N by extra rebate")] = None,
         agreement: Annotated[str | None, typer.Option(
             "--agreement", help="only this agreement")] = None,
-        output: FormatOption = Format.table,
+        output: ReportFormatOption = ReportFormat.table,
         database: DatabaseOption = None,
+        out: OutOption = None,
+        force: ForceOption = False,
     ) -> None:
         """Per running agreement below a next tier: the basis still needed, the days left, the
         extra rebate it would unlock, and whether the run rate gets there; largest first."""
         from ledger.audit.opportunities import opportunities_report
         from ledger.audit.output import emit
 
+        check_request(output, out)
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         with open_ledger(database) as ledger:
             check_names(ledger.engine, known_at=known, customer=("--customer", customer),
                         agreement=("--agreement", agreement))
+            if out is not None:
+                check_out(out, ledger.database_url, force)
             report = opportunities_report(ledger, day, known, customer_id=customer,
                                           limit=limit, agreement_id=agreement)
-        emit(report, output.value, console)
+        if not deliver(report, output, out, name="opportunities"):
+            emit(report, output.value, console)
 
     @app.command()
     def positions(

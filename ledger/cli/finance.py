@@ -5,9 +5,12 @@
 import sys
 from datetime import UTC
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Any, TextIO
 
 import typer
+
+from ledger.cli.exports import ForceOption, OutOption, ReportFormat, ReportFormatOption
 
 AgreementOption = Annotated[str | None, typer.Option("--agreement", help="only this agreement")]
 CustomerOption = Annotated[str | None, typer.Option("--customer", help="only this customer")]
@@ -65,6 +68,7 @@ def confirm_close(label: str, first: Any, last: Any, yes: bool) -> None:
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
     from ledger.cli import (
+        EXIT_UNREADABLE,
         DatabaseOption,
         Format,
         console,
@@ -72,6 +76,13 @@ def register(app: typer.Typer) -> None:
         open_ledger,
         parse_as_of,
         parse_known_at,
+    )
+    from ledger.cli.exports import (
+        check_out,
+        check_request,
+        deliver,
+        write_journal_out,
+        write_out,
     )
     from ledger.lookup import check_names
 
@@ -86,13 +97,16 @@ def register(app: typer.Typer) -> None:
         known_at: KnownAtOption = None,
         agreement: AgreementOption = None,
         customer: CustomerOption = None,
-        output: FormatOption = Format.table,
+        output: ReportFormatOption = ReportFormat.table,
         database: DatabaseOption = None,
+        out: OutOption = None,
+        force: ForceOption = False,
     ) -> None:
         """The double-entry journal behind the position at D as known at K: accruals and
         true-ups, settlements, write-offs, each with the events it came from."""
         from ledger.audit.journal import write_journal
 
+        check_request(output, out)
         day = parse_as_of(as_of) if as_of is not None else None
         known = parse_known_at(known_at)
         with open_ledger(database) as ledger:
@@ -100,6 +114,10 @@ def register(app: typer.Typer) -> None:
                         customer=("--customer", customer))
             if day is None:
                 day = ledger.clock().astimezone(UTC).date()
+            if out is not None:
+                write_journal_out(ledger, day, known, output, out, force,
+                                  agreement_id=agreement, customer_id=customer)
+                return
             # streamed as computed, in bounded memory; above PLAIN_TABLE_ROWS a table is
             # plain text (rich needs minutes for a year of postings)
             write_journal(ledger, day, known, output.value, sys.stdout, console,
@@ -112,8 +130,10 @@ def register(app: typer.Typer) -> None:
         known_at: KnownAtOption = None,
         agreement: AgreementOption = None,
         customer: CustomerOption = None,
-        output: FormatOption = Format.table,
+        output: ReportFormatOption = ReportFormat.table,
         database: DatabaseOption = None,
+        out: OutOption = None,
+        force: ForceOption = False,
     ) -> None:
         """Debits, credits and balance per currency and account at D as known at K; checks
         that it balances and that the liability account equals the contract's liability.
@@ -121,14 +141,18 @@ def register(app: typer.Typer) -> None:
         from ledger.audit.journal import trial_balance_report, trial_balance_table
         from ledger.audit.output import emit
 
+        check_request(output, out)
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         with open_ledger(database) as ledger:
             check_names(ledger.engine, known_at=known, agreement=("--agreement", agreement),
                         customer=("--customer", customer))
+            if out is not None:
+                check_out(out, ledger.database_url, force)
             report = trial_balance_report(ledger, day, known, agreement_id=agreement,
                                           customer_id=customer)
-        emit(trial_balance_table(report) if output is Format.table else report, output.value,
-             console)
+        if not deliver(report, output, out, name="trial balance"):
+            emit(trial_balance_table(report) if output is ReportFormat.table else report,
+                 output.value, console)
         if not (report.extra["balanced"] and report.extra["liability_matches"]):
             raise typer.Exit(1)
 
@@ -145,8 +169,10 @@ def register(app: typer.Typer) -> None:
         flagged: Annotated[bool, typer.Option(
             "--flagged", help="only the agreements with a flag")] = False,
         agreement: AgreementOption = None,
-        output: FormatOption = Format.table,
+        output: ReportFormatOption = ReportFormat.table,
         database: DatabaseOption = None,
+        out: OutOption = None,
+        force: ForceOption = False,
     ) -> None:
         """Accrued, claimed, approved, paid, written off per customer and agreement, with
         flags: claims above earned, unclaimed accruals, negative liabilities, approved claims
@@ -154,14 +180,18 @@ def register(app: typer.Typer) -> None:
         from ledger.audit.output import emit
         from ledger.audit.reconcile import reconcile_report
 
+        check_request(output, out)
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         with open_ledger(database) as ledger:
             check_names(ledger.engine, known_at=known, customer=("--customer", customer),
                         agreement=("--agreement", agreement))
+            if out is not None:
+                check_out(out, ledger.database_url, force)
             report = reconcile_report(ledger, day, known, grace_days=grace_days,
                                       unpaid_days=unpaid_days, customer_id=customer,
                                       flagged_only=flagged, agreement_id=agreement)
-        emit(report, output.value, console)
+        if not deliver(report, output, out, name="reconcile"):
+            emit(report, output.value, console)
 
     @app.command("close-period")
     def close_period(
@@ -216,3 +246,89 @@ def register(app: typer.Typer) -> None:
                     meta={"period": label, "period_start": first_day, "period_end": last_day,
                           "closed_at": closed_at, "event_id": event_id,
                           "position": position}), output.value, console)
+
+    @app.command("gl-export")
+    def gl_export(
+        start: Annotated[str, typer.Option(
+            "--from", help="the period's first day (YYYY-MM-DD)")],
+        end: Annotated[str, typer.Option("--to", help="the period's last day (YYYY-MM-DD)")],
+        accounts: Annotated[Path, typer.Option(
+            "--accounts", help="the TOML file mapping the ledger's accounts to your chart of "
+            "accounts (see examples/gl/accounts.toml)")],
+        known_at: KnownAtOption = None,
+        reverses: Annotated[str | None, typer.Option(
+            "--reverses", help="the known_at of the export of this period uploaded before: "
+            "reverse its documents that changed and add the new ones (a re-export after a "
+            "late change)")] = None,
+        output: Annotated[ReportFormat, typer.Option(
+            "--format", help="csv (the upload file), xlsx (with --out), json or table")
+        ] = ReportFormat.csv,
+        database: DatabaseOption = None,
+        out: OutOption = None,
+        force: ForceOption = False,
+    ) -> None:
+        """The journal's postings of the period as the lines of an ERP journal-entry upload:
+        your GL accounts (and cost centre, customer), one balanced document per currency and
+        posting date, each with a stable reference. Exit 1 if a document does not balance."""
+        from rich.markup import escape
+
+        from ledger.access import exit_code
+        from ledger.audit.gl import MAPPING_CHARS_MAX, export_report, to_csv, unbalanced
+        from ledger.audit.output import emit
+        from ledger.cli.service import operator_principal
+        from ledger.errors import LedgerError
+        from ledger.service import LedgerService
+
+        check_request(output, out)
+        first, last = parse_as_of(start, "--from"), parse_as_of(end, "--to")
+        if last < first:
+            raise typer.BadParameter(f"{last} is before --from {first}", param_hint="--to")
+        known, earlier = parse_known_at(known_at), parse_known_at(reverses, "--reverses")
+        try:
+            if accounts.is_file() and accounts.stat().st_size > 4 * MAPPING_CHARS_MAX:
+                raise OSError(f"{accounts.stat().st_size:,} bytes: far more than an accounts "
+                              "mapping has; is it the right file?")
+            text = accounts.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = (f"not UTF-8 text (byte {error.start + 1}): save it as UTF-8"
+                      if isinstance(error, UnicodeDecodeError)
+                      else getattr(error, "strerror", None) or str(error))
+            err_console.print(f"error: --accounts {accounts}: {reason}", highlight=False,
+                              markup=False)
+            raise typer.Exit(EXIT_UNREADABLE) from None
+        with open_ledger(database) as ledger:
+            if out is not None:
+                check_out(out, ledger.database_url, force)
+            try:
+                export, mapping = LedgerService(ledger).gl_export(
+                    operator_principal(), first, last, text, known, earlier)
+            except LedgerError as error:
+                where = f"{accounts}: " if getattr(error, "key", None) is not None else ""
+                err_console.print(f"[red]error:[/red] {escape(where + str(error))}",
+                                  highlight=False, soft_wrap=True)
+                raise typer.Exit(exit_code(error)) from None
+        wrong = unbalanced(export)
+        if wrong:  # never written: an upload that does not balance is refused by the ERP
+            for sentence in wrong:
+                err_console.print(f"error: {sentence}; nothing written", highlight=False,
+                                  markup=False)
+            raise typer.Exit(1)
+        report = export_report(export, mapping)
+        if output is ReportFormat.csv:
+            if out is None:
+                sys.stdout.write(to_csv(report, mapping))
+            else:
+                write_out(out, lambda handle: handle.write(to_csv(report, mapping).encode()),
+                          f"{len(report.rows)} lines, CSV")
+        elif output is ReportFormat.xlsx and out is not None:
+            from ledger.audit.xlsx import write_report
+
+            write_out(out, lambda handle: write_report(report, handle, name="lines",
+                                                       by_currency=False),
+                      f"{len(report.rows)} lines, Excel workbook")
+        elif not deliver(report, output, out, name="lines"):
+            emit(report, output.value, console)
+        moment = export.known_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        err_console.print(
+            f"{report.notes[0]}; as known at {moment}. After a late change, re-export this "
+            f"period with --reverses {moment}", highlight=False, markup=False, soft_wrap=True)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -33,7 +33,7 @@ from ledger.access import (
 )
 from ledger.bootstrap import ApiSettings
 from ledger.errors import LedgerError, Rejection
-from ledger.service import LedgerService, Outcome, parse_day, parse_moment
+from ledger.service import WORKBOOKS, LedgerService, Outcome, parse_day, parse_moment
 
 log = logging.getLogger("ledger.http")
 
@@ -58,6 +58,10 @@ def problem(status: int, detail: str, **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status,
             "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+#: The media type of an Excel workbook.
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _json(document: Any, status: int = 200) -> Response:
@@ -443,6 +447,72 @@ def create_app(service: LedgerService, settings: ApiSettings | None = None) -> F
                                 parse_moment(known_at, "known_at"))
         return Response(pack, media_type="application/zip", headers={
             "content-disposition": f'attachment; filename="evidence-{as_of}.zip"'})
+
+    @app.get("/v1/workbooks/{report}", tags=["toolkit"], response_class=Response,
+             responses={200: {"content": {XLSX: {}}}})
+    def get_workbook(
+        report: Annotated[str, Path(description="one of: " + ", ".join(WORKBOOKS))],
+        caller: Caller, as_of: AsOf, known_at: KnownAt = None,
+        agreement: str | None = None, customer: str | None = None, vs: KnownAt = None,
+        grace_days: Annotated[int, Query(ge=0, le=36_500)] = 60,
+        unpaid_days: Annotated[int, Query(ge=0, le=36_500)] = 30,
+        flagged: bool = False, limit: Annotated[int | None, Query(ge=1)] = None,
+    ) -> Response:
+        """The report as an Excel workbook: what `rebate-ledger REPORT --format xlsx --out
+        FILE` writes for the same arguments (money as number cells with the currency, a sheet
+        per currency, frozen header, filters)."""
+        day = parse_day(as_of, "as_of")
+        data = service.workbook(caller, report, day, parse_moment(known_at, "known_at"),
+                                agreement_id=agreement, customer_id=customer,
+                                vs=parse_moment(vs, "vs"), grace_days=grace_days,
+                                unpaid_days=unpaid_days, flagged_only=flagged, limit=limit)
+        return Response(data, media_type=XLSX, headers={
+            "content-disposition": f'attachment; filename="{report}-{day.isoformat()}.xlsx"'})
+
+    @app.post("/v1/gl-export", tags=["toolkit"], response_class=Response,
+              responses={200: {"content": {"text/csv": {}, XLSX: {}}}})
+    async def post_gl_export(
+        request: Request, caller: Caller,
+        start: Annotated[str, Query(alias="from", description="the period's first day")],
+        end: Annotated[str, Query(alias="to", description="the period's last day")],
+        known_at: KnownAt = None,
+        reverses: Annotated[str | None, Query(
+            description="the known_at of the export uploaded before (a re-export)")] = None,
+        format: Annotated[str, Query(pattern="^(csv|xlsx|json)$")] = "csv",  # noqa: A002
+    ) -> Response:
+        """The general-ledger export of the period (`rebate-ledger gl-export`): the body is the
+        accounts mapping (TOML, as examples/gl/accounts.toml)."""
+        from ledger.audit.gl import export_report, to_csv, unbalanced
+
+        body = await request.body()
+        try:
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise BadRequest("body", "the accounts mapping must be UTF-8 TOML") from None
+        first, last = parse_day(start, "from"), parse_day(end, "to")
+        if last < first:
+            raise BadRequest("to", f"{last} is before from {first}")
+        export, mapping = await run_in_threadpool(
+            service.gl_export, caller, first, last, text, parse_moment(known_at, "known_at"),
+            parse_moment(reverses, "reverses"))
+        wrong = unbalanced(export)
+        if wrong:
+            raise AssertionError("; ".join(wrong))  # a bug: every journal entry balances
+        report = export_report(export, mapping)
+        name = f"gl-{first.isoformat()}-{last.isoformat()}"
+        if format == "json":
+            return _json(report.to_json())
+        if format == "xlsx":
+            import io
+
+            from ledger.audit.xlsx import write_report
+
+            buffer = io.BytesIO()
+            write_report(report, buffer, name="lines", by_currency=False)
+            return Response(buffer.getvalue(), media_type=XLSX, headers={
+                "content-disposition": f'attachment; filename="{name}.xlsx"'})
+        return Response(to_csv(report, mapping).encode(), media_type="text/csv", headers={
+            "content-disposition": f'attachment; filename="{name}.csv"'})
 
     @app.get("/v1/events", tags=["toolkit"])
     def get_events(caller: Caller, after: Annotated[int, Query(ge=0)] = 0,
