@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import func, insert, select, update
@@ -63,6 +63,9 @@ from ledger.handlers import RejectionRecord
 from ledger.importing import MappedRow
 from ledger.liability import LiabilityRow, liability_rows
 from ledger.projections.core import agreements, from_us, terms_changes
+
+if TYPE_CHECKING:
+    from ledger.audit.output import Report
 
 #: Most command lines one request may carry (one transaction; `Ledger.apply_records` bound).
 REQUEST_LINES_MAX = 100_000
@@ -701,28 +704,51 @@ class LedgerService:
         }
         return orjson.dumps(value)
 
-    def explain(self, principal: Principal, agreement_id: str, as_of: date,
-                known_at: datetime | None = None) -> bytes:
+    def check_names(self, *, known_at: datetime | None = None,
+                    **names: tuple[str, str | None]) -> None:
+        """Refuse a filter naming an id the store has never seen, or a known_at before its
+        first recorded command (ledger.lookup.check_names: the error names the option)."""
+        from ledger.lookup import check_names
+
+        check_names(self.engine, known_at=known_at, **names)
+
+    def explain_report(self, principal: Principal, agreement_id: str, as_of: date,
+                       known_at: datetime | None = None) -> Report:
+        """`explain`: how one agreement's liability at D as known at K comes about."""
         from ledger.audit.explain import explain_report
         from ledger.audit.facts import UnknownAgreement as NotKnown
 
         self.require(principal, Capability.read, "explain")
         self._visible_agreement(principal, agreement_id)
         try:
-            return self._with_recorders(
-                explain_report(self.ledger, agreement_id, as_of, known_at).to_json())
+            return explain_report(self.ledger, agreement_id, as_of, known_at)
         except NotKnown as error:
             raise NotFound(f"agreement_id: {error}") from None
 
-    def opportunities(self, principal: Principal, as_of: date,
-                      known_at: datetime | None = None, *, customer_id: str | None = None,
-                      limit: int | None = None) -> bytes:
+    def explain(self, principal: Principal, agreement_id: str, as_of: date,
+                known_at: datetime | None = None) -> bytes:
+        return self._with_recorders(
+            self.explain_report(principal, agreement_id, as_of, known_at).to_json())
+
+    def opportunities_report(self, principal: Principal, as_of: date,
+                             known_at: datetime | None = None, *,
+                             customer_id: str | None = None, limit: int | None = None,
+                             agreement_id: str | None = None) -> Report:
+        """`opportunities`: agreements below a next tier, by the extra rebate it unlocks."""
         from ledger.audit.opportunities import opportunities_report
 
         self.require(principal, Capability.read, "read opportunities")
         customer_id = self._own_customer(principal, customer_id)
+        if agreement_id is not None:
+            self._visible_agreement(principal, agreement_id)
         return opportunities_report(self.ledger, as_of, known_at, customer_id=customer_id,
-                                    limit=limit).to_json()
+                                    limit=limit, agreement_id=agreement_id)
+
+    def opportunities(self, principal: Principal, as_of: date,
+                      known_at: datetime | None = None, *, customer_id: str | None = None,
+                      limit: int | None = None) -> bytes:
+        return self.opportunities_report(principal, as_of, known_at, customer_id=customer_id,
+                                         limit=limit).to_json()
 
     @staticmethod
     def _own_customer(principal: Principal, customer_id: str | None) -> str | None:
@@ -738,27 +764,35 @@ class LedgerService:
                 raise NotFound(f"customer: no customer {customer_id!r}")
         return customer_id
 
-    def positions(self, principal: Principal, customer_id: str, as_of: date,
-                  known_at: datetime | None = None) -> bytes:
-        """Contract v2 enrollment at a glance (`positions --format json`): every agreement
-        covering the customer, its own and its groups'. A sales rep or customer asks for one of
-        its customers; another customer is a 404."""
+    def positions_report(self, principal: Principal, customer_id: str, as_of: date,
+                         known_at: datetime | None = None) -> Report:
+        """Contract v2 enrollment at a glance (`positions`): every agreement covering the
+        customer, its own and its groups'. A sales rep or customer asks for one of its
+        customers; another customer is a 404."""
         from ledger.audit.positions import positions_report
 
         self.require(principal, Capability.read, "read positions")
         if principal.role in (Role.sales, Role.customer) and not principal.sees_customer(
                 customer_id):
             raise NotFound(f"customer: no customer {customer_id!r}")
-        return positions_report(self.ledger, customer_id, as_of, known_at).to_json()
+        return positions_report(self.ledger, customer_id, as_of, known_at)
 
-    def programs(self, principal: Principal, as_of: date,
-                 known_at: datetime | None = None) -> bytes:
-        """Programs with their enrolled agreements and totals (`programs --format json`):
-        every customer's figures, so for the books' readers only."""
+    def positions(self, principal: Principal, customer_id: str, as_of: date,
+                  known_at: datetime | None = None) -> bytes:
+        return self.positions_report(principal, customer_id, as_of, known_at).to_json()
+
+    def programs_report(self, principal: Principal, as_of: date,
+                        known_at: datetime | None = None) -> Report:
+        """Programs with their enrolled agreements and totals (`programs`): every customer's
+        figures, so for the books' readers only."""
         from ledger.audit.positions import programs_report
 
         self.require(principal, Capability.read_books, "read programs")
-        return programs_report(self.ledger, as_of, known_at).to_json()
+        return programs_report(self.ledger, as_of, known_at)
+
+    def programs(self, principal: Principal, as_of: date,
+                 known_at: datetime | None = None) -> bytes:
+        return self.programs_report(principal, as_of, known_at).to_json()
 
     def journal(self, principal: Principal, as_of: date, known_at: datetime | None = None, *,
                 agreement_id: str | None = None, customer_id: str | None = None,
@@ -904,12 +938,18 @@ class LedgerService:
             raise BadRequest("vs", "must not be before known_at")
         return self._with_recorders(diff_report(self.ledger, as_of, k1, k2).to_json())
 
-    def simulate(self, principal: Principal, draft: Sequence[bytes],
-                 as_of: date | None = None) -> bytes:
+    def simulate_report(self, principal: Principal, draft: Sequence[bytes],
+                        as_of: date | None = None) -> Report:
+        """`simulate`: a draft agreement over the recorded sales, month by month; nothing is
+        stored."""
         from ledger.audit.simulate import read_draft, simulate_report
 
         self.require(principal, Capability.read_books, "simulate")
-        return simulate_report(self.ledger, read_draft(list(draft)), as_of).to_json()
+        return simulate_report(self.ledger, read_draft(list(draft)), as_of)
+
+    def simulate(self, principal: Principal, draft: Sequence[bytes],
+                 as_of: date | None = None) -> bytes:
+        return self.simulate_report(principal, draft, as_of).to_json()
 
     def rejections(self, principal: Principal, limit: int | None = None) -> dict[str, Any]:
         """What `rejections --format json` prints."""

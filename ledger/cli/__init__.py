@@ -5,17 +5,18 @@ Thin by design: it parses options, calls the `Ledger` facade, and prints.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import orjson
 import typer
@@ -56,6 +57,10 @@ from ledger.liability import LiabilityRow
 from ledger.lookup import BeforeFirstRecord, check_names
 from ledger.money import format_money
 from ledger.text import csv_cell, printable, printable_lines
+
+if TYPE_CHECKING:
+    from ledger.access import Principal
+    from ledger.service import LedgerService
 
 app = typer.Typer(
     name="rebate-ledger",
@@ -265,6 +270,19 @@ def open_ledger(database: str | None, *, creates: bool = False) -> Ledger:
         err_console.print(f"store: {store_name(url)}", highlight=False, markup=False,
                           soft_wrap=True)
     return ledger
+
+
+@contextlib.contextmanager
+def open_service(database: str | None, actor: str | None = None
+                 ) -> Iterator[tuple[LedgerService, Principal]]:
+    """The application service over the store `open_ledger` opens, and the CLI's principal
+    (`--as NAME`, else `cli:<OS user>`): a command calls the service, as every entrypoint does;
+    its errors (LedgerError) are printed by `main` in one place."""
+    from ledger.cli.service import operator_principal
+    from ledger.service import LedgerService
+
+    with open_ledger(database) as ledger:
+        yield LedgerService(ledger), operator_principal(actor)
 
 
 def _open_input(path: str) -> tuple[BinaryIO, int | None]:

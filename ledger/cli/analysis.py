@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
         console,
         err_console,
         open_ledger,
+        open_service,
         parse_as_of,
         parse_known_at,
     )
@@ -46,20 +47,20 @@ def register(app: typer.Typer) -> None:
         """How one agreement's liability at D as known at K comes about, step by step: terms
         and the events they came from, eligible sales by month, tier, formula, cap, claims,
         settlements, write-offs."""
-        from ledger.audit.explain import explain_report
-        from ledger.audit.facts import UnknownAgreement
+        from ledger.access import NotFound
         from ledger.audit.output import emit
 
         check_request(output, out)
         day, known = parse_as_of(as_of), parse_known_at(known_at)
-        with open_ledger(database) as ledger:
-            check_names(ledger.engine, known_at=known, agreement=("--agreement", agreement))
+        with open_service(database) as (service, principal):
+            service.check_names(known_at=known, agreement=("--agreement", agreement))
             if out is not None:
-                check_out(out, ledger.database_url, force)
+                check_out(out, service.ledger.database_url, force)
             try:
-                report = explain_report(ledger, agreement, day, known)
-            except UnknownAgreement as error:
-                err_console.print(f"[red]error:[/red] --agreement {error}")
+                report = service.explain_report(principal, agreement, day, known)
+            except NotFound as error:
+                reason = str(error).removeprefix("agreement_id: ")
+                err_console.print(f"[red]error:[/red] --agreement {reason}")
                 raise typer.Exit(EXIT_UNREADABLE) from None
         if deliver(report, output, out, name="explain"):
             return
@@ -142,18 +143,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Per running agreement below a next tier: the basis still needed, the days left, the
         extra rebate it would unlock, and whether the run rate gets there; largest first."""
-        from ledger.audit.opportunities import opportunities_report
         from ledger.audit.output import emit
 
         check_request(output, out)
         day, known = parse_as_of(as_of), parse_known_at(known_at)
-        with open_ledger(database) as ledger:
-            check_names(ledger.engine, known_at=known, customer=("--customer", customer),
-                        agreement=("--agreement", agreement))
+        with open_service(database) as (service, principal):
+            service.check_names(known_at=known, customer=("--customer", customer),
+                                agreement=("--agreement", agreement))
             if out is not None:
-                check_out(out, ledger.database_url, force)
-            report = opportunities_report(ledger, day, known, customer_id=customer,
-                                          limit=limit, agreement_id=agreement)
+                check_out(out, service.ledger.database_url, force)
+            report = service.opportunities_report(principal, day, known, customer_id=customer,
+                                                  limit=limit, agreement_id=agreement)
         if not deliver(report, output, out, name="opportunities"):
             emit(report, output.value, console)
 
@@ -172,13 +172,12 @@ def register(app: typer.Typer) -> None:
         from datetime import UTC, datetime
 
         from ledger.audit.output import emit
-        from ledger.audit.positions import positions_report
 
         day = parse_as_of(as_of) if as_of is not None else datetime.now(UTC).date()
         known = parse_known_at(known_at)
-        with open_ledger(database) as ledger:
-            check_names(ledger.engine, known_at=known, customer=("--customer", customer))
-            report = positions_report(ledger, customer, day, known)
+        with open_service(database) as (service, principal):
+            service.check_names(known_at=known, customer=("--customer", customer))
+            report = service.positions_report(principal, customer, day, known)
         emit(report, output.value, console)
         if output is not Format.table and not report.rows:
             err_console.print(report.notes[0], highlight=False, markup=False)
@@ -196,13 +195,12 @@ def register(app: typer.Typer) -> None:
         from datetime import UTC, datetime
 
         from ledger.audit.output import emit
-        from ledger.audit.positions import programs_report
 
         day = parse_as_of(as_of) if as_of is not None else datetime.now(UTC).date()
         known = parse_known_at(known_at)
-        with open_ledger(database) as ledger:
-            check_names(ledger.engine, known_at=known)
-            report = programs_report(ledger, day, known)
+        with open_service(database) as (service, principal):
+            service.check_names(known_at=known)
+            report = service.programs_report(principal, day, known)
         emit(report, output.value, console)
 
     @app.command()
@@ -217,7 +215,7 @@ def register(app: typer.Typer) -> None:
         """What a draft agreement would have accrued, month by month, over the sales already
         recorded, next to the customer's existing agreements; nothing is stored."""
         from ledger.audit.output import emit
-        from ledger.audit.simulate import read_draft, simulate_report
+        from ledger.audit.simulate import read_draft
         from ledger.errors import Rejection
 
         day = parse_as_of(as_of) if as_of is not None else None
@@ -232,9 +230,9 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"[red]error:[/red] --draft {draft}: {error.reason}",
                               highlight=False)
             raise typer.Exit(EXIT_UNREADABLE) from None
-        with open_ledger(database) as ledger:
-            check_names(ledger.engine,
-                        customer=("the draft's customer_id", plan.created.customer_id),
-                        group=("the draft's group_id", plan.created.group_id))
-            report = simulate_report(ledger, plan, day)
+        with open_service(database) as (service, principal):
+            service.check_names(
+                customer=("the draft's customer_id", plan.created.customer_id),
+                group=("the draft's group_id", plan.created.group_id))
+            report = service.simulate_report(principal, lines, day)
         emit(report, output.value, console)
