@@ -610,11 +610,17 @@ class LedgerService:
 
     # Reads -------------------------------------------------------------------------------
 
-    def liability(self, principal: Principal, as_of: date, known_at: datetime | None = None,
-                  *, agreement_id: str | None = None,
-                  customer_id: str | None = None) -> dict[str, Any]:
-        """What `liability --format json` prints; a sales or customer user gets only rows of
-        its own customers."""
+    def liability_rows(self, principal: Principal, as_of: date,
+                       known_at: datetime | None = None, *, agreement_id: str | None = None,
+                       customer_id: str | None = None, group_id: str | None = None,
+                       program_id: str | None = None
+                       ) -> tuple[list[LiabilityRow], str, datetime]:
+        """The liability rows at (D, K), where they came from (`core`, or a projection that has
+        caught up with the store: ledger.projections.reader) and the moment of the answer; a
+        sales or customer user gets only rows of its own customers. The one door of every
+        liability read (CLI, API, web)."""
+        from ledger.projections.reader import liability_answer
+
         self.require(principal, Capability.read, "read the liability")
         answered_at = self.ledger.clock()
         rows: list[LiabilityRow]
@@ -624,14 +630,29 @@ class LedgerService:
             else:
                 wanted = sorted(principal.customers)
             found: dict[str, LiabilityRow] = {}
+            sources = set()
             for customer in wanted:
-                for row in self.ledger.liability(as_of, known_at, agreement_id=agreement_id,
-                                                 customer_id=customer):
-                    found[row.agreement_id] = row
+                part, source = liability_answer(self.ledger, as_of, known_at,
+                                                agreement_id=agreement_id, customer_id=customer,
+                                                group_id=group_id, program_id=program_id)
+                sources.add(source)
+                found.update((row.agreement_id, row) for row in part)
             rows = [found[k] for k in sorted(found)]
+            source = ", ".join(sorted(sources)) or "core"
         else:
-            rows = self.ledger.liability(as_of, known_at, agreement_id=agreement_id,
-                                         customer_id=customer_id)
+            rows, source = liability_answer(self.ledger, as_of, known_at,
+                                            agreement_id=agreement_id, customer_id=customer_id,
+                                            group_id=group_id, program_id=program_id)
+        return rows, source, answered_at
+
+    def liability(self, principal: Principal, as_of: date, known_at: datetime | None = None,
+                  *, agreement_id: str | None = None,
+                  customer_id: str | None = None) -> dict[str, Any]:
+        """What `liability --format json` prints; a sales or customer user gets only rows of
+        its own customers."""
+        rows, _, answered_at = self.liability_rows(principal, as_of, known_at,
+                                                   agreement_id=agreement_id,
+                                                   customer_id=customer_id)
         return {
             "as_of": as_of.isoformat(),
             "known_at": timestamp_text(known_at if known_at is not None else answered_at),

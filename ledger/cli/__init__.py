@@ -54,7 +54,7 @@ from ledger.config import Settings
 from ledger.core import ApplyReport, ApplyStopped, Ledger
 from ledger.errors import ConfigurationError, InputUnreadable, LedgerError
 from ledger.liability import LiabilityRow
-from ledger.lookup import BeforeFirstRecord, check_names
+from ledger.lookup import BeforeFirstRecord
 from ledger.money import format_money
 from ledger.text import csv_cell, printable, printable_lines
 
@@ -460,31 +460,25 @@ def liability(
     check_request(output, out)
     as_of_date = parse_as_of(as_of)
     known = parse_known_at(known_at)
-    book = open_ledger(database)
-    try:
-        check_names(book.engine, agreement=("--agreement", agreement),
-                    customer=("--customer", customer), group=("--group", group),
-                    program=("--program", program))
+    with open_service(database) as (service, principal):
+        service.check_names(agreement=("--agreement", agreement),
+                            customer=("--customer", customer), group=("--group", group),
+                            program=("--program", program))
         if out is not None:
-            check_out(out, book.database_url, force)
+            check_out(out, service.ledger.database_url, force)
         try:
-            check_names(book.engine, known_at=known)
+            service.check_names(known_at=known)
         except BeforeFirstRecord as early:
             # the contract's answer stands (no agreement existed as known at K: no rows), but
             # it is never a silent empty: say why on stderr
             err_console.print(f"note: {early}".replace("; give a later --known-at",
                                                          "; no agreement existed yet"),
                               highlight=False, markup=False, soft_wrap=True)
-        answered_at = book.clock()
         # read your writes: a projection answers only once it has caught up with the store
-        from ledger.projections.reader import liability_answer
-
-        rows, source = liability_answer(
-            book, as_of_date, known, agreement_id=agreement, customer_id=customer,
+        rows, source, answered_at = service.liability_rows(
+            principal, as_of_date, known, agreement_id=agreement, customer_id=customer,
             group_id=group, program_id=program,
         )
-    finally:
-        book.close()
     if verbose:
         err_console.print(f"answered from {source}", highlight=False, markup=False)
     known_text = format_timestamp(known if known is not None else answered_at)
@@ -626,23 +620,8 @@ def rejections(
     database: DatabaseOption = None,
 ) -> None:
     """Every rejected command, with its source, line, command type and reason."""
-    book = open_ledger(database)
-    try:
-        records = book.rejections(limit=limit)
-    finally:
-        book.close()
-    items = [
-        {
-            "rejected_at": format_timestamp(r.rejected_at) if r.rejected_at else None,
-            "source": r.source,
-            "line": r.line,
-            "command": r.command_type,
-            "field": r.field,
-            "reason": r.reason,
-            "text": r.command,
-        }
-        for r in records
-    ]
+    with open_service(database) as (service, principal):
+        items = service.rejections(principal, limit=limit)["rejections"]
     if output is Format.json:
         sys.stdout.write(orjson.dumps({"rejections": items}).decode() + "\n")
     elif output is Format.csv:
