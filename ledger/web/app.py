@@ -59,9 +59,9 @@ LIABILITY_COLUMNS = [
     ("written_off", "Written off", "money"), ("liability", "Liability", "money"),
 ]
 MONEY_KEYS = [key for key, _, kind in LIABILITY_COLUMNS if kind == "money"]
-STATEMENT_COLUMNS = ["agreement_id", "currency", "basis_kind", "basis", "tier_reached", "rate",
-                     "next_tier", "next_rate", "still_needed", "accrued", "claimed", "paid",
-                     "written_off", "liability"]
+STATEMENT_COLUMNS = ["agreement_id", "via", "program_id", "currency", "basis_kind", "basis",
+                     "customer_share", "tier_reached", "rate", "next_tier", "next_rate",
+                     "still_needed", "accrued", "claimed", "paid", "written_off", "liability"]
 
 #: Which step of the explanation derives each figure of the agreement page.
 STEP_OF_FIGURE = {"basis": "Tier reached", "accrued": "Cap and rounding",
@@ -399,6 +399,38 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             raise PageError(400, "customer: give the customer whose statement to download")
         return _csv(view["rows"], STATEMENT_COLUMNS,
                     f"statement-{view['customer']}-{view['as_of'].isoformat()}.csv")
+
+    # Customers: a sales rep's page of each customer ------------------------------------------
+
+    def customers(request: Request, principal: Principal) -> Response:
+        service.require(principal, Capability.read, "read customers")
+        wanted = _query(request, "customer")
+        if wanted is not None:
+            return RedirectResponse(f"/customers/{quote(wanted, safe='')}", status_code=303)
+        return render(request, "customers.html", customers=sorted(principal.customers))
+
+    def customer(request: Request, principal: Principal) -> Response:
+        """Where the customer stands in each agreement and program that covers it (issue 13
+        point 4: `positions --customer`), with what each next tier still needs."""
+        customer_id = request.path_params["customer_id"]
+        as_of = _as_of(request)
+        known_at = _known_at(request)
+        answer = orjson.loads(service.positions(principal, customer_id, as_of, known_at))
+        rows = answer["rows"]
+        query = {k: v for k, v in (("as_of", as_of.isoformat()),
+                                   ("known_at", _query(request, "known_at"))) if v}
+        pitch = sorted((r for r in rows if r.get("next_tier") is not None),
+                       key=lambda r: (fmt.decimal(r.get("still_needed")) or Decimal(0),
+                                      r["agreement_id"]))
+        groups = sorted({r["via"].removeprefix("group ") for r in rows if r["via"] != "own"})
+        return render(request, "customer.html", customer=customer_id, rows=rows, pitch=pitch,
+                      groups=groups, as_of=as_of, known_at=_query(request, "known_at"),
+                      agreement_query=urlencode(query),
+                      statement_query=urlencode({"customer": customer_id, **query}))
+
+    app.add_api_route("/customers", page(customers), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/customers/{customer_id}", page(customer), methods=["GET"],
+                      include_in_schema=False)
 
     # Watchlist and reconcile ------------------------------------------------------------------
 

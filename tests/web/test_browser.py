@@ -259,6 +259,15 @@ def test_a_sales_rep_sees_only_its_customers_on_the_watchlist(
     assert "2,000 more quantity by 2025-12-31" in table  # basis 2,100 of 4,100
     check_accessibility(page, "/watchlist (phone)")
     shot(page, tmp_path, "watchlist-phone")
+    # from the watchlist to the customer's page: where it stands in each agreement
+    page.get_by_role("link", name="C1", exact=True).click()
+    page.wait_for_url("**/customers/C1*")
+    standing = page.locator("main").inner_text()
+    assert "2,000 more quantity on A1 reaches the tier from 4,100 at 1.1" in standing
+    check_accessibility(page, "/customers/C1 (phone)")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 391
+    answer = page.goto(page.url.replace("/customers/C1", "/customers/C2"))
+    assert answer is not None and answer.status == 404
     page.close()
 
 

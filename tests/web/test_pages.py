@@ -18,7 +18,8 @@ from tests.web.conftest import ROLES, Web, csrf_of
 
 PAGES = ["/", "/liability?as_of=2025-03-31", "/liability.csv?as_of=2025-03-31",
          "/agreements/A1?as_of=2025-03-31", "/statement?customer=C1&as_of=2025-03-31",
-         "/statement.csv?customer=C1&as_of=2025-03-31", "/watchlist?as_of=2025-03-31"]
+         "/statement.csv?customer=C1&as_of=2025-03-31", "/watchlist?as_of=2025-03-31",
+         "/customers", "/customers/C1?as_of=2025-03-31"]
 READERS = [r for r in ROLES if r != "ingest"]
 
 
@@ -156,7 +157,7 @@ def test_another_customers_pages_are_404_and_its_rows_absent(web: Web, role: str
     client = web.sign_in(role)
     for page in ("/agreements/A2", "/agreements/A2?as_of=2025-03-31",
                  "/statement?customer=C2", "/statement.csv?customer=C2",
-                 "/agreements/NOPE"):
+                 "/customers/C2", "/customers/C2?as_of=2025-03-31", "/agreements/NOPE"):
         answer = client.get(page)
         assert answer.status_code == 404, page
         assert "C2" not in answer.text.replace("'C2'", "") or "no customer" in answer.text
@@ -191,7 +192,8 @@ def test_no_query_gives_a_500(web: Web, role: str) -> None:
     for query in GARBAGE:
         for page in ("/liability", "/liability.csv", "/agreements/A1", "/agreements/%00",
                      "/statement", "/statement.csv", "/watchlist", "/reconcile",
-                     "/proposals", "/journal", "/diff", "/audit", "/evidence.zip"):
+                     "/proposals", "/journal", "/diff", "/audit", "/evidence.zip",
+                     "/customers", "/customers/C1", "/customers/%00"):
             answer = client.get(f"{page}?{query}")
             assert answer.status_code < 500, (page, query)
             assert "<script>x" not in answer.text
