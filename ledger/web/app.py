@@ -389,6 +389,7 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
                                    ("known_at", view["known_at"]),
                                    ("customer", view["customer"])) if v}
         return render(request, "statement.html", csv_link="/statement.csv?" + urlencode(query),
+                      pdf_link="/statement.pdf?" + urlencode(query),
                       agreement_query=urlencode({k: v for k, v in query.items()
                                                  if k != "customer"}),
                       customers=sorted(principal.customers), **view)
@@ -399,6 +400,19 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             raise PageError(400, "customer: give the customer whose statement to download")
         return _csv(view["rows"], STATEMENT_COLUMNS,
                     f"statement-{view['customer']}-{view['as_of'].isoformat()}.csv")
+
+    def statement_pdf(request: Request, principal: Principal) -> Response:
+        from ledger.web.pdf import statement_pdf as render_pdf
+
+        view = statement_view(request, principal)
+        if view["customer"] is None:
+            raise PageError(400, "customer: give the customer whose statement to download")
+        pdf = render_pdf(view["customer"], view["as_of"], view["known_at"], view["rows"],
+                         principal.name)
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_",
+                      f"statement-{view['customer']}-{view['as_of'].isoformat()}.pdf")[:200]
+        return Response(pdf, media_type="application/pdf", headers={
+            "content-disposition": f'attachment; filename="{safe}"'})
 
     # Customers: a sales rep's page of each customer ------------------------------------------
 
@@ -668,6 +682,8 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
 
     app.add_api_route("/statement", page(statement), methods=["GET"], include_in_schema=False)
     app.add_api_route("/statement.csv", page(statement_csv), methods=["GET"],
+                      include_in_schema=False)
+    app.add_api_route("/statement.pdf", page(statement_pdf), methods=["GET"],
                       include_in_schema=False)
 
 

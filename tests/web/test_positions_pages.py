@@ -111,3 +111,68 @@ def test_finance_opens_any_customer_by_id(grouped: Web) -> None:
     assert answer.status_code == 303 and answer.headers["location"] == "/customers/C2"
     nobody = client.get("/customers/NOBODY?as_of=2025-03-31")
     assert nobody.status_code == 200 and "No agreement covers NOBODY" in nobody.text
+
+
+# The statement as PDF --------------------------------------------------------------------------
+
+
+def pdf_text(content: bytes) -> str:
+    from pypdf import PdfReader
+
+    assert content.startswith(b"%PDF-")
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
+    return " ".join(text.split())  # a cell's text may wrap inside its column
+
+
+def test_the_statement_pdf_holds_the_customers_figures(grouped: Web) -> None:
+    h.accepted_all(grouped.service.ledger, [
+        h.at("2025-03-10T00:00:00Z", h.sale("S9", "1234.5", "99999.99", "2025-03-05"))])
+    client = grouped.sign_in("customer")
+    page = client.get("/statement?as_of=2025-03-31").text
+    assert 'href="/statement.pdf?as_of=2025-03-31&amp;customer=C1"' in page
+    answer = client.get("/statement.pdf?as_of=2025-03-31")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/pdf"
+    assert 'filename="statement-C1-2025-03-31.pdf"' in answer.headers["content-disposition"]
+    text = pdf_text(answer.content)
+    assert "Rebate statement of customer C1" in text and "At 2025-03-31, as known now" in text
+    # A1: 1,334.5 units at 1 a unit; the group's GA: C1's 1,334.5 and C2's 40 units = 1,374.5,
+    # past the tier from 500 at 1 a unit
+    statement = {r["agreement_id"]: r for r in csv.DictReader(io.StringIO(client.get(
+        "/statement.csv?as_of=2025-03-31").text))}
+    from ledger.web import format as fmt
+
+    for agreement_id, row in statement.items():
+        assert agreement_id in text
+        for key in ("accrued", "claimed", "liability"):
+            assert fmt.money(row[key], "EUR") in text, (agreement_id, key)
+    assert "1,334.50 EUR" in text and "50.00 EUR" in text
+    assert "group G1" in text and "P-GOLD" in text and "(C1: 1,334.5)" in text
+    total = sum(fmt.decimal(r["liability"]) or 0 for r in statement.values())
+    assert f"outstanding {fmt.money(total, 'EUR')}" in text
+    assert "A2" not in text and "C2" not in text
+
+
+def test_the_statement_pdf_as_known_at_an_earlier_time(grouped: Web) -> None:
+    client = grouped.sign_in("finance")
+    text = pdf_text(client.get(
+        "/statement.pdf?customer=C1&as_of=2025-03-31&known_at=2025-01-31T00:00:00Z").content)
+    assert "as known at 2025-01-31T00:00:00Z" in text
+    assert "A1" in text and "0.00 EUR" in text and "100.00 EUR" not in text
+    assert "GA" not in text  # the group was recorded in March
+
+
+@pytest.mark.parametrize("role", ["sales", "customer"])
+def test_another_customers_pdf_is_404(grouped: Web, role: str) -> None:
+    client = grouped.sign_in(role)
+    answer = client.get("/statement.pdf?customer=C2&as_of=2025-03-31")
+    assert answer.status_code == 404 and not answer.content.startswith(b"%PDF")
+    assert "40.00" not in answer.text
+
+
+def test_a_pdf_needs_a_customer_and_writes_any_id(grouped: Web) -> None:
+    client = grouped.sign_in("finance")
+    assert client.get("/statement.pdf?as_of=2025-03-31").status_code == 400
+    odd = client.get("/statement.pdf?customer=%E5%AE%A2%E6%88%B7&as_of=2025-03-31")
+    assert odd.status_code == 200
+    assert "No agreement covers this customer" in pdf_text(odd.content)
