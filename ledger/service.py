@@ -369,6 +369,40 @@ class LedgerService:
                 apply(records)
         return report
 
+    def importable(self, principal: Principal) -> frozenset[str]:
+        """The command types `principal` may import from a file (`import_file`): those its
+        role may send, less those that need a second person's approval (proposals are made
+        one at a time, each with its what-if, in the proposals inbox)."""
+        return COMMANDS_BY_ROLE.get(principal.role, frozenset()) - self.proposal_commands
+
+    def import_file(self, principal: Principal, kinds: Iterable[str],
+                    rows: Iterable[MappedRow], *, source: str,
+                    dry_run: bool = False) -> ApplyReport:
+        """A person imports a file through a mapping (the web app's import page): the role's
+        rules of `submit`, then `import_rows`. `kinds` are the command types the mapping makes;
+        one the role may not import refuses the whole file (Forbidden, nothing read or
+        stored). A customer's claim on an agreement not its own is rejected as one on an
+        agreement that does not exist, as `submit` does."""
+        allowed = self.importable(principal)
+        refused = sorted(set(kinds) - allowed)
+        if refused:
+            needs_approval = sorted(set(refused) & self.proposal_commands
+                                    & COMMANDS_BY_ROLE.get(principal.role, frozenset()))
+            hint = (f"; {', '.join(needs_approval)} need a second person's approval: propose "
+                    "them in the proposals inbox" if needs_approval else "")
+            raise Forbidden(f"role {principal.role.value} may not import "
+                            f"{', '.join(refused)} (it may import: "
+                            f"{', '.join(sorted(allowed)) or 'nothing'}){hint}")
+
+        def scoped(found: Iterable[MappedRow]) -> Iterable[MappedRow]:
+            for row in found:
+                if row.command is not None and (hidden := self._out_of_scope(principal,
+                                                                             row.command)):
+                    row = MappedRow(row.number, row.text, None, hidden)
+                yield row
+
+        return self.import_rows(principal, scoped(rows), source=source, dry_run=dry_run)
+
     def _sqlite_file(self) -> Path | None:
         url = self.engine.url
         if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":

@@ -44,6 +44,7 @@ from ledger.service import LedgerService, parse_day, parse_moment
 from ledger.web import format as fmt
 from ledger.web.sessions import LOGIN_COOKIE, SESSION_COOKIE, Session, Signer
 from ledger.web.settings import WebSettings
+from ledger.web.uploads import Upload, Uploads, UploadTooLarge
 
 HERE = Path(__file__).resolve().parent
 #: Scripts and styles only from this app (the vendored assets); no inline script.
@@ -51,6 +52,8 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 #: Longest form body read (sign-in, sign-out); a form of the web app is a few hundred bytes.
 FORM_BYTES_MAX = 16_384
+#: Longest mapping (TOML) the import page takes; the examples are about 2 KB.
+MAPPING_BYTES_MAX = 65_536
 #: Columns of the liability table, in order: (key, heading, kind).
 LIABILITY_COLUMNS = [
     ("agreement_id", "Agreement", "text"), ("customer_id", "Customer", "text"),
@@ -150,6 +153,7 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
     limiter = FailedSignIns(limits.failed_auth_max, limits.failed_auth_window_s)
     signer = Signer(settings.session_secret, settings.session_max_age_s)
     templates = _templates()
+    uploads = Uploads(settings.upload_dir, settings.upload_bytes_max)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def secure(request: Request) -> bool:
@@ -161,6 +165,7 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         html = templates.get_template(name).render(
             request=request, principal=principal, may=_may,
             writes=bool(principal and _commands_of(principal) & set(CLAIM_FORMS)),
+            imports=bool(principal and service.importable(principal)),
             csrf=signer.csrf(session.nonce) if session else context.pop("csrf", ""),
             path=request.url.path, **context)
         response = HTMLResponse(html, status_code=status)
@@ -188,7 +193,13 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             request.state.principal = principal
             request.state.user = principal.name
             if request.method == "POST":
-                request.state.form = await _form(request)
+                if _is_multipart(request):
+                    refusal = await _multipart(request, settings.upload_bytes_max)
+                    if refusal is not None:
+                        return render(request, "error.html", refusal[0], code=refusal[0],
+                                      message=refusal[1])
+                else:
+                    request.state.form = await _form(request)
                 if not signer.csrf_ok(session.nonce, request.state.form.get("csrf_token")):
                     return render(request, "error.html", 403, code=403, message=(
                         "csrf_token: the form is missing its token or came from another "
@@ -203,6 +214,9 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             except PageError as error:
                 return render(request, "error.html", error.status, message=str(error),
                               code=error.status)
+            finally:
+                for upload in getattr(request.state, "files", {}).values():
+                    await upload.close()  # the parser's spooled copy
             return result
 
         return run
@@ -413,6 +427,101 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
                       f"statement-{view['customer']}-{view['as_of'].isoformat()}.pdf")[:200]
         return Response(pdf, media_type="application/pdf", headers={
             "content-disposition": f'attachment; filename="{safe}"'})
+
+    # Import: a CSV file or a workbook through a mapping, previewed, then applied -------------
+
+    def import_page(request: Request, principal: Principal, status: int = 200,
+                    message: str | None = None, **context: Any) -> Response:
+        offered = service.importable(principal)
+        if not offered:
+            raise PageError(403, f"role {principal.role.value} imports nothing; the import "
+                            "page is for the roles that send commands (ingest, finance, "
+                            "commercial, admin, a customer's claims)")
+        form: dict[str, str] = getattr(request.state, "form", {})
+        return render(request, "import.html", status, offered=sorted(offered),
+                      message=message, failed=status >= 400,
+                      sheet=form.get("sheet", ""), encoding=form.get("encoding", ""),
+                      mapping_text=form.get("mapping_text", ""), **context)
+
+    def import_form(request: Request, principal: Principal) -> Response:
+        return import_page(request, principal)
+
+    def import_post(request: Request, principal: Principal) -> Response:
+        form: dict[str, str] = request.state.form
+        if form.get("action") == "apply":
+            return import_apply(request, principal, form.get("upload", ""))
+        if form.get("action") != "preview":
+            raise PageError(422, f"action: {form.get('action')!r}; preview or apply")
+        files: dict[str, Any] = getattr(request.state, "files", {})
+        data = files.get("file")
+        if data is None or not data.filename:
+            return import_page(request, principal, 422, "file: choose the CSV file or the "
+                               ".xlsx workbook to import")
+        mapping = files.get("mapping")
+        mapping_bytes = mapping.file.read(MAPPING_BYTES_MAX + 1) if mapping is not None and \
+            mapping.filename else form.get("mapping_text", "").encode()
+        if len(mapping_bytes) > MAPPING_BYTES_MAX:
+            return import_page(request, principal, 413, f"mapping: more than "
+                               f"{MAPPING_BYTES_MAX:,} bytes; a mapping is a few dozen lines")
+        if not mapping_bytes.strip():
+            return import_page(request, principal, 422, "mapping: choose the mapping file "
+                               "(TOML) or paste the mapping; docs/importing.md shows how")
+        try:
+            upload = uploads.keep(principal.name, data.filename, data.file, mapping_bytes,
+                                  form.get("sheet", "").strip() or None,
+                                  form.get("encoding", "").strip() or None)
+        except UploadTooLarge as error:
+            return import_page(request, principal, 413, str(error))
+        try:
+            return run_import(request, principal, upload, dry_run=True)
+        except BaseException:
+            uploads.drop(upload.token)
+            raise
+
+    def import_apply(request: Request, principal: Principal, token: str) -> Response:
+        upload = uploads.get(principal.name, token)
+        if upload is None:
+            raise PageError(404, "upload: no file waits for you under this preview (it was "
+                            "applied already, or waited more than an hour); upload it again")
+        try:
+            return run_import(request, principal, upload, dry_run=False)
+        finally:
+            uploads.drop(upload.token)
+
+    def run_import(request: Request, principal: Principal, upload: Upload, *,
+                   dry_run: bool) -> Response:
+        from ledger.core import ApplyStopped
+        from ledger.importing import ImportUnreadable, MappingError, load_mapping, rows_of
+
+        try:
+            plan = load_mapping(upload.mapping)
+            sheet, importer, rows = rows_of(upload.data, plan, sheet=upload.sheet,
+                                            encoding=upload.encoding)
+        except (MappingError, ImportUnreadable) as error:
+            uploads.drop(upload.token)
+            text = str(error).replace(str(upload.data), upload.filename).replace(
+                str(upload.mapping), "the mapping")
+            return import_page(request, principal, 422 if isinstance(error, MappingError)
+                               else 400, f"Not imported: {text}")
+        stopped = None
+        try:
+            report = service.import_file(
+                principal, {m.kind for m in plan.commands.values()}, rows,
+                source=f"import:web:{upload.filename}", dry_run=dry_run)
+        except ApplyStopped as error:
+            report, stopped = error.report, str(error)
+        finally:
+            sheet.close()
+        offer = dry_run and stopped is None and report.accepted > 0
+        if dry_run and not offer:
+            uploads.drop(upload.token)  # nothing to apply
+        return import_page(
+            request, principal, 200 if stopped is None else 500 if not dry_run else 422,
+            None, upload=upload if offer else None, report=report.to_dict(),
+            counts=importer.counts, dry_run=dry_run, stopped=stopped, filename=upload.filename)
+
+    app.add_api_route("/import", page(import_form), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/import", page(import_post), methods=["POST"], include_in_schema=False)
 
     # Customers: a sales rep's page of each customer ------------------------------------------
 
@@ -707,6 +816,8 @@ def _may(principal: Principal | None, capability: str) -> bool:
 
 
 def _home(principal: Principal) -> str:
+    if principal.role is Role.ingest:
+        return "/import"  # the only page of a role that sends sales and reads nothing
     return "/statement" if principal.role in (Role.customer,) else "/liability"
 
 
@@ -715,6 +826,29 @@ def _safe_next(target: str | None) -> str | None:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return None
     return target if target.startswith("/") and len(target) <= 2000 else None
+
+
+def _is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith("multipart/form-data")
+
+
+async def _multipart(request: Request, bytes_max: int) -> tuple[int, str] | None:
+    """Read a file-upload form into `request.state.form` (its fields) and
+    `request.state.files` (its files, spooled to disk by the parser); a refusal (status,
+    message) when the body is too large or says no size."""
+    length = request.headers.get("content-length", "")
+    if not length.isdigit():
+        return 411, "Content-Length: the upload must say its size; send it from the form"
+    if int(length) > bytes_max + FORM_BYTES_MAX:
+        return 413, (f"file: the upload is {int(length):,} bytes, more than "
+                     f"{bytes_max:,}; split the file, or import it with the command line")
+    try:
+        found = await request.form(max_files=2, max_fields=20, max_part_size=FORM_BYTES_MAX)
+    except Exception:  # the parser's refusals (malformed body, too many parts): the client's
+        return 400, "the upload form could not be read; send it again from the import page"
+    request.state.form = {k: v for k, v in found.items() if isinstance(v, str)}
+    request.state.files = {k: v for k, v in found.items() if not isinstance(v, str)}
+    return None
 
 
 async def _form(request: Request) -> dict[str, str]:

@@ -1,0 +1,228 @@
+"""The import page: a CSV file or a workbook with its mapping is previewed (a dry run: what
+would be accepted and rejected, each rejection with its row, column and value; nothing stored),
+then applied, exactly the file previewed, once; CSRF on both forms; each role imports only the
+commands it may send, and never one that needs a second person's approval."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import date
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ledger.access import operator
+from tests.web.conftest import ROLES, Web, csrf_of
+
+SALES_MAPPING = b"""
+[constants]
+currency = "EUR"
+[commands.record_sale]
+sale_id = "Invoice"
+customer_id = "Customer"
+product_id = "Material"
+quantity = "Qty"
+amount = "Net"
+invoice_date = "Date"
+"""
+#: Three sales of C1 and C2; the second row's quantity is not a number.
+SALES_CSV = b"""Invoice,Customer,Material,Qty,Net,Date
+S10,C1,P1,200,2000.00,2025-03-05
+S11,C1,P1,abc,10.00,2025-03-06
+S12,C2,P1,10,100.00,2025-03-07
+"""
+CLAIMS_MAPPING = b"""
+[commands.submit_claim]
+claim_id = "Claim"
+agreement_id = "Agreement"
+amount = "Amount"
+submitted_on = "On"
+"""
+
+
+def liability_of(web: Web, agreement_id: str) -> str:
+    answer = web.service.liability(operator("cli:tests"), date(2025, 3, 31),
+                                   agreement_id=agreement_id)
+    return str(answer["rows"][0]["liability"])
+
+
+def preview(client: TestClient, data: bytes = SALES_CSV, mapping: bytes = SALES_MAPPING,
+            name: str = "sales.csv", **fields: str) -> Any:
+    page = client.get("/import")
+    assert page.status_code == 200
+    return client.post("/import", data={"csrf_token": csrf_of(page.text), "action": "preview",
+                                        **fields},
+                       files={"file": (name, data, "text/csv"),
+                              "mapping": ("mapping.toml", mapping, "text/plain")})
+
+
+def apply_token(html: str) -> str:
+    found = re.search(r'name="upload" value="([A-Za-z0-9_-]+)"', html)
+    assert found, "an apply form"
+    return found.group(1)
+
+
+def apply(client: TestClient, html: str, token: str | None = None) -> Any:
+    return client.post("/import", data={"csrf_token": csrf_of(html), "action": "apply",
+                                        "upload": apply_token(html) if token is None else token})
+
+
+def test_ingest_previews_one_bad_row_then_applies_the_rest(web: Web) -> None:
+    client = web.sign_in("ingest")
+    assert client.get("/", follow_redirects=False).headers["location"] == "/import"
+    shown = preview(client)
+    assert shown.status_code == 200, shown.text
+    assert "2 commands would be accepted, 0 would be duplicates" in shown.text
+    assert "1 rejected; 3 rows read" in shown.text
+    assert re.search(r"<th scope=\"row\">3</th><td>record_sale</td><td>quantity</td>"
+                     r"<td class=\"reason\">row 3, column Qty = &#39;abc&#39;", shown.text)
+    assert "Apply the 2 accepted commands" in shown.text
+    assert (liability_of(web, "A1"), liability_of(web, "A2")) == ("100.00", "40.00")  # nothing
+    done = apply(client, shown.text)
+    assert done.status_code == 200
+    assert "Imported sales.csv" in done.text and "2 commands were accepted" in done.text
+    # A1: 100 + 200 units at 1; A2: 40 + 10 units at 1
+    assert (liability_of(web, "A1"), liability_of(web, "A2")) == ("300.00", "50.00")
+    kept = web.service.rejections(operator("cli:tests"))["rejections"]
+    assert [(r["source"], r["line"]) for r in kept if "column Qty" in r["reason"]] == [
+        ("import:web:sales.csv", 3)]
+    again = apply(client, shown.text)  # the upload is gone: applied once
+    assert again.status_code == 404 and "upload it again" in again.text
+    twice = preview(client)  # the same file again: every sale a duplicate
+    assert "0 commands would be accepted, 2 would be duplicates" in twice.text
+    assert 'name="upload"' not in twice.text
+
+
+def test_an_xlsx_workbook_and_a_pasted_mapping(web: Web) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "Sales"
+    for row in SALES_CSV.decode().splitlines():
+        sheet.append(row.split(","))
+    out = io.BytesIO()
+    book.save(out)
+    client = web.sign_in("admin")
+    page = client.get("/import")
+    shown = client.post("/import", data={"csrf_token": csrf_of(page.text), "action": "preview",
+                                         "mapping_text": SALES_MAPPING.decode(),
+                                         "sheet": "Sales"},
+                        files={"file": ("sales.xlsx", out.getvalue(), "application/vnd.ms-excel")})
+    assert shown.status_code == 200, shown.text
+    assert "2 commands would be accepted" in shown.text and "1 rejected" in shown.text
+    assert apply(client, shown.text).status_code == 200
+    assert liability_of(web, "A1") == "300.00"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_imports_only_what_it_may_send(web: Web, role: str) -> None:
+    client = web.sign_in(role)
+    page = client.get("/import")
+    may_import = role in ("admin", "finance", "commercial", "customer", "ingest")
+    assert page.status_code == (200 if may_import else 403)
+    assert ('href="/import"' in page.text) == may_import
+    if not may_import:
+        return
+    answer = preview(client)
+    if role in ("admin", "ingest"):
+        assert answer.status_code == 200
+    else:
+        assert answer.status_code == 403 and "may not import record_sale" in answer.text
+        assert liability_of(web, "A1") == "100.00"
+
+
+def test_deals_need_a_second_person_even_for_an_admin(web: Web) -> None:
+    mapping = b"""
+[constants]
+currency = "EUR"
+basis = "quantity"
+tier_method = "retroactive"
+rate_kind = "per_unit"
+[commands.create_agreement]
+agreement_id = "Id"
+customer_id = "Customer"
+period_start = "Start"
+period_end = "End"
+tiers = { from = "From", rate = "Rate" }
+"""
+    client = web.sign_in("admin")
+    answer = preview(client, b"Id,Customer,Start,End,From,Rate\nA9,C1,2025-01-01,2025-12-31,0,1\n",
+                     mapping)
+    assert answer.status_code == 403
+    assert "may not import create_agreement" in answer.text
+    assert "propose them in the proposals inbox" in answer.text
+    assert liability_of(web, "A1") == "100.00"
+
+
+def test_a_customer_imports_claims_only_on_its_own_agreements(web: Web) -> None:
+    client = web.sign_in("customer")
+    shown = preview(client, b"Claim,Agreement,Amount,On\nK7,A1,30.00,2025-03-20\n"
+                    b"K8,A2,1.00,2025-03-20\n", CLAIMS_MAPPING, name="claims.csv")
+    assert shown.status_code == 200, shown.text
+    assert "1 command would be accepted" in shown.text and "1 rejected" in shown.text
+    assert "A2" in shown.text and "40.00" not in shown.text  # told nothing of C2's agreement
+    assert apply(client, shown.text).status_code == 200
+    assert "80.00 EUR" in client.get("/statement?as_of=2025-03-31").text  # 50 + 30 claimed
+
+
+def test_the_import_forms_need_the_csrf_token(web: Web) -> None:
+    client = web.sign_in("ingest")
+    refused = client.post("/import", data={"action": "preview"},
+                          files={"file": ("sales.csv", SALES_CSV, "text/csv"),
+                                 "mapping": ("m.toml", SALES_MAPPING, "text/plain")})
+    assert refused.status_code == 403 and "csrf_token" in refused.text
+    shown = preview(client)
+    forged = client.post("/import", data={"action": "apply", "upload": apply_token(shown.text),
+                                          "csrf_token": "x" * 43})
+    assert forged.status_code == 403
+    assert liability_of(web, "A1") == "100.00"
+
+
+def test_another_users_preview_cannot_be_applied(web: Web) -> None:
+    client = web.sign_in("ingest")
+    token = apply_token(preview(client).text)
+    web.client.cookies.clear()
+    admin = web.sign_in("admin")
+    answer = apply(admin, admin.get("/import").text, token)
+    assert answer.status_code == 404
+    assert liability_of(web, "A1") == "100.00"
+    for bad in ("../../etc", "", "x" * 32):
+        assert apply(admin, admin.get("/import").text, bad).status_code == 404
+
+
+def test_a_bad_mapping_or_file_names_what_to_fix_and_imports_nothing(web: Web) -> None:
+    client = web.sign_in("ingest")
+    unknown = preview(client, mapping=SALES_MAPPING.replace(b'"Qty"', b'"Quantity"'))
+    assert unknown.status_code == 400 and "column &#39;Quantity&#39;" in unknown.text
+    assert "Not imported" in unknown.text and 'name="upload"' not in unknown.text
+    assert "/tmp" not in unknown.text and "upload.csv" not in unknown.text  # no server path
+    unknown_key = preview(client, mapping=SALES_MAPPING + b"[nonsense]\n")
+    assert unknown_key.status_code == 422 and "nonsense" in unknown_key.text
+    not_toml = preview(client, mapping=b"[commands.record_sale\n")
+    assert not_toml.status_code == 422 and "TOML" in not_toml.text
+    old_excel = preview(client, name="sales.xls")
+    assert old_excel.status_code == 400 and "save it as .xlsx or CSV" in old_excel.text
+    no_file = client.post("/import", data={"csrf_token": csrf_of(client.get("/import").text),
+                                           "action": "preview"})
+    assert no_file.status_code in (403, 422)
+    no_mapping = preview(client, mapping=b"")
+    assert no_mapping.status_code == 422 and "mapping:" in no_mapping.text
+    latin = preview(client, data=SALES_CSV.replace(b"S12,C2", b"S12,C\xe92"))
+    assert latin.status_code == 400 and "latin-1" in latin.text
+    assert liability_of(web, "A1") == "100.00"
+
+
+def test_an_upload_above_the_bound_is_refused_before_it_is_read(web: Web) -> None:
+    from ledger.web.settings import WebSettings
+    from tests.web.conftest import web_app
+
+    with web_app(web.service, WebSettings(session_secret="tests", upload_bytes_max=1024)) as c:
+        client = Web(web.service, c).sign_in("ingest")
+        big = preview(client, data=SALES_CSV + b"S99,C1,P1,1,1.00,2025-03-07\n" * 2000)
+        assert big.status_code == 413 and "split the file" in big.text
+        small = preview(client)
+        assert small.status_code == 200
