@@ -463,6 +463,8 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         if len(mapping_bytes) > MAPPING_BYTES_MAX:
             return import_page(request, principal, 413, f"mapping: more than "
                                f"{MAPPING_BYTES_MAX:,} bytes; a mapping is a few dozen lines")
+        # the mapping stays in the form for the next file (the file input cannot be refilled)
+        form["mapping_text"] = mapping_bytes.decode("utf-8-sig", "replace")
         if not mapping_bytes.strip():
             return import_page(request, principal, 422, "mapping: choose the mapping file "
                                "(TOML) or paste the mapping; docs/importing.md shows how")

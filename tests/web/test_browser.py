@@ -305,3 +305,34 @@ def test_an_auditor_downloads_the_evidence_and_finds_no_form_that_writes(
             check_accessibility(page, where)
     assert page.get_by_role("link", name="Claims").count() == 0
     context.close()
+
+
+def test_the_import_preview_rejects_one_bad_row_and_applies_the_rest(
+        browser: Browser, site: str, tmp_path: Path) -> None:
+    from tests.web.test_import_page import SALES_CSV, SALES_MAPPING
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, site, "ingest")
+    page.wait_for_url("**/import")
+    check_accessibility(page, "/import")
+    page.get_by_label("File (CSV or .xlsx)").set_input_files(
+        files=[{"name": "sales.csv", "mimeType": "text/csv", "buffer": SALES_CSV}])
+    page.get_by_label("Mapping file (TOML)").set_input_files(
+        files=[{"name": "sales.toml", "mimeType": "text/plain", "buffer": SALES_MAPPING}])
+    page.get_by_role("button", name="Preview").click()
+    page.get_by_role("heading", name="Preview of sales.csv: nothing is stored yet").wait_for()
+    assert "2 commands would be accepted" in page.locator("main").inner_text()
+    rejected = page.get_by_role("table", name="Rejected rows").inner_text()
+    assert "row 3, column Qty = 'abc'" in rejected
+    check_accessibility(page, "/import (preview)")
+    shot(page, tmp_path, "import-preview")
+    page.get_by_role("button", name="Apply the 2 accepted commands").click()
+    page.get_by_role("heading", name="Imported sales.csv").wait_for()
+    assert "2 commands were accepted" in page.locator("main").inner_text()
+    page.close()
+    # the sales are in the books: finance sees A1 grow by 200 units at 1 a unit
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, site, "finance")
+    page.goto(f"{site}/liability?as_of=2025-03-31&customer=C1")
+    assert money_cells(page, "A1")[-1] == "2,300.00 EUR"  # 100 + 2,000 late + 200
+    page.close()
