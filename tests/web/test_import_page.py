@@ -79,7 +79,7 @@ def test_ingest_previews_one_bad_row_then_applies_the_rest(web: Web) -> None:
     assert re.search(r"<th scope=\"row\">3</th><td>record_sale</td><td>quantity</td>"
                      r"<td class=\"reason\">row 3, column Qty = &#39;abc&#39;", shown.text)
     assert "Apply the 2 accepted commands" in shown.text
-    assert 'sale_id = "Invoice"' in shown.text  # the mapping, kept for the next file
+    assert 'sale_id = &#34;Invoice&#34;' in shown.text  # the mapping, kept for the next file
     assert (liability_of(web, "A1"), liability_of(web, "A2")) == ("100.00", "40.00")  # nothing
     done = apply(client, shown.text)
     assert done.status_code == 200
