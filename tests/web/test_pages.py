@@ -648,3 +648,20 @@ def test_commercial_proposes_a_new_agreement_and_finance_approves_it(web: Web) -
     # A9 covers C1's sale S1 (100 units) at 0.5 a unit
     assert cells(finance.get("/liability?as_of=2025-03-31&customer=C1&sort=agreement_id")
                  .text)[5:6] == ["50.00 EUR"]
+
+
+def test_every_time_travel_form_is_the_one_macro() -> None:
+    """The heading and the D/K form of each page come from `_time_travel.html` (the diff page
+    asks for two moments, its own form)."""
+    from pathlib import Path
+
+    import ledger.web
+
+    folder = Path(ledger.web.__file__).parent / "templates"
+    written = sorted(p.name for p in folder.glob("*.html")
+                     if 'name="known_at"' in p.read_text())
+    assert written == ["_time_travel.html", "diff.html"]
+    users = sorted(p.name for p in folder.glob("*.html") if "time_travel(" in p.read_text())
+    assert users == ["_time_travel.html", "agreement.html", "audit.html", "customer.html",
+                     "journal.html", "liability.html", "reconcile.html", "statement.html",
+                     "watchlist.html"]
