@@ -403,6 +403,25 @@ class LedgerService:
 
         return self.import_rows(principal, scoped(rows), source=source, dry_run=dry_run)
 
+    def import_lines(self, principal: Principal, lines: Iterable[bytes], *, source: str,
+                     dry_run: bool = False) -> ApplyReport:
+        """A person imports a JSON Lines file of contract commands (the web app's import page
+        without a mapping): each line a row of `import_file`, the role's rules the same. The
+        lines are read first (the caller bounds the file), so that a command type the role may
+        not import refuses the whole file before anything is stored."""
+        rows: list[MappedRow] = []
+        kinds: set[str] = set()
+        known = all_command_types()
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            command, problem = _parse(line)
+            kind = command.kind if command is not None else c.command_type_of_line(line)
+            if kind in known:  # an unknown type is the line's rejection, not a refusal
+                kinds.add(kind)
+            rows.append(MappedRow(number, _kept(line), command, problem))
+        return self.import_file(principal, kinds, rows, source=source, dry_run=dry_run)
+
     def _sqlite_file(self) -> Path | None:
         url = self.engine.url
         if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":

@@ -44,7 +44,7 @@ from ledger.service import LedgerService, parse_day, parse_moment
 from ledger.web import format as fmt
 from ledger.web.sessions import LOGIN_COOKIE, SESSION_COOKIE, Session, Signer
 from ledger.web.settings import WebSettings
-from ledger.web.uploads import Upload, Uploads, UploadTooLarge
+from ledger.web.uploads import LINES_SUFFIXES, Upload, Uploads, UploadTooLarge
 
 HERE = Path(__file__).resolve().parent
 #: Scripts and styles only from this app (the vendored assets); no inline script.
@@ -465,9 +465,15 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
                                f"{MAPPING_BYTES_MAX:,} bytes; a mapping is a few dozen lines")
         # the mapping stays in the form for the next file (the file input cannot be refilled)
         form["mapping_text"] = mapping_bytes.decode("utf-8-sig", "replace")
-        if not mapping_bytes.strip():
+        lines = Path(data.filename).suffix.lower() in LINES_SUFFIXES
+        if lines and mapping_bytes.strip():
+            return import_page(request, principal, 422, "mapping: a JSON Lines file holds "
+                               "contract commands already and takes no mapping; leave the "
+                               "mapping out, or upload a CSV file or a workbook")
+        if not lines and not mapping_bytes.strip():
             return import_page(request, principal, 422, "mapping: choose the mapping file "
-                               "(TOML) or paste the mapping; docs/importing.md shows how")
+                               "(TOML) or paste the mapping (docs/importing.md shows how); a "
+                               "JSON Lines file (.jsonl) of contract commands needs none")
         try:
             upload = uploads.keep(principal.name, data.filename, data.file, mapping_bytes,
                                   form.get("sheet", "").strip() or None,
@@ -495,6 +501,8 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         from ledger.core import ApplyStopped
         from ledger.importing import ImportUnreadable, MappingError, load_mapping, rows_of
 
+        if upload.data.suffix in LINES_SUFFIXES:
+            return run_lines(request, principal, upload, dry_run=dry_run)
         try:
             plan = load_mapping(upload.mapping)
             sheet, importer, rows = rows_of(upload.data, plan, sheet=upload.sheet,
@@ -521,6 +529,22 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             request, principal, 200 if stopped is None else 500 if not dry_run else 422,
             None, upload=upload if offer else None, report=report.to_dict(),
             counts=importer.counts, dry_run=dry_run, stopped=stopped, filename=upload.filename)
+
+    def run_lines(request: Request, principal: Principal, upload: Upload, *,
+                  dry_run: bool) -> Response:
+        """A JSON Lines file: each line a contract command, as `apply` reads them."""
+        from ledger.importing import ImportCounts
+
+        content = upload.data.read_bytes().splitlines()
+        counts = ImportCounts(rows=len(content), blank=sum(1 for li in content if not li.strip()))
+        report = service.import_lines(principal, content, source=f"import:web:{upload.filename}",
+                                      dry_run=dry_run)
+        offer = dry_run and report.accepted > 0
+        if dry_run and not offer:
+            uploads.drop(upload.token)
+        return import_page(request, principal, 200, None, upload=upload if offer else None,
+                           report=report.to_dict(), counts=counts, dry_run=dry_run,
+                           stopped=None, filename=upload.filename)
 
     app.add_api_route("/import", page(import_form), methods=["GET"], include_in_schema=False)
     app.add_api_route("/import", page(import_post), methods=["POST"], include_in_schema=False)

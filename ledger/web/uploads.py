@@ -29,7 +29,9 @@ CHUNK_BYTES = 1 << 20
 #: A token as `Uploads.keep` makes it (nothing else names a folder here).
 TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")
 #: File endings kept (the importer tells a workbook from a CSV file by its ending).
-SUFFIXES = {".csv", ".txt", ".tsv", ".xlsx", ".xlsm", ".xls"}
+SUFFIXES = {".csv", ".txt", ".tsv", ".xlsx", ".xlsm", ".xls", ".jsonl", ".ndjson"}
+#: File endings of JSON Lines (contract commands, one a line: imported without a mapping).
+LINES_SUFFIXES = {".jsonl", ".ndjson"}
 
 
 class UploadTooLarge(Exception):

@@ -315,9 +315,9 @@ def test_the_import_preview_rejects_one_bad_row_and_applies_the_rest(
     sign_in(page, site, "ingest")
     page.wait_for_url("**/import")
     check_accessibility(page, "/import")
-    page.get_by_label("File (CSV or .xlsx)").set_input_files(
+    page.get_by_label("File (CSV, .xlsx or JSON Lines)").set_input_files(
         files=[{"name": "sales.csv", "mimeType": "text/csv", "buffer": SALES_CSV}])
-    page.get_by_label("Mapping file (TOML)").set_input_files(
+    page.get_by_label("Mapping file (TOML; none for JSON Lines)").set_input_files(
         files=[{"name": "sales.toml", "mimeType": "text/plain", "buffer": SALES_MAPPING}])
     page.get_by_role("button", name="Preview").click()
     page.get_by_role("heading", name="Preview of sales.csv: nothing is stored yet").wait_for()

@@ -227,3 +227,43 @@ def test_an_upload_above_the_bound_is_refused_before_it_is_read(web: Web) -> Non
         assert big.status_code == 413 and "split the file" in big.text
         small = preview(client)
         assert small.status_code == 200
+
+
+def lines(*commands: dict[str, Any]) -> bytes:
+    import orjson
+
+    return b"\n".join(orjson.dumps(c) for c in commands) + b"\n"
+
+
+def test_a_json_lines_file_needs_no_mapping(web: Web) -> None:
+    from tests.contract import helpers as h
+
+    client = web.sign_in("ingest")
+    data = lines(h.sale("S20", "300", "3000.00", "2025-03-05"),
+                 {**h.sale("S21", "1", "1.00", "2025-03-05"), "quantity": "many"},
+                 {"type": "launch_rocket"}) + b"\n"
+    shown = preview(client, data, b"", name="sales.jsonl")
+    assert shown.status_code == 200, shown.text
+    assert "1 command would be accepted" in shown.text and "2 rejected; 4 rows read, 1 blank" in \
+        shown.text
+    assert "quantity" in shown.text and "launch_rocket" in shown.text
+    assert liability_of(web, "A1") == "100.00"
+    assert "1 command was accepted" in apply(client, shown.text).text
+    assert liability_of(web, "A1") == "400.00"  # 100 + 300 units at 1
+    with_mapping = preview(client, data, SALES_MAPPING, name="sales.jsonl")
+    assert with_mapping.status_code == 422 and "takes no mapping" in with_mapping.text
+
+
+def test_json_lines_follow_the_roles_rules(web: Web) -> None:
+    from tests.contract import helpers as h
+
+    finance = web.sign_in("finance")
+    refused = preview(finance, lines(h.approve("K1", "2025-03-04"),
+                                     h.sale("S20", "300", "3000.00")), b"", name="mixed.jsonl")
+    assert refused.status_code == 403 and "may not import record_sale" in refused.text
+    web.client.cookies.clear()
+    admin = web.sign_in("admin")
+    deal = preview(admin, lines(h.amend("A1", "2025-01-01", tiers=h.tier_list([("0", "9")]))),
+                   b"", name="deal.jsonl")
+    assert deal.status_code == 403 and "proposals inbox" in deal.text
+    assert liability_of(web, "A1") == "100.00"
