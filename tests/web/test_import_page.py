@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -267,3 +268,31 @@ def test_json_lines_follow_the_roles_rules(web: Web) -> None:
                    b"", name="deal.jsonl")
     assert deal.status_code == 403 and "proposals inbox" in deal.text
     assert liability_of(web, "A1") == "100.00"
+
+
+@pytest.fixture
+def web_on(database_url: str) -> Iterator[Web]:
+    """`web` on SQLite and on PostgreSQL (where a preview is a transaction rolled back)."""
+    from ledger import Ledger
+    from ledger.service import LedgerService
+    from tests.api.conftest import BOOK
+    from tests.contract import helpers as h
+    from tests.web.conftest import add_web_users, web_app
+
+    service = LedgerService(Ledger(database_url))
+    h.accepted_all(service.ledger, BOOK)
+    add_web_users(service)
+    with web_app(service) as client:
+        yield Web(service, client)
+    service.close()
+
+
+def test_preview_stores_nothing_and_apply_stores_it_on_both_databases(web_on: Web) -> None:
+    client = web_on.sign_in("ingest")
+    shown = preview(client)
+    assert "2 commands would be accepted" in shown.text and "1 rejected" in shown.text
+    assert liability_of(web_on, "A1") == "100.00"
+    assert not web_on.service.rejections(operator("cli:tests"))["rejections"]
+    assert "2 commands were accepted" in apply(client, shown.text).text
+    assert liability_of(web_on, "A1") == "300.00"
+    assert len(web_on.service.rejections(operator("cli:tests"))["rejections"]) == 1
