@@ -326,7 +326,14 @@ def test_the_import_preview_rejects_one_bad_row_and_applies_the_rest(
     assert "row 3, column Qty = 'abc'" in rejected
     check_accessibility(page, "/import (preview)")
     shot(page, tmp_path, "import-preview")
+    # while the apply runs, the page says so and the button cannot be pressed twice (held here
+    # before it is sent, then sent as the form is)
+    page.evaluate("""() => document.querySelector('form[data-progress=applying]')
+                     .addEventListener('submit', (e) => e.preventDefault(), {once: true})""")
     page.get_by_role("button", name="Apply the 2 accepted commands").click()
+    assert page.locator("#applying").is_visible()
+    assert page.get_by_role("button", name="Apply the 2 accepted commands").is_disabled()
+    page.evaluate("document.querySelector('form[data-progress=applying]').submit()")
     page.get_by_role("heading", name="Imported sales.csv").wait_for()
     assert "2 commands were accepted" in page.locator("main").inner_text()
     page.close()
