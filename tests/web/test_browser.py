@@ -265,6 +265,7 @@ def test_a_sales_rep_sees_only_its_customers_on_the_watchlist(
     standing = page.locator("main").inner_text()
     assert "2,000 more quantity on A1 reaches the tier from 4,100 at 1.1" in standing
     check_accessibility(page, "/customers/C1 (phone)")
+    shot(page, tmp_path, "customer-phone")
     assert page.evaluate("document.documentElement.scrollWidth") <= 391
     answer = page.goto(page.url.replace("/customers/C1", "/customers/C2"))
     assert answer is not None and answer.status == 404
