@@ -376,8 +376,8 @@ class LedgerService:
         return COMMANDS_BY_ROLE.get(principal.role, frozenset()) - self.proposal_commands
 
     def import_file(self, principal: Principal, kinds: Iterable[str],
-                    rows: Iterable[MappedRow], *, source: str,
-                    dry_run: bool = False) -> ApplyReport:
+                    rows: Iterable[MappedRow], *, source: str, dry_run: bool = False,
+                    on_chunk: Callable[[], None] | None = None) -> ApplyReport:
         """A person imports a file through a mapping (the web app's import page): the role's
         rules of `submit`, then `import_rows`. `kinds` are the command types the mapping makes;
         one the role may not import refuses the whole file (Forbidden, nothing read or
@@ -401,10 +401,12 @@ class LedgerService:
                     row = MappedRow(row.number, row.text, None, hidden)
                 yield row
 
-        return self.import_rows(principal, scoped(rows), source=source, dry_run=dry_run)
+        return self.import_rows(principal, scoped(rows), source=source, dry_run=dry_run,
+                                on_chunk=on_chunk)
 
     def import_lines(self, principal: Principal, lines: Iterable[bytes], *, source: str,
-                     dry_run: bool = False) -> ApplyReport:
+                     dry_run: bool = False,
+                     on_chunk: Callable[[], None] | None = None) -> ApplyReport:
         """A person imports a JSON Lines file of contract commands (the web app's import page
         without a mapping): each line a row of `import_file`, the role's rules the same. The
         lines are read first (the caller bounds the file), so that a command type the role may
@@ -420,7 +422,8 @@ class LedgerService:
             if kind in known:  # an unknown type is the line's rejection, not a refusal
                 kinds.add(kind)
             rows.append(MappedRow(number, _kept(line), command, problem))
-        return self.import_file(principal, kinds, rows, source=source, dry_run=dry_run)
+        return self.import_file(principal, kinds, rows, source=source, dry_run=dry_run,
+                                on_chunk=on_chunk)
 
     def _sqlite_file(self) -> Path | None:
         url = self.engine.url

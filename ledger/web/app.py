@@ -12,7 +12,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -487,67 +488,126 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             raise
 
     def import_apply(request: Request, principal: Principal, token: str) -> Response:
+        """Start the apply of a previewed upload (once) and show its progress page."""
         upload = uploads.get(principal.name, token)
         if upload is None:
-            raise PageError(404, "upload: no file waits for you under this preview (it was "
-                            "applied already, or waited more than an hour); upload it again")
-        try:
-            return run_import(request, principal, upload, dry_run=False)
-        finally:
-            uploads.drop(upload.token)
+            raise PageError(404, "upload: no file waits for you under this preview (it "
+                            "waited more than an hour); upload it again")
+        if uploads.start(upload.token):  # a second press shows the first apply's page
+            uploads.report(upload.token, {"state": "running", "done": 0, "total": None})
+
+            def job() -> None:
+                try:
+                    outcome = execute_import(principal, upload, dry_run=False, progress=lambda
+                                             done, total: uploads.report(upload.token, {
+                                                 "state": "running", "done": done,
+                                                 "total": total}))
+                except LedgerError as error:
+                    outcome = {"status": http_status(error), "message": str(error)}
+                except Exception as error:  # a bug: said on the page, not left running
+                    outcome = {"status": 500, "message": "the import stopped on an internal "
+                               f"error ({type(error).__name__}); what was stored before it "
+                               "stays stored: see the rejections and the journal"}
+                uploads.report(upload.token, {"state": "done", **outcome})
+
+            threading.Thread(target=job, name=f"import-{upload.token[:8]}", daemon=True).start()
+        return RedirectResponse(f"/import/{upload.token}", status_code=303)
+
+    def import_job(request: Request, principal: Principal) -> Response:
+        """An apply's progress while it runs (htmx polls it), then its report."""
+        upload = uploads.get(principal.name, request.path_params["token"])
+        state = uploads.state(upload.token) if upload is not None else None
+        if upload is None or state is None:
+            raise PageError(404, "upload: no import of yours under this address (an import's "
+                            "page is kept an hour)")
+        if state["state"] == "running":
+            return import_page(request, principal, 200, None, job=state, dry_run=False,
+                               filename=upload.filename, token=upload.token)
+        message = state.get("message")
+        return import_page(request, principal, int(str(state["status"])),
+                           None if message is None else str(message), report=state.get("report"),
+                           counts=state.get("counts"), dry_run=False,
+                           stopped=state.get("stopped"), filename=upload.filename)
 
     def run_import(request: Request, principal: Principal, upload: Upload, *,
                    dry_run: bool) -> Response:
-        from ledger.core import ApplyStopped
-        from ledger.importing import ImportUnreadable, MappingError, load_mapping, rows_of
-
-        if upload.data.suffix in LINES_SUFFIXES:
-            return run_lines(request, principal, upload, dry_run=dry_run)
-        try:
-            plan = load_mapping(upload.mapping)
-            sheet, importer, rows = rows_of(upload.data, plan, sheet=upload.sheet,
-                                            encoding=upload.encoding)
-        except (MappingError, ImportUnreadable) as error:
-            uploads.drop(upload.token)
-            text = str(error).replace(str(upload.data), upload.filename).replace(
-                str(upload.mapping), "the mapping")
-            return import_page(request, principal, 422 if isinstance(error, MappingError)
-                               else 400, f"Not imported: {text}")
-        stopped = None
-        try:
-            report = service.import_file(
-                principal, {m.kind for m in plan.commands.values()}, rows,
-                source=f"import:web:{upload.filename}", dry_run=dry_run)
-        except ApplyStopped as error:
-            report, stopped = error.report, str(error)
-        finally:
-            sheet.close()
-        offer = dry_run and stopped is None and report.accepted > 0
-        if dry_run and not offer:
+        """The preview of `upload` (a dry run), shown at once."""
+        outcome = execute_import(principal, upload, dry_run=dry_run)
+        offer = outcome["report"] is not None and outcome["stopped"] is None and \
+            outcome["report"]["accepted"] > 0
+        if not offer:
             uploads.drop(upload.token)  # nothing to apply
-        return import_page(
-            request, principal, 200 if stopped is None else 500 if not dry_run else 422,
-            None, upload=upload if offer else None, report=report.to_dict(),
-            counts=importer.counts, dry_run=dry_run, stopped=stopped, filename=upload.filename)
+        return import_page(request, principal, outcome["status"], outcome["message"],
+                           upload=upload if offer else None, report=outcome["report"],
+                           counts=outcome["counts"], dry_run=dry_run,
+                           stopped=outcome["stopped"], filename=upload.filename)
 
-    def run_lines(request: Request, principal: Principal, upload: Upload, *,
-                  dry_run: bool) -> Response:
-        """A JSON Lines file: each line a contract command, as `apply` reads them."""
-        from ledger.importing import ImportCounts
+    def execute_import(principal: Principal, upload: Upload, *, dry_run: bool,
+                       progress: Callable[[int, int | None], None] | None = None
+                       ) -> dict[str, Any]:
+        """Import `upload` (into nothing when `dry_run`): the outcome as the page shows it,
+        JSON-able (an apply's is kept for its page). `progress(done, total)` after each
+        chunk: bytes of a CSV file, rows of a workbook or a JSON Lines file."""
+        from ledger.core import ApplyStopped
+        from ledger.importing import (
+            ImportCounts,
+            ImportUnreadable,
+            MappingError,
+            load_mapping,
+            rows_of,
+        )
 
-        content = upload.data.read_bytes().splitlines()
-        counts = ImportCounts(rows=len(content), blank=sum(1 for li in content if not li.strip()))
-        report = service.import_lines(principal, content, source=f"import:web:{upload.filename}",
-                                      dry_run=dry_run)
-        offer = dry_run and report.accepted > 0
-        if dry_run and not offer:
-            uploads.drop(upload.token)
-        return import_page(request, principal, 200, None, upload=upload if offer else None,
-                           report=report.to_dict(), counts=counts, dry_run=dry_run,
-                           stopped=None, filename=upload.filename)
+        source = f"import:web:{upload.filename}"
+        stopped = None
+        if upload.data.suffix in LINES_SUFFIXES:
+            content = upload.data.read_bytes().splitlines()
+            counts = ImportCounts(rows=len(content),
+                                  blank=sum(1 for li in content if not li.strip()))
+            read = [0]
+
+            def counted() -> Iterator[bytes]:
+                for line in content:
+                    read[0] += 1
+                    yield line
+
+            try:
+                report = service.import_lines(
+                    principal, counted(), source=source, dry_run=dry_run,
+                    on_chunk=None if progress is None else lambda: progress(read[0],
+                                                                            len(content)))
+            except ApplyStopped as error:
+                report, stopped = error.report, str(error)
+        else:
+            try:
+                plan = load_mapping(upload.mapping)
+                sheet, importer, rows = rows_of(upload.data, plan, sheet=upload.sheet,
+                                                encoding=upload.encoding)
+            except (MappingError, ImportUnreadable) as error:
+                text = str(error).replace(str(upload.data), upload.filename).replace(
+                    str(upload.mapping), "the mapping")
+                return {"status": 422 if isinstance(error, MappingError) else 400,
+                        "message": f"Not imported: {text}", "report": None, "counts": None,
+                        "stopped": None}
+            try:
+                report = service.import_file(
+                    principal, {m.kind for m in plan.commands.values()}, rows, source=source,
+                    dry_run=dry_run, on_chunk=None if progress is None else lambda: progress(
+                        sheet.done(), sheet.total))
+            except ApplyStopped as error:
+                report, stopped = error.report, str(error)
+            finally:
+                sheet.close()
+            counts = importer.counts
+        return {"status": 200 if stopped is None else 422 if dry_run else 500,
+                "message": None, "report": report.to_dict(),
+                "counts": {"rows": counts.rows, "blank": counts.blank,
+                           "skipped": counts.skipped},
+                "stopped": stopped}
 
     app.add_api_route("/import", page(import_form), methods=["GET"], include_in_schema=False)
     app.add_api_route("/import", page(import_post), methods=["POST"], include_in_schema=False)
+    app.add_api_route("/import/{token}", page(import_job), methods=["GET"],
+                      include_in_schema=False)
 
     # Customers: a sales rep's page of each customer ------------------------------------------
 

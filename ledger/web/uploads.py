@@ -9,6 +9,7 @@ may answer the preview and the apply in different processes), bounded in count a
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import shutil
@@ -105,6 +106,29 @@ class Uploads:
         return Upload(token, owner, str(meta["filename"]), place / str(meta["data"]),
                       place / "mapping.toml", meta.get("sheet"), meta.get("encoding"),
                       str(meta["sha256"]), int(meta["size"]))
+
+    def start(self, token: str) -> bool:
+        """Mark the upload's apply as started; False when it was already (apply once)."""
+        try:
+            os.close(os.open(self.folder / token / "started", os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            return False
+        return True
+
+    def report(self, token: str, state: dict[str, object]) -> None:
+        """Keep the apply's progress or outcome (read by `state`, from any worker)."""
+        place = self.folder / token
+        partial = place / f"state.{os.getpid()}.tmp"
+        partial.write_bytes(orjson.dumps(state, default=str))
+        os.replace(partial, place / "state.json")
+
+    def state(self, token: str) -> dict[str, object] | None:
+        try:
+            found: dict[str, object] = orjson.loads((self.folder / token / "state.json")
+                                                    .read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        return found
 
     def drop(self, token: str) -> None:
         if TOKEN.fullmatch(token):

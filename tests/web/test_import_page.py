@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -66,8 +67,21 @@ def apply_token(html: str) -> str:
 
 
 def apply(client: TestClient, html: str, token: str | None = None) -> Any:
-    return client.post("/import", data={"csrf_token": csrf_of(html), "action": "apply",
-                                        "upload": apply_token(html) if token is None else token})
+    """Press Apply, then follow the apply's page (polled while it runs) to its report."""
+    sent = client.post("/import", data={"csrf_token": csrf_of(html), "action": "apply",
+                                        "upload": apply_token(html) if token is None else token},
+                       follow_redirects=False)
+    if sent.status_code != 303:
+        return sent
+    assert re.fullmatch(r"/import/[A-Za-z0-9_-]{32}", sent.headers["location"])
+    deadline = time.monotonic() + 60
+    while True:
+        page = client.get(sent.headers["location"])
+        if 'hx-trigger="every 1s"' not in page.text:
+            return page
+        assert page.status_code == 200 and "<progress" in page.text
+        assert time.monotonic() < deadline, "the apply did not end"
+        time.sleep(0.05)
 
 
 def test_ingest_previews_one_bad_row_then_applies_the_rest(web: Web) -> None:
@@ -90,8 +104,9 @@ def test_ingest_previews_one_bad_row_then_applies_the_rest(web: Web) -> None:
     kept = web.service.rejections(operator("cli:tests"))["rejections"]
     assert [(r["source"], r["line"]) for r in kept if "column Qty" in r["reason"]] == [
         ("import:web:sales.csv", 3)]
-    again = apply(client, shown.text)  # the upload is gone: applied once
-    assert again.status_code == 404 and "upload it again" in again.text
+    again = apply(client, shown.text)  # pressed again: the first apply's report, once
+    assert again.status_code == 200 and "2 commands were accepted" in again.text
+    assert liability_of(web, "A1") == "300.00"
     twice = preview(client)  # the same file again: every sale a duplicate
     assert "0 commands would be accepted, 2 would be duplicates" in twice.text
     assert 'name="upload"' not in twice.text
@@ -296,3 +311,27 @@ def test_preview_stores_nothing_and_apply_stores_it_on_both_databases(web_on: We
     assert "2 commands were accepted" in apply(client, shown.text).text
     assert liability_of(web_on, "A1") == "300.00"
     assert len(web_on.service.rejections(operator("cli:tests"))["rejections"]) == 1
+
+
+def test_a_running_apply_shows_its_progress_and_polls(web: Web) -> None:
+    from ledger.web.uploads import Uploads
+
+    client = web.sign_in("ingest")
+    token = apply_token(preview(client).text)
+    assert client.get(f"/import/{token}").status_code == 404  # not applied yet
+    folder = Uploads(None, 1024)  # the app's folder (the default), as another worker sees it
+    assert folder.start(token) and not folder.start(token)
+    folder.report(token, {"state": "running", "done": 50, "total": 200})
+    page = client.get(f"/import/{token}")
+    assert page.status_code == 200
+    assert f'hx-get="/import/{token}" hx-trigger="every 1s"' in page.text
+    assert 'value="25"' in page.text and "25 % of the file read and stored" in page.text
+    web.client.cookies.clear()
+    other = web.sign_in("admin")
+    assert other.get(f"/import/{token}").status_code == 404
+    folder.report(token, {"state": "done", "status": 403, "message": "role x may not import y"})
+    web.client.cookies.clear()
+    client = web.sign_in("ingest")
+    done = client.get(f"/import/{token}")
+    assert done.status_code == 403 and "may not import y" in done.text
+    assert "hx-trigger" not in done.text
