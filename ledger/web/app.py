@@ -13,6 +13,7 @@ import csv
 import io
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -45,7 +46,13 @@ from ledger.service import LedgerService, parse_day, parse_moment
 from ledger.web import format as fmt
 from ledger.web.sessions import LOGIN_COOKIE, SESSION_COOKIE, Session, Signer
 from ledger.web.settings import WebSettings
-from ledger.web.uploads import LINES_SUFFIXES, Upload, Uploads, UploadTooLarge
+from ledger.web.uploads import (
+    LINES_SUFFIXES,
+    STALE_S,
+    Upload,
+    Uploads,
+    UploadTooLarge,
+)
 
 HERE = Path(__file__).resolve().parent
 #: Scripts and styles only from this app (the vendored assets); no inline script.
@@ -520,6 +527,12 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         if upload is None or state is None:
             raise PageError(404, "upload: no import of yours under this address (an import's "
                             "page is kept an hour)")
+        if state["state"] == "running" and time.time() - float(str(state["at"])) > STALE_S:
+            state = {"state": "done", "status": 500, "message": (
+                f"The apply of {upload.filename} reported nothing for {STALE_S // 60} minutes: "
+                "its server stopped. What was stored before stays stored (the journal and the "
+                "rejections show it); upload the file again to import the rest (rows already "
+                "stored come back as duplicates).")}
         if state["state"] == "running":
             return import_page(request, principal, 200, None, job=state, dry_run=False,
                                filename=upload.filename, token=upload.token)

@@ -23,6 +23,9 @@ import orjson
 
 #: How long an upload waits for its apply.
 KEEP_S = 3600
+#: An apply that reported no progress for this long stopped with its server (a chunk is
+#: reported as soon as it is stored; none takes minutes).
+STALE_S = 600
 #: Most uploads waiting at once (the oldest go first).
 WAITING_MAX = 50
 #: How much of an upload is copied at a time.
@@ -119,7 +122,7 @@ class Uploads:
         """Keep the apply's progress or outcome (read by `state`, from any worker)."""
         place = self.folder / token
         partial = place / f"state.{os.getpid()}.tmp"
-        partial.write_bytes(orjson.dumps(state, default=str))
+        partial.write_bytes(orjson.dumps({**state, "at": time.time()}, default=str))
         os.replace(partial, place / "state.json")
 
     def state(self, token: str) -> dict[str, object] | None:

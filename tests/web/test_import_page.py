@@ -329,6 +329,13 @@ def test_a_running_apply_shows_its_progress_and_polls(web: Web) -> None:
     web.client.cookies.clear()
     other = web.sign_in("admin")
     assert other.get(f"/import/{token}").status_code == 404
+    stale = folder.folder / token / "state.json"
+    stale.write_bytes(stale.read_bytes().replace(b'"at":', b'"at":1,"was":'))
+    web.client.cookies.clear()
+    client = web.sign_in("ingest")
+    stopped = client.get(f"/import/{token}")
+    assert stopped.status_code == 500 and "its server stopped" in stopped.text
+    assert "hx-trigger" not in stopped.text
     folder.report(token, {"state": "done", "status": 403, "message": "role x may not import y"})
     web.client.cookies.clear()
     client = web.sign_in("ingest")
