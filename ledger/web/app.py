@@ -438,13 +438,17 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
 
     # Import: a CSV file or a workbook through a mapping, previewed, then applied -------------
 
-    def import_page(request: Request, principal: Principal, status: int = 200,
-                    message: str | None = None, **context: Any) -> Response:
+    def importable(principal: Principal) -> frozenset[str]:
         offered = service.importable(principal)
         if not offered:
             raise PageError(403, f"role {principal.role.value} imports nothing; the import "
                             "page is for the roles that send commands (ingest, finance, "
                             "commercial, admin, a customer's claims)")
+        return offered
+
+    def import_page(request: Request, principal: Principal, status: int = 200,
+                    message: str | None = None, **context: Any) -> Response:
+        offered = importable(principal)
         form: dict[str, str] = getattr(request.state, "form", {})
         return render(request, "import.html", status, offered=sorted(offered),
                       message=message, failed=status >= 400,
@@ -455,6 +459,7 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         return import_page(request, principal)
 
     def import_post(request: Request, principal: Principal) -> Response:
+        importable(principal)  # before anything of the upload is kept
         form: dict[str, str] = request.state.form
         if form.get("action") == "apply":
             return import_apply(request, principal, form.get("upload", ""))
@@ -942,7 +947,8 @@ async def _multipart(request: Request, bytes_max: int) -> tuple[int, str] | None
         return 413, (f"file: the upload is {int(length):,} bytes, more than "
                      f"{bytes_max:,}; split the file, or import it with the command line")
     try:
-        found = await request.form(max_files=2, max_fields=20, max_part_size=FORM_BYTES_MAX)
+        found = await request.form(max_files=2, max_fields=20,
+                                   max_part_size=MAPPING_BYTES_MAX + FORM_BYTES_MAX)
     except Exception:  # the parser's refusals (malformed body, too many parts): the client's
         return 400, "the upload form could not be read; send it again from the import page"
     request.state.form = {k: v for k, v in found.items() if isinstance(v, str)}

@@ -143,6 +143,10 @@ def test_each_role_imports_only_what_it_may_send(web: Web, role: str) -> None:
     assert page.status_code == (200 if may_import else 403)
     assert ('href="/import"' in page.text) == may_import
     if not may_import:
+        token = csrf_of(client.get("/liability").text)
+        refused = client.post("/import", data={"csrf_token": token, "action": "preview"},
+                              files={"file": ("sales.csv", SALES_CSV, "text/csv")})
+        assert refused.status_code == 403 and "imports nothing" in refused.text
         return
     answer = preview(client)
     if role in ("admin", "ingest"):
