@@ -346,3 +346,24 @@ def test_a_running_apply_shows_its_progress_and_polls(web: Web) -> None:
     done = client.get(f"/import/{token}")
     assert done.status_code == 403 and "may not import y" in done.text
     assert "hx-trigger" not in done.text
+
+
+def test_a_malformed_or_unsized_upload_is_refused_not_a_500(web: Web) -> None:
+    client = web.sign_in("ingest")
+    for body in (b"--x\r\nnonsense", b"--x\r\nContent-Disposition: form-data; name=\"a\""
+                 b"\r\n\r\nno closing boundary", b"--x\r\nContent-Disposition: nonsense\r\n\r\n"
+                 b"v\r\n--x--\r\n", b"\xff" * 100):
+        garbage = client.post("/import", content=body, headers={
+            "content-type": "multipart/form-data; boundary=x"})
+        assert garbage.status_code in (400, 403), body  # unreadable, or without its token
+        assert "Traceback" not in garbage.text
+
+    def chunks() -> Iterator[bytes]:
+        yield b"--x\r\n"
+
+    unsized = client.post("/import", content=chunks(), headers={
+        "content-type": "multipart/form-data; boundary=x"})
+    assert unsized.status_code == 411 and "Content-Length" in unsized.text
+    no_boundary = client.post("/import", content=b"abc", headers={
+        "content-type": "multipart/form-data"})
+    assert no_boundary.status_code < 500
