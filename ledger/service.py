@@ -377,6 +377,62 @@ class LedgerService:
                 apply(records)
         return report
 
+    def importable(self, principal: Principal) -> frozenset[str]:
+        """The command types `principal` may import from a file (`import_file`): those its
+        role may send, less those that need a second person's approval (proposals are made
+        one at a time, each with its what-if, in the proposals inbox)."""
+        return COMMANDS_BY_ROLE.get(principal.role, frozenset()) - self.proposal_commands
+
+    def import_file(self, principal: Principal, kinds: Iterable[str],
+                    rows: Iterable[MappedRow], *, source: str, dry_run: bool = False,
+                    on_chunk: Callable[[], None] | None = None) -> ApplyReport:
+        """A person imports a file through a mapping (the web app's import page): the role's
+        rules of `submit`, then `import_rows`. `kinds` are the command types the mapping makes;
+        one the role may not import refuses the whole file (Forbidden, nothing read or
+        stored). A customer's claim on an agreement not its own is rejected as one on an
+        agreement that does not exist, as `submit` does."""
+        allowed = self.importable(principal)
+        refused = sorted(set(kinds) - allowed)
+        if refused:
+            needs_approval = sorted(set(refused) & self.proposal_commands
+                                    & COMMANDS_BY_ROLE.get(principal.role, frozenset()))
+            hint = (f"; {', '.join(needs_approval)} need a second person's approval: propose "
+                    "them in the proposals inbox" if needs_approval else "")
+            raise Forbidden(f"role {principal.role.value} may not import "
+                            f"{', '.join(refused)} (it may import: "
+                            f"{', '.join(sorted(allowed)) or 'nothing'}){hint}")
+
+        def scoped(found: Iterable[MappedRow]) -> Iterable[MappedRow]:
+            for row in found:
+                if row.command is not None and (hidden := self._out_of_scope(principal,
+                                                                             row.command)):
+                    row = MappedRow(row.number, row.text, None, hidden)
+                yield row
+
+        return self.import_rows(principal, scoped(rows), source=source, dry_run=dry_run,
+                                on_chunk=on_chunk)
+
+    def import_lines(self, principal: Principal, lines: Iterable[bytes], *, source: str,
+                     dry_run: bool = False,
+                     on_chunk: Callable[[], None] | None = None) -> ApplyReport:
+        """A person imports a JSON Lines file of contract commands (the web app's import page
+        without a mapping): each line a row of `import_file`, the role's rules the same. The
+        lines are read first (the caller bounds the file), so that a command type the role may
+        not import refuses the whole file before anything is stored."""
+        rows: list[MappedRow] = []
+        kinds: set[str] = set()
+        known = all_command_types()
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            command, problem = _parse(line)
+            kind = command.kind if command is not None else c.command_type_of_line(line)
+            if kind in known:  # an unknown type is the line's rejection, not a refusal
+                kinds.add(kind)
+            rows.append(MappedRow(number, _kept(line), command, problem))
+        return self.import_file(principal, kinds, rows, source=source, dry_run=dry_run,
+                                on_chunk=on_chunk)
+
     def _sqlite_file(self) -> Path | None:
         url = self.engine.url
         if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":

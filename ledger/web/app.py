@@ -12,7 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -44,6 +46,13 @@ from ledger.service import LedgerService, parse_day, parse_moment
 from ledger.web import format as fmt
 from ledger.web.sessions import LOGIN_COOKIE, SESSION_COOKIE, Session, Signer
 from ledger.web.settings import WebSettings
+from ledger.web.uploads import (
+    LINES_SUFFIXES,
+    STALE_S,
+    Upload,
+    Uploads,
+    UploadTooLarge,
+)
 
 HERE = Path(__file__).resolve().parent
 #: Scripts and styles only from this app (the vendored assets); no inline script.
@@ -51,6 +60,8 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 #: Longest form body read (sign-in, sign-out); a form of the web app is a few hundred bytes.
 FORM_BYTES_MAX = 16_384
+#: Longest mapping (TOML) the import page takes; the examples are about 2 KB.
+MAPPING_BYTES_MAX = 65_536
 #: Columns of the liability table, in order: (key, heading, kind).
 LIABILITY_COLUMNS = [
     ("agreement_id", "Agreement", "text"), ("customer_id", "Customer", "text"),
@@ -59,9 +70,9 @@ LIABILITY_COLUMNS = [
     ("written_off", "Written off", "money"), ("liability", "Liability", "money"),
 ]
 MONEY_KEYS = [key for key, _, kind in LIABILITY_COLUMNS if kind == "money"]
-STATEMENT_COLUMNS = ["agreement_id", "currency", "basis_kind", "basis", "tier_reached", "rate",
-                     "next_tier", "next_rate", "still_needed", "accrued", "claimed", "paid",
-                     "written_off", "liability"]
+STATEMENT_COLUMNS = ["agreement_id", "via", "program_id", "currency", "basis_kind", "basis",
+                     "customer_share", "tier_reached", "rate", "next_tier", "next_rate",
+                     "still_needed", "accrued", "claimed", "paid", "written_off", "liability"]
 
 #: Which step of the explanation derives each figure of the agreement page.
 STEP_OF_FIGURE = {"basis": "Tier reached", "accrued": "Cap and rounding",
@@ -150,6 +161,7 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
     limiter = FailedSignIns(limits.failed_auth_max, limits.failed_auth_window_s)
     signer = Signer(settings.session_secret, settings.session_max_age_s)
     templates = _templates()
+    uploads = Uploads(settings.upload_dir, settings.upload_bytes_max)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def secure(request: Request) -> bool:
@@ -161,6 +173,7 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         html = templates.get_template(name).render(
             request=request, principal=principal, may=_may,
             writes=bool(principal and _commands_of(principal) & set(CLAIM_FORMS)),
+            imports=bool(principal and service.importable(principal)),
             csrf=signer.csrf(session.nonce) if session else context.pop("csrf", ""),
             path=request.url.path, **context)
         response = HTMLResponse(html, status_code=status)
@@ -188,7 +201,13 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             request.state.principal = principal
             request.state.user = principal.name
             if request.method == "POST":
-                request.state.form = await _form(request)
+                if _is_multipart(request):
+                    refusal = await _multipart(request, settings.upload_bytes_max)
+                    if refusal is not None:
+                        return render(request, "error.html", refusal[0], code=refusal[0],
+                                      message=refusal[1])
+                else:
+                    request.state.form = await _form(request)
                 if not signer.csrf_ok(session.nonce, request.state.form.get("csrf_token")):
                     return render(request, "error.html", 403, code=403, message=(
                         "csrf_token: the form is missing its token or came from another "
@@ -203,6 +222,9 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             except PageError as error:
                 return render(request, "error.html", error.status, message=str(error),
                               code=error.status)
+            finally:
+                for upload in getattr(request.state, "files", {}).values():
+                    await upload.close()  # the parser's spooled copy
             return result
 
         return run
@@ -389,6 +411,7 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
                                    ("known_at", view["known_at"]),
                                    ("customer", view["customer"])) if v}
         return render(request, "statement.html", csv_link="/statement.csv?" + urlencode(query),
+                      pdf_link="/statement.pdf?" + urlencode(query),
                       agreement_query=urlencode({k: v for k, v in query.items()
                                                  if k != "customer"}),
                       customers=sorted(principal.customers), **view)
@@ -399,6 +422,242 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             raise PageError(400, "customer: give the customer whose statement to download")
         return _csv(view["rows"], STATEMENT_COLUMNS,
                     f"statement-{view['customer']}-{view['as_of'].isoformat()}.csv")
+
+    def statement_pdf(request: Request, principal: Principal) -> Response:
+        from ledger.web.pdf import statement_pdf as render_pdf
+
+        view = statement_view(request, principal)
+        if view["customer"] is None:
+            raise PageError(400, "customer: give the customer whose statement to download")
+        pdf = render_pdf(view["customer"], view["as_of"], view["known_at"], view["rows"],
+                         principal.name)
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_",
+                      f"statement-{view['customer']}-{view['as_of'].isoformat()}.pdf")[:200]
+        return Response(pdf, media_type="application/pdf", headers={
+            "content-disposition": f'attachment; filename="{safe}"'})
+
+    # Import: a CSV file or a workbook through a mapping, previewed, then applied -------------
+
+    def importable(principal: Principal) -> frozenset[str]:
+        offered = service.importable(principal)
+        if not offered:
+            raise PageError(403, f"role {principal.role.value} imports nothing; the import "
+                            "page is for the roles that send commands (ingest, finance, "
+                            "commercial, admin, a customer's claims)")
+        return offered
+
+    def import_page(request: Request, principal: Principal, status: int = 200,
+                    message: str | None = None, **context: Any) -> Response:
+        offered = importable(principal)
+        form: dict[str, str] = getattr(request.state, "form", {})
+        return render(request, "import.html", status, offered=sorted(offered),
+                      message=message, failed=status >= 400,
+                      sheet=form.get("sheet", ""), encoding=form.get("encoding", ""),
+                      mapping_text=form.get("mapping_text", ""), **context)
+
+    def import_form(request: Request, principal: Principal) -> Response:
+        return import_page(request, principal)
+
+    def import_post(request: Request, principal: Principal) -> Response:
+        importable(principal)  # before anything of the upload is kept
+        form: dict[str, str] = request.state.form
+        if form.get("action") == "apply":
+            return import_apply(request, principal, form.get("upload", ""))
+        if form.get("action") != "preview":
+            raise PageError(422, f"action: {form.get('action')!r}; preview or apply")
+        files: dict[str, Any] = getattr(request.state, "files", {})
+        data = files.get("file")
+        if data is None or not data.filename:
+            return import_page(request, principal, 422, "file: choose the CSV file or the "
+                               ".xlsx workbook to import")
+        mapping = files.get("mapping")
+        mapping_bytes = mapping.file.read(MAPPING_BYTES_MAX + 1) if mapping is not None and \
+            mapping.filename else form.get("mapping_text", "").encode()
+        if len(mapping_bytes) > MAPPING_BYTES_MAX:
+            return import_page(request, principal, 413, f"mapping: more than "
+                               f"{MAPPING_BYTES_MAX:,} bytes; a mapping is a few dozen lines")
+        # the mapping stays in the form for the next file (the file input cannot be refilled)
+        form["mapping_text"] = mapping_bytes.decode("utf-8-sig", "replace")
+        lines = Path(data.filename).suffix.lower() in LINES_SUFFIXES
+        if lines and mapping_bytes.strip():
+            return import_page(request, principal, 422, "mapping: a JSON Lines file holds "
+                               "contract commands already and takes no mapping; leave the "
+                               "mapping out, or upload a CSV file or a workbook")
+        if not lines and not mapping_bytes.strip():
+            return import_page(request, principal, 422, "mapping: choose the mapping file "
+                               "(TOML) or paste the mapping (docs/importing.md shows how); a "
+                               "JSON Lines file (.jsonl) of contract commands needs none")
+        try:
+            upload = uploads.keep(principal.name, data.filename, data.file, mapping_bytes,
+                                  form.get("sheet", "").strip() or None,
+                                  form.get("encoding", "").strip() or None)
+        except UploadTooLarge as error:
+            return import_page(request, principal, 413, str(error))
+        try:
+            return run_import(request, principal, upload, dry_run=True)
+        except BaseException:
+            uploads.drop(upload.token)
+            raise
+
+    def import_apply(request: Request, principal: Principal, token: str) -> Response:
+        """Start the apply of a previewed upload (once) and show its progress page."""
+        upload = uploads.get(principal.name, token)
+        if upload is None:
+            raise PageError(404, "upload: no file waits for you under this preview (it "
+                            "waited more than an hour); upload it again")
+        if uploads.start(upload.token):  # a second press shows the first apply's page
+            uploads.report(upload.token, {"state": "running", "done": 0, "total": None})
+
+            def job() -> None:
+                try:
+                    outcome = execute_import(principal, upload, dry_run=False, progress=lambda
+                                             done, total: uploads.report(upload.token, {
+                                                 "state": "running", "done": done,
+                                                 "total": total}))
+                except LedgerError as error:
+                    outcome = {"status": http_status(error), "message": str(error)}
+                except Exception as error:  # a bug: said on the page, not left running
+                    outcome = {"status": 500, "message": "the import stopped on an internal "
+                               f"error ({type(error).__name__}); what was stored before it "
+                               "stays stored: see the rejections and the journal"}
+                uploads.report(upload.token, {"state": "done", **outcome})
+
+            threading.Thread(target=job, name=f"import-{upload.token[:8]}", daemon=True).start()
+        return RedirectResponse(f"/import/{upload.token}", status_code=303)
+
+    def import_job(request: Request, principal: Principal) -> Response:
+        """An apply's progress while it runs (htmx polls it), then its report."""
+        upload = uploads.get(principal.name, request.path_params["token"])
+        state = uploads.state(upload.token) if upload is not None else None
+        if upload is None or state is None:
+            raise PageError(404, "upload: no import of yours under this address (an import's "
+                            "page is kept an hour)")
+        if state["state"] == "running" and time.time() - float(str(state["at"])) > STALE_S:
+            state = {"state": "done", "status": 500, "message": (
+                f"The apply of {upload.filename} reported nothing for {STALE_S // 60} minutes: "
+                "its server stopped. What was stored before stays stored (the journal and the "
+                "rejections show it); upload the file again to import the rest (rows already "
+                "stored come back as duplicates).")}
+        if state["state"] == "running":
+            return import_page(request, principal, 200, None, job=state, dry_run=False,
+                               filename=upload.filename, token=upload.token)
+        message = state.get("message")
+        return import_page(request, principal, int(str(state["status"])),
+                           None if message is None else str(message), report=state.get("report"),
+                           counts=state.get("counts"), dry_run=False,
+                           stopped=state.get("stopped"), filename=upload.filename)
+
+    def run_import(request: Request, principal: Principal, upload: Upload, *,
+                   dry_run: bool) -> Response:
+        """The preview of `upload` (a dry run), shown at once."""
+        outcome = execute_import(principal, upload, dry_run=dry_run)
+        offer = outcome["report"] is not None and outcome["stopped"] is None and \
+            outcome["report"]["accepted"] > 0
+        if not offer:
+            uploads.drop(upload.token)  # nothing to apply
+        return import_page(request, principal, outcome["status"], outcome["message"],
+                           upload=upload if offer else None, report=outcome["report"],
+                           counts=outcome["counts"], dry_run=dry_run,
+                           stopped=outcome["stopped"], filename=upload.filename)
+
+    def execute_import(principal: Principal, upload: Upload, *, dry_run: bool,
+                       progress: Callable[[int, int | None], None] | None = None
+                       ) -> dict[str, Any]:
+        """Import `upload` (into nothing when `dry_run`): the outcome as the page shows it,
+        JSON-able (an apply's is kept for its page). `progress(done, total)` after each
+        chunk: bytes of a CSV file, rows of a workbook or a JSON Lines file."""
+        from ledger.core import ApplyStopped
+        from ledger.importing import (
+            ImportCounts,
+            ImportUnreadable,
+            MappingError,
+            load_mapping,
+            rows_of,
+        )
+
+        source = f"import:web:{upload.filename}"
+        stopped = None
+        if upload.data.suffix in LINES_SUFFIXES:
+            content = upload.data.read_bytes().splitlines()
+            counts = ImportCounts(rows=len(content),
+                                  blank=sum(1 for li in content if not li.strip()))
+            read = [0]
+
+            def counted() -> Iterator[bytes]:
+                for line in content:
+                    read[0] += 1
+                    yield line
+
+            try:
+                report = service.import_lines(
+                    principal, counted(), source=source, dry_run=dry_run,
+                    on_chunk=None if progress is None else lambda: progress(read[0],
+                                                                            len(content)))
+            except ApplyStopped as error:
+                report, stopped = error.report, str(error)
+        else:
+            try:
+                plan = load_mapping(upload.mapping)
+                sheet, importer, rows = rows_of(upload.data, plan, sheet=upload.sheet,
+                                                encoding=upload.encoding)
+            except (MappingError, ImportUnreadable) as error:
+                text = str(error).replace(str(upload.data), upload.filename).replace(
+                    str(upload.mapping), "the mapping")
+                return {"status": 422 if isinstance(error, MappingError) else 400,
+                        "message": f"Not imported: {text}", "report": None, "counts": None,
+                        "stopped": None}
+            try:
+                report = service.import_file(
+                    principal, {m.kind for m in plan.commands.values()}, rows, source=source,
+                    dry_run=dry_run, on_chunk=None if progress is None else lambda: progress(
+                        sheet.done(), sheet.total))
+            except ApplyStopped as error:
+                report, stopped = error.report, str(error)
+            finally:
+                sheet.close()
+            counts = importer.counts
+        return {"status": 200 if stopped is None else 422 if dry_run else 500,
+                "message": None, "report": report.to_dict(),
+                "counts": {"rows": counts.rows, "blank": counts.blank,
+                           "skipped": counts.skipped},
+                "stopped": stopped}
+
+    app.add_api_route("/import", page(import_form), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/import", page(import_post), methods=["POST"], include_in_schema=False)
+    app.add_api_route("/import/{token}", page(import_job), methods=["GET"],
+                      include_in_schema=False)
+
+    # Customers: a sales rep's page of each customer ------------------------------------------
+
+    def customers(request: Request, principal: Principal) -> Response:
+        service.require(principal, Capability.read, "read customers")
+        wanted = _query(request, "customer")
+        if wanted is not None:
+            return RedirectResponse(f"/customers/{quote(wanted, safe='')}", status_code=303)
+        return render(request, "customers.html", customers=sorted(principal.customers))
+
+    def customer(request: Request, principal: Principal) -> Response:
+        """Where the customer stands in each agreement and program that covers it (issue 13
+        point 4: `positions --customer`), with what each next tier still needs."""
+        customer_id = request.path_params["customer_id"]
+        as_of = _as_of(request)
+        known_at = _known_at(request)
+        answer = orjson.loads(service.positions(principal, customer_id, as_of, known_at))
+        rows = answer["rows"]
+        query = {k: v for k, v in (("as_of", as_of.isoformat()),
+                                   ("known_at", _query(request, "known_at"))) if v}
+        pitch = sorted((r for r in rows if r.get("next_tier") is not None),
+                       key=lambda r: (fmt.decimal(r.get("still_needed")) or Decimal(0),
+                                      r["agreement_id"]))
+        groups = sorted({r["via"].removeprefix("group ") for r in rows if r["via"] != "own"})
+        return render(request, "customer.html", customer=customer_id, rows=rows, pitch=pitch,
+                      groups=groups, as_of=as_of, known_at=_query(request, "known_at"),
+                      agreement_query=urlencode(query),
+                      statement_query=urlencode({"customer": customer_id, **query}))
+
+    app.add_api_route("/customers", page(customers), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/customers/{customer_id}", page(customer), methods=["GET"],
+                      include_in_schema=False)
 
     # Watchlist and reconcile ------------------------------------------------------------------
 
@@ -637,6 +896,8 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
     app.add_api_route("/statement", page(statement), methods=["GET"], include_in_schema=False)
     app.add_api_route("/statement.csv", page(statement_csv), methods=["GET"],
                       include_in_schema=False)
+    app.add_api_route("/statement.pdf", page(statement_pdf), methods=["GET"],
+                      include_in_schema=False)
 
 
 def _totals(rows: list[dict[str, Any]]) -> dict[str, Decimal]:
@@ -659,6 +920,8 @@ def _may(principal: Principal | None, capability: str) -> bool:
 
 
 def _home(principal: Principal) -> str:
+    if principal.role is Role.ingest:
+        return "/import"  # the only page of a role that sends sales and reads nothing
     return "/statement" if principal.role in (Role.customer,) else "/liability"
 
 
@@ -667,6 +930,30 @@ def _safe_next(target: str | None) -> str | None:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return None
     return target if target.startswith("/") and len(target) <= 2000 else None
+
+
+def _is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith("multipart/form-data")
+
+
+async def _multipart(request: Request, bytes_max: int) -> tuple[int, str] | None:
+    """Read a file-upload form into `request.state.form` (its fields) and
+    `request.state.files` (its files, spooled to disk by the parser); a refusal (status,
+    message) when the body is too large or says no size."""
+    length = request.headers.get("content-length", "")
+    if not length.isdigit():
+        return 411, "Content-Length: the upload must say its size; send it from the form"
+    if int(length) > bytes_max + FORM_BYTES_MAX:
+        return 413, (f"file: the upload is {int(length):,} bytes, more than "
+                     f"{bytes_max:,}; split the file, or import it with the command line")
+    try:
+        found = await request.form(max_files=2, max_fields=20,
+                                   max_part_size=MAPPING_BYTES_MAX + FORM_BYTES_MAX)
+    except Exception:  # the parser's refusals (malformed body, too many parts): the client's
+        return 400, "the upload form could not be read; send it again from the import page"
+    request.state.form = {k: v for k, v in found.items() if isinstance(v, str)}
+    request.state.files = {k: v for k, v in found.items() if not isinstance(v, str)}
+    return None
 
 
 async def _form(request: Request) -> dict[str, str]:

@@ -19,3 +19,9 @@ class WebSettings(BaseSettings):
                                    description="a session ends this long after sign-in")
     page_rows: int = Field(default=100, ge=10, le=10_000,
                            description="rows per page of the liability table")
+    upload_bytes_max: int = Field(default=50 * 1024 * 1024, ge=1024, le=1024 ** 3,
+                                  description="largest file the import page takes")
+    upload_dir: str | None = Field(
+        default=None, description="where uploaded files wait between the import's preview and "
+        "its apply (at most an hour); default: rebate-ledger-web-uploads in the system's "
+        "temporary folder, shared by the server's workers")

@@ -259,6 +259,16 @@ def test_a_sales_rep_sees_only_its_customers_on_the_watchlist(
     assert "2,000 more quantity by 2025-12-31" in table  # basis 2,100 of 4,100
     check_accessibility(page, "/watchlist (phone)")
     shot(page, tmp_path, "watchlist-phone")
+    # from the watchlist to the customer's page: where it stands in each agreement
+    page.get_by_role("link", name="C1", exact=True).click()
+    page.wait_for_url("**/customers/C1*")
+    standing = page.locator("main").inner_text()
+    assert "2,000 more quantity on A1 reaches the tier from 4,100 at 1.1" in standing
+    check_accessibility(page, "/customers/C1 (phone)")
+    shot(page, tmp_path, "customer-phone")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 391
+    answer = page.goto(page.url.replace("/customers/C1", "/customers/C2"))
+    assert answer is not None and answer.status == 404
     page.close()
 
 
@@ -296,3 +306,41 @@ def test_an_auditor_downloads_the_evidence_and_finds_no_form_that_writes(
             check_accessibility(page, where)
     assert page.get_by_role("link", name="Claims").count() == 0
     context.close()
+
+
+def test_the_import_preview_rejects_one_bad_row_and_applies_the_rest(
+        browser: Browser, site: str, tmp_path: Path) -> None:
+    from tests.web.test_import_page import SALES_CSV, SALES_MAPPING
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, site, "ingest")
+    page.wait_for_url("**/import")
+    check_accessibility(page, "/import")
+    page.get_by_label("File (CSV, .xlsx or JSON Lines)").set_input_files(
+        files=[{"name": "sales.csv", "mimeType": "text/csv", "buffer": SALES_CSV}])
+    page.get_by_label("Mapping file (TOML; none for JSON Lines)").set_input_files(
+        files=[{"name": "sales.toml", "mimeType": "text/plain", "buffer": SALES_MAPPING}])
+    page.get_by_role("button", name="Preview").click()
+    page.get_by_role("heading", name="Preview of sales.csv: nothing is stored yet").wait_for()
+    assert "2 commands would be accepted" in page.locator("main").inner_text()
+    rejected = page.get_by_role("table", name="Rejected rows").inner_text()
+    assert "row 3, column Qty = 'abc'" in rejected
+    check_accessibility(page, "/import (preview)")
+    shot(page, tmp_path, "import-preview")
+    # while the apply runs, the page says so and the button cannot be pressed twice (held here
+    # before it is sent, then sent as the form is)
+    page.evaluate("""() => document.querySelector('form[data-progress=applying]')
+                     .addEventListener('submit', (e) => e.preventDefault(), {once: true})""")
+    page.get_by_role("button", name="Apply the 2 accepted commands").click()
+    assert page.locator("#applying").is_visible()
+    assert page.get_by_role("button", name="Apply the 2 accepted commands").is_disabled()
+    page.evaluate("document.querySelector('form[data-progress=applying]').submit()")
+    page.get_by_role("heading", name="Imported sales.csv").wait_for()
+    assert "2 commands were accepted" in page.locator("main").inner_text()
+    page.close()
+    # the sales are in the books: finance sees A1 grow by 200 units at 1 a unit
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, site, "finance")
+    page.goto(f"{site}/liability?as_of=2025-03-31&customer=C1")
+    assert money_cells(page, "A1")[-1] == "2,300.00 EUR"  # 100 + 2,000 late + 200
+    page.close()

@@ -18,7 +18,9 @@ from tests.web.conftest import ROLES, Web, csrf_of
 
 PAGES = ["/", "/liability?as_of=2025-03-31", "/liability.csv?as_of=2025-03-31",
          "/agreements/A1?as_of=2025-03-31", "/statement?customer=C1&as_of=2025-03-31",
-         "/statement.csv?customer=C1&as_of=2025-03-31", "/watchlist?as_of=2025-03-31"]
+         "/statement.csv?customer=C1&as_of=2025-03-31", "/watchlist?as_of=2025-03-31",
+         "/customers", "/customers/C1?as_of=2025-03-31",
+         "/statement.pdf?customer=C1&as_of=2025-03-31"]
 READERS = [r for r in ROLES if r != "ingest"]
 
 
@@ -156,7 +158,7 @@ def test_another_customers_pages_are_404_and_its_rows_absent(web: Web, role: str
     client = web.sign_in(role)
     for page in ("/agreements/A2", "/agreements/A2?as_of=2025-03-31",
                  "/statement?customer=C2", "/statement.csv?customer=C2",
-                 "/agreements/NOPE"):
+                 "/customers/C2", "/customers/C2?as_of=2025-03-31", "/agreements/NOPE"):
         answer = client.get(page)
         assert answer.status_code == 404, page
         assert "C2" not in answer.text.replace("'C2'", "") or "no customer" in answer.text
@@ -191,10 +193,12 @@ def test_no_query_gives_a_500(web: Web, role: str) -> None:
     for query in GARBAGE:
         for page in ("/liability", "/liability.csv", "/agreements/A1", "/agreements/%00",
                      "/statement", "/statement.csv", "/watchlist", "/reconcile",
-                     "/proposals", "/journal", "/diff", "/audit", "/evidence.zip"):
+                     "/proposals", "/journal", "/diff", "/audit", "/evidence.zip",
+                     "/customers", "/customers/C1", "/customers/%00", "/statement.pdf"):
             answer = client.get(f"{page}?{query}")
             assert answer.status_code < 500, (page, query)
-            assert "<script>x" not in answer.text
+            if answer.headers["content-type"].startswith("text/html"):  # a PDF may name it
+                assert "<script>x" not in answer.text
 
 
 def test_a_bad_date_names_the_field(web: Web) -> None:
@@ -644,3 +648,20 @@ def test_commercial_proposes_a_new_agreement_and_finance_approves_it(web: Web) -
     # A9 covers C1's sale S1 (100 units) at 0.5 a unit
     assert cells(finance.get("/liability?as_of=2025-03-31&customer=C1&sort=agreement_id")
                  .text)[5:6] == ["50.00 EUR"]
+
+
+def test_every_time_travel_form_is_the_one_macro() -> None:
+    """The heading and the D/K form of each page come from `_time_travel.html` (the diff page
+    asks for two moments, its own form)."""
+    from pathlib import Path
+
+    import ledger.web
+
+    folder = Path(ledger.web.__file__).parent / "templates"
+    written = sorted(p.name for p in folder.glob("*.html")
+                     if 'name="known_at"' in p.read_text())
+    assert written == ["_time_travel.html", "diff.html"]
+    users = sorted(p.name for p in folder.glob("*.html") if "time_travel(" in p.read_text())
+    assert users == ["_time_travel.html", "agreement.html", "audit.html", "customer.html",
+                     "journal.html", "liability.html", "reconcile.html", "statement.html",
+                     "watchlist.html"]

@@ -12,7 +12,8 @@ import orjson
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = ["liability", "liability_known_at", "liability_csv", "agreement", "statement",
-         "watchlist", "reconcile", "overview", "diff", "audit", "proposals", "claims"]
+         "statement_pdf", "customer", "watchlist", "reconcile", "overview", "diff", "audit",
+         "proposals", "claims"]
 
 
 def test_the_web_benchmark_prints_every_page(tmp_path: Path) -> None:
