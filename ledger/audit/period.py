@@ -86,6 +86,8 @@ class PeriodBooks:
     known_at: datetime | None
     postings: list[Posting]
     balances: list[PeriodBalance]
+    #: the agreements the books cover (with --customer: those covering it at either end)
+    agreements: list[str]
 
     @property
     def entries(self) -> int:
@@ -115,7 +117,8 @@ def period_books(
     found: list[Posting] = []
     with Session(ledger.engine) as session:
         # one selection for both ends (with --customer, the agreements covering it at either
-        # end), so that opening + movements = closing holds for every account
+        # end), so that opening + movements = closing holds for every account, and the balances
+        # at each end are the trial balances of those agreements
         chosen = set(agreement_ids(session, known_us, agreement_id=agreement_id,
                                    customer_id=customer_id, as_of=before))
         chosen |= set(agreement_ids(session, known_us, agreement_id=agreement_id,
@@ -144,7 +147,8 @@ def period_books(
         if key not in entry_of:
             entry_of[key] = len(entry_of) + 1
         numbered.append(replace(posting, entry=entry_of[key]))
-    return PeriodBooks(start, end, known_at, numbered, _balances(opening, numbered))
+    return PeriodBooks(start, end, known_at, numbered, _balances(opening, numbered),
+                       sorted(chosen))
 
 
 def _accrued(facts: Facts) -> Decimal:
@@ -327,11 +331,13 @@ def period_trial_balance_report(
     books = period_books(ledger, start, end, known_at, agreement_id=agreement_id,
                          customer_id=customer_id, with_events=False)
     contract: dict[date, dict[str, Decimal]] = {}
+    covered = set(books.agreements)
     for day in (start - timedelta(days=1), end):
         totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
-        for row in ledger.liability(day, known_at, agreement_id=agreement_id,
-                                    customer_id=customer_id):
-            totals[row.currency] = EXACT.add(totals[row.currency], row.liability)
+        # the same agreements at both ends (not the customer's selection at each)
+        for row in ledger.liability(day, known_at, agreement_id=agreement_id):
+            if row.agreement_id in covered:
+                totals[row.currency] = EXACT.add(totals[row.currency], row.liability)
         contract[day] = totals
     checks = []
     notes = []
