@@ -390,10 +390,10 @@ def _print_dry_run_report(report: ApplyReport, output: Format) -> None:
     _print_report(report, output)
 
 
-def dry_run_store(database: str | None) -> tuple[str | None, Any]:
+def dry_run_store(database: str | None, what: str = "the file") -> tuple[str | None, Any]:
     """The store a dry run reads, and a temporary directory to clean up (or None). A SQLite
-    store that does not exist yet is not created: the dry run previews the file against an
-    empty store in a temporary directory, thrown away after."""
+    store that does not exist yet is not created: the dry run previews `what` against an
+    empty store in a temporary directory, thrown away after (apply and import)."""
     import tempfile
 
     url = database or Settings().default_database_url()
@@ -401,8 +401,9 @@ def dry_run_store(database: str | None) -> tuple[str | None, Any]:
     if path is None or path.exists():
         return database, None
     scratch = tempfile.TemporaryDirectory(prefix="ledger-dry-run-")
-    err_console.print(f"no store at {path} yet: the dry run previews against an empty store, "
-                      "and creates nothing", highlight=False, markup=False, soft_wrap=True)
+    err_console.print(f"no store at {path} yet: the dry run previews {what} into an empty "
+                      "store, and creates nothing", highlight=False, markup=False,
+                      soft_wrap=True)
     return f"sqlite:///{Path(scratch.name) / 'preview.db'}", scratch
 
 

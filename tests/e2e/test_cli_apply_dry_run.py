@@ -127,7 +127,7 @@ def test_a_dry_run_without_a_store_creates_none(run: Runner) -> None:
 
     assert preview.code == 0, str(preview)
     assert preview.counts() == (2, 0, 0)
-    assert "creates nothing" in preview.stderr
+    assert "previews the file into an empty store, and creates nothing" in preview.stderr
     assert not (run.cwd / ".rebate-ledger" / "ledger.db").exists()
     assert run("liability", "--as-of", "2025-12-31").code == 2  # still no store
 
