@@ -178,10 +178,18 @@ def _in_period(facts: Facts, start: date, end: date) -> _InPeriod:
     first, last = start.toordinal(), end.toordinal()
     return (
         [r for r in facts.basis_rows if first <= r.effective_day <= last],
-        [t for t in facts.terms_rows
-         if t.effective_day is not None and first <= t.effective_day <= last],
+        [t for t in facts.terms_rows if first <= _takes_effect(t) <= last],
         [m for m in facts.membership_rows if first <= m.effective_day <= last],
     )
+
+
+def _takes_effect(row: TermsRecord) -> int:
+    """The day (ordinal) a terms row takes effect: an amendment's or forecast's
+    `effective_from`, the creation's `period_start`."""
+    if row.effective_day is not None:
+        return row.effective_day
+    start = row.data.get("period_start")
+    return date.fromisoformat(start).toordinal() if isinstance(start, str) else 0
 
 
 def _latest_us(in_period: _InPeriod) -> int | None:

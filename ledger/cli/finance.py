@@ -191,8 +191,12 @@ def register(app: typer.Typer) -> None:
             check_names(ledger.engine, known_at=known, agreement=("--agreement", agreement),
                         customer=("--customer", customer))
             if not trial:
-                emit(period_journal_report(ledger, first, last, known, agreement_id=agreement,
-                                           customer_id=customer), output, console)
+                report = period_journal_report(ledger, first, last, known,
+                                               agreement_id=agreement, customer_id=customer)
+                if output == "table" and len(report.rows) > PLAIN_TABLE_ROWS:
+                    _plain_table(report, sys.stdout)  # rich needs about 1 ms a row
+                else:
+                    emit(report, output, console)
                 return
             report = period_trial_balance_report(ledger, first, last, known,
                                                  agreement_id=agreement,

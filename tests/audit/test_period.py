@@ -171,3 +171,17 @@ def test_every_period_agrees_with_the_trial_balance_at_both_ends(
         ledger.apply(stamped(later, 1000))
         for known in (START + timedelta(minutes=known_minutes), None):
             assert_period_agrees(ledger, start, start + timedelta(days=days), known)
+
+
+def test_an_accrual_names_the_events_taking_effect_in_the_period(
+        two_currencies: Ledger) -> None:  # noqa: F811
+    # Q1: A5 starts (period_start 2025-01-01) and S50 is invoiced on 03-10; Q2: S51 only
+    q1 = period_journal_report(two_currencies, date(2025, 1, 1), date(2025, 3, 31),
+                               agreement_id="A5").rows[0]
+    assert q1["about"] == "agreement A5; 1 sale invoiced in the period"
+    assert len(q1["events"]) == 2
+    q2 = next(r for r in period_journal_report(
+        two_currencies, date(2025, 4, 1), date(2025, 6, 30), agreement_id="A5").rows
+        if r["kind"] == "accrual")
+    assert q2["about"] == "1 sale invoiced in the period" and len(q2["events"]) == 1
+    assert q2["recorded_at"] == datetime(2025, 5, 6, tzinfo=UTC)  # S51's
