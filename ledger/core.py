@@ -292,15 +292,9 @@ class Ledger:
         parsed: list[Parsed] = []
         sale_ids: list[str] = []
         for number, line in chunk:
-            try:
-                valid = c.parse_line(line)
-            except InvalidCommand as error:
+            valid, error = parse_applied_line(line)
+            if valid is None:
                 parsed.append((number, line, None, error, None))
-                continue
-            except Exception as exc:  # a line that cannot be read at all: rejected alone
-                parsed.append((number, line, None, InvalidCommand(
-                    "", f"the line cannot be read as a command ({type(exc).__name__}: {exc})"
-                ), None))
                 continue
             if isinstance(valid, c.RecordSale | c.ReverseSale):
                 sale_ids.append(valid.sale_id)
@@ -493,6 +487,18 @@ class Ledger:
             "position": row.position,
             "watermark": from_us(row.watermark_us) if row.watermark_us else None,
         }
+
+
+def parse_applied_line(line: bytes | str) -> tuple[c.Command | None, InvalidCommand | None]:
+    """A line of `apply` as a command, or why it is rejected: what `apply_lines` does with
+    each line (shared with the dry run of `apply`, `LedgerService.load`)."""
+    try:
+        return c.parse_line(line), None
+    except InvalidCommand as error:
+        return None, error
+    except Exception as exc:  # a line that cannot be read at all: rejected alone
+        return None, InvalidCommand(
+            "", f"the line cannot be read as a command ({type(exc).__name__}: {exc})")
 
 
 def duplicate_id(command: c.Command) -> str:

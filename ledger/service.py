@@ -21,7 +21,7 @@ import re
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -50,7 +50,13 @@ from ledger.access import (
 )
 from ledger.accounts import api_idempotency, api_proposals
 from ledger.audit.chain import events_table
-from ledger.core import ApplyReport, ApplyStopped, Ledger, SourcedCommand
+from ledger.core import (
+    ApplyReport,
+    ApplyStopped,
+    Ledger,
+    SourcedCommand,
+    parse_applied_line,
+)
 from ledger.errors import (
     ConfigurationError,
     InputUnreadable,
@@ -295,10 +301,20 @@ class LedgerService:
         return outcome
 
     def load(self, principal: Principal, lines: Iterable[bytes | str], *, source: str,
-             on_progress: Callable[[int], None] | None = None) -> ApplyReport:
+             on_progress: Callable[[int], None] | None = None,
+             dry_run: bool = False) -> ApplyReport:
         """`apply` from the command line: an operator loads history directly (no proposals),
         through `Ledger.apply_lines` (chunks, a bad line rejected alone, `ApplyStopped` on an
-        internal error), recording `principal` as the actor in each chunk's transaction."""
+        internal error), recording `principal` as the actor in each chunk's transaction.
+
+        `dry_run` (`apply --dry-run`): the report is what the load would do against the store
+        as it stands, and nothing is stored: the lines are parsed as `apply_lines` parses them
+        and go the dry-run path of `import_rows` (a SQLite store: applied for real into a copy
+        that is deleted, any size; PostgreSQL: one transaction rolled back, at most
+        REQUEST_LINES_MAX commands). `on_progress` gets the bytes of the lines read."""
+        if dry_run:
+            return self.import_rows(principal, _numbered_rows(lines, on_progress),
+                                    source=source, dry_run=True)
         start: list[int] = []
 
         def skip_applied(session: Session) -> set[int]:
@@ -361,9 +377,11 @@ class LedgerService:
                     if len(records) >= limit:
                         if dry_run:
                             raise TooLarge(
-                                f"a dry run previews at most {REQUEST_LINES_MAX} commands in "
-                                "one transaction; split the file, or import it into a scratch "
-                                "store (--database sqlite:///scratch.db) to preview it")
+                                f"a dry run previews at most {REQUEST_LINES_MAX} commands "
+                                "on this store (one transaction that is rolled back); "
+                                "nothing was stored; to preview a larger file, restore a "
+                                "copy of the store into a scratch database and apply or "
+                                "import it there")
                         apply(records)
                         records = []
                     records.append(SourcedCommand(row.number, row.text, row.command,
@@ -1154,6 +1172,25 @@ class LedgerService:
                 "payload": orjson.loads(event.model_dump_json()),
             })
         return {"events": items, "next": items[-1]["position"] if items else after}
+
+
+def _numbered_rows(lines: Iterable[bytes | str],
+                   on_progress: Callable[[int], None] | None) -> Iterator[MappedRow]:
+    """The lines of `apply` as the rows `import_rows` takes: numbered from 1 (blank lines
+    counted, not applied), each parsed as `Ledger.apply_lines` parses it."""
+    read = 0
+    for number, line in enumerate(lines, start=1):
+        read += len(line) + 1
+        if on_progress is not None and (number % 4096 == 0):
+            on_progress(read)
+            read = 0
+        if not line.strip():
+            continue
+        command, problem = parse_applied_line(line)
+        yield MappedRow(number, line.encode("utf-8", "surrogatepass")
+                        if isinstance(line, str) else line, command, problem)
+    if on_progress is not None and read:
+        on_progress(read)
 
 
 def _parse(line: bytes) -> tuple[c.Command | None, Rejection | None]:

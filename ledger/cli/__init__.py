@@ -233,7 +233,8 @@ def store_name(url: str) -> str:
         return url
 
 
-def open_ledger(database: str | None, *, creates: bool = False) -> Ledger:
+def open_ledger(database: str | None, *, creates: bool = False, announce: bool = True
+                ) -> Ledger:
     """Open the store and say which one on stderr. Only a writing command (`creates`) may make
     a new SQLite store, and says so; a reading one refuses a file that does not exist, creating
     nothing, so that a misspelt --database or the wrong folder is not an empty answer."""
@@ -263,7 +264,9 @@ def open_ledger(database: str | None, *, creates: bool = False) -> Ledger:
             f"{escape(cause)}; check --database (or LEDGER_DATABASE_URL)",
             highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_UNREADABLE) from None
-    if new:
+    if not announce:  # the caller said which store it is (a dry run's scratch store)
+        pass
+    elif new:
         err_console.print(f"store: {store_name(url)} (created)", highlight=False, markup=False,
                           soft_wrap=True)
     else:
@@ -316,10 +319,15 @@ def apply(
         typer.Option("--as", help="who is recorded on the stored events (default "
                      "cli:<OS user>)"),
     ] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="store nothing: validate the whole file against the store as it "
+        "stands and print what would be accepted, duplicated and rejected (exit 1 if "
+        "something would be rejected)")] = False,
 ) -> None:
     """Apply a batch of commands, in order. Exit 0: all applied; 1: some rejected (the rest
     applied); 2: the input could not be read; 3: stopped by an internal error (the lines before
-    the one named are applied, the rest are not)."""
+    the one named are applied, the rest are not). With --dry-run nothing is stored and the
+    exit status says what apply would do."""
     try:
         handle, size = _open_input(file)
     except InputUnreadable as exc:
@@ -339,7 +347,15 @@ def apply(
     if not head.strip():
         err_console.print(f"{escape(file)} is empty: no commands, nothing applied",
                           highlight=False, soft_wrap=True)
-    book = open_ledger(database, creates=True)
+    scratch = None
+    if dry_run:
+        database, scratch = dry_run_store(database)
+    try:
+        book = open_ledger(database, creates=True, announce=scratch is None)
+    except BaseException:
+        if scratch is not None:
+            scratch.cleanup()
+        raise
     from ledger.cli.service import operator_principal
     from ledger.service import LedgerService
 
@@ -359,10 +375,11 @@ def apply(
                 task = progress.add_task("apply", total=size)
                 report = service.load(
                     principal, bounded_lines(handle), source=file,
-                    on_progress=lambda n: progress.advance(task, n),
+                    on_progress=lambda n: progress.advance(task, n), dry_run=dry_run,
                 )
         else:
-            report = service.load(principal, bounded_lines(handle), source=file)
+            report = service.load(principal, bounded_lines(handle), source=file,
+                                  dry_run=dry_run)
     except ApplyStopped as stopped:
         _print_report(stopped.report, output)
         err_console.print(f"error: {stopped}", markup=False, highlight=False)
@@ -370,12 +387,51 @@ def apply(
     except OSError as exc:
         err_console.print(f"[red]error:[/red] cannot read input: {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
+    except LedgerError as exc:  # a dry run above its bound (PostgreSQL): nothing stored
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True)
+        raise typer.Exit(EXIT_UNREADABLE) from None
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
         book.close()
-    _print_report(report, output)
+        if scratch is not None:
+            scratch.cleanup()
+    if dry_run:
+        _print_dry_run_report(report, output)
+    else:
+        _print_report(report, output)
     raise typer.Exit(EXIT_REJECTED if report.rejected else EXIT_OK)
+
+
+DRY_RUN_NOTE = "dry run, nothing stored: what apply would do against the store as it stands"
+
+
+def _print_dry_run_report(report: ApplyReport, output: Format) -> None:
+    """`apply --dry-run`: apply's report, said to be a preview (json: `"dry_run": true`)."""
+    if output is Format.json:
+        sys.stdout.write(orjson.dumps({**report.to_dict(), "dry_run": True}).decode() + "\n")
+        return
+    (err_console if output is Format.csv else console).print(
+        DRY_RUN_NOTE, highlight=False, markup=False)
+    _print_report(report, output)
+
+
+def dry_run_store(database: str | None, what: str = "the file") -> tuple[str | None, Any]:
+    """The store a dry run reads, and a temporary directory to clean up (or None). A SQLite
+    store that does not exist yet is not created: the dry run previews `what` against an
+    empty store in a temporary directory, thrown away after (apply and import)."""
+    import tempfile
+
+    url = database or Settings().default_database_url()
+    path = sqlite_file(url)
+    if path is None or path.exists():
+        return database, None
+    scratch = tempfile.TemporaryDirectory(prefix="ledger-dry-run-")
+    err_console.print(f"no store at {path} yet: the dry run previews {what} into an empty "
+                      "store, and creates nothing", highlight=False, markup=False,
+                      soft_wrap=True)
+    return f"sqlite:///{Path(scratch.name) / 'preview.db'}", scratch
 
 
 def _print_report(report: ApplyReport, output: Format, unit: str = "line") -> None:

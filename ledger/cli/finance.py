@@ -14,6 +14,10 @@ from ledger.cli.exports import ForceOption, OutOption, ReportFormat, ReportForma
 
 AgreementOption = Annotated[str | None, typer.Option("--agreement", help="only this agreement")]
 CustomerOption = Annotated[str | None, typer.Option("--customer", help="only this customer")]
+FromOption = Annotated[str | None, typer.Option(
+    "--from", help="first day of a period (YYYY-MM-DD), with --to: the postings dated in it")]
+ToOption = Annotated[str | None, typer.Option(
+    "--to", help="last day of the period (YYYY-MM-DD), with --from")]
 KnownAtOption = Annotated[
     str | None,
     typer.Option("--known-at", help="as the books stood at K (ISO timestamp, or a date = end of "
@@ -92,6 +96,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def journal(
+        start: FromOption = None,
+        end: ToOption = None,
         as_of: Annotated[str | None, typer.Option(
             "--as-of", help="valid date D (YYYY-MM-DD); default: today (UTC)")] = None,
         known_at: KnownAtOption = None,
@@ -103,7 +109,13 @@ def register(app: typer.Typer) -> None:
         force: ForceOption = False,
     ) -> None:
         """The double-entry journal behind the position at D as known at K: accruals and
-        true-ups, settlements, write-offs, each with the events it came from."""
+        true-ups, settlements, write-offs, each with the events it came from. With --from and
+        --to: the postings dated in that period, with each account's opening and closing
+        balance."""
+        if start is not None or end is not None:  # issue 10 point 6
+            _period(start, end, as_of, known_at, agreement, customer, output.value, database,
+                    trial=False)
+            return
         from ledger.audit.journal import write_journal
 
         check_request(output, out)
@@ -126,7 +138,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("trial-balance")
     def trial_balance(
-        as_of: Annotated[str, typer.Option("--as-of", help="valid date D (YYYY-MM-DD)")],
+        start: FromOption = None,
+        end: ToOption = None,
+        as_of: Annotated[str | None, typer.Option(
+            "--as-of", help="valid date D (YYYY-MM-DD); or give --from and --to")] = None,
         known_at: KnownAtOption = None,
         agreement: AgreementOption = None,
         customer: CustomerOption = None,
@@ -137,7 +152,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Debits, credits and balance per currency and account at D as known at K; checks
         that it balances and that the liability account equals the contract's liability.
-        Exit 1 if either check fails."""
+        With --from and --to: opening balance, the period's debits and credits, closing
+        balance. Exit 1 if a check fails."""
+        if start is not None or end is not None or as_of is None:  # issue 10 point 6
+            _period(start, end, as_of, known_at, agreement, customer, output.value, database,
+                    trial=True)
+            return
         from ledger.audit.journal import trial_balance_report, trial_balance_table
         from ledger.audit.output import emit
 
@@ -153,6 +173,58 @@ def register(app: typer.Typer) -> None:
         if not deliver(report, output, out, name="trial balance"):
             emit(trial_balance_table(report) if output is ReportFormat.table else report,
                  output.value, console)
+        if not (report.extra["balanced"] and report.extra["liability_matches"]):
+            raise typer.Exit(1)
+
+    def _period(start: str | None, end: str | None, as_of: str | None, known_at: str | None,
+                agreement: str | None, customer: str | None, output: str,
+                database: str | None, *, trial: bool) -> None:
+        """`journal` / `trial-balance` of a period (ledger.audit.period)."""
+        from ledger.audit.output import emit
+        from ledger.audit.period import (
+            check_period,
+            period_journal_report,
+            period_trial_balance_report,
+            period_trial_balance_table,
+        )
+        from ledger.errors import RuleViolation
+
+        def usage(message: str) -> typer.Exit:
+            err_console.print(f"error: {message}", highlight=False, markup=False,
+                              soft_wrap=True)
+            return typer.Exit(EXIT_UNREADABLE)
+
+        if as_of is not None:
+            raise usage("--as-of is a position at one date; --from and --to are a period: "
+                        "give one or the other")
+        if start is None or end is None:
+            raise usage("give the period with both --from D1 and --to D2 (YYYY-MM-DD)"
+                        + ("; or --as-of D for the balances at one date" if trial else ""))
+        if output not in ("table", "json", "csv"):
+            raise usage(f"--format {output} is not available for a period yet; use table, "
+                        "json or csv")
+        first, last = parse_as_of(start, "--from"), parse_as_of(end, "--to")
+        try:
+            check_period(first, last)
+        except RuleViolation as exc:
+            raise usage(str(exc)) from None
+        known = parse_known_at(known_at)
+        with open_ledger(database) as ledger:
+            check_names(ledger.engine, known_at=known, agreement=("--agreement", agreement),
+                        customer=("--customer", customer))
+            if not trial:
+                report = period_journal_report(ledger, first, last, known,
+                                               agreement_id=agreement, customer_id=customer)
+                if output == "table" and len(report.rows) > PLAIN_TABLE_ROWS:
+                    _plain_table(report, sys.stdout)  # rich needs about 1 ms a row
+                else:
+                    emit(report, output, console)
+                return
+            report = period_trial_balance_report(ledger, first, last, known,
+                                                 agreement_id=agreement,
+                                                 customer_id=customer)
+        emit(period_trial_balance_table(report) if output == "table" else report, output,
+             console)
         if not (report.extra["balanced"] and report.extra["liability_matches"]):
             raise typer.Exit(1)
 

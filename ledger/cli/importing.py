@@ -3,7 +3,6 @@ applied through the application service like `apply`. No `from __future__ import
 annotations`: typer reads the annotations."""
 
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -99,23 +98,13 @@ def register(app: typer.Typer) -> None:
             raise fail(f"{file}: {exc}" if not str(exc).startswith(file) else str(exc)) \
                 from None
         scratch = None
-        if dry_run:
-            from ledger.cli import sqlite_file
-            from ledger.config import Settings
+        if dry_run:  # a preview of the first import: against an empty store thrown away
+            from ledger.cli import dry_run_store
 
-            url = database or Settings().default_database_url()
-            path = sqlite_file(url)
-            if path is not None and not path.exists():
-                # a preview of the first import: against an empty store that is thrown away
-                import tempfile
-
-                scratch = tempfile.TemporaryDirectory(prefix="ledger-dry-run-")
-                err_console.print(f"no store at {path} yet: the dry run previews the import "
-                                  "into an empty store, and creates nothing",
-                                  highlight=False, markup=False, soft_wrap=True)
-                database = f"sqlite:///{Path(scratch.name) / 'preview.db'}"
+            database, scratch = dry_run_store(database, "the import")
         try:
-            book = open_ledger(database, creates=not dry_run or scratch is not None)
+            book = open_ledger(database, creates=not dry_run or scratch is not None,
+                               announce=scratch is None)
         except BaseException:  # the store cannot be opened (open_ledger said why)
             sheet_read.close()
             if scratch is not None:

@@ -22,7 +22,7 @@ HOSTILE = {
     "NUL escape in the type": (
         b'{"type":"record_sale\\u0000"}', "type", "record_sale\\u0000", "record_sale\\u0000"),
     "raw NUL byte in a string": (
-        good_sale("SX").replace(b"SX", b"S\x00X"), "", "S\\u0000X", ""),
+        good_sale("SX").replace(b"SX", b"S\x00X"), "", "S\\u0000X", "record_sale"),
     "raw NUL byte in a line that is not JSON": (b'{"type": \x00', "", "\\u0000", ""),
     "lone high surrogate escape in an id": (
         good_sale("S\\ud800").replace(b"\\\\u", b"\\u"), "sale_id", "S\\ud800", "record_sale"),
