@@ -46,6 +46,7 @@ from ledger.audit.journal import (
     CASH,
     EXPENSE,
     JOURNAL_COLUMNS,
+    JOURNAL_FIGURES,
     LIABILITY,
     Posting,
     _known_text,
@@ -325,6 +326,7 @@ def period_journal_report(
         meta={"from": start, "to": end, "known_at": known_at},
         extra={"entries": books.entries, "balances": _balance_rows(books)},
         notes=notes,
+        figures=JOURNAL_FIGURES,
     )
 
 
