@@ -372,8 +372,11 @@ def agreement_ids(session: Session, known_us: int, *, customer_id: str | None = 
                                    customer_id=customer_id)
 
 
-def load_facts(session: Session, agreement_id: str, as_of: date, known_us: int) -> Facts:
-    """Everything known at K (µs) about `agreement_id` that counts at valid date D."""
+def load_facts(session: Session, agreement_id: str, as_of: date, known_us: int, *,
+               with_basis: bool = True) -> Facts:
+    """Everything known at K (µs) about `agreement_id` that counts at valid date D;
+    `with_basis=False` leaves the basis rows out (the terms, memberships and money rows only:
+    `diff` names the sales it needs itself, and an agreement's basis grows with the book)."""
     head = session.execute(
         select(agreements.c.customer_id, agreements.c.currency, agreements.c.group_id)
         .where(agreements.c.agreement_id == agreement_id)
@@ -397,8 +400,10 @@ def load_facts(session: Session, agreement_id: str, as_of: date, known_us: int) 
         )
     ]
     membership_rows: list[MembershipRecord] = []
+    basis_rows: list[BasisRecord] = []
     if group_id is None:
-        basis_rows = load_basis(session, customer_id, currency, as_of, known_us)
+        if with_basis:
+            basis_rows = load_basis(session, customer_id, currency, as_of, known_us)
     else:
         membership_rows = [
             MembershipRecord(c, k, int(e), int(r), int(p), ev)
@@ -413,7 +418,7 @@ def load_facts(session: Session, agreement_id: str, as_of: date, known_us: int) 
         ]
         basis_rows = [
             row
-            for customer in sorted({m.customer_id for m in membership_rows})
+            for customer in sorted({m.customer_id for m in membership_rows}) if with_basis
             for row in load_basis(session, customer, currency, as_of, known_us)
         ]
         basis_rows.sort(key=lambda r: (r.recorded_us, r.position))

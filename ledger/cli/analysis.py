@@ -2,6 +2,7 @@
 (see ledger/audit/__init__.py). No `from __future__ import annotations` here: typer reads the
 annotations, and the option types are defined inside `register`."""
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -88,7 +89,7 @@ def register(app: typer.Typer) -> None:
         """What changed in the position at D between K1 and K2: a summary by cause (late
         sales, returns, amendments, memberships, claims ...), then agreement by agreement
         (--detail: every event that made each change)."""
-        from ledger.audit.diff import diff_report
+        from ledger.audit.diff import diff_report, write_diff
         from ledger.audit.output import Report, emit
 
         day = parse_as_of(as_of)
@@ -100,10 +101,14 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(EXIT_UNREADABLE)
         with open_ledger(database) as ledger:
             check_names(ledger.engine, known_at=k1, agreement=("--agreement", agreement))
-            report = diff_report(ledger, day, k1, k2, agreement_id=agreement, detail=detail)
-        if output is Format.table:
-            emit(Report("Changes by cause", ("cause", "events", "agreements", "post_close"),
-                        report.extra["by_cause"]), "table", console)
+            if output is not Format.table:  # streamed, in bounded memory (issue 11)
+                write_diff(ledger, day, k1, k2, output.value, sys.stdout,
+                           agreement_id=agreement, detail=detail)
+                return
+            report = diff_report(ledger, day, k1, k2, agreement_id=agreement, detail=detail,
+                                 with_changes=False)
+        emit(Report("Changes by cause", ("cause", "events", "agreements", "post_close"),
+                    report.extra["by_cause"]), "table", console)
         emit(report, output.value, console)
 
     @app.command()
