@@ -145,9 +145,9 @@ def test_changes_come_one_agreement_at_a_time_without_the_basis(
         return real_facts(session, agreement_id, *args, **options)
 
     def between_spy(session: Any, k1_us: int, k2_us: int, customers: Any,
-                    currency: str) -> Any:
+                    currency: str, held: Any = None) -> Any:
         asked.append(sorted(set(customers)))
-        return real_between(session, k1_us, k2_us, asked[-1], currency)
+        return real_between(session, k1_us, k2_us, asked[-1], currency, held)
 
     monkeypatch.setattr(diff_module, "load_facts", facts_spy)
     monkeypatch.setattr(diff_module, "_recorded_between", between_spy)
@@ -160,3 +160,18 @@ def test_changes_come_one_agreement_at_a_time_without_the_basis(
     assert len(loaded) > count and rest
     assert all(with_basis is False for _, with_basis in loaded)
     assert asked and all(len(customers) <= 10 for customers in asked)
+
+
+def test_reversals_read_agreement_by_agreement_give_the_same_bytes(
+        demo_book: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a few reversals recorded in between are read once for the whole diff; more than
+    # REVERSALS_HELD are read with each agreement's sales: both ways print the same
+    reversed_ = [q for q in demo_questions()
+                 if any(x.kind == "reversal" for c in previous.diff(
+                     demo_book, q["as_of"], q["k1"], q["k2"]) for x in c.causes)]
+    assert reversed_, "the demo book has a reversal recorded between two moments asked"
+    monkeypatch.setattr(diff_module, "REVERSALS_HELD", 0)
+    for question in reversed_:
+        for detail in (False, True):
+            assert written(demo_book, "json", question, detail=detail) == previous_report(
+                demo_book, question, detail=detail).to_json().decode() + "\n"
