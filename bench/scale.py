@@ -233,9 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{verdict(ok_memory)}" + ("" if ok_exit else "  (a run failed: see above)"))
     results["targets"] = targets
     say("")
-    say("peak memory less SQLite's own heap (its page cache, bounded at 64 MiB per connection "
-        "in ledger/store.py, fills further on a larger store): what the ledger holds "
-        "(information, no target)")
+    say("peak memory less SQLite's own heap (its page cache: 8 MiB per reading connection, "
+        "64 MiB once it writes, ledger/store.py; fills further on a larger store): what the "
+        "ledger holds (information, no target)")
     for name, mine in last.items():
         before = first.get(name)
         if before is None or not (mine.get("sqlite_heap_peak_kib")

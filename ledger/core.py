@@ -25,6 +25,7 @@ from ledger.liability import LiabilityRow, liability_rows
 from ledger.projections.core import (
     CoreProjection,
     ensure_basis_blocks,
+    ensure_indexes,
     from_us,
     ledger_state,
     metadata,
@@ -175,6 +176,7 @@ class Ledger:
         them all is only read. A store made before contract v2 is brought up to date first."""
         upgrade_v1_tables(self.engine)
         ensure_basis_blocks(self.engine)
+        ensure_indexes(self.engine)
 
         def seeded(connection: Connection) -> bool:
             return connection.execute(select(ledger_state.c.id)).first() is not None

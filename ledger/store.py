@@ -32,8 +32,12 @@ ENGINE_KEY = "LEDGER_ENGINE_KEY"
 
 #: How long a writer waits for another writer's transaction before giving up (SQLite).
 SQLITE_BUSY_TIMEOUT_MS = 60_000
-#: SQLite page cache per connection, in KiB.
+#: SQLite page cache of a connection that writes, in KiB (from its first write on).
 SQLITE_CACHE_KIB = 65_536
+#: SQLite page cache of a connection until it writes, in KiB: the reading commands stream
+#: the book once and gain nothing from a larger one, whose filling grew their peak memory
+#: with the store (issue 11).
+SQLITE_READ_CACHE_KIB = 8_192
 #: Advisory lock id that serialises the ledger's writers on PostgreSQL ("rebate" in ASCII).
 PG_WRITER_LOCK = 0x726562617465
 #: Advisory lock id that serialises schema creation on PostgreSQL ("schema" in ASCII).
@@ -124,9 +128,8 @@ def make_engine(url: str) -> Engine:
             if not read_only:  # both write; a read-only store keeps the mode it has
                 _wal_mode(cursor)
                 cursor.execute("PRAGMA synchronous=FULL")
-            # Index inserts land all over the basis table (it is clustered by customer), so a
-            # page cache of 64 MiB instead of 2 MiB keeps millions of sales off the disk.
-            cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+            # A reader's page cache; `lock_writer` enlarges it for a writer.
+            cursor.execute(f"PRAGMA cache_size=-{SQLITE_READ_CACHE_KIB}")
             cursor.close()
 
     else:
@@ -180,6 +183,10 @@ def lock_writer(session: Session) -> None:
         # A write as the first statement takes SQLite's write lock now (waiting up to the busy
         # timeout), instead of failing later when a read transaction tries to upgrade.
         session.execute(text("UPDATE ledger_state SET writes = writes + 1 WHERE id = 1"))
+        # Index inserts land all over the basis table (it is clustered by customer), so a
+        # page cache of 64 MiB instead of 2 MiB keeps millions of sales off the disk (the
+        # connection keeps it while pooled: the next write finds it warm).
+        session.execute(text(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}"))
 
 
 @contextmanager

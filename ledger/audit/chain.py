@@ -63,15 +63,34 @@ def events_table(recorder: Any) -> Table:
     return table
 
 
+#: Events read per query at most, and their stored bytes at most (at least one event): a
+#: sales batch is about 0.5 MB stored, and 200 of them at once held 100 MB (issue 11).
+STORED_PER_QUERY = 200
+STORED_BYTES_PER_QUERY = 4 << 20
+
+
 def _stored(session: Session, recorder: Any, positions: list[int]) -> Iterator[Any]:
+    """The stored events at `positions` (sorted), in order, a bounded number of bytes read
+    at a time."""
     table = events_table(recorder)
-    for start in range(0, len(positions), 200):
-        chunk = positions[start:start + 200]
-        yield from session.execute(
-            select(table.c.id, table.c.originator_id, table.c.originator_version,
-                   table.c.topic, table.c.state)
-            .where(table.c.id.in_(chunk)).order_by(table.c.id)
-        )
+    for start in range(0, len(positions), STORED_PER_QUERY):
+        chunk = positions[start:start + STORED_PER_QUERY]
+        sizes = dict(session.execute(
+            select(table.c.id, func.length(table.c.state)).where(table.c.id.in_(chunk))
+        ).tuples().all())
+        while chunk:
+            taken, total = 0, 0
+            for position in chunk:
+                size = int(sizes.get(position) or 0)
+                if taken and total + size > STORED_BYTES_PER_QUERY:
+                    break
+                taken, total = taken + 1, total + size
+            part, chunk = chunk[:taken], chunk[taken:]
+            yield from session.execute(
+                select(table.c.id, table.c.originator_id, table.c.originator_version,
+                       table.c.topic, table.c.state)
+                .where(table.c.id.in_(part)).order_by(table.c.id)
+            )
 
 
 def append(session: Session, recorder: Any, positions: Iterable[int]) -> None:

@@ -7,21 +7,26 @@ revisions, claims, settlements, write-offs, new agreements.
 
 from __future__ import annotations
 
+import csv
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import IO, Any
 
-from sqlalchemy import select
+import orjson
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from ledger.audit.close import close_covering
 from ledger.audit.facts import agreement_ids, load_facts
-from ledger.audit.output import Report, basis_figure, money_figure, money_text
+from ledger.audit.output import Report, _cell, basis_figure, money_figure, money_text, plain
 from ledger.core import Ledger
 from ledger.liability import FOREVER_US, LiabilityRow
 from ledger.money import EXACT, ZERO, format_decimal
 from ledger.projections.core import from_us, reversals, sales, to_us
+from ledger.text import csv_cell
 
 FIGURES = ("basis", "accrued", "approved", "paid", "written_off", "liability")
 MONEY_KINDS = {"claimed": "claim submitted", "approved": "claim approved",
@@ -71,65 +76,116 @@ def diff(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None = None, 
          agreement_id: str | None = None) -> list[Change]:
     """Every agreement whose position at D differs between K1 and K2 (or that any event
     recorded in between concerns), with the causes; only `agreement_id` when given."""
+    return list(iter_changes(ledger, as_of, k1, k2, agreement_id=agreement_id))
+
+
+def iter_changes(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None = None, *,
+                 agreement_id: str | None = None) -> Iterator[Change]:
+    """`diff`, agreement by agreement: each agreement's causes are read (its terms, members
+    and money rows, and the sales and reversals of its buyers recorded in (K1, K2]), yielded
+    and dropped before the next agreement's, so memory is bounded by the largest agreement,
+    not by the history (issue 11). Only the liability rows at K1 and K2 (one per agreement)
+    are held throughout."""
     before = {r.agreement_id: r for r in ledger.liability(as_of, k1, agreement_id=agreement_id)}
     after = {r.agreement_id: r for r in ledger.liability(as_of, k2, agreement_id=agreement_id)}
     k1_us = to_us(k1)
     k2_us = FOREVER_US if k2 is None else to_us(k2)
     close = close_covering(ledger, as_of, k2)
-    changes = []
     with Session(ledger.engine) as session:
-        late = _recorded_between(session, k1_us, k2_us)
-        for agreement in agreement_ids(session, k2_us):
-            if agreement_id is not None and agreement != agreement_id:
-                continue
+        held = _reversals_between(session, k1_us, k2_us)
+        for agreement in agreement_ids(session, k2_us, agreement_id=agreement_id):
             row = after.get(agreement) or before.get(agreement)
             assert row is not None
             change = Change(agreement, row.customer_id, row.currency,
                             _figures(before.get(agreement)), _figures(after.get(agreement)),
                             basis_kind=row.terms.basis if row.terms is not None else "amount")
-            change.causes = _causes(session, agreement, as_of, k1_us, k2_us, late)
+            change.causes = _causes(session, agreement, as_of, k1_us, k2_us, held)
             if close is not None:
                 change.causes = [replace(x, post_close=x.recorded_at > close.closed_at)
                                  for x in change.causes]
             if change.changed:
-                changes.append(change)
-    return changes
+                yield change
 
 
 @dataclass
 class Recorded:
-    """The sales and reversals recorded in (K1, K2], by customer, in recorded order: read in
-    two queries for the whole diff (one query per agreement and buyer scanned the sales
-    table each time: 8.7 s on the demo book)."""
+    """The sales and reversals of some customers recorded in (K1, K2], by customer, in
+    recorded order (then sale id)."""
 
     sales: dict[str, list[Any]] = field(default_factory=dict)
     reversals: dict[str, list[Any]] = field(default_factory=dict)
 
 
-def _recorded_between(session: Session, k1_us: int, k2_us: int) -> Recorded:
-    found = Recorded()
-    for row in session.execute(
-        select(sales.c.customer_id, sales.c.sale_id, sales.c.currency, sales.c.invoice_day,
-               sales.c.product_id, sales.c.quantity, sales.c.q_micro, sales.c.recorded_us)
-        .where(sales.c.recorded_us > k1_us).where(sales.c.recorded_us <= k2_us)
-        .order_by(sales.c.recorded_us, sales.c.sale_id)
-    ):
-        found.sales.setdefault(row[0], []).append(tuple(row[1:]))
-    for row in session.execute(
-        select(sales.c.customer_id, reversals.c.sale_id, sales.c.currency,
-               sales.c.invoice_day, sales.c.product_id, reversals.c.reversed_day,
-               reversals.c.recorded_us)
-        .join(sales, sales.c.sale_id == reversals.c.sale_id)
+#: customers per query of `_recorded_between` (bound parameters stay few)
+CUSTOMERS_PER_QUERY = 500
+#: Reversals recorded in (K1, K2] read once for the whole diff when there are at most this
+#: many (reversals are rare: usually none); beyond it they are read agreement by agreement.
+REVERSALS_HELD = 10_000
+
+
+def _reversals_between(session: Session, k1_us: int,
+                       k2_us: int) -> dict[str, list[Any]] | None:
+    """The reversals recorded in (K1, K2], by customer, in recorded order, when there are at
+    most `REVERSALS_HELD` of them; None when there are more. Reading them by customer joins
+    each of the customer's sales (14 ms an agreement on a book of a million sales), so a few
+    are better read once."""
+    count = session.execute(
+        select(func.count()).select_from(reversals)
         .where(reversals.c.recorded_us > k1_us).where(reversals.c.recorded_us <= k2_us)
-        .order_by(reversals.c.recorded_us, reversals.c.sale_id)
-    ):
-        found.reversals.setdefault(row[0], []).append(tuple(row[1:]))
+    ).scalar_one()
+    if count > REVERSALS_HELD:
+        return None
+    found: dict[str, list[Any]] = {}
+    for row in session.execute(_reversals_query(k1_us, k2_us)):
+        found.setdefault(row[0], []).append(tuple(row[1:]))
+    return found
+
+
+def _reversals_query(k1_us: int, k2_us: int) -> Select[Any]:
+    return (select(sales.c.customer_id, reversals.c.sale_id, sales.c.currency,
+                   sales.c.invoice_day, sales.c.product_id, reversals.c.reversed_day,
+                   reversals.c.recorded_us)
+            .join(sales, sales.c.sale_id == reversals.c.sale_id)
+            .where(reversals.c.recorded_us > k1_us).where(reversals.c.recorded_us <= k2_us)
+            .order_by(reversals.c.recorded_us, reversals.c.sale_id))
+
+
+def _recorded_between(session: Session, k1_us: int, k2_us: int, customers: Iterable[str],
+                      currency: str, held: dict[str, list[Any]] | None = None) -> Recorded:
+    """The sales and reversals in `currency` of `customers` recorded in (K1, K2]: read by
+    customer (the `core_sales_by_customer` index), so one agreement's causes never read the
+    rest of the book; the reversals from `held` when they were read once for all."""
+    found = Recorded()
+    wanted = sorted(set(customers))
+    if held is not None:
+        found.reversals = {c: [r for r in held[c] if r[1] == currency]
+                           for c in wanted if c in held}
+    for start in range(0, len(wanted), CUSTOMERS_PER_QUERY):
+        chunk = wanted[start:start + CUSTOMERS_PER_QUERY]
+        for row in session.execute(
+            select(sales.c.customer_id, sales.c.sale_id, sales.c.currency,
+                   sales.c.invoice_day, sales.c.product_id, sales.c.quantity, sales.c.q_micro,
+                   sales.c.recorded_us)
+            .where(sales.c.customer_id.in_(chunk)).where(sales.c.currency == currency)
+            .where(sales.c.recorded_us > k1_us).where(sales.c.recorded_us <= k2_us)
+            .order_by(sales.c.recorded_us, sales.c.sale_id)
+        ):
+            found.sales.setdefault(row[0], []).append(tuple(row[1:]))
+        if held is not None:
+            continue
+        for row in session.execute(
+            _reversals_query(k1_us, k2_us)
+            .where(sales.c.customer_id.in_(chunk)).where(sales.c.currency == currency)
+        ):
+            found.reversals.setdefault(row[0], []).append(tuple(row[1:]))
     return found
 
 
 def _causes(session: Session, agreement: str, as_of: date, k1_us: int,
-            k2_us: int, between: Recorded) -> list[Cause]:
-    facts = load_facts(session, agreement, as_of, k2_us)
+            k2_us: int, held: dict[str, list[Any]] | None = None) -> list[Cause]:
+    # the agreement's terms, members and money rows; its basis is not needed (the sales and
+    # reversals recorded in between are read by customer below)
+    facts = load_facts(session, agreement, as_of, k2_us, with_basis=False)
     causes: list[Cause] = []
     for t in facts.terms_rows:
         if t.recorded_us <= k1_us or (t.effective_from is not None and t.effective_from > as_of):
@@ -165,11 +221,12 @@ def _causes(session: Session, agreement: str, as_of: date, k1_us: int,
             claim = f" (claim {m.claim_id})" if m.claim_id else ""
             causes.append(Cause(MONEY_KINDS.get(m.kind, m.kind), from_us(m.recorded_us),
                                 m.event_id, f"{m.amount} on {m.valid_date}{claim}"))
-    state = facts.state()
-    if state is not None:
-        terms = state.terms
+    if any(t.kind == "created" for t in facts.terms_rows):  # known at K2
+        terms = facts.history().terms_at(as_of)
         k1_day = from_us(k1_us).date().toordinal()
         buyers = facts.buyers(terms)
+        between = _recorded_between(session, k1_us, k2_us, (b[0] for b in buyers),
+                                    facts.currency, held)
         for customer, first, last in buyers:
             for sale_id, currency, invoice_day, product, q_text, q_micro, recorded_us in \
                     between.sales.get(customer, ()):
@@ -202,20 +259,43 @@ CAUSE_ORDER = ("late sale", "sale", "return", "reversal", "retroactive amendment
                "late leave", "leave", *MONEY_KINDS.values())
 
 
-def by_cause(changes: list[Change]) -> list[dict[str, Any]]:
-    """Per kind of cause: how many events, how many agreements, how many after the close."""
-    found: dict[str, dict[str, Any]] = {}
-    for change in changes:
-        for cause in change.causes:
-            entry = found.setdefault(cause.kind, {"cause": cause.kind, "events": 0,
-                                                  "agreements": set(), "post_close": 0})
+class Summary:
+    """What the report says about all its changes, gathered one change at a time: per kind of
+    cause how many events, agreements (their ids: one per agreement at most) and post-close
+    ones, and the liability change per currency."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, dict[str, Any]] = {}
+        self.total: dict[str, Decimal] = {}
+        self.changes = 0
+
+    def add(self, change: Change) -> None:
+        self.changes += 1
+        self.add_causes(change.agreement_id, change.causes)
+        self.total[change.currency] = EXACT.add(self.total.get(change.currency, ZERO),
+                                                change.delta["liability"])
+
+    def add_causes(self, agreement_id: str, causes: Iterable[Cause]) -> None:
+        for cause in causes:
+            entry = self.found.setdefault(cause.kind, {"cause": cause.kind, "events": 0,
+                                                       "agreements": set(), "post_close": 0})
             entry["events"] += 1
-            entry["agreements"].add(change.agreement_id)
+            entry["agreements"].add(agreement_id)
             entry["post_close"] += cause.post_close
-    order = {kind: n for n, kind in enumerate(CAUSE_ORDER)}
-    return [{**e, "agreements": len(e["agreements"])}
-            for e in sorted(found.values(), key=lambda e: (order.get(e["cause"], 99),
-                                                           e["cause"]))]
+
+    def by_cause(self) -> list[dict[str, Any]]:
+        order = {kind: n for n, kind in enumerate(CAUSE_ORDER)}
+        return [{**e, "agreements": len(e["agreements"])}
+                for e in sorted(self.found.values(), key=lambda e: (order.get(e["cause"], 99),
+                                                                    e["cause"]))]
+
+
+def by_cause(changes: Iterable[Change]) -> list[dict[str, Any]]:
+    """Per kind of cause: how many events, how many agreements, how many after the close."""
+    summary = Summary()
+    for change in changes:
+        summary.add_causes(change.agreement_id, change.causes)
+    return summary.by_cause()
 
 
 def _counts(causes: list[Cause]) -> str:
@@ -226,67 +306,140 @@ def _counts(causes: list[Cause]) -> str:
         for e in by_cause([Change("", None, "", {}, {}, causes)]))
 
 
-def diff_report(ledger: Ledger, as_of: date, k1: datetime,
-                k2: datetime | None = None, *, agreement_id: str | None = None,
-                detail: bool = False) -> Report:
-    """Per agreement, or with `detail` one row per cause (every event recorded in between
-    that moved the position); `extra` holds the summary by cause and every change."""
-    changes = diff(ledger, as_of, k1, k2, agreement_id=agreement_id)
-    rows: list[dict[str, Any]] = []
-    for c in changes:
-        if detail:
-            rows += [{"agreement_id": c.agreement_id, "customer_id": c.customer_id,
-                      "currency": c.currency, "cause": x.kind,
-                      "post_close": x.post_close, "recorded_at": x.recorded_at,
-                      "event": x.event, "detail": x.detail} for x in c.causes]
-            continue
-        delta = c.delta
-        rows.append({
-            "agreement_id": c.agreement_id, "customer_id": c.customer_id,
-            "currency": c.currency, "basis_kind": c.basis_kind,
-            "basis_before": format_decimal(c.before["basis"]),
-            "basis_after": format_decimal(c.after["basis"]),
-            **{f"{f}_before": c.before[f] for f in ("accrued", "liability")},
-            **{f"{f}_after": c.after[f] for f in ("accrued", "liability")},
-            "liability_change": delta["liability"],
-            "causes": _counts(c.causes),
-        })
+def _rows(c: Change, detail: bool) -> list[dict[str, Any]]:
+    """The report's rows for one change: one, or with `detail` one per cause."""
+    if detail:
+        return [{"agreement_id": c.agreement_id, "customer_id": c.customer_id,
+                 "currency": c.currency, "cause": x.kind,
+                 "post_close": x.post_close, "recorded_at": x.recorded_at,
+                 "event": x.event, "detail": x.detail} for x in c.causes]
+    delta = c.delta
+    return [{
+        "agreement_id": c.agreement_id, "customer_id": c.customer_id,
+        "currency": c.currency, "basis_kind": c.basis_kind,
+        "basis_before": format_decimal(c.before["basis"]),
+        "basis_after": format_decimal(c.after["basis"]),
+        **{f"{f}_before": c.before[f] for f in ("accrued", "liability")},
+        **{f"{f}_after": c.after[f] for f in ("accrued", "liability")},
+        "liability_change": delta["liability"],
+        "causes": _counts(c.causes),
+    }]
+
+
+def _change_entry(c: Change) -> dict[str, Any]:
+    """One change as `extra.changes` lists it."""
+    return {"agreement_id": c.agreement_id, "before": _texts(c.before),
+            "after": _texts(c.after), "causes": [x.to_dict() for x in c.causes]}
+
+
+#: the table shows the bases in units or money and the money with its currency
+DIFF_FIGURES = {**dict.fromkeys(("basis_before", "basis_after"), basis_figure()),
+                **dict.fromkeys(("accrued_before", "accrued_after", "liability_before",
+                                 "liability_after", "liability_change"), money_figure())}
+
+
+def _columns(detail: bool) -> tuple[str, ...]:
+    return (("agreement_id", "customer_id", "currency", "cause", "post_close",
+             "recorded_at", "event", "detail") if detail else
+            ("agreement_id", "customer_id", "currency", "basis_kind", "basis_before",
+             "basis_after",
+             "accrued_before", "accrued_after", "liability_before", "liability_after",
+             "liability_change", "causes"))
+
+
+def _title(as_of: date, k1: datetime, k2: datetime | None, detail: bool) -> str:
     k2_text = "now" if k2 is None else k2.isoformat()
-    close = close_covering(ledger, as_of, k2)
+    return (f"Position at {as_of}: as known at {k1.isoformat()} vs {k2_text}"
+            + (", every cause" if detail else ""))
+
+
+def _meta(as_of: date, k1: datetime, k2: datetime | None,
+          agreement_id: str | None) -> dict[str, Any]:
+    return {"as_of": as_of, "known_at": k1, "vs": k2, "agreement_id": agreement_id}
+
+
+def _close_extra(close: Any) -> dict[str, Any] | None:
+    return None if close is None else {"period": close.period, "closed_at": close.closed_at,
+                                       "event": close.event_id}
+
+
+def _notes(summary: Summary, close: Any) -> list[str]:
     close_note = [] if close is None else [
         f"{close.period} ({close.start} to {close.end}) was closed at "
         f"{close.closed_at.isoformat()}: changes recorded after it are post-close adjustments"]
-    total: dict[str, Decimal] = {}
-    for c in changes:
-        total[c.currency] = EXACT.add(total.get(c.currency, ZERO), c.delta["liability"])
-    columns = (("agreement_id", "customer_id", "currency", "cause", "post_close",
-                "recorded_at", "event", "detail") if detail else
-               ("agreement_id", "customer_id", "currency", "basis_kind", "basis_before",
-                "basis_after",
-                "accrued_before", "accrued_after", "liability_before", "liability_after",
-                "liability_change", "causes"))
+    return [f"{summary.changes} agreements changed; liability change "
+            + (", ".join(("+" if v >= 0 else "") + money_text(v, k)
+                         for k, v in sorted(summary.total.items()))
+               or "none"), *close_note]
+
+
+def diff_report(ledger: Ledger, as_of: date, k1: datetime,
+                k2: datetime | None = None, *, agreement_id: str | None = None,
+                detail: bool = False, with_changes: bool = True) -> Report:
+    """Per agreement, or with `detail` one row per cause (every event recorded in between
+    that moved the position); `extra` holds the summary by cause and every change (not with
+    `with_changes=False`: a table shows only the rows). Every row in memory: `write_diff`
+    prints the JSON and CSV of a whole book in bounded memory."""
+    rows: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
+    summary = Summary()
+    for c in iter_changes(ledger, as_of, k1, k2, agreement_id=agreement_id):
+        summary.add(c)
+        rows += _rows(c, detail)
+        if with_changes:
+            changes.append(_change_entry(c))
+    close = close_covering(ledger, as_of, k2)
     return Report(
-        title=f"Position at {as_of}: as known at {k1.isoformat()} vs {k2_text}"
-              + (", every cause" if detail else ""),
-        columns=columns,
+        title=_title(as_of, k1, k2, detail),
+        columns=_columns(detail),
         rows=rows,
-        meta={"as_of": as_of, "known_at": k1, "vs": k2, "agreement_id": agreement_id},
-        extra={"by_cause": by_cause(changes),
-               "changes": [{"agreement_id": c.agreement_id,
-                            "before": _texts(c.before), "after": _texts(c.after),
-                            "causes": [x.to_dict() for x in c.causes]} for c in changes],
-               "total_change": {k: str(v) for k, v in total.items()},
-               "close": None if close is None else {
-                   "period": close.period, "closed_at": close.closed_at,
-                   "event": close.event_id}},
-        figures={**dict.fromkeys(("basis_before", "basis_after"), basis_figure()),
-                 **dict.fromkeys(("accrued_before", "accrued_after", "liability_before",
-                                  "liability_after", "liability_change"), money_figure())},
-        notes=[f"{len(changes)} agreements changed; liability change "
-               + (", ".join(("+" if v >= 0 else "") + money_text(v, k)
-                            for k, v in sorted(total.items())) or "none"),
-               *close_note],
+        meta=_meta(as_of, k1, k2, agreement_id),
+        extra={"by_cause": summary.by_cause(),
+               **({"changes": changes} if with_changes else {}),
+               "total_change": {k: str(v) for k, v in summary.total.items()},
+               "close": _close_extra(close)},
+        notes=_notes(summary, close),
+        figures=DIFF_FIGURES,
     )
+
+
+def write_diff(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None,
+               output: str, out: IO[str], *, agreement_id: str | None = None,
+               detail: bool = False) -> None:
+    """Print the diff as JSON or CSV (`output`) as it is computed, in bounded memory: the same
+    bytes as `emit(diff_report(...), output)`. The rows go out agreement by agreement; the
+    JSON's `changes`, which follow the summary by cause, wait in a temporary file meanwhile."""
+    assert output in ("json", "csv"), output
+    changes = iter_changes(ledger, as_of, k1, k2, agreement_id=agreement_id)
+    if output == "csv":
+        writer = csv.DictWriter(out, fieldnames=list(_columns(detail)), lineterminator="\n",
+                                extrasaction="ignore")
+        writer.writeheader()
+        for c in changes:
+            for row in _rows(c, detail):
+                writer.writerow({k: csv_cell(_cell(v)) for k, v in plain(row).items()})
+        return
+    summary = Summary()
+    head = orjson.dumps(plain(_meta(as_of, k1, k2, agreement_id)))
+    out.write(head[:-1].decode() + ',"rows":[')
+    first_row = True
+    with tempfile.TemporaryFile() as spool:
+        for c in changes:
+            summary.add(c)
+            for row in _rows(c, detail):
+                out.write(("" if first_row else ",") + orjson.dumps(plain(row)).decode())
+                first_row = False
+            spool.write((b"," if summary.changes > 1 else b"")
+                        + orjson.dumps(plain(_change_entry(c))))
+        out.write('],"by_cause":' + orjson.dumps(plain(summary.by_cause())).decode()
+                  + ',"changes":[')
+        spool.seek(0)
+        while block := spool.read(1 << 20):
+            out.write(block.decode())
+    close = close_covering(ledger, as_of, k2)
+    tail = orjson.dumps(plain({"total_change": {k: str(v) for k, v in summary.total.items()},
+                               "close": _close_extra(close)}))
+    out.write("]," + tail[1:].decode() + "\n")
 
 
 def _texts(figures: dict[str, Decimal]) -> dict[str, str]:

@@ -11,12 +11,17 @@ can check that nothing in the pack was changed.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import tempfile
+import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 from sqlalchemy.orm import Session
@@ -24,15 +29,16 @@ from sqlalchemy.orm import Session
 from ledger import __version__
 from ledger.audit.chain import digest, verify_store
 from ledger.audit.close import last_close_ending_by
-from ledger.audit.diff import diff_report
+from ledger.audit.diff import write_diff
 from ledger.audit.explain import explain
-from ledger.audit.journal import journal_report, trial_balance_report
-from ledger.audit.output import Report, plain
+from ledger.audit.journal import JOURNAL_COLUMNS, iter_postings, trial_balance_report
+from ledger.audit.output import Report, _cell, plain
 from ledger.audit.reconcile import reconcile_report
 from ledger.audit.tables import verify_document, verify_tables
 from ledger.core import Ledger
 from ledger.liability import LiabilityRow
 from ledger.output_files import check_target, replacing
+from ledger.text import csv_cell
 
 MANIFEST = "manifest.json"
 
@@ -54,43 +60,114 @@ def _positions_report(rows: list[LiabilityRow], as_of: date,
                   meta={"as_of": as_of, "known_at": known_at})
 
 
+class _Parts:
+    """The pack's files while it is made: each in a temporary file (not in memory: a year's
+    journal is tens of megabytes), copied into the zip at the end in name order, hashed as it
+    is copied."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.paths: dict[str, Path] = {}
+
+    def path(self, name: str) -> Path:
+        assert name not in self.paths, name
+        self.paths[name] = self.folder / f"{len(self.paths)}.part"
+        return self.paths[name]
+
+    def add(self, name: str, data: bytes) -> None:
+        self.path(name).write_bytes(data)
+
+    def add_report(self, stem: str, report: Report, csv: bool = True) -> None:
+        self.add(f"{stem}.json", report.to_json())
+        if csv:
+            self.add(f"{stem}.csv", report.to_csv().encode())
+
+    @contextmanager
+    def text(self, name: str) -> Iterator[TextIO]:
+        with self.path(name).open("w", encoding="utf-8", newline="") as out:
+            yield out
+
+    def drop_final_newline(self, name: str) -> None:
+        with self.paths[name].open("r+b") as part:
+            part.seek(-1, 2)
+            assert part.read(1) == b"\n", name
+            part.seek(-1, 2)
+            part.truncate()
+
+    def names(self) -> list[str]:
+        return sorted(self.paths)
+
+    def sha256(self, name: str) -> str:
+        digest_ = hashlib.sha256()
+        with self.paths[name].open("rb") as part:
+            while block := part.read(COPY_BYTES):
+                digest_.update(block)
+        return digest_.hexdigest()
+
+    def size(self, name: str) -> int:
+        return self.paths[name].stat().st_size
+
+    def copy_into(self, archive: zipfile.ZipFile, name: str) -> None:
+        """As `ZipFile.writestr(name, data)` would store it, without the data in memory."""
+        info = zipfile.ZipInfo(name, date_time=time.localtime(time.time())[:6])
+        info.compress_type = archive.compression
+        info.external_attr = 0o600 << 16
+        size = self.size(name)
+        info.file_size = size
+        with self.paths[name].open("rb") as part, archive.open(
+                info, "w", force_zip64=size > zipfile.ZIP64_LIMIT) as member:
+            while block := part.read(COPY_BYTES):
+                member.write(block)
+
+
+#: bytes read at a time when a part is hashed or copied
+COPY_BYTES = 1 << 20
+
+
 def write_pack(ledger: Ledger, as_of: date, known_at: datetime | None, out: Path,
                *, force: bool = False) -> Pack:
     """Write the pack to `out` (never a file of the store; an existing file only with `force`;
-    complete or not at all: `ledger.output_files`). Raises `OutputRefused` before any work."""
+    complete or not at all: `ledger.output_files`). Raises `OutputRefused` before any work.
+    Memory stays bounded by one agreement's figures: the journal and the diff are streamed
+    into temporary files, each agreement explained in turn (issue 11)."""
     check_target(out, ledger.database_url, force=force)
-    files: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory(prefix="ledger-evidence-") as folder:
+        return _write_pack(ledger, as_of, known_at, out, _Parts(Path(folder)))
 
-    def add_report(stem: str, report: Report, csv: bool = True) -> None:
-        files[f"{stem}.json"] = report.to_json()
-        if csv:
-            files[f"{stem}.csv"] = report.to_csv().encode()
 
+def _write_pack(ledger: Ledger, as_of: date, known_at: datetime | None, out: Path,
+                files: _Parts) -> Pack:
     rows = ledger.liability(as_of, known_at)
-    add_report("positions", _positions_report(rows, as_of, known_at))
-    add_report("journal", journal_report(ledger, as_of, known_at))
+    files.add_report("positions", _positions_report(rows, as_of, known_at))
+    with files.text("journal.json") as json_out, files.text("journal.csv") as csv_out:
+        _write_journal(ledger, as_of, known_at, json_out, csv_out)
     balance = trial_balance_report(ledger, as_of, known_at)
-    add_report("trial_balance", balance)
+    files.add_report("trial_balance", balance)
     for row in rows:
         explanation = explain(ledger, row.agreement_id, as_of, known_at)
         name = f"explain/{_safe(row.agreement_id)}"
-        files[f"{name}.json"] = orjson.dumps(explanation.to_dict())
-        files[f"{name}.txt"] = ("\n".join(explanation.lines()) + "\n").encode()
-    add_report("reconcile", reconcile_report(ledger, as_of, known_at))
+        files.add(f"{name}.json", orjson.dumps(explanation.to_dict()))
+        files.add(f"{name}.txt", ("\n".join(explanation.lines()) + "\n").encode())
+        del explanation
+    files.add_report("reconcile", reconcile_report(ledger, as_of, known_at))
     close = last_close_ending_by(ledger, as_of, known_at)
     if close is not None:
-        add_report("post_close", diff_report(ledger, close.end, close.closed_at, known_at))
-    add_report("rejections", _rejections_report(ledger, known_at))
+        with files.text("post_close.json") as json_out:
+            write_diff(ledger, close.end, close.closed_at, known_at, "json", json_out)
+        files.drop_final_newline("post_close.json")  # as the report's JSON: none
+        with files.text("post_close.csv") as csv_out:
+            write_diff(ledger, close.end, close.closed_at, known_at, "csv", csv_out)
+    files.add_report("rejections", _rejections_report(ledger, known_at))
     with Session(ledger.engine) as session:
         verified = verify_store(session, ledger.app.recorder)
         head = digest(session)
     tables = verify_tables(ledger)
-    files["verify.json"] = orjson.dumps(verify_document(verified, tables))
-    files["digest.json"] = orjson.dumps(head.to_dict())
-    files["README.txt"] = _readme(as_of, known_at, close, verified.ok, tables.ok,
-                                  bool(balance.extra["balanced"]), head.to_dict(),
-                                  sorted(files)).encode()
-    hashes = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
+    files.add("verify.json", orjson.dumps(verify_document(verified, tables)))
+    files.add("digest.json", orjson.dumps(head.to_dict()))
+    files.add("README.txt", _readme(as_of, known_at, close, verified.ok, tables.ok,
+                                    bool(balance.extra["balanced"]), head.to_dict(),
+                                    files.names()).encode())
+    hashes = {name: files.sha256(name) for name in files.names()}
     manifest: dict[str, Any] = {
         "question": {"as_of": plain(as_of), "known_at": plain(known_at)},
         "created_at": plain(ledger.clock()),
@@ -101,17 +178,35 @@ def write_pack(ledger: Ledger, as_of: date, known_at: datetime | None, out: Path
         "read_tables_verified": tables.ok,
         "trial_balance_balanced": bool(balance.extra["balanced"]),
         "liability_matches_contract": bool(balance.extra["liability_matches"]),
-        "files": {name: {"sha256": hashes[name], "bytes": len(files[name])}
-                  for name in sorted(files)},
+        "files": {name: {"sha256": hashes[name], "bytes": files.size(name)}
+                  for name in files.names()},
     }
     with replacing(out) as handle, zipfile.ZipFile(
         handle, "w", compression=zipfile.ZIP_DEFLATED
     ) as archive:
-        for name in sorted(files):
-            archive.writestr(name, files[name])
+        for name in files.names():
+            files.copy_into(archive, name)
         archive.writestr(MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     return Pack(out, hashes, verified.ok and tables.ok, bool(balance.extra["balanced"]),
                 tables.count)
+
+
+def _write_journal(ledger: Ledger, as_of: date, known_at: datetime | None,
+                   json_out: TextIO, csv_out: TextIO) -> None:
+    """The journal as `journal_report(...).to_json()` and `.to_csv()` write it, from one pass
+    over the postings, row by row."""
+    head = orjson.dumps(plain({"as_of": as_of, "known_at": known_at}))
+    json_out.write(head[:-1].decode() + ',"rows":[')
+    writer = csv.DictWriter(csv_out, fieldnames=list(JOURNAL_COLUMNS), lineterminator="\n",
+                            extrasaction="ignore")
+    writer.writeheader()
+    entries = 0
+    for n, line in enumerate(iter_postings(ledger, as_of, known_at)):
+        row = line.to_row()
+        entries = max(entries, line.entry)  # numbered 1.. without gaps: the count
+        json_out.write(("," if n else "") + orjson.dumps(plain(row)).decode())
+        writer.writerow({k: csv_cell(_cell(v)) for k, v in plain(row).items()})
+    json_out.write("]," + orjson.dumps({"entries": entries}).decode()[1:])
 
 
 def _rejections_report(ledger: Ledger, known_at: datetime | None) -> Report:

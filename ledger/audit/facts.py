@@ -372,8 +372,11 @@ def agreement_ids(session: Session, known_us: int, *, customer_id: str | None = 
                                    customer_id=customer_id)
 
 
-def load_facts(session: Session, agreement_id: str, as_of: date, known_us: int) -> Facts:
-    """Everything known at K (µs) about `agreement_id` that counts at valid date D."""
+def load_facts(session: Session, agreement_id: str, as_of: date, known_us: int, *,
+               with_basis: bool = True) -> Facts:
+    """Everything known at K (µs) about `agreement_id` that counts at valid date D;
+    `with_basis=False` leaves the basis rows out (the terms, memberships and money rows only:
+    `diff` names the sales it needs itself, and an agreement's basis grows with the book)."""
     head = session.execute(
         select(agreements.c.customer_id, agreements.c.currency, agreements.c.group_id)
         .where(agreements.c.agreement_id == agreement_id)
@@ -397,8 +400,10 @@ def load_facts(session: Session, agreement_id: str, as_of: date, known_us: int) 
         )
     ]
     membership_rows: list[MembershipRecord] = []
+    basis_rows: list[BasisRecord] = []
     if group_id is None:
-        basis_rows = load_basis(session, customer_id, currency, as_of, known_us)
+        if with_basis:
+            basis_rows = load_basis(session, customer_id, currency, as_of, known_us)
     else:
         membership_rows = [
             MembershipRecord(c, k, int(e), int(r), int(p), ev)
@@ -413,7 +418,7 @@ def load_facts(session: Session, agreement_id: str, as_of: date, known_us: int) 
         ]
         basis_rows = [
             row
-            for customer in sorted({m.customer_id for m in membership_rows})
+            for customer in sorted({m.customer_id for m in membership_rows}) if with_basis
             for row in load_basis(session, customer, currency, as_of, known_us)
         ]
         basis_rows.sort(key=lambda r: (r.recorded_us, r.position))
@@ -438,6 +443,30 @@ def load_money(
             .order_by(money.c.position, money.c.id)
         )
     ]
+
+
+def load_money_of(
+    session: Session, agreement_ids: Sequence[str], as_of: date, known_us: int
+) -> dict[str, list[MoneyRecord]]:
+    """`load_money` of several agreements in one query (each agreement's rows in store order,
+    as `load_money` gives them); at most `AGREEMENTS_PER_QUERY` ids a query."""
+    found: dict[str, list[MoneyRecord]] = {a: [] for a in agreement_ids}
+    wanted = sorted(found)
+    for start in range(0, len(wanted), AGREEMENTS_PER_QUERY):
+        for g, k, v, r, a, c, p, ev in session.execute(
+            select(money.c.agreement_id, money.c.kind, money.c.valid_day, money.c.recorded_us,
+                   money.c.amount, money.c.claim_id, money.c.position, money.c.event_id)
+            .where(money.c.agreement_id.in_(wanted[start:start + AGREEMENTS_PER_QUERY]))
+            .where(money.c.valid_day <= day(as_of))
+            .where(money.c.recorded_us <= known_us)
+            .order_by(money.c.position, money.c.id)
+        ):
+            found[g].append(MoneyRecord(k, int(v), int(r), Decimal(a), c, int(p), ev))
+    return found
+
+
+#: agreement ids bound in one query at most
+AGREEMENTS_PER_QUERY = 500
 
 
 def load_basis(

@@ -2,6 +2,7 @@
 (see ledger/audit/__init__.py). No `from __future__ import annotations` here: typer reads the
 annotations, and the option types are defined inside `register`."""
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -101,7 +102,7 @@ def register(app: typer.Typer) -> None:
         """What changed in the position at D between K1 and K2: a summary by cause (late
         sales, returns, amendments, memberships, claims ...), then agreement by agreement
         (--detail: every event that made each change)."""
-        from ledger.audit.diff import diff_report
+        from ledger.audit.diff import diff_report, write_diff
         from ledger.audit.output import Report, count_figure, emit
 
         check_request(output, out)
@@ -116,14 +117,19 @@ def register(app: typer.Typer) -> None:
             check_names(ledger.engine, known_at=k1, agreement=("--agreement", agreement))
             if out is not None:
                 check_out(out, ledger.database_url, force)
-            report = diff_report(ledger, day, k1, k2, agreement_id=agreement, detail=detail)
+            elif output in (ReportFormat.json, ReportFormat.csv):
+                # streamed, in bounded memory (issue 11)
+                write_diff(ledger, day, k1, k2, output.value, sys.stdout,
+                           agreement_id=agreement, detail=detail)
+                return
+            report = diff_report(ledger, day, k1, k2, agreement_id=agreement, detail=detail,
+                                 with_changes=out is not None)
         if deliver(report, output, out, name="diff"):
             return
-        if output is ReportFormat.table:
-            emit(Report("Changes by cause", ("cause", "events", "agreements", "post_close"),
-                        report.extra["by_cause"],
-                        figures=dict.fromkeys(("events", "agreements", "post_close"),
-                                              count_figure())), "table", console)
+        emit(Report("Changes by cause", ("cause", "events", "agreements", "post_close"),
+                    report.extra["by_cause"],
+                    figures=dict.fromkeys(("events", "agreements", "post_close"),
+                                          count_figure())), "table", console)
         emit(report, output.value, console)
 
     @app.command()
