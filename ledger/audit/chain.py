@@ -297,9 +297,10 @@ def verify_log(
     allowed (at-least-once)."""
     import orjson
 
-    from ledger.events.envelope import Watermark, parse_record
+    from ledger.events.envelope import Watermark, parse_record, unlinked_bytes
 
     found: dict[tuple[int, int], bytes] = {}
+    hashes: dict[int, str | None] = {}
     breaks: list[Break] = []
     for record in records:
         if record.value is None:
@@ -308,13 +309,21 @@ def verify_log(
         if isinstance(envelope, Watermark):
             continue
         key = (envelope.position, envelope.part)
-        if key in found and found[key] != record.value:
+        value = unlinked_bytes(record.value)  # v2: the chain is checked by `LogChain`
+        if key in found and found[key] != value:
             breaks.append(Break(key[0], str(envelope.aggregate_id), None, envelope.type,
                                 f"two different records for part {key[1]} on the log"))
-        found[key] = record.value
+        found[key] = value
+        if envelope.envelope_version >= 2:
+            hashes[envelope.position] = envelope.store_hash
     table = events_table(recorder)
     positions = [int(p) for (p,) in session.execute(select(table.c.id).order_by(table.c.id))]
+    chained = {int(p): h for p, h in session.execute(
+        select(event_chain.c.position, event_chain.c.store_hash))} if hashes else {}
     for position, originator, version, topic, state in _stored(session, recorder, positions):
+        if int(position) in hashes and hashes[int(position)] != chained.get(int(position)):
+            breaks.append(Break(int(position), str(originator), int(version), topic,
+                                "store hash on the log differs from the store's chain"))
         for part, (_, value) in enumerate(expected(int(position), topic, state)):
             on_log = found.pop((int(position), part), None)
             if on_log is None:
