@@ -612,4 +612,21 @@ def check_events_log(ledger: Any) -> tuple[list[Any], int]:
         records = read_events_log(kafka, settings, position)
         with Relay(ledger, kafka, settings) as relay, Session(ledger.engine) as session:
             breaks = verify_log(session, ledger.app.recorder, records, relay.records)
+    breaks.extend(chain_breaks(records))
+    breaks.sort(key=lambda b: b.position)
     return breaks, len(records)
+
+
+def chain_breaks(records: list[Any]) -> list[Any]:
+    """The events topic checked by its own chain (envelope v2), without the store: every
+    altered record, gap (a record missing from a partition) and record out of order, as
+    `verify` breaks that name the partition and offset."""
+    from ledger.audit.chain import Break
+    from ledger.events.envelope import LogChain
+
+    chain = LogChain()
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        if record.value is not None:
+            chain.add(record.partition, record.offset, record.value)
+    return [Break(problem.position, "?", None, None, f"log chain: {problem.line()}")
+            for problem in chain.finish()]

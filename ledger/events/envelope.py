@@ -324,69 +324,88 @@ class LogChain:
     re-sends from its last confirmed position after a failed delivery); a gap still open at a
     watermark that covers it, or at the end, is a problem, and so is an altered record."""
 
-    def __init__(self) -> None:
+    #: what `add` says of a record
+    ACCEPTED, DUPLICATE, HELD, PROBLEM, WATERMARK = (
+        "accepted", "duplicate", "held", "problem", "watermark")
+
+    def __init__(self, *, anchor: bool = False) -> None:
+        """`anchor`: trust the first record read on each partition as the chain's start (a
+        subscriber resuming at its committed offset, not at the log's start)."""
         self._partitions: dict[int, _PartitionChain] = {}
+        self.anchor = anchor
         self.problems: list[ChainProblem] = []
         self.records = 0
         self.linked = 0
         self.healed = 0
 
-    def add(self, partition: int, offset: int, value: bytes) -> None:
+    def forget(self, partition: int) -> None:
+        """Stop following `partition` (revoked); it is anchored again if read again."""
+        self._partitions.pop(partition, None)
+
+    def add(self, partition: int, offset: int, value: bytes) -> str:
+        """Check the next record of `partition`: ACCEPTED (apply it), DUPLICATE (applied
+        before), HELD (it follows a gap: do not apply it; the re-send brings it again),
+        PROBLEM (named in `problems`) or WATERMARK."""
+        fresh = partition not in self._partitions
         state = self._partitions.setdefault(partition, _PartitionChain())
         self.records += 1
         try:
             record = parse_record(value)
         except (ValueError, TypeError) as error:
             reason = " ".join(str(error).split())[:300]
-            self.problems.append(ChainProblem(partition, offset, 0, f"not a record: {reason}"))
-            return
+            return self._problem(partition, offset, 0, f"not a record: {reason}")
         if isinstance(record, Watermark):
             self._watermark(state, partition, offset, record)
-            return
-        previous = record.previous
-        if previous is None:  # v1: nothing to check it by
-            if state.chained:
-                self.problems.append(ChainProblem(
-                    partition, offset, record.position,
-                    "a v1 record (unchained) after chained v2 records"))
-            state.head = ChainHead(record.position, record.part, GENESIS_LINK)
-            return
-        self.linked += 1
-        if link_of(value) != record.link:
-            self.problems.append(ChainProblem(
-                partition, offset, record.position,
-                f"part {record.part} altered: its bytes do not hash to its link"))
-            if previous == state.head and record.link is not None:  # go on past it
-                state.head = ChainHead(record.position, record.part, record.link)
-            return
-        assert record.link is not None
+            return self.WATERMARK
         key = (record.position, record.part)
+        previous = record.previous
+        if previous is None:  # v1: nothing to check it by but its order
+            if state.chained:
+                return self._problem(partition, offset, record.position,
+                                     f"part {record.part} is a v1 record (unchained) after "
+                                     "chained v2 records: forged, or sent by an old relay")
+            if key <= state.head[:2]:
+                return self.DUPLICATE
+            state.head = ChainHead(*key, GENESIS_LINK)
+            return self.ACCEPTED
+        self.linked += 1
+        assert record.link is not None
+        if link_of(value) != record.link:
+            if previous == state.head:  # go on past it
+                state.head = ChainHead(*key, record.link)
+            return self._problem(partition, offset, record.position,
+                                 f"part {record.part} altered: its bytes do not hash to its "
+                                 "link")
         if key <= state.head[:2] and state.chained:
             if state.seen.get(key) != record.link:
-                self.problems.append(ChainProblem(
-                    partition, offset, record.position,
-                    f"part {record.part} differs from the record accepted for it earlier "
-                    "(altered or out of order)"))
-            return
-        if previous == state.head or (previous == GENESIS and not state.chained):
+                return self._problem(partition, offset, record.position,
+                                     f"part {record.part} differs from the record accepted "
+                                     "for it earlier (altered or out of order)")
+            return self.DUPLICATE
+        if previous == state.head or (previous == GENESIS and not state.chained) \
+                or (fresh and self.anchor):
             if state.gap is not None and record.position >= state.gap[1]:
                 state.gap = None
                 self.healed += 1
             state.head, state.chained = ChainHead(*key, record.link), True
             state.seen[key] = record.link
-            return
+            return self.ACCEPTED
         if previous[:2] == state.head[:2]:
-            self.problems.append(ChainProblem(
-                partition, offset, record.position,
-                f"part {record.part} does not follow the record before it (position "
-                f"{previous.position} part {previous.part}): that one or this was altered"))
-            return
+            return self._problem(partition, offset, record.position,
+                                 f"part {record.part} does not follow the record before it "
+                                 f"(position {previous.position} part {previous.part}): that "
+                                 "one or this was altered")
         state.seen[key] = record.link
         if state.gap is None:
             state.gap = (offset, record.position, previous)
             state.held = ChainHead(*key, record.link)
         elif previous == state.held:
             state.held = ChainHead(*key, record.link)
+        return self.HELD
+
+    def _problem(self, partition: int, offset: int, position: int, what: str) -> str:
+        self.problems.append(ChainProblem(partition, offset, position, what))
+        return self.PROBLEM
 
     def _watermark(self, state: _PartitionChain, partition: int, offset: int,
                    mark: Watermark) -> None:
@@ -412,9 +431,9 @@ class LogChain:
                     f"before position {previous.position} part {previous.part}, which it "
                     "follows, and was not sent again after it")
         else:
-            what = (f"gap: records missing between position {state.head.position} part "
-                    f"{state.head.part} and position {previous.position} part {previous.part} "
-                    f"(the record at offset {held_at} follows one never read)")
+            what = (f"gap: after position {state.head.position} part {state.head.part}, the "
+                    f"records up to position {previous.position} part {previous.part} are "
+                    f"missing (the record at offset {held_at} follows one never read)")
         self.problems.append(ChainProblem(
             partition, held_at, position,
             what + ("" if offset < 0 else f"; not healed by the watermark at offset {offset}")))

@@ -80,8 +80,8 @@ def test_a_removed_record_is_a_gap_named_by_its_neighbours() -> None:
     checker = check([records[0], records[1], records[3]])
     (problem,) = checker.problems
     assert problem.offset == 2 and problem.position == 7
-    assert "gap: records missing between position 2 part 0 and position 4 part 0" in \
-        problem.what
+    assert "gap: after position 2 part 0, the records up to position 4 part 0 are missing" \
+        in problem.what
 
 
 def test_a_removed_tail_is_found_by_the_watermark_head() -> None:
@@ -136,6 +136,26 @@ def test_v1_records_then_a_chain_from_the_start_is_an_upgrade_not_a_gap() -> Non
     r3, = chain([3])  # previous = the zeros
     (problem,) = check([r1, r2, r3]).problems
     assert "gap" in problem.what or "follow" in problem.what
+
+
+def test_a_v1_record_among_chained_ones_is_named_and_changes_nothing() -> None:
+    r1, r2 = chain([1, 2])
+    checker = LogChain()
+    verdicts = [checker.add(0, n, v) for n, v in enumerate([r1, v1(5), r2])]
+    assert verdicts == [LogChain.ACCEPTED, LogChain.PROBLEM, LogChain.ACCEPTED]
+    (problem,) = checker.finish()
+    assert problem.offset == 1 and "v1 record (unchained) after chained" in problem.what
+
+
+def test_a_subscriber_resuming_mid_log_anchors_at_its_first_record() -> None:
+    records = chain([1, 2, 3, 4])
+    assert LogChain().add(0, 2, records[2]) == LogChain.HELD  # from the start: a gap
+    resuming = LogChain(anchor=True)
+    assert [resuming.add(0, n, v) for n, v in enumerate(records[2:], start=2)] == [
+        LogChain.ACCEPTED, LogChain.ACCEPTED]
+    resuming.forget(0)  # revoked, then assigned again further on
+    assert resuming.add(0, 3, records[3]) == LogChain.ACCEPTED
+    assert resuming.finish() == []
 
 
 def test_partitions_are_checked_apart() -> None:
