@@ -18,7 +18,7 @@ from ledger import commands as c
 from ledger.application import LedgerApplication
 from ledger.audit.chain import chain_metadata
 from ledger.config import Settings
-from ledger.errors import InvalidCommand, Rejection
+from ledger.errors import InvalidCommand, Rejection, StoreDamaged
 from ledger.gcpause import paused_gc
 from ledger.handlers import DUPLICATE, Batch, RejectionRecord
 from ledger.liability import LiabilityRow, liability_rows
@@ -249,6 +249,8 @@ class Ledger:
         at = _Cursor()
         try:
             self._apply_chunk(chunk, source, report, at, hooks)
+        except StoreDamaged:
+            raise  # not a line's fault: the store refuses every write until it is restored
         except Exception as exc:
             failed = at.index if 0 <= at.index < len(chunk) else 0
             if failed > 0:

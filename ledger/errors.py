@@ -66,3 +66,9 @@ class StoreReadOnly(LedgerError):
 
 class ConfigurationError(LedgerError):
     """A setting that cannot be used, named with what to do."""
+
+
+class StoreDamaged(LedgerError):
+    """The store was changed behind the ledger (a table dropped, the hash chain emptied):
+    the ledger refuses to write or answer from it rather than repair it silently; the
+    message names what is wrong and the explicit command that rebuilds it."""

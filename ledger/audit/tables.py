@@ -94,8 +94,11 @@ class RowDifference:
             "extra: not derived from any event"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"table": self.table, "key": self.key, "column": self.column,
-                "stored": self.stored, "derived": self.derived, "what": self.what}
+        # plain str keys: a whole row's column names come as SQLAlchemy's str subclass, which
+        # orjson refuses as a key (verify --format json crashed on an extra row)
+        return {"table": self.table, "key": _plain(self.key), "column": self.column,
+                "stored": _plain(self.stored), "derived": _plain(self.derived),
+                "what": self.what}
 
     def line(self) -> str:
         key = ", ".join(f"{k}={v}" for k, v in self.key.items())
@@ -103,6 +106,10 @@ class RowDifference:
             return f"{self.table} [{key}]: {self.what}"
         return (f"{self.table} [{key}] {self.column}: stored {self.stored!r}, derived from "
                 f"the events {self.derived!r}")
+
+
+def _plain(value: Any) -> Any:
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
 
 
 @dataclass

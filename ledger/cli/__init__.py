@@ -962,7 +962,7 @@ HELP_PANELS = {
     "Finance": ("apply", "import", "liability", "rejections", "journal", "trial-balance",
                 "reconcile", "close-period", "opportunities", "positions", "programs",
                 "simulate"),
-    "Audit": ("explain", "diff", "event", "verify", "digest", "evidence"),
+    "Audit": ("explain", "diff", "event", "verify", "digest", "rechain", "evidence"),
     "Service": ("demo", "serve", "users"),
     "Kafka operations": ("broker", "relay", "intake", "produce", "project", "replay",
                          "audit-view", "schema"),
