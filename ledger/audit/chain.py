@@ -407,7 +407,7 @@ def recorded_at_of(state: bytes) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
-def last_recorded_us(session: Session, recorder: Any) -> int:
+def last_recorded_us(session: Session | Any, recorder: Any) -> int:
     """The recorded time of the last stored event, µs since the epoch (0 when none): one
     indexed query on the event table, reading the head of its state."""
     from ledger.projections.core import to_us

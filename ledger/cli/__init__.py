@@ -219,7 +219,8 @@ def store_name(url: str) -> str:
         return url
 
 
-def open_ledger(database: str | None, *, creates: bool = False) -> Ledger:
+def open_ledger(database: str | None, *, creates: bool = False,
+                check_tables: bool = True) -> Ledger:
     """Open the store and say which one on stderr. Only a writing command (`creates`) may make
     a new SQLite store, and says so; a reading one refuses a file that does not exist, creating
     nothing, so that a misspelt --database or the wrong folder is not an empty answer."""
@@ -236,7 +237,7 @@ def open_ledger(database: str | None, *, creates: bool = False) -> Ledger:
             "store with `rebate-ledger apply FILE`", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_UNREADABLE)
     try:
-        ledger = Ledger(url)
+        ledger = Ledger(url, check_tables=check_tables)
     except ConfigurationError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(EXIT_UNREADABLE) from None
@@ -962,7 +963,8 @@ HELP_PANELS = {
     "Finance": ("apply", "import", "liability", "rejections", "journal", "trial-balance",
                 "reconcile", "close-period", "opportunities", "positions", "programs",
                 "simulate"),
-    "Audit": ("explain", "diff", "event", "verify", "digest", "rechain", "evidence"),
+    "Audit": ("explain", "diff", "event", "verify", "digest", "rechain", "rebuild-tables",
+              "evidence"),
     "Service": ("demo", "serve", "users"),
     "Kafka operations": ("broker", "relay", "intake", "produce", "project", "replay",
                          "audit-view", "schema"),

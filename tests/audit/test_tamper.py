@@ -4,10 +4,11 @@ ledger to refuse what the edit would let through), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import date
+import sqlite3
+from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from ledger import Ledger
@@ -19,10 +20,11 @@ from ledger.audit.chain import (
     rechain,
     verify_store,
 )
-from ledger.audit.tables import verify_tables
-from ledger.errors import StoreDamaged
-from ledger.projections.core import ledger_state
+from ledger.audit.tables import TABLE_MISSING, rebuild_tables, verify_tables
+from ledger.errors import CoreTablesMissing, StoreDamaged
+from ledger.projections.core import ledger_state, to_us
 from tests.contract import helpers as h
+from tests.e2e.conftest import Runner
 
 
 def verified(ledger: Ledger, digest_pair: tuple[int, str] | None = None):  # type: ignore[no-untyped-def]
@@ -127,3 +129,58 @@ def test_a_truncated_chain_is_named_against_the_anchor(book: Ledger) -> None:
     assert any(what.startswith("the chain does not pass through the anchor (position "
                                f"{head}") for what in found[head]), found
     assert "event has no chain entry (stored behind the ledger)" in found[head]
+
+
+def test_dropped_core_tables_are_refused_named_and_rebuilt_from_the_events(
+    book: Ledger,
+) -> None:
+    url = book.engine.url.render_as_string(hide_password=False)
+    before = book.liability(date(2025, 12, 31), None)
+    assert before and any(row.accrued for row in before)
+    dropped = ["core_agreements", "core_basis", "core_money", "ledger_state"]
+    with book.engine.begin() as connection:
+        for name in dropped:
+            connection.execute(text(f"DROP TABLE {name}"))
+    book.close()
+    # not recreated empty (accrued 0, liabilities negative): every use of the store refuses
+    with pytest.raises(CoreTablesMissing) as refused:
+        Ledger(url)
+    assert refused.value.missing == tuple(dropped)
+    assert "rebate-ledger rebuild-tables --yes" in str(refused.value)
+    with Ledger(url, check_tables=False) as damaged:
+        assert damaged.missing_tables == dropped
+        tables = verify_tables(damaged)
+        named = {d.table: d for d in tables.differences if d.column == TABLE_MISSING}
+        assert set(named) == set(dropped) - {"ledger_state"}  # not derived: not compared
+        assert named["core_basis"].derived > 0 and "dropped behind the ledger" in \
+            named["core_basis"].line()
+        assert not tables.ok
+        with damaged.engine.connect() as connection:
+            assert not set(dropped) & set(inspect(connection).get_table_names())
+        written = rebuild_tables(damaged)
+        assert written["core_basis"] == named["core_basis"].derived
+    with Ledger(url) as rebuilt:
+        assert rebuilt.liability(date(2025, 12, 31), None) == before
+        assert verify_tables(rebuilt).ok and verified(rebuilt).ok
+        with rebuilt.engine.connect() as connection:  # the watermark from the last event
+            watermark = connection.execute(select(ledger_state.c.watermark_us)).scalar_one()
+        assert watermark == to_us(datetime(2025, 7, 15, tzinfo=UTC))
+
+
+def test_cli_a_dropped_read_table_is_an_error_until_rebuild_tables(cli: Runner) -> None:
+    database = cli.cwd / ".rebate-ledger" / "ledger.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("DROP TABLE core_money")
+    for args in (("liability", "--as-of", "2025-12-31"), ("apply", "more.jsonl")):
+        cli.write("more.jsonl", [h.sale("S77", "1", "5.00", "2025-12-01")])
+        done = cli(*args)
+        assert done.code == 2, str(done)
+        assert "core_money" in done.stderr and "rebuild-tables --yes" in done.stderr
+        assert "Traceback" not in done.stderr
+    done = cli("verify")
+    assert done.code == 1 and "core_money: the table is missing from the store" in done.stdout
+    assert cli("rebuild-tables").code == 2  # says to look first and give --yes
+    done = cli("rebuild-tables", "--yes")
+    assert done.code == 0 and "were missing: core_money" in done.stdout
+    assert cli("verify").code == 0
+    assert cli("apply", "more.jsonl").code == 0
