@@ -226,6 +226,38 @@ class Relay:
                 heads[int(row.partition)] = ChainHead(int(row.position), int(row.part), row.link)
         return heads
 
+    def rewind(self, position: int) -> int:
+        """Make the next run re-send every event after store `position` (heal a gap a
+        consumer names: records lost from the log after the relay had confirmed them). The
+        partitions' chain heads at `position` are recomputed from the store (no record is
+        sent), so the re-sent records are the very ones sent before: consumers dedupe what
+        they have and take what they lacked. Returns the position rewound to."""
+        stored = self.stored()
+        assert position >= 0, position
+        position = min(position, stored.position)
+        partitions = stored.partitions
+        if partitions is None:  # nothing published with a known partition count yet
+            return 0
+        if position == 0:
+            self._store(0, stored.cluster_id, partitions)
+            return 0
+        heads = dict.fromkeys(range(partitions), GENESIS)
+        last = 0
+        while last < position:
+            notifications = self.recorder.select_notifications(
+                start=last + 1, limit=self.read_notifications, stop=position)
+            if not notifications:
+                break
+            hashes = self._store_hashes(notifications[0].id, notifications[-1].id)
+            for n in notifications:
+                for part, (key, unlinked) in enumerate(self.records(n.id, n.topic, n.state)):
+                    partition = self._partition(key, partitions)
+                    _, link = link_record(unlinked, heads[partition], hashes.get(n.id))
+                    heads[partition] = ChainHead(n.id, part, link)
+                last = n.id
+        self._store(position, stored.cluster_id, partitions, heads)
+        return position
+
     def _store_hashes(self, first: int, last: int) -> dict[int, str]:
         """The store chain's hash of each position from `first` to `last`."""
         with self.engine.connect() as connection:
@@ -552,6 +584,7 @@ def main_relay(
     *,
     once: bool = False,
     echo: Callable[[str], None] = print,
+    from_position: int | None = None,
 ) -> int:
     """`rebate-ledger relay`: publish `ledger`'s events to the configured cluster, else the
     running `rebate-ledger broker` of `home`, else an embedded broker of its own (refilled from
@@ -562,6 +595,9 @@ def main_relay(
     with broker_bootstrap(settings.bootstrap, home) as bootstrap:
         relay = Relay(ledger, transport(settings, bootstrap), settings)
         with relay:
+            if from_position is not None:
+                rewound = relay.rewind(max(from_position - 1, 0))
+                echo(f"relay: re-sending every event after store position {rewound}")
             echo(
                 f"relay: store position {relay.stored().position} -> {relay.topic} at "
                 f"{bootstrap} ({settings.client})"

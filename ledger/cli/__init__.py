@@ -665,6 +665,12 @@ def relay(
     once: Annotated[
         bool, typer.Option("--once", help="publish what is new, then exit")
     ] = False,
+    from_position: Annotated[
+        int | None, typer.Option(
+            "--from-position", min=1,
+            help="first re-send every event from this store position on (heals a gap a "
+            "projection or subscriber names; they skip what they have)")
+    ] = None,
 ) -> None:
     """Publish every stored event, in store order, to the events topic (until Ctrl-C).
 
@@ -678,6 +684,7 @@ def relay(
         status = main_relay(
             ledger, KafkaSettings(), Settings().home, once=once,
             echo=lambda text: console.print(text, highlight=False),
+            from_position=from_position,
         )
     raise typer.Exit(status)
 

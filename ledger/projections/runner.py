@@ -238,7 +238,9 @@ class Gap:
         return (f"partition {self.partition}: the record at store position "
                 f"{self.held_position} follows one never read (after position "
                 f"{self.after_position} part {self.after_part}); waiting for the relay to "
-                "re-send it")
+                "re-send it (it does after a failed delivery; if the record was lost after "
+                f"the relay confirmed it: rebate-ledger relay --from-position "
+                f"{self.after_position + 1})")
 
 
 def min_watermark(session: Session | Any, topic: str) -> int | None:

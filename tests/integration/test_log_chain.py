@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -25,6 +26,8 @@ from ledger.events.envelope import ENVELOPE_KIND, KIND_HEADER, Envelope, LogChai
 from ledger.kafka.broker import EmbeddedBroker
 from ledger.kafka.settings import KafkaSettings
 from ledger.projections.generations import live_or_new
+from ledger.projections.read_models import model
+from ledger.projections.runner import NotCaughtUp, ProjectionRunner
 from tests.integration.test_projections import apply_clean, book, check_equal, feed
 
 from .conftest import settings_for
@@ -94,6 +97,17 @@ def test_a_record_that_timed_out_behind_a_later_one_is_a_gap_healed_by_the_resen
         assert record.value is not None
         chain.add(record.partition, record.offset, record.value)
     assert chain.finish() == [] and chain.healed >= 1
+
+
+def feed_within(gen, kafka, settings: KafkaSettings, position: int,  # type: ignore[no-untyped-def]
+                timeout_s: float) -> None:
+    engine = gen.engine()
+    try:
+        with ProjectionRunner(engine, model("liability"), kafka, settings,
+                              poll_records=50) as runner:
+            runner.run_until(position, timeout_s=timeout_s)
+    finally:
+        engine.dispose()
 
 
 def copy_log(kafka, records: list[Record], topic: str, drop: int, alter: int) -> None:  # type: ignore[no-untyped-def]
@@ -167,3 +181,44 @@ def test_a_subscriber_finds_a_removed_and_an_altered_record_without_the_store(
     assert len(chain_lines) == 2, done.stderr
     assert any("altered" in line for line in chain_lines)
     assert any("gap" in line and f"position {removed.position}" in line for line in chain_lines)
+
+
+def test_a_record_lost_after_the_relay_confirmed_it_is_named_and_healed_by_rewinding(
+    kafka_broker: EmbeddedBroker, sqlite_url: str
+) -> None:
+    settings = unique_settings("confluent")
+    kafka = transport(settings, kafka_broker.bootstrap)
+    with Ledger(sqlite_url, settings=Settings(chunk_lines=7)) as ledger:
+        commands = book()
+        apply_clean(ledger, commands)
+        with Relay(ledger, kafka, settings) as relay:
+            producer = relay._get_producer(kafka_broker.cluster_id)
+            real_send = producer.send
+            sent: Counter[int] = Counter()
+
+            def send(topic, key, value, headers=None, partition=None):  # type: ignore[no-untyped-def]
+                if partition is not None and key is not None:
+                    sent[partition] += 1
+                    if partition == 0 and sent[0] == 2:
+                        return  # lost without an error: the relay confirms past it
+                real_send(topic, key, value, headers, partition)
+
+            producer.send = send  # type: ignore[method-assign]
+            relay.run_once()
+            position = relay.stored().position
+            with pytest.raises(NotCaughtUp) as waited:
+                feed_within(live_or_new(ledger.engine, "liability"), kafka, settings,
+                            position, timeout_s=8)
+            assert "gaps on the log: partition 0: the record at store position" in \
+                str(waited.value)
+            found = re.search(r"rebate-ledger relay --from-position (\d+)", str(waited.value))
+            assert found is not None
+            producer.send = real_send  # type: ignore[method-assign]
+            assert relay.rewind(int(found.group(1)) - 1) == int(found.group(1)) - 1
+            relay.run_once()
+        runner = feed(live_or_new(ledger.engine, "liability"), "liability", kafka, settings,
+                      position)
+        assert runner.gaps() == []
+        for name in ("claims", "sales"):
+            feed(live_or_new(ledger.engine, name), name, kafka, settings, position)
+        check_equal(ledger, commands)
