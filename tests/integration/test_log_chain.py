@@ -222,3 +222,36 @@ def test_a_record_lost_after_the_relay_confirmed_it_is_named_and_healed_by_rewin
         for name in ("claims", "sales"):
             feed(live_or_new(ledger.engine, name), name, kafka, settings, position)
         check_equal(ledger, commands)
+
+
+def test_a_log_of_v1_records_then_v2_records_is_read_whole(
+    kafka_broker: EmbeddedBroker, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relay upgraded in place: the log holds v1 records (unchained), then v2 records whose
+    chains start at the zeros; projections and LogChain read both, nothing is lost or named."""
+    import consumers.relay as relay_module
+    from ledger.events.envelope import GENESIS_LINK
+
+    settings = unique_settings("kafka-python")
+    kafka = transport(settings, kafka_broker.bootstrap)
+    with Ledger(sqlite_url, settings=Settings(chunk_lines=7)) as ledger:
+        commands = book()
+        apply_clean(ledger, commands)
+        with Relay(ledger, kafka, settings) as relay, monkeypatch.context() as old:
+            old.setattr(relay_module, "link_record",
+                        lambda unlinked, previous, store_hash: (unlinked, GENESIS_LINK))
+            relay.run_once(max_notifications=9)  # the old relay: v1 envelopes
+            with ledger.engine.begin() as connection:  # it kept no chain heads
+                connection.execute(relay_module.relay_heads.delete())
+        with Relay(ledger, kafka, settings) as relay:
+            relay.run_once()  # the new one: v2 from there on
+            position = relay.stored().position
+        records = read_events_log(kafka, settings, position)
+        versions = Counter(orjson.loads(r.value or b"{}").get("envelope_version")
+                           for r in records if r.key is not None)
+        assert versions[1] >= 3 and versions[2] >= 3, versions
+        for name in ("liability", "claims", "sales"):
+            runner = feed(live_or_new(ledger.engine, name), name, kafka, settings, position)
+            assert runner.held == 0 and runner.quarantined == 0
+        check_equal(ledger, commands)
+    assert chain_breaks(records) == []
