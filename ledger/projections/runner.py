@@ -479,8 +479,12 @@ class ProjectionRunner:
                                     self._gap(record.partition, state).describe())
                     continue
                 state.link = head.link
-            else:
-                state.link = None
+            elif state.link is not None:  # a downgrade: v1 after chained records
+                malformed.append(self._quarantine_row(record, (
+                    f"unchained: a v1 envelope (store position {parsed.position} part "
+                    f"{parsed.part}) after chained v2 records on partition "
+                    f"{record.partition}: forged, or sent by an old relay")))
+                continue
             if state.gap is not None and parsed.position >= state.gap:
                 state.gap = None
                 healed += 1

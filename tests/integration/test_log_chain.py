@@ -255,3 +255,38 @@ def test_a_log_of_v1_records_then_v2_records_is_read_whole(
             assert runner.held == 0 and runner.quarantined == 0
         check_equal(ledger, commands)
     assert chain_breaks(records) == []
+
+
+def test_a_v1_record_after_chained_ones_is_quarantined_not_applied(sqlite_url: str) -> None:
+    """A downgrade: an unchained (v1) envelope on a partition whose records are chained is
+    forged or from an old relay; the projection quarantines it and reads on."""
+    from ledger.events.envelope import GENESIS, ChainHead, link_record
+    from ledger.projections.runner import PartitionState
+
+    settings = unique_settings("confluent")
+    with Ledger(sqlite_url) as ledger:
+        apply_clean(ledger, book()[:3])  # three agreements
+        relay = Relay.__new__(Relay)  # only its record making: no Kafka
+        relay.engine, relay._customers = ledger.engine, {}
+        head, values = GENESIS, []
+        for n in ledger.app.recorder.select_notifications(start=1, limit=3):
+            ((key, unlinked),) = relay.records(n.id, n.topic, n.state)
+            value, link = link_record(unlinked, head, None)
+            head = ChainHead(n.id, 0, link)
+            values.append((key, unlinked, value))
+        engine = live_or_new(ledger.engine, "liability").engine()
+        try:
+            runner = ProjectionRunner(engine, model("liability"), None,  # type: ignore[arg-type]
+                                      settings)
+            runner.state[0] = PartitionState(0, 0, -1, 0, None)
+            topic = settings.topic(EVENTS)
+            sent = [values[0][2], values[1][2], values[2][1], values[2][2]]  # v1 copy of #3
+            runner.apply_records([Record(topic, 0, offset, values[0][0], value,
+                                         ((KIND_HEADER, ENVELOPE_KIND),))
+                                  for offset, value in enumerate(sent)])
+            (quarantined,) = runner.quarantined_records()
+            assert quarantined.offset == 2
+            assert quarantined.reason.startswith("unchained: a v1 envelope (store position")
+            assert runner.applied == 3 and runner.state[0].position == 3
+        finally:
+            engine.dispose()
