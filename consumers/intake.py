@@ -76,7 +76,7 @@ from consumers.transport import (
 )
 from ledger import commands as c
 from ledger.core import ApplyReport, Ledger, SourcedCommand
-from ledger.errors import InvalidCommand, Rejection, RuleViolation
+from ledger.errors import InvalidCommand, Rejection, RuleViolation, StoreDamaged
 from ledger.handlers import RejectionRecord
 from ledger.kafka.settings import KafkaSettings
 from ledger.store import ensure_tables
@@ -849,7 +849,12 @@ def main_intake(
 def is_outage(error: BaseException) -> bool:
     """Whether `error` says Kafka or the database is unreachable, not that a record is bad: an
     outage is retried with the whole batch (the stored positions make that exact); anything
-    else raised while applying is the records' fault and is isolated to the one record."""
+    else raised while applying is the records' fault and is isolated to the one record. A
+    store that refuses every write (StoreDamaged: its chain emptied, a read table dropped) is
+    no record's fault either: the batch is not rejected record by record, the error stops the
+    worker with what to do (issue 12 point 7)."""
+    if isinstance(error, StoreDamaged):
+        return True
     if isinstance(error, TransportError | OperationalError | InterfaceError | DisconnectionError
                   | TimeoutError | ConnectionError):
         return True

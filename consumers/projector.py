@@ -154,10 +154,17 @@ class Projector:
         return min(runner.caught_up_to() for runner in self.runners.values())
 
     def counters(self) -> dict[str, dict[str, int]]:
-        """Per projection: envelopes applied and skipped, log replacements, watermark, and
-        malformed records quarantined (the projection is then incomplete until a replay)."""
+        """Per projection: envelopes applied and skipped, log replacements, watermark,
+        malformed records quarantined (the projection is then incomplete until a replay), and
+        envelope v2 records held after a gap, gaps healed, gaps still open."""
         return {
             name: {"applied": r.applied, "skipped": r.skipped, "reseeks": r.reseeks,
-                   "watermark": r.caught_up_to(), "quarantined": r.quarantined}
+                   "watermark": r.caught_up_to(), "quarantined": r.quarantined,
+                   "held": r.held, "healed": r.healed, "gaps": len(r.gaps())}
             for name, r in self.runners.items()
         }
+
+    def gaps(self) -> dict[str, list[str]]:
+        """Per projection, the gaps open on the log, described with what heals them."""
+        return {name: [gap.describe() for gap in r.gaps()]
+                for name, r in self.runners.items() if r.gaps()}

@@ -8,6 +8,15 @@ acknowledged every record of a chunk (`flush`), it sends a watermark `{"control"
 the `relay_state` table of the store. A crash therefore re-sends (consumers skip what they
 have seen by `(position, part)`), and never loses.
 
+Envelope v2 (issue 12): the relay sends each record to the partition Kafka's partitioner gives
+its key (`ledger.kafka.ports.partition_of`, explicitly, so it knows which partition's chain the
+record extends), and chains it to the record it sent before to that partition
+(`ledger.events.envelope.link_record`), with the event's store hash from the store's chain. The
+head of each partition's chain is stored in `relay_heads` with the confirmed position, in one
+transaction, so a re-send after a failed delivery or a crash repeats the very same records: a
+consumer that saw a later record before an earlier one that timed out (a gap) finds the missing
+one in the re-send, in the chain's order, and dedupes the rest.
+
 A broker that came back empty is detected on every `run_once`: the cluster id differs from the
 one stored with the position (the embedded broker gets a new id at every start), or the events
 topic is missing. The relay then republishes the whole store from position 1 (a refill).
@@ -51,18 +60,23 @@ from sqlalchemy.exc import OperationalError
 
 from consumers.topics import EVENTS, ensure_topics
 from consumers.transport import Admin, Producer, Transport, TransportError
+from ledger.audit.chain import event_chain
 from ledger.core import Ledger
 from ledger.events import LedgerEvent, SalesRecorded
 from ledger.events.codec import SCHEMA_VERSION_KEY, decode_event, encode_event
 from ledger.events.envelope import (
     ENVELOPE_KIND,
+    GENESIS,
     KIND_HEADER,
     WATERMARK_KIND,
+    ChainHead,
     envelope_bytes,
     event_id_of,
+    link_record,
     split_sales,
     watermark_bytes,
 )
+from ledger.kafka.ports import partition_of
 from ledger.kafka.settings import KafkaSettings
 from ledger.projections.core import agreements
 from ledger.store import ensure_tables
@@ -93,6 +107,18 @@ relay_state = Table(
     Column("partitions", Integer, nullable=True),
     # when the row was last written, µs since the Unix epoch (UTC)
     Column("updated_us", BigInteger, nullable=False),
+)
+
+#: The head of each partition's chain (envelope v2) at the position stored in relay_state,
+#: written in the same transaction; none for a partition nothing was sent to yet.
+relay_heads = Table(
+    "relay_heads",
+    relay_metadata,
+    Column("topic", String(255), primary_key=True),
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("position", BigInteger, nullable=False),
+    Column("part", Integer, nullable=False),
+    Column("link", String(64), nullable=False),
 )
 
 
@@ -148,7 +174,8 @@ class Relay:
         #: Totals since construction: events (records) published, refills done.
         self.published = 0
         self.refills = 0
-        ensure_tables(self.engine, [relay_state])
+        self._partition_of: dict[tuple[bytes, int], int] = {}
+        ensure_tables(self.engine, [relay_state, relay_heads])
         columns = {c["name"] for c in inspect(self.engine).get_columns("relay_state")}
         if "partitions" not in columns:  # a store made before the column existed
             with self.engine.begin() as connection:
@@ -168,7 +195,10 @@ class Relay:
             return RelayPosition(0, None)
         return RelayPosition(int(row.position), row.cluster_id, row.partitions)
 
-    def _store(self, position: int, cluster_id: str | None, partitions: int) -> None:
+    def _store(self, position: int, cluster_id: str | None, partitions: int,
+               heads: dict[int, ChainHead] | None = None) -> None:
+        """Store the position; with `heads`, the partitions' chain heads at it (position 0:
+        none, every chain starts again)."""
         values = {"position": position, "cluster_id": cluster_id, "partitions": partitions,
                   "updated_us": _now_us()}
         with self.engine.begin() as connection:
@@ -177,6 +207,63 @@ class Relay:
             )
             if done.rowcount == 0:
                 connection.execute(insert(relay_state).values(topic=self.topic, **values))
+            if heads is not None or position == 0:
+                connection.execute(relay_heads.delete().where(relay_heads.c.topic == self.topic))
+            rows = [{"topic": self.topic, "partition": p, "position": h.position,
+                     "part": h.part, "link": h.link}
+                    for p, h in sorted((heads or {}).items()) if h != GENESIS]
+            if rows:
+                connection.execute(insert(relay_heads), rows)
+
+    def heads(self, partitions: int) -> dict[int, ChainHead]:
+        """The head of each partition's chain at the stored position (GENESIS where none)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(relay_heads).where(relay_heads.c.topic == self.topic)).all()
+        heads = dict.fromkeys(range(partitions), GENESIS)
+        for row in rows:
+            if row.partition < partitions:
+                heads[int(row.partition)] = ChainHead(int(row.position), int(row.part), row.link)
+        return heads
+
+    def rewind(self, position: int) -> int:
+        """Make the next run re-send every event after store `position` (heal a gap a
+        consumer names: records lost from the log after the relay had confirmed them). The
+        partitions' chain heads at `position` are recomputed from the store (no record is
+        sent), so the re-sent records are the very ones sent before: consumers dedupe what
+        they have and take what they lacked. Returns the position rewound to."""
+        stored = self.stored()
+        assert position >= 0, position
+        position = min(position, stored.position)
+        partitions = stored.partitions
+        if partitions is None:  # nothing published with a known partition count yet
+            return 0
+        if position == 0:
+            self._store(0, stored.cluster_id, partitions)
+            return 0
+        heads = dict.fromkeys(range(partitions), GENESIS)
+        last = 0
+        while last < position:
+            notifications = self.recorder.select_notifications(
+                start=last + 1, limit=self.read_notifications, stop=position)
+            if not notifications:
+                break
+            hashes = self._store_hashes(notifications[0].id, notifications[-1].id)
+            for n in notifications:
+                for part, (key, unlinked) in enumerate(self.records(n.id, n.topic, n.state)):
+                    partition = self._partition(key, partitions)
+                    _, link = link_record(unlinked, heads[partition], hashes.get(n.id))
+                    heads[partition] = ChainHead(n.id, part, link)
+                last = n.id
+        self._store(position, stored.cluster_id, partitions, heads)
+        return position
+
+    def _store_hashes(self, first: int, last: int) -> dict[int, str]:
+        """The store chain's hash of each position from `first` to `last`."""
+        with self.engine.connect() as connection:
+            return {int(p): h for p, h in connection.execute(
+                select(event_chain.c.position, event_chain.c.store_hash)
+                .where(event_chain.c.position.between(first, last)))}
 
     # --- Kafka clients --------------------------------------------------------------------
 
@@ -359,6 +446,9 @@ class Relay:
             end = min(end, position + max_notifications)
         # (a store position can be skipped by PostgreSQL's sequence; `end` bounds the work)
         producer = self._get_producer(cluster_id)
+        # the chains as confirmed: a re-send from there repeats exactly the same records
+        heads = self.heads(partitions) if position > 0 else dict.fromkeys(
+            range(partitions), GENESIS)
         published = pending = 0
         last = confirmed = position
         while last < end:
@@ -367,31 +457,45 @@ class Relay:
             )
             if not notifications:
                 break
+            hashes = self._store_hashes(notifications[0].id, notifications[-1].id)
             for n in notifications:
-                for key, value in self.records(n.id, n.topic, n.state):
-                    producer.send(self.topic, key, value, EVENT_HEADERS)
+                store_hash = hashes.get(n.id)
+                for part, (key, unlinked) in enumerate(self.records(n.id, n.topic, n.state)):
+                    partition = self._partition(key, partitions)
+                    value, link = link_record(unlinked, heads[partition], store_hash)
+                    heads[partition] = ChainHead(n.id, part, link)
+                    producer.send(self.topic, key, value, EVENT_HEADERS, partition=partition)
                     pending += 1
                 last = n.id
             if pending >= self.chunk_records:
-                self._confirm(producer, last, partitions, cluster_id)
+                self._confirm(producer, last, partitions, cluster_id, heads)
                 published, pending, confirmed = published + pending, 0, last
         if last > confirmed:
-            self._confirm(producer, last, partitions, cluster_id)
+            self._confirm(producer, last, partitions, cluster_id, heads)
             published += pending
         self.published += published
         return published
 
+    def _partition(self, key: bytes, partitions: int) -> int:
+        found = self._partition_of.get((key, partitions))
+        if found is None:
+            if len(self._partition_of) >= 100_000:  # bounded: customers are many at scale
+                self._partition_of.clear()
+            found = self._partition_of[(key, partitions)] = partition_of(key, partitions)
+        return found
+
     def _confirm(
-        self, producer: Producer, position: int, partitions: int, cluster_id: str | None
+        self, producer: Producer, position: int, partitions: int, cluster_id: str | None,
+        heads: dict[int, ChainHead],
     ) -> None:
-        """Wait for every record sent, then watermark `position` on every partition, wait,
-        and store `position`."""
+        """Wait for every record sent, then watermark `position` on every partition (with the
+        head of its chain), wait, and store `position` with the heads."""
         producer.flush(self.flush_timeout_s)
-        mark = watermark_bytes(position)
         for partition in range(partitions):
+            mark = watermark_bytes(position, partition, heads[partition])
             producer.send(self.topic, None, mark, WATERMARK_HEADERS, partition=partition)
         producer.flush(self.flush_timeout_s)
-        self._store(position, cluster_id, partitions)
+        self._store(position, cluster_id, partitions, heads)
 
     def run(
         self,
@@ -480,6 +584,7 @@ def main_relay(
     *,
     once: bool = False,
     echo: Callable[[str], None] = print,
+    from_position: int | None = None,
 ) -> int:
     """`rebate-ledger relay`: publish `ledger`'s events to the configured cluster, else the
     running `rebate-ledger broker` of `home`, else an embedded broker of its own (refilled from
@@ -490,6 +595,9 @@ def main_relay(
     with broker_bootstrap(settings.bootstrap, home) as bootstrap:
         relay = Relay(ledger, transport(settings, bootstrap), settings)
         with relay:
+            if from_position is not None:
+                rewound = relay.rewind(max(from_position - 1, 0))
+                echo(f"relay: re-sending every event after store position {rewound}")
             echo(
                 f"relay: store position {relay.stored().position} -> {relay.topic} at "
                 f"{bootstrap} ({settings.client})"
@@ -540,4 +648,21 @@ def check_events_log(ledger: Any) -> tuple[list[Any], int]:
         records = read_events_log(kafka, settings, position)
         with Relay(ledger, kafka, settings) as relay, Session(ledger.engine) as session:
             breaks = verify_log(session, ledger.app.recorder, records, relay.records)
+    breaks.extend(chain_breaks(records))
+    breaks.sort(key=lambda b: b.position)
     return breaks, len(records)
+
+
+def chain_breaks(records: list[Any]) -> list[Any]:
+    """The events topic checked by its own chain (envelope v2), without the store: every
+    altered record, gap (a record missing from a partition) and record out of order, as
+    `verify` breaks that name the partition and offset."""
+    from ledger.audit.chain import Break
+    from ledger.events.envelope import LogChain
+
+    chain = LogChain()
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        if record.value is not None:
+            chain.add(record.partition, record.offset, record.value)
+    return [Break(problem.position, "?", None, None, f"log chain: {problem.line()}")
+            for problem in chain.finish()]

@@ -7,8 +7,14 @@ after a crash, and refills a broker that came back empty) and is skipped. Waterm
 printed; `--until-position P` stops once every assigned partition has carried a watermark of
 at least P, i.e. once everything the store held up to position P has been read.
 
-A real subscriber stores the last `(position, part)` of each partition in its own database, in
-the same transaction as what it does with the event; this example keeps them in memory.
+Envelope v2 records are also checked by their chain (`ledger.events.envelope.LogChain`, see
+docs/events.md): an altered record, a record missing from a partition (a gap not healed by the
+relay's re-send) or one out of order is printed to standard error as `CHAIN ...`, the event
+is not applied, and the exit status is 2.
+
+A real subscriber stores the last `(position, part)` (and, for v2, `link`) of each partition in
+its own database, in the same transaction as what it does with the event; this example keeps
+them in memory.
 
     python examples/subscriber.py --group my-team [--bootstrap HOST:PORT] [--until-position P]
 
@@ -28,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from consumers.topics import EVENTS  # noqa: E402
 from consumers.transport import TopicPartition, transport  # noqa: E402
-from ledger.events.envelope import Envelope, Watermark, parse_record  # noqa: E402
+from ledger.events.envelope import Envelope, LogChain, Watermark, parse_record  # noqa: E402
 from ledger.kafka.settings import KafkaSettings  # noqa: E402
 
 
@@ -67,11 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     consumer = transport(settings, bootstrap_of(args.bootstrap, settings)).consumer(args.group)
     applied: dict[TopicPartition, tuple[int, int]] = {}  # last (position, part) per partition
     watermarks: dict[TopicPartition, int] = {}
+    chain = LogChain(anchor=True)  # resuming at the committed offset: trust where it starts
+    reported = 0
 
     def on_revoke(partitions: list[TopicPartition]) -> None:
         for partition in partitions:  # another member may advance them now
             applied.pop(partition, None)
             watermarks.pop(partition, None)
+            chain.forget(partition.partition)
 
     consumer.subscribe([topic], on_revoke=on_revoke)
     printed = duplicates = 0
@@ -90,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
                 offsets[partition] = record.offset + 1
                 if record.value is None:
                     continue
+                verdict = chain.add(record.partition, record.offset, record.value)
+                for problem in chain.problems[reported:]:
+                    print(f"CHAIN {problem.line()}", file=sys.stderr, flush=True)
+                    status = 2
+                reported = len(chain.problems)
+                if verdict in (LogChain.HELD, LogChain.PROBLEM):
+                    continue  # held: the relay's re-send brings it again after the gap
                 message = parse_record(record.value)
                 if isinstance(message, Watermark):
                     watermarks[partition] = max(watermarks.get(partition, 0), message.position)
@@ -118,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         consumer.close()
+    for problem in chain.finish()[reported:]:
+        print(f"CHAIN {problem.line()}", file=sys.stderr, flush=True)
+        status = 2
     print(f"done: {printed} events, {duplicates} duplicates skipped", flush=True)
     return status
 

@@ -11,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ledger.errors import ConfigurationError, InputUnreadable, LedgerError, Rejection
+from ledger.errors import (
+    ConfigurationError,
+    InputUnreadable,
+    LedgerError,
+    Rejection,
+    StoreDamaged,
+)
 
 
 class Role(StrEnum):
@@ -175,6 +181,7 @@ HTTP_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (Rejection, 422),
     (InputUnreadable, 400),
     (ConfigurationError, 503),
+    (StoreDamaged, 503),  # the store refuses until an operator restores or rebuilds it
     (LedgerError, 400),
 )
 

@@ -11,19 +11,21 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, Engine, insert, inspect, select
 from sqlalchemy.orm import Session
 
 from ledger import commands as c
 from ledger.application import LedgerApplication
 from ledger.audit.chain import chain_metadata
 from ledger.config import Settings
-from ledger.errors import InvalidCommand, Rejection
+from ledger.errors import CoreTablesMissing, InvalidCommand, Rejection, StoreDamaged
 from ledger.gcpause import paused_gc
 from ledger.handlers import DUPLICATE, Batch, RejectionRecord
 from ledger.liability import LiabilityRow, liability_rows
 from ledger.projections.core import (
     CoreProjection,
+    basis,
+    basis_blocks,
     ensure_basis_blocks,
     ensure_indexes,
     from_us,
@@ -138,6 +140,25 @@ class _Cursor:
     index: int = -1
 
 
+def missing_core_tables(engine: Engine, recorder: Any) -> list[str]:
+    """The core read tables a store that holds events lacks (none for a new or empty store).
+    `core_basis_blocks` is not named alone: a store made before it gets it filled from
+    `core_basis` on opening (`ensure_basis_blocks`)."""
+    names = set(inspect(engine).get_table_names())
+    events = recorder.tables[0]
+    if events.name not in names:
+        return []
+    wanted = [t.name for t in metadata.sorted_tables if t.name not in names]
+    if wanted == [basis_blocks.name] and basis.name in names:
+        return []
+    if not wanted:
+        return []
+    with engine.connect() as connection:
+        if connection.execute(select(events.c.id).limit(1)).first() is None:
+            return []
+    return sorted(wanted)
+
+
 class Ledger:
     """Applies contract commands and answers point-in-time questions.
 
@@ -151,7 +172,11 @@ class Ledger:
         *,
         clock: Clock = c.utc_now,
         settings: Settings | None = None,
+        check_tables: bool = True,
     ) -> None:
+        """`check_tables` False: open a store whose core read tables are missing without
+        refusing (CoreTablesMissing) and without making them (`verify` names them,
+        `rebuild-tables` re-derives them); `missing_tables` lists them."""
         self.settings = settings or Settings()
         self.database_url = self.settings.resolved_database_url(database_url)
         self.clock = clock
@@ -168,12 +193,21 @@ class Ledger:
             }
         )
         self.projection = CoreProjection()
-        self._create_tables()
+        self.missing_tables: list[str] = []
+        self._create_tables(check_tables)
 
-    def _create_tables(self) -> None:
+    def _create_tables(self, check_tables: bool = True) -> None:
         """The event store's tables, the ledger's and the row of `ledger_state`: made once,
         under the schema lock, by whichever process opens a new store first; a store that has
-        them all is only read. A store made before contract v2 is brought up to date first."""
+        them all is only read. A store made before contract v2 is brought up to date first.
+        A store that holds events but lacks core read tables is refused (CoreTablesMissing)
+        rather than given empty ones (issue 12 point 7)."""
+        self.missing_tables = missing_core_tables(self.engine, self.app.recorder)
+        if self.missing_tables:
+            if check_tables:
+                self.close()
+                raise CoreTablesMissing(self.missing_tables)
+            return  # left as it is, for verify and rebuild-tables
         upgrade_v1_tables(self.engine)
         ensure_basis_blocks(self.engine)
         ensure_indexes(self.engine)
@@ -251,6 +285,8 @@ class Ledger:
         at = _Cursor()
         try:
             self._apply_chunk(chunk, source, report, at, hooks)
+        except StoreDamaged:
+            raise  # not a line's fault: the store refuses every write until it is restored
         except Exception as exc:
             failed = at.index if 0 <= at.index < len(chunk) else 0
             if failed > 0:

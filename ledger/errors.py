@@ -66,3 +66,26 @@ class StoreReadOnly(LedgerError):
 
 class ConfigurationError(LedgerError):
     """A setting that cannot be used, named with what to do."""
+
+
+class StoreDamaged(LedgerError):
+    """The store was changed behind the ledger (a table dropped, the hash chain emptied):
+    the ledger refuses to write or answer from it rather than repair it silently; the
+    message names what is wrong and the explicit command that rebuilds it."""
+
+
+class CoreTablesMissing(StoreDamaged):
+    """Read tables of a store that holds events are gone (dropped behind the ledger's back):
+    recreated empty they would answer with figures that lack those events (accrued 0,
+    liabilities negative), so the ledger refuses until they are rebuilt from the events."""
+
+    def __init__(self, missing: list[str]) -> None:
+        self.missing = tuple(missing)
+        super().__init__(
+            f"the store's read table{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"{'are' if len(missing) > 1 else 'is'} missing, though it holds events (dropped "
+            "behind the ledger, or made by an older version): not recreated empty, which would "
+            "answer with figures that lack those events. Re-derive the read tables from the "
+            "stored events with `rebate-ledger rebuild-tables --yes` (`rebate-ledger verify` "
+            "names what is missing)"
+        )

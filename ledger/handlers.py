@@ -99,7 +99,9 @@ class Batch:
         row = self.session.execute(
             select(ledger_state.c.watermark_us).where(ledger_state.c.id == 1)
         ).one()
-        self.watermark_us = row[0]
+        # the stored events' own recorded times too: a watermark set back behind the ledger
+        # must not let a back-dated command in (issue 12 point 7)
+        self.watermark_us = max(row[0], chain.last_recorded_us(self.session, self.app.recorder))
         self.now_us = to_us(self.now)
 
     def prefetch_sales(self, sale_ids: Iterable[str]) -> None:

@@ -217,6 +217,14 @@ def main_project(
                 f"watermark {counter['watermark']}",
                 highlight=False,
             )
+            if counter.get("gaps"):
+                console.print(
+                    f"project: {name}: WAITING on {counter['gaps']} gap(s) on the log (records "
+                    "held until the missing ones arrive; the relay re-sends after a failed "
+                    "delivery, else run the `rebate-ledger relay --from-position` the "
+                    "projection's log names)",
+                    highlight=False,
+                )
             if counter.get("quarantined"):
                 console.print(
                     f"project: {name}: INCOMPLETE, {counter['quarantined']} malformed "

@@ -15,6 +15,15 @@ naming the first event that breaks them: an edited event (its content differs), 
 through that head, so nothing up to it was rewritten since. The Kafka log is checked against
 the verified store: every record of the events topic must be what the relay publishes for its
 position (`verify_log`).
+
+Nothing is laundered (issue 12 point 7): the head of the chain is also kept in `chain_anchor`,
+written in the same transaction as the chain. The ledger never re-chains a store silently: a
+write to a store whose events are not chained (the chain was emptied, or the store predates
+tamper evidence) is refused (`StoreDamaged`), and `rebate-ledger rechain` chains a store only
+when no anchor says it had a chain. `verify` names an emptied or truncated chain against the
+anchor, an event whose stored state is not bytes (TEXT written behind the ledger), a
+`recorded_at` that decreases in store order, and a recorded-time watermark
+(`ledger_state.watermark_us`) behind the last stored event's `recorded_at`.
 """
 
 from __future__ import annotations
@@ -23,11 +32,27 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
+
+from ledger.errors import StoreDamaged
 
 GENESIS = "0" * 64
 ALGORITHM = "sha256; content = sha256('A/V\\nT\\n' + stored bytes); stream = sha256(prev + " \
@@ -46,6 +71,20 @@ event_chain = Table(
     Column("store_hash", String(64), nullable=False),
     Index("event_chain_by_stream", "originator_id", "originator_version"),
 )
+
+
+#: The head of the chain as last written by the ledger (one row, id 1), in the transaction that
+#: writes the chain: an emptied or truncated chain no longer reaches it.
+chain_anchor = Table(
+    "chain_anchor",
+    chain_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("position", BigInteger, nullable=False),
+    Column("store_hash", String(64), nullable=False),
+    Column("events", BigInteger, nullable=False),
+)
+
+RECHAIN_COMMAND = "rebate-ledger rechain"
 
 
 def content_hash(originator_id: str, version: int, topic: str, state: bytes) -> str:
@@ -105,12 +144,63 @@ def append(session: Session, recorder: Any, positions: Iterable[int]) -> None:
     ).first()
     if head is None:
         table = events_table(recorder)
-        earlier = [int(p) for (p,) in session.execute(
-            select(table.c.id).where(table.c.id < wanted[0]).order_by(table.c.id))]
-        wanted = earlier + wanted
+        earlier = session.execute(
+            select(func.count()).select_from(table).where(table.c.id < wanted[0])).scalar()
+        if earlier:
+            raise StoreDamaged(_unchained_message(session, int(earlier)))
         store_prev = GENESIS
     else:
         store_prev = head.store_hash
+    _chain(session, recorder, wanted, store_prev)
+
+
+def _unchained_message(session: Session, events: int) -> str:
+    anchor = read_anchor(session)
+    if anchor is not None:
+        return (f"the store's hash chain is gone: event_chain has no entry, but chain_anchor "
+                f"says the store was chained up to position {anchor[0]} (hash {anchor[1]}); "
+                f"{events} stored event(s) are unchained. The ledger does not re-chain them "
+                "(that would launder any edit made meanwhile): restore event_chain from a "
+                "backup, and run `rebate-ledger verify`")
+    return (f"{events} stored event(s) are not hash-chained (the store predates tamper "
+            f"evidence, or its chain was emptied): the ledger does not chain them silently. "
+            f"Check the store against a published digest (`rebate-ledger verify --digest`) or "
+            f"a backup, then chain it explicitly with `{RECHAIN_COMMAND}`")
+
+
+def read_anchor(session: Session) -> tuple[int, str, int] | None:
+    """(position, store hash, events) of the anchor; None when there is none (or no table)."""
+    if not inspect(session.connection()).has_table(chain_anchor.name):
+        return None
+    row = session.execute(select(chain_anchor).where(chain_anchor.c.id == 1)).first()
+    return None if row is None else (int(row.position), row.store_hash, int(row.events))
+
+
+def rechain(session: Session, recorder: Any) -> int:
+    """`rebate-ledger rechain`: chain every stored event of a store that predates tamper
+    evidence (no chain entry, no anchor); return how many. Refused (StoreDamaged) when the
+    store has a chain entry or an anchor: a store that had a chain is never re-chained."""
+    anchor = read_anchor(session)
+    chained = session.execute(select(func.count()).select_from(event_chain)).scalar() or 0
+    if anchor is not None or chained:
+        where = (f"chain_anchor says it was chained up to position {anchor[0]}"
+                 if anchor is not None else f"event_chain holds {chained} entries")
+        raise StoreDamaged(
+            f"rechain refused: this store had a hash chain ({where}); re-chaining it would "
+            "launder any edit made behind the ledger. Restore event_chain (and chain_anchor) "
+            "from a backup, then run `rebate-ledger verify`")
+    table = events_table(recorder)
+    positions = [int(p) for (p,) in session.execute(select(table.c.id).order_by(table.c.id))]
+    for start in range(0, len(positions), 10_000):
+        chunk = positions[start:start + 10_000]
+        head = session.execute(
+            select(event_chain.c.store_hash).order_by(event_chain.c.position.desc()).limit(1)
+        ).scalar()
+        _chain(session, recorder, chunk, head or GENESIS)
+    return len(positions)
+
+
+def _chain(session: Session, recorder: Any, wanted: list[int], store_prev: str) -> None:
     streams: dict[str, str] = {}
     rows = []
     for position, originator, version, topic, state in _stored(session, recorder, wanted):
@@ -135,6 +225,16 @@ def append(session: Session, recorder: Any, positions: Iterable[int]) -> None:
                      "stream_hash": stream, "store_hash": store})
     if rows:
         session.execute(insert(event_chain), rows)
+        _write_anchor(session, int(position), store_prev, len(rows))
+
+
+def _write_anchor(session: Session, position: int, store_hash: str, added: int) -> None:
+    done = session.execute(update(chain_anchor).where(chain_anchor.c.id == 1).values(
+        position=position, store_hash=store_hash, events=chain_anchor.c.events + added))
+    if not done.rowcount:  # type: ignore[attr-defined]
+        count = session.execute(select(func.count()).select_from(event_chain)).scalar() or 0
+        session.execute(insert(chain_anchor).values(
+            id=1, position=position, store_hash=store_hash, events=int(count)))
 
 
 @dataclass
@@ -245,11 +345,34 @@ def verify_store(session: Session, recorder: Any, *,
                                    None, "chained event missing from the store (deleted)"))
         return str(gone.store_hash)  # the chain goes on past the hole
 
+    latest: tuple[datetime, int] | None = None  # the greatest recorded_at so far, where
     for position, originator, version, topic, state in _stored(session, recorder, positions):
         while gone_index < len(missing) and missing[gone_index] < position:
             store_prev = deleted(missing[gone_index])
             gone_index += 1
         originator = str(originator)
+        if isinstance(state, str):  # TEXT where the ledger writes bytes
+            result.breaks.append(Break(int(position), originator, int(version), topic,
+                                       "stored state is TEXT, not bytes: written behind the "
+                                       "ledger"))
+            state = state.encode()
+        elif not isinstance(state, bytes | bytearray | memoryview):
+            result.breaks.append(Break(int(position), originator, int(version), topic,
+                                       f"stored state is {type(state).__name__}, not bytes: "
+                                       "written behind the ledger"))
+            state = str(state).encode()
+        recorded = recorded_at_of(bytes(state))
+        if recorded is None:
+            result.breaks.append(Break(int(position), originator, int(version), topic,
+                                       "stored state has no readable recorded_at"))
+        elif latest is not None and recorded < latest[0]:
+            result.breaks.append(Break(
+                int(position), originator, int(version), topic,
+                f"recorded_at {recorded.isoformat()} is earlier than "
+                f"{latest[0].isoformat()} of position {latest[1]} before it in store order "
+                "(back-dated or reordered behind the ledger)"))
+        else:
+            latest = (recorded, int(position))
         content = content_hash(originator, int(version), topic, state)
         stream = _link(streams.get(originator, GENESIS), content)
         store = _link(store_prev, str(position), content)
@@ -271,6 +394,9 @@ def verify_store(session: Session, recorder: Any, *,
             result.digest_ok = row is not None and store == digest[1] == row.store_hash
     for position in missing[gone_index:]:
         deleted(position)
+    _check_anchor(session, result, chained)
+    if latest is not None:
+        _check_watermark(session, result, latest)
     result.breaks.sort(key=lambda b: b.position)
     if digest is not None and not result.digest_checked:
         result.digest_checked, result.digest_ok = True, False
@@ -282,6 +408,81 @@ def verify_store(session: Session, recorder: Any, *,
             f"the chain at position {digest[0]} does not hash to {digest[1]}: the store was "
             "rewritten since the digest")
     return result
+
+
+RECORDED_AT = re.compile(rb'"recorded_at":"([^"]{10,40})"')
+
+
+def recorded_at_of(state: bytes) -> datetime | None:
+    """The `recorded_at` of a stored event's JSON (its first occurrence: the event's own,
+    which precedes the payload's columns), timezone-aware; None when it has none."""
+    found = RECORDED_AT.search(state, 0, 2000) or RECORDED_AT.search(state)
+    if found is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(found.group(1).decode().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def last_recorded_us(session: Session | Any, recorder: Any) -> int:
+    """The recorded time of the last stored event, µs since the epoch (0 when none): one
+    indexed query on the event table, reading the head of its state."""
+    from ledger.projections.core import to_us
+
+    table = events_table(recorder)
+    head = session.execute(select(func.substr(table.c.state, 1, 2000))
+                           .order_by(table.c.id.desc()).limit(1)).scalar()
+    if head is None:
+        return 0
+    moment = recorded_at_of(head.encode() if isinstance(head, str) else bytes(head))
+    return 0 if moment is None else to_us(moment)
+
+
+def _check_anchor(session: Session, result: VerifyResult, chained: dict[int, Any]) -> None:
+    """The chain must reach the anchor the ledger wrote with it: not emptied, not truncated,
+    nothing chained past it behind the ledger."""
+    anchor = read_anchor(session)
+    if anchor is None:
+        return
+    position, store_hash, _ = anchor
+    row = chained.get(position)
+    if not chained:
+        result.breaks.append(Break(
+            position, "?", None, None,
+            f"the hash chain was emptied: chain_anchor says the store was chained up to "
+            f"position {position} (hash {store_hash}), event_chain holds nothing. Restore it "
+            "from a backup; the ledger refuses to write until then and never re-chains"))
+    elif row is None or row.store_hash != store_hash:
+        result.breaks.append(Break(
+            position, "?", None, None,
+            f"the chain does not pass through the anchor (position {position}, hash "
+            f"{store_hash}): event_chain was truncated or rewritten behind the ledger"))
+    elif max(chained) > position:
+        result.breaks.append(Break(
+            max(chained), "?", None, None,
+            f"chain entries past the anchor (position {position}): chained behind the ledger"))
+
+
+def _check_watermark(session: Session, result: VerifyResult,
+                     latest: tuple[datetime, int]) -> None:
+    """The recorded-time watermark the ledger checks new commands against must not be behind
+    the last stored event's recorded_at: set back, it would let back-dated commands in."""
+    from ledger.projections.core import from_us, ledger_state, to_us
+
+    if not inspect(session.connection()).has_table(ledger_state.name):
+        return  # named by the read-table check
+    watermark = session.execute(
+        select(ledger_state.c.watermark_us).where(ledger_state.c.id == 1)).scalar()
+    if watermark is None or int(watermark) < to_us(latest[0]):
+        shown = "missing" if watermark is None else from_us(int(watermark)).isoformat()
+        result.breaks.append(Break(
+            latest[1], "?", None, None,
+            f"ledger_state.watermark_us ({shown}) is behind the recorded_at of the last stored "
+            f"event ({latest[0].isoformat()}): set back behind the ledger, it would let "
+            "back-dated commands in (the ledger now checks new commands against the stored "
+            "events too)"))
 
 
 @dataclass(frozen=True)
@@ -316,9 +517,10 @@ def verify_log(
     allowed (at-least-once)."""
     import orjson
 
-    from ledger.events.envelope import Watermark, parse_record
+    from ledger.events.envelope import Watermark, parse_record, unlinked_bytes
 
     found: dict[tuple[int, int], bytes] = {}
+    hashes: dict[int, str | None] = {}
     breaks: list[Break] = []
     for record in records:
         if record.value is None:
@@ -327,13 +529,21 @@ def verify_log(
         if isinstance(envelope, Watermark):
             continue
         key = (envelope.position, envelope.part)
-        if key in found and found[key] != record.value:
+        value = unlinked_bytes(record.value)  # v2: the chain is checked by `LogChain`
+        if key in found and found[key] != value:
             breaks.append(Break(key[0], str(envelope.aggregate_id), None, envelope.type,
                                 f"two different records for part {key[1]} on the log"))
-        found[key] = record.value
+        found[key] = value
+        if envelope.envelope_version >= 2:
+            hashes[envelope.position] = envelope.store_hash
     table = events_table(recorder)
     positions = [int(p) for (p,) in session.execute(select(table.c.id).order_by(table.c.id))]
+    chained = {int(p): h for p, h in session.execute(
+        select(event_chain.c.position, event_chain.c.store_hash))} if hashes else {}
     for position, originator, version, topic, state in _stored(session, recorder, positions):
+        if int(position) in hashes and hashes[int(position)] != chained.get(int(position)):
+            breaks.append(Break(int(position), str(originator), int(version), topic,
+                                "store hash on the log differs from the store's chain"))
         for part, (_, value) in enumerate(expected(int(position), topic, state)):
             on_log = found.pop((int(position), part), None)
             if on_log is None:

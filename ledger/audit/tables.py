@@ -37,6 +37,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
 )
 from sqlalchemy.orm import Session
@@ -59,6 +60,9 @@ from ledger.projections.core import (
     terms_changes,
     write_offs,
 )
+from ledger.projections.core import (
+    rejections as rejections_table,
+)
 
 #: The tables re-derived and compared, in this order.
 CHECKED: tuple[Table, ...] = (
@@ -75,6 +79,8 @@ PAGE_BYTES = 4 << 20
 WINDOW = 2000
 #: Differences kept to be named (the count goes on past it).
 KEPT = 10_000
+#: The `column` of a difference that is a whole table missing from the store.
+TABLE_MISSING = "table"
 
 
 @dataclass(frozen=True)
@@ -88,21 +94,34 @@ class RowDifference:
 
     @property
     def what(self) -> str:
+        if self.column == TABLE_MISSING:
+            return (f"the table is missing from the store (dropped behind the ledger); "
+                    f"{self.derived} row(s) derived from the events: rebuild with "
+                    "`rebate-ledger rebuild-tables --yes`")
         if self.column != "row":
             return "differs"
         return "missing from the stored table" if self.stored is None else \
             "extra: not derived from any event"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"table": self.table, "key": self.key, "column": self.column,
-                "stored": self.stored, "derived": self.derived, "what": self.what}
+        # plain str keys: a whole row's column names come as SQLAlchemy's str subclass, which
+        # orjson refuses as a key (verify --format json crashed on an extra row)
+        return {"table": self.table, "key": _plain(self.key), "column": self.column,
+                "stored": _plain(self.stored), "derived": _plain(self.derived),
+                "what": self.what}
 
     def line(self) -> str:
         key = ", ".join(f"{k}={v}" for k, v in self.key.items())
+        if self.column == TABLE_MISSING:
+            return f"{self.table}: {self.what}"
         if self.column == "row":
             return f"{self.table} [{key}]: {self.what}"
         return (f"{self.table} [{key}] {self.column}: stored {self.stored!r}, derived from "
                 f"the events {self.derived!r}")
+
+
+def _plain(value: Any) -> Any:
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
 
 
 @dataclass
@@ -211,6 +230,12 @@ def compare_table(stored: Engine, derived: Engine, table: Table,
     """Merge the stored and the derived rows, both in key order; name every difference."""
     keys = key_columns(table)
     name = str(table.name)
+    if not inspect(stored).has_table(name):  # dropped: one difference names it
+        with derived.connect() as connection:
+            count = connection.execute(select(func.count()).select_from(table)).scalar()
+        result.add(RowDifference(name, {}, TABLE_MISSING, None, int(count or 0)))
+        result.rows[name] = 0
+        return
     mine, theirs = _ordered(stored, table), _ordered(derived, table)
     s, d = next(mine, None), next(theirs, None)
     seen = 0
@@ -258,3 +283,56 @@ def verify_document(result: Any, tables: Any) -> dict[str, Any]:
                "DIGEST FAILED" if result.digest_ok is False else "READ TABLES DIFFER")
     return {"verdict": verdict, **result.to_dict(), "ok": result.ok and tables.ok,
             "chain_ok": result.ok, "tables": tables.to_dict()}
+
+
+def rebuild_tables(ledger: Any) -> dict[str, int]:
+    """`rebate-ledger rebuild-tables`: re-derive every core read table from the stored events
+    (into a scratch SQLite file, as `verify` does) and put them in the store in place of what
+    is there, in one transaction under the schema lock; `rejections` and `ledger_state` (not
+    derived from events) are kept, or made anew when missing (the watermark from the last
+    stored event, the counters from what is left). Returns the rows written per table."""
+    from ledger.audit.chain import last_recorded_us
+    from ledger.store import schema_transaction
+
+    written: dict[str, int] = {}
+    undecodable: dict[int, str] = {}
+    with tempfile.TemporaryDirectory(prefix="ledger-rebuild-") as scratch:
+        engine = _scratch_engine(Path(scratch) / "derived.db")
+        try:
+            with ledger.engine.connect() as source:
+                derive(ledger.app, source, engine, undecodable)
+            if undecodable:
+                position, why = next(iter(undecodable.items()))
+                from ledger.errors import StoreDamaged
+
+                raise StoreDamaged(
+                    f"rebuild-tables refused: the event at position {position} does not decode "
+                    f"({why}); the read tables cannot be derived. Run `rebate-ledger verify`")
+            with schema_transaction(ledger.engine) as connection:
+                for table in CHECKED:
+                    table.drop(connection, checkfirst=True)
+                    table.create(connection)
+                    written[str(table.name)] = _copy(engine, connection, table)
+                for table in (rejections_table, ledger_state):
+                    table.create(connection, checkfirst=True)
+                if connection.execute(select(ledger_state.c.id)).first() is None:
+                    stored = events_table(ledger.app.recorder)
+                    last = connection.execute(select(func.max(stored.c.id))).scalar() or 0
+                    refused = connection.execute(
+                        select(func.count()).select_from(rejections_table)).scalar() or 0
+                    connection.execute(insert(ledger_state).values(
+                        id=1, position=int(last), accepted=0, rejected=int(refused), writes=0,
+                        watermark_us=last_recorded_us(connection, ledger.app.recorder)))
+        finally:
+            engine.dispose()
+    return written
+
+
+def _copy(source: Engine, connection: Connection, table: Table) -> int:
+    count = 0
+    with source.connect() as reading:
+        rows = reading.execution_options(yield_per=WINDOW).execute(select(table)).mappings()
+        for chunk in rows.partitions(WINDOW):
+            connection.execute(insert(table), [dict(row) for row in chunk])
+            count += len(chunk)
+    return count

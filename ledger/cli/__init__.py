@@ -233,8 +233,8 @@ def store_name(url: str) -> str:
         return url
 
 
-def open_ledger(database: str | None, *, creates: bool = False, announce: bool = True
-                ) -> Ledger:
+def open_ledger(database: str | None, *, creates: bool = False, announce: bool = True,
+                check_tables: bool = True) -> Ledger:
     """Open the store and say which one on stderr. Only a writing command (`creates`) may make
     a new SQLite store, and says so; a reading one refuses a file that does not exist, creating
     nothing, so that a misspelt --database or the wrong folder is not an empty answer."""
@@ -251,7 +251,7 @@ def open_ledger(database: str | None, *, creates: bool = False, announce: bool =
             "store with `rebate-ledger apply FILE`", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_UNREADABLE)
     try:
-        ledger = Ledger(url)
+        ledger = Ledger(url, check_tables=check_tables)
     except ConfigurationError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(EXIT_UNREADABLE) from None
@@ -756,6 +756,12 @@ def relay(
     once: Annotated[
         bool, typer.Option("--once", help="publish what is new, then exit")
     ] = False,
+    from_position: Annotated[
+        int | None, typer.Option(
+            "--from-position", min=1,
+            help="first re-send every event from this store position on (heals a gap a "
+            "projection or subscriber names; they skip what they have)")
+    ] = None,
 ) -> None:
     """Publish every stored event, in store order, to the events topic (until Ctrl-C).
 
@@ -769,6 +775,7 @@ def relay(
         status = main_relay(
             ledger, KafkaSettings(), Settings().home, once=once,
             echo=lambda text: console.print(text, highlight=False),
+            from_position=from_position,
         )
     raise typer.Exit(status)
 
@@ -1052,9 +1059,11 @@ cli_evidence.register(app, log_check=_check_events_log)  # the CLI knows Kafka; 
 #: plumbing that operators run (a command not named here shows under "Commands")
 HELP_PANELS = {
     "Finance": ("apply", "import", "liability", "rejections", "journal", "trial-balance",
-                "reconcile", "gl-export", "close-period", "opportunities", "positions", "programs",
+                "reconcile", "gl-export", "close-period", "opportunities", "positions",
+                "programs",
                 "simulate"),
-    "Audit": ("explain", "diff", "event", "verify", "digest", "evidence"),
+    "Audit": ("explain", "diff", "event", "verify", "digest", "rechain", "rebuild-tables",
+              "evidence"),
     "Service": ("demo", "serve", "users"),
     "Kafka operations": ("broker", "relay", "intake", "produce", "project", "replay",
                          "audit-view", "schema"),

@@ -108,7 +108,7 @@ def register(app: typer.Typer,
         from ledger.audit.tables import verify_document, verify_tables
 
         wanted = read_digest(digest_text) if digest_text else None
-        with open_ledger(database) as ledger:
+        with open_ledger(database, check_tables=False) as ledger:  # names missing tables
             with Session(ledger.engine) as session:
                 result = verify_store(session, ledger.app.recorder, digest=wanted)
             if log:
@@ -147,11 +147,14 @@ def register(app: typer.Typer,
             console.print(f"{result.events} stored events, {result.chained} chained; head "
                           f"position {result.head_position}, hash {result.head_hash}",
                           highlight=False, markup=False)
-            if result.chained == 0 and result.events:
-                console.print("this store predates tamper evidence: none of its events is "
-                              "chained yet; the next write (apply, intake, close-period) chains "
-                              "them all, in store order", highlight=False, markup=False)
-            elif result.breaks:
+            if result.chained == 0 and result.events and not any(
+                    "emptied" in b.what for b in result.breaks):
+                console.print("no event of this store is chained: it predates tamper "
+                              "evidence, or its chain was emptied behind the ledger; writes "
+                              "are refused until it is chained explicitly with `rebate-ledger "
+                              "rechain` (after checking it against a published digest or a "
+                              "backup)", highlight=False, markup=False)
+            if result.breaks:
                 first = result.breaks[0]
                 console.print(
                     f"BROKEN at position {first.position}: {first.what} (aggregate "
@@ -215,6 +218,72 @@ def register(app: typer.Typer,
                                f"{taken.isoformat()}\n")
         else:
             console.file.write(orjson.dumps(document).decode() + "\n")
+
+    @app.command()
+    def rechain(
+        yes: Annotated[bool, typer.Option(
+            "--yes", help="chain the store's events as they are now")] = False,
+        database: DatabaseOption = None,
+    ) -> None:
+        """Chain every event of a store that predates tamper evidence, once, explicitly (the
+        ledger never does it on its own). Refused for a store that had a chain (an anchor or
+        a chain entry): re-chaining would launder any edit made behind the ledger."""
+        from sqlalchemy.orm import Session
+
+        from ledger.audit.chain import rechain as chain_all
+        from ledger.cli import EXIT_UNREADABLE, err_console
+
+        if not yes:
+            err_console.print("rechain hashes the events exactly as they are now: check the "
+                              "store against a published digest or a backup first, then run "
+                              "`rebate-ledger rechain --yes`", highlight=False, markup=False)
+            raise typer.Exit(EXIT_UNREADABLE)
+        with open_ledger(database) as ledger, Session(ledger.engine) as session, \
+                session.begin():
+            count = chain_all(session, ledger.app.recorder)
+        console.print(f"chained {count} events; publish the head: `rebate-ledger digest`",
+                      highlight=False, markup=False)
+
+    @app.command("rebuild-tables")
+    def rebuild_tables(
+        yes: Annotated[bool, typer.Option(
+            "--yes", help="replace the store's core read tables by ones re-derived from "
+            "its events")] = False,
+        database: DatabaseOption = None,
+    ) -> None:
+        """Re-derive every core read table (core_agreements, core_basis, core_money, ...) from
+        the stored events and put them in place of what the store has: the way back from a
+        read table dropped or edited behind the ledger (which is refused, never recreated
+        empty). Refused while the events' hash chain does not verify."""
+        from sqlalchemy.orm import Session
+
+        from ledger.audit.chain import verify_store
+        from ledger.audit.tables import rebuild_tables as rebuild
+        from ledger.cli import EXIT_UNREADABLE, err_console
+
+        if not yes:
+            err_console.print("rebuild-tables replaces every core read table by one derived "
+                              "from the stored events: run `rebate-ledger verify` to see what "
+                              "differs, then `rebate-ledger rebuild-tables --yes`",
+                              highlight=False, markup=False)
+            raise typer.Exit(EXIT_UNREADABLE)
+        with open_ledger(database, check_tables=False) as ledger:
+            with Session(ledger.engine) as session:
+                chain = verify_store(session, ledger.app.recorder)
+            if chain.breaks:
+                first = chain.breaks[0]
+                err_console.print(
+                    f"error: rebuild-tables refused: the events' hash chain is broken at "
+                    f"position {first.position} ({first.what}); tables derived from altered "
+                    "events would carry the alteration. Run `rebate-ledger verify`",
+                    highlight=False, markup=False, soft_wrap=True)
+                raise typer.Exit(EXIT_UNREADABLE)
+            missing = list(ledger.missing_tables)
+            written = rebuild(ledger)
+        console.print(f"rebuilt {len(written)} read tables ({sum(written.values())} rows) "
+                      f"from the stored events" + (f"; were missing: {', '.join(missing)}"
+                                                   if missing else ""),
+                      highlight=False, markup=False)
 
     @app.command()
     def evidence(

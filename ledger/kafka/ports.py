@@ -142,3 +142,37 @@ def ensure_topics(admin: Admin, settings: KafkaSettings) -> dict[str, int]:
     admin.create_topics(names, settings.partitions)
     existing = admin.list_topics()
     return {name: existing[name] for name in names if name in existing}
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash of a key (the Java client's `Utils.murmur2`, signed 32 bits)."""
+    length = len(data)
+    seed, m, r = 0x9747B28C, 0x5BD1E995, 24
+    h = (seed ^ length) & 0xFFFFFFFF
+    whole = length - length % 4
+    for i in range(0, whole, 4):
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    extra = length % 4
+    if extra >= 3:
+        h ^= data[whole + 2] << 16
+    if extra >= 2:
+        h ^= data[whole + 1] << 8
+    if extra >= 1:
+        h ^= data[whole]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, both client libraries here) gives
+    a keyed record: `toPositive(murmur2(key)) % partitions`. The relay sends each event to
+    this partition explicitly, so that it knows which partition's chain the record extends."""
+    assert partitions >= 1, partitions
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

@@ -13,6 +13,16 @@ exact.
 
 "Caught up with store position P" means: a watermark >= P has been read on every partition
 (`min_watermark() >= P`), i.e. every event up to P is in the rows.
+
+Envelope v2 (issue 12) chains each partition's records. A v2 record whose bytes do not hash to
+its `link` is quarantined (altered). One whose `previous_*` is not the last record applied on
+its partition follows a GAP: a record the relay sent before it never arrived (its delivery timed
+out while this later one went through). Applying it would make the skip rule drop the missing
+record when the relay re-sends it, so it is held: not applied, the partition's position not
+moved, and its watermark held below the gap. The relay re-sends everything after its last
+confirmed position (the same records, chained the same way), so reading on finds the missing
+record, then the held one again, in chain order: the gap heals by re-reading. A gap still open
+is named by `gaps()` and by `NotCaughtUp`.
 """
 
 from __future__ import annotations
@@ -51,10 +61,14 @@ from ledger.errors import LedgerError
 from ledger.events.codec import SCHEMA_VERSION_KEY, decode_event
 from ledger.events.envelope import (
     EVENT_TYPES,
+    GENESIS,
+    GENESIS_LINK,
     KIND_HEADER,
     WATERMARK_KIND,
+    ChainHead,
     Envelope,
     Watermark,
+    link_of,
     parse_record,
 )
 from ledger.gcpause import paused_gc
@@ -94,6 +108,10 @@ projection_offsets = Table(
     Column("watermark", BigInteger, nullable=False),
     # the broker those offsets are for
     Column("cluster_id", String(255), nullable=True),
+    # envelope v2: the link of the last envelope applied (null: v1 or none yet), and the
+    # position of a record held after a gap (null: no gap open)
+    Column("link", String(64), nullable=True),
+    Column("gap", BigInteger, nullable=True),
 )
 
 
@@ -199,6 +217,30 @@ class PartitionState:
     part: int
     watermark: int
     cluster_id: str | None
+    link: str | None = None
+    gap: int | None = None
+
+    @property
+    def head(self) -> ChainHead:
+        return ChainHead(self.position, self.part, self.link or GENESIS_LINK)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A partition whose next records follow one that never arrived."""
+
+    partition: int
+    after_position: int
+    after_part: int
+    held_position: int
+
+    def describe(self) -> str:
+        return (f"partition {self.partition}: the record at store position "
+                f"{self.held_position} follows one never read (after position "
+                f"{self.after_position} part {self.after_part}); waiting for the relay to "
+                "re-send it (it does after a failed delivery; if the record was lost after "
+                f"the relay confirmed it: rebate-ledger relay --from-position "
+                f"{self.after_position + 1})")
 
 
 def min_watermark(session: Session | Any, topic: str) -> int | None:
@@ -238,6 +280,8 @@ class ProjectionRunner:
         self.skipped = 0  # envelopes skipped as already applied
         self.reseeks = 0  # times the log was found replaced (new cluster id)
         self.quarantined = 0  # malformed records quarantined since construction
+        self.held = 0  # v2 envelopes held after a gap since construction
+        self.healed = 0  # gaps closed by the re-sent records
         # envelopes applied that are the first part of an event at store position
         # <= head_limit: a replay sets the limit and compares the count with the store's
         self.head_limit = 0
@@ -250,6 +294,7 @@ class ProjectionRunner:
         check_read_tables(engine, model)
         model.create(engine)
         ensure_tables(engine, [projection_offsets, projection_quarantine])
+        _add_chain_columns(engine)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -278,7 +323,7 @@ class ProjectionRunner:
                     self.state[partition] = PartitionState(0, 0, -1, 0, self._cluster_id)
                     session.execute(insert(projection_offsets).values(
                         topic=self.topic, partition=partition, next_offset=0, position=0,
-                        part=-1, watermark=0, cluster_id=self._cluster_id,
+                        part=-1, watermark=0, cluster_id=self._cluster_id, link=None, gap=None,
                     ))
         if any(s.cluster_id != self._cluster_id for s in self.state.values()):
             self._log_replaced()
@@ -307,7 +352,7 @@ class ProjectionRunner:
         self.state = {
             row.partition: PartitionState(
                 int(row.next_offset), int(row.position), int(row.part), int(row.watermark),
-                row.cluster_id,
+                row.cluster_id, row.link, None if row.gap is None else int(row.gap),
             )
             for row in rows
         }
@@ -319,6 +364,7 @@ class ProjectionRunner:
         for state in self.state.values():
             state.next_offset = 0
             state.cluster_id = self._cluster_id
+            state.link = state.gap = None  # the new log's chains are anchored anew
         with Session(self.engine) as session, session.begin():
             self._store(session, list(self.state))
         if self._consumer is not None:
@@ -347,7 +393,7 @@ class ProjectionRunner:
         session.execute(insert(table), [
             {"topic": self.topic, "partition": p, "next_offset": s.next_offset,
              "position": s.position, "part": s.part, "watermark": s.watermark,
-             "cluster_id": s.cluster_id}
+             "cluster_id": s.cluster_id, "link": s.link, "gap": s.gap}
             for p in partitions for s in [self.state[p]]
         ])
 
@@ -398,7 +444,7 @@ class ProjectionRunner:
         items: list[Delivered] = []
         malformed: list[dict[str, Any]] = []
         touched: set[int] = set()
-        skipped = 0
+        skipped = held = healed = 0
         heads = 0
         for record in records:
             state = self.state.get(record.partition)
@@ -407,16 +453,41 @@ class ProjectionRunner:
             state.next_offset = record.offset + 1
             touched.add(record.partition)
             try:
-                parsed = _parse(record)
+                parsed, previous, head = _parse_linked(record)
             except MalformedRecord as error:
                 malformed.append(self._quarantine_row(record, str(error)))
                 continue
             if isinstance(parsed, Watermark):
-                state.watermark = max(state.watermark, parsed.position)
+                self._watermark(state, parsed, record.partition)
                 continue
             if (parsed.position, parsed.part) <= (state.position, state.part):
                 skipped += 1
                 continue
+            if previous is not None and head is not None:
+                if not _follows(state, previous):
+                    if previous[:2] == (state.position, state.part):
+                        malformed.append(self._quarantine_row(record, (
+                            f"chain broken: it follows position {previous.position} part "
+                            f"{previous.part} with another link than the record applied "
+                            "(this record or that one was altered)")))
+                        continue
+                    held += 1  # a gap: wait for the re-send (see the module's docstring)
+                    if state.gap is None:
+                        state.gap = parsed.position
+                        LOG.warning("projection %s: gap on %s partition %d: %s", self.model.name,
+                                    self.topic, record.partition,
+                                    self._gap(record.partition, state).describe())
+                    continue
+                state.link = head.link
+            elif state.link is not None:  # a downgrade: v1 after chained records
+                malformed.append(self._quarantine_row(record, (
+                    f"unchained: a v1 envelope (store position {parsed.position} part "
+                    f"{parsed.part}) after chained v2 records on partition "
+                    f"{record.partition}: forged, or sent by an old relay")))
+                continue
+            if state.gap is not None and parsed.position >= state.gap:
+                state.gap = None
+                healed += 1
             state.position, state.part = parsed.position, parsed.part
             if parsed.part == 0 and parsed.position <= self.head_limit:
                 heads += 1
@@ -444,6 +515,35 @@ class ProjectionRunner:
         self.skipped += skipped
         self.quarantined += len(malformed)
         self.heads += heads
+        self.held += held
+        self.healed += healed
+
+    def _watermark(self, state: PartitionState, mark: Watermark, partition: int) -> None:
+        """Every event up to `mark.position` was delivered to the partition: its watermark,
+        unless a gap is open there (then only what is applied, up to the gap, counts); a v2
+        watermark whose chain head is past what was applied opens a gap (records missing at
+        the tail)."""
+        head = mark.head
+        if head is not None and mark.partition == partition and state.gap is None \
+                and (head.position, head.part) > (state.position, state.part):
+            state.gap = head.position
+            LOG.warning("projection %s: %s partition %d: the relay's watermark %d says the "
+                        "chain reaches position %d part %d, the last record applied is "
+                        "position %d part %d: records missing, waiting for a re-send",
+                        self.model.name, self.topic, partition, mark.position, head.position,
+                        head.part, state.position, state.part)
+        if state.gap is None:
+            state.watermark = max(state.watermark, mark.position)
+        else:
+            state.watermark = max(state.watermark, min(mark.position, state.gap - 1))
+
+    def _gap(self, partition: int, state: PartitionState) -> Gap:
+        assert state.gap is not None
+        return Gap(partition, state.position, state.part, state.gap)
+
+    def gaps(self) -> list[Gap]:
+        """The partitions with a gap open: records held until the missing ones arrive."""
+        return [self._gap(p, s) for p, s in sorted(self.state.items()) if s.gap is not None]
 
     def _quarantine_row(self, record: Record, reason: str) -> dict[str, Any]:
         value = bytes(record.value or b"")
@@ -486,11 +586,13 @@ class ProjectionRunner:
         deadline = time.monotonic() + timeout_s
         while not self.caught_up(position):
             if time.monotonic() > deadline:
+                gaps = "; ".join(gap.describe() for gap in self.gaps())
                 raise NotCaughtUp(
                     f"projection {self.model.name}: no watermark >= {position} on every "
                     f"partition of {self.topic} within {timeout_s:.0f} s (watermarks "
-                    f"{ {p: s.watermark for p, s in self.state.items()} }); is a relay "
-                    "publishing this store to this broker?"
+                    f"{ {p: s.watermark for p, s in self.state.items()} }); "
+                    + (f"gaps on the log: {gaps}" if gaps else
+                       "is a relay publishing this store to this broker?")
                 )
             self.step()
             if on_progress is not None:
@@ -514,22 +616,49 @@ _HEAD_TYPES: dict[str, type] = {
 }
 
 
-def _parse(record: Record) -> Watermark | Delivered:
-    """The record as a watermark or a delivered event; MalformedRecord (with the reason) for
-    anything else."""
+def _follows(state: PartitionState, previous: ChainHead) -> bool:
+    """Whether a v2 record whose predecessor is `previous` comes next on the partition. With no
+    link known (v1 records applied before, or a log replaced since) the chain is anchored at
+    the first v2 record that follows what was applied, or starts a chain."""
+    if state.link is None:
+        return previous == GENESIS or previous[:2] == (state.position, state.part)
+    return previous == state.head
+
+
+def _add_chain_columns(engine: Engine) -> None:
+    """projection_offsets of a database made before envelope v2 gains `link` and `gap`."""
+    columns = {c["name"] for c in inspect(engine).get_columns(projection_offsets.name)}
+    missing = [name for name in ("link", "gap") if name not in columns]
+    if missing:
+        kinds = {"link": "VARCHAR(64)", "gap": "BIGINT"}
+        with engine.begin() as connection:
+            for name in missing:
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {projection_offsets.name} ADD COLUMN {name} {kinds[name]}")
+
+
+Linked = tuple[Watermark | Delivered, ChainHead | None, ChainHead | None]
+
+
+def _parse_linked(record: Record) -> Linked:
+    """The record as a watermark or a delivered event, and for a v2 envelope its predecessor
+    and itself as chain heads, its link checked; MalformedRecord (with the reason) for anything
+    else, and for a v2 record whose bytes do not hash to its link (altered)."""
     assert record.value is not None
     try:
         kind = _kind(record)
         if kind == WATERMARK_KIND:
-            return Watermark.model_validate_json(record.value)
+            return Watermark.model_validate_json(record.value), None, None
         if kind is None:
             parsed = parse_record(record.value)
             if isinstance(parsed, Watermark):
-                return parsed
+                return parsed, None, None
             _check_schema_version(parsed.type, parsed.schema_version)
-            return Delivered(parsed.position, parsed.part, parsed.key, parsed.event_id,
-                             parsed.event())
-        return delivered_of(record.value)
+            linked: Linked = (
+                Delivered(parsed.position, parsed.part, parsed.key, parsed.event_id,
+                          parsed.event()), parsed.previous, parsed.head)
+        else:
+            linked = delivered_linked(record.value)
     except MalformedRecord:
         raise
     except orjson.JSONDecodeError as error:
@@ -537,6 +666,19 @@ def _parse(record: Record) -> Watermark | Delivered:
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         reason = " ".join(str(error).split())
         raise MalformedRecord(f"not a readable envelope: {reason[:600]}") from None
+    delivered, _, head = linked
+    if head is not None and link_of(record.value) != head.link:
+        assert isinstance(delivered, Delivered)
+        raise MalformedRecord(
+            f"altered: the bytes of the record for store position {delivered.position} part "
+            f"{delivered.part} do not hash to its link")
+    return linked
+
+
+def _parse(record: Record) -> Watermark | Delivered:
+    """The record as a watermark or a delivered event; MalformedRecord (with the reason) for
+    anything else."""
+    return _parse_linked(record)[0]
 
 
 def _check_schema_version(event_type: str, version: int) -> None:
@@ -550,32 +692,53 @@ def _check_schema_version(event_type: str, version: int) -> None:
         )
 
 
+_V2_TYPES: dict[str, type] = {
+    "previous_position": int, "previous_part": int, "previous_link": str, "link": str,
+}
+
+
 def delivered_of(value: bytes) -> Delivered:
-    """What a projection needs of an envelope record: the head's types checked here, the
-    payload validated when it is decoded into its event; a record of any other shape goes
-    through the envelope's full validation (and its error)."""
+    """What a projection needs of an envelope record (v1 or v2): the head's types checked
+    here, the payload validated when it is decoded into its event; a record of any other shape
+    goes through the envelope's full validation (and its error)."""
+    return delivered_linked(value)[0]
+
+
+def delivered_linked(value: bytes) -> tuple[Delivered, ChainHead | None, ChainHead | None]:
+    """`delivered_of`, with a v2 envelope's predecessor and itself as chain heads (the link
+    is not checked here: `_parse_linked` does)."""
     data = orjson.loads(value)
-    if isinstance(data, dict) and data.get("envelope_version", 1) != 1:
+    version = data.get("envelope_version", 1) if isinstance(data, dict) else 1
+    if version not in (1, 2):
         raise MalformedRecord(
-            f"envelope_version {data['envelope_version']!r} unknown to this reader (it reads "
-            "1: upgrade rebate-ledger)"
+            f"envelope_version {version!r} unknown to this reader (it reads 1 and 2: upgrade "
+            "rebate-ledger)"
         )
     if not (
         isinstance(data, dict)
-        and data.get("envelope_version") == 1
-        and len(data) == len(_HEAD_TYPES) + 1
+        and data.get("envelope_version") == version
+        and len(data) == len(_HEAD_TYPES) + 1 + (len(_V2_TYPES) + 1 if version == 2 else 0)
         and all(type(data.get(name)) is kind for name, kind in _HEAD_TYPES.items())
         and data["position"] >= 1 and data["part"] >= 0
+        and (version == 1 or (
+            all(type(data.get(name)) is kind for name, kind in _V2_TYPES.items())
+            and type(data.get("store_hash", 0)) in (str, type(None))
+            and data["previous_position"] >= 0 and data["previous_part"] >= -1))
     ):
         envelope = Envelope.model_validate(data)
         _check_schema_version(envelope.type, envelope.schema_version)
-        return Delivered(envelope.position, envelope.part, envelope.key, envelope.event_id,
-                         envelope.event())
+        return (Delivered(envelope.position, envelope.part, envelope.key, envelope.event_id,
+                          envelope.event()), envelope.previous, envelope.head)
     _check_schema_version(data["type"], data["schema_version"])
     cls = EVENT_TYPES[data["type"]]
     state = {SCHEMA_VERSION_KEY: data["schema_version"], **data["payload"]}
     event = decode_event(f"{cls.__module__}:{cls.__qualname__}", state)
-    return Delivered(data["position"], data["part"], data["key"], data["event_id"], event)
+    delivered = Delivered(data["position"], data["part"], data["key"], data["event_id"], event)
+    if version == 1:
+        return delivered, None, None
+    previous = ChainHead(data["previous_position"], data["previous_part"],
+                         data["previous_link"])
+    return delivered, previous, ChainHead(data["position"], data["part"], data["link"])
 
 
 def _kind(record: Record) -> bytes | None:

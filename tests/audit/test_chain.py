@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import orjson
+import pytest
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
@@ -15,11 +16,14 @@ from ledger import Ledger
 from ledger.audit.chain import (
     GENESIS,
     append,
+    chain_anchor,
     content_hash,
     digest,
     event_chain,
+    rechain,
     verify_store,
 )
+from ledger.errors import StoreDamaged
 from tests.audit.conftest import BOOK
 from tests.contract import helpers as h
 from tests.e2e.conftest import Runner
@@ -105,17 +109,26 @@ def test_a_digest_proves_the_store_extends_it_and_catches_a_rewritten_chain(
     assert "rewritten since the digest" in rewritten.digest_detail  # type: ignore[attr-defined]
 
 
-def test_events_stored_before_the_chain_existed_are_chained_on_the_next_write(
+def test_a_store_from_before_the_chain_is_chained_only_by_the_explicit_rechain(
     database_url: str,
 ) -> None:
     with Ledger(database_url) as ledger:
         h.accepted_all(ledger, BOOK[:4])
         with Session(ledger.engine) as session, session.begin():
             session.execute(delete(event_chain))  # as in a store from before the chain
-        assert not verified(ledger).ok  # type: ignore[attr-defined]
+            session.execute(delete(chain_anchor))
+        unchained = verified(ledger)
+        assert not unchained.ok and unchained.chained == 0 < unchained.events  # type: ignore[attr-defined]
+        with pytest.raises(StoreDamaged, match="rebate-ledger rechain"):
+            ledger.apply(BOOK[4:])  # never chained silently by an ordinary write
+        with Session(ledger.engine) as session, session.begin():
+            assert rechain(session, ledger.app.recorder) == unchained.events  # type: ignore[attr-defined]
         h.accepted_all(ledger, BOOK[4:])
         result = verified(ledger)
         assert result.ok and result.chained == result.events  # type: ignore[attr-defined]
+        with Session(ledger.engine) as session, session.begin(), \
+                pytest.raises(StoreDamaged, match="rechain refused: this store had a hash"):
+            rechain(session, ledger.app.recorder)
 
 
 def test_cli_verify_digest_and_a_row_edited_behind_the_ledgers_back(cli: Runner) -> None:
@@ -156,12 +169,20 @@ def test_cli_verify_on_a_store_from_before_the_chain_says_so(cli: Runner) -> Non
     database = cli.cwd / ".rebate-ledger" / "ledger.db"
     with sqlite3.connect(database) as connection:
         connection.execute("DELETE FROM event_chain")  # as a store made before the chain
+        connection.execute("DELETE FROM chain_anchor")
     done = cli("verify")
     assert done.code == 1
     assert "predates tamper evidence" in done.stdout
     cli.write("more.jsonl", [h.sale("S77", "1", "5.00", "2025-12-01")])
+    done = cli("apply", "more.jsonl")  # never chained silently by an ordinary write
+    assert done.code == 2 and "rebate-ledger rechain" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert cli("rechain").code == 2  # says to check first and give --yes
+    assert cli("rechain", "--yes").code == 0
     assert cli("apply", "more.jsonl").code == 0
-    assert cli("verify").code == 0  # the write chained every event
+    assert cli("verify").code == 0
+    done = cli("rechain", "--yes")  # a store that had a chain: never again
+    assert done.code == 2 and "rechain refused" in done.stderr
 
 
 def test_verify_digest_takes_what_digest_prints_in_any_format_or_a_bare_hash(

@@ -683,3 +683,30 @@ def test_produce_without_a_broker_that_outlives_it_is_an_error(tmp_path: Path) -
     message = done.stderr.decode()
     assert "rebate-ledger broker" in message and "LEDGER_KAFKA_BOOTSTRAP" in message
     assert "produced" not in done.stdout.decode()
+
+
+def test_a_store_that_refuses_writes_stops_intake_and_rejects_no_record(
+    kafka_broker: EmbeddedBroker, sqlite_url: str
+) -> None:
+    """The store's chain was emptied behind the ledger (issue 12 point 7): every write is
+    refused. That is no record's fault: intake must not reject the sales one by one onto the
+    rejected topic (they would be lost to the book) but stop, saying why."""
+    from sqlalchemy import delete
+
+    from ledger.audit.chain import event_chain
+    from ledger.errors import StoreDamaged
+
+    settings = unique_settings()
+    kafka = transport(settings, kafka_broker.bootstrap)
+    with Ledger(sqlite_url) as ledger:
+        report = ledger.apply_lines([line(c) for c in agreements()])
+        assert not report.rejected
+        with ledger.engine.begin() as connection:
+            connection.execute(delete(event_chain))
+        produce_sales(kafka, settings, sales(1, 5))
+        with Intake(ledger, kafka, settings, group_id=group(settings), poll_records=97,
+                    poll_timeout_s=0.2) as intake, \
+                pytest.raises(StoreDamaged, match="does not re-chain them"):
+            intake.run(threading.Event(), until_idle_s=5)
+        assert sales_summary(ledger)[0] == 0
+    assert intake.counters.rejected == 0

@@ -36,10 +36,12 @@ from ledger.events.envelope import (
     WATERMARK_KIND,
     Envelope,
     envelope_bytes,
+    link_record,
     split_sales,
     watermark_bytes,
 )
 from ledger.kafka.broker import EmbeddedBroker
+from ledger.kafka.ports import partition_of
 from ledger.kafka.settings import KafkaSettings
 from ledger.liability import liability_rows
 from ledger.projections import core
@@ -534,7 +536,8 @@ def test_audit_view_reports_a_forged_envelope_in_the_log(
     position = publish(sqlite_ledger, kafka, settings)
     assert audit_view(sqlite_ledger, kafka, settings, date(2025, 12, 31), None).differences == []
     # forge: customer C1's part of the last sales batch again, under new sale ids, as a
-    # part no relay ever sent, followed by watermarks
+    # part no relay ever sent, chained after the last record of C1's partition (envelope v2:
+    # an unchained v1 record there would be quarantined), followed by watermarks
     notifications = [
         n for n in sqlite_ledger.app.recorder.select_notifications(start=1, limit=10_000)
         if "SalesRecorded" in n.topic
@@ -545,10 +548,15 @@ def test_audit_view_reports_a_forged_envelope_in_the_log(
     state = orjson.loads(encode_event(part))
     state["sales"]["sale_id"] = [f"FORGED-{i}" for i, _ in enumerate(state["sales"]["sale_id"])]
     state["reversals"] = {name: [] for name in state["reversals"]}  # sales only
-    forged = envelope_bytes(part, orjson.dumps(state), position, customer, part=99, parts=100)
+    unchained = envelope_bytes(part, orjson.dumps(state), position, customer, part=99,
+                               parts=100)
+    target = partition_of(customer.encode(), PARTITIONS)
+    with Relay(sqlite_ledger, kafka, settings) as relay:
+        head = relay.heads(PARTITIONS)[target]
+    forged, _ = link_record(unchained, head, None)
     producer = kafka.producer()
     producer.send(settings.topic("events"), customer.encode(), forged,
-                  [(KIND_HEADER, ENVELOPE_KIND)])
+                  [(KIND_HEADER, ENVELOPE_KIND)], partition=target)
     for partition in range(PARTITIONS):
         producer.send(settings.topic("events"), None, watermark_bytes(position),
                       [(KIND_HEADER, WATERMARK_KIND)], partition=partition)

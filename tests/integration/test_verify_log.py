@@ -45,3 +45,46 @@ def test_cli_verify_log_checks_the_events_topic_against_the_store(
     whats = {(b["position"], b["what"]) for b in done.json()["breaks"]}
     assert (position, "stored bytes differ from what was chained (edited)") in whats
     assert (position, "part 0 on the log differs from the store") in whats
+
+
+def test_cli_verify_log_names_a_record_altered_on_the_topic_by_its_chain(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Envelope v2: a second, altered copy of a published record on its partition (what a
+    forger with write access to the topic can add) is named by the topic's own chain, with
+    its partition and offset."""
+    import orjson
+
+    from consumers.topics import read_until_watermark
+    from consumers.transport import transport
+    from ledger.events.envelope import ENVELOPE_KIND, KIND_HEADER
+    from tests.integration.conftest import settings_for
+
+    prefix = f"verify{os.getpid()}x{next(_PREFIXES)}."
+    cli = Runner(tmp_path, env={"LEDGER_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+                                "LEDGER_KAFKA_TOPIC_PREFIX": prefix})
+    cli.write("book.jsonl", BOOK)
+    assert cli("apply", "book.jsonl").code == 0
+    done = cli("verify", "--log", "--format", "json")
+    assert done.code == 0, str(done)
+    settings = settings_for("confluent", topic_prefix=prefix)
+    kafka = transport(settings, kafka_broker.bootstrap)
+    head = done.json()["head_position"]
+    admin = kafka.admin()
+    partitions = admin.list_topics()[settings.topic("events")]
+    admin.close()
+    records = read_until_watermark(kafka, settings.topic("events"), head, partitions)
+    victim = next(r for r in records if r.key is not None and b'"10.00"' in (r.value or b""))
+    assert orjson.loads(victim.value or b"")["envelope_version"] == 2
+    producer = kafka.producer()
+    producer.send(settings.topic("events"), victim.key,
+                  (victim.value or b"").replace(b'"10.00"', b'"1.00"', 1),
+                  [(KIND_HEADER, ENVELOPE_KIND)], partition=victim.partition)
+    producer.flush(30)
+    producer.close()
+    done = cli("verify", "--log", "--format", "json")
+    assert done.code == 1
+    chain = [b["what"] for b in done.json()["breaks"] if b["what"].startswith("log chain: ")]
+    assert len(chain) == 1, done.json()["breaks"]
+    assert chain[0].startswith(f"log chain: partition {victim.partition} offset ")
+    assert "altered: its bytes do not hash to its link" in chain[0]
