@@ -1,4 +1,4 @@
-"""The diff as it was before it streamed (ledger/audit/diff.py at 286d473, verbatim below this
+"""The diff as it was before it streamed (ledger/audit/diff.py at 8070bc2, verbatim below this
 docstring but for this note): the reference that tests/audit/test_diff_stream.py compares the
 streamed diff with, byte for byte. It read every sale recorded in (K1, K2] of the whole book
 in one query and held every change in memory."""
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from ledger.audit.close import close_covering
 from ledger.audit.facts import agreement_ids, load_facts
-from ledger.audit.output import Report
+from ledger.audit.output import Report, basis_figure, money_figure, money_text
 from ledger.core import Ledger
 from ledger.liability import FOREVER_US, LiabilityRow
 from ledger.money import EXACT, ZERO, format_decimal
@@ -46,6 +46,8 @@ class Change:
     before: dict[str, Decimal]
     after: dict[str, Decimal]
     causes: list[Cause] = field(default_factory=list)
+    #: `quantity` or `amount`: how the basis reads (the terms in force at D)
+    basis_kind: str = "amount"
 
     @property
     def delta(self) -> dict[str, Decimal]:
@@ -80,7 +82,8 @@ def diff(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None = None, 
             row = after.get(agreement) or before.get(agreement)
             assert row is not None
             change = Change(agreement, row.customer_id, row.currency,
-                            _figures(before.get(agreement)), _figures(after.get(agreement)))
+                            _figures(before.get(agreement)), _figures(after.get(agreement)),
+                            basis_kind=row.terms.basis if row.terms is not None else "amount")
             change.causes = _causes(session, agreement, as_of, k1_us, k2_us, late)
             if close is not None:
                 change.causes = [replace(x, post_close=x.recorded_at > close.closed_at)
@@ -237,7 +240,7 @@ def diff_report(ledger: Ledger, as_of: date, k1: datetime,
         delta = c.delta
         rows.append({
             "agreement_id": c.agreement_id, "customer_id": c.customer_id,
-            "currency": c.currency,
+            "currency": c.currency, "basis_kind": c.basis_kind,
             "basis_before": format_decimal(c.before["basis"]),
             "basis_after": format_decimal(c.after["basis"]),
             **{f"{f}_before": c.before[f] for f in ("accrued", "liability")},
@@ -255,7 +258,8 @@ def diff_report(ledger: Ledger, as_of: date, k1: datetime,
         total[c.currency] = EXACT.add(total.get(c.currency, ZERO), c.delta["liability"])
     columns = (("agreement_id", "customer_id", "currency", "cause", "post_close",
                 "recorded_at", "event", "detail") if detail else
-               ("agreement_id", "customer_id", "currency", "basis_before", "basis_after",
+               ("agreement_id", "customer_id", "currency", "basis_kind", "basis_before",
+                "basis_after",
                 "accrued_before", "accrued_after", "liability_before", "liability_after",
                 "liability_change", "causes"))
     return Report(
@@ -272,8 +276,12 @@ def diff_report(ledger: Ledger, as_of: date, k1: datetime,
                "close": None if close is None else {
                    "period": close.period, "closed_at": close.closed_at,
                    "event": close.event_id}},
+        figures={**dict.fromkeys(("basis_before", "basis_after"), basis_figure()),
+                 **dict.fromkeys(("accrued_before", "accrued_after", "liability_before",
+                                  "liability_after", "liability_change"), money_figure())},
         notes=[f"{len(changes)} agreements changed; liability change "
-               + (", ".join(f"{v:+.2f} {k}" for k, v in sorted(total.items())) or "none"),
+               + (", ".join(("+" if v >= 0 else "") + money_text(v, k)
+                            for k, v in sorted(total.items())) or "none"),
                *close_note],
     )
 
