@@ -37,6 +37,8 @@ from ledger.projections.core import (
     from_us,
     memberships,
     money,
+    reversals,
+    sales,
     terms_changes,
 )
 from ledger.rules import Accrual, accrue
@@ -511,6 +513,58 @@ def event_ids(session: Session, recorder: object, positions: Iterable[int]) -> d
 #: what a money event does to its claim, in the words of a report
 MONEY_WORDS = {"claimed": "submitted", "approved": "approved", "rejected": "rejected",
                "paid": "settled"}
+
+
+#: a sales batch names at most this many of its sales beside its event id
+SALES_NAMED = 5
+
+
+def sale_business_ids(session: Session, facts: Facts, names: dict[int, str]
+                      ) -> dict[tuple[str, int], str]:
+    """(event id, recorded µs) -> the sales of the agreement's buyers that event recorded at
+    that moment (`sales S1, S2`) or the returns (`return of S9`), for the sales batches and
+    reversals among the agreement's basis rows (`names`: store position -> event id; a batch
+    loaded from history holds sales recorded at several moments). Read by customer
+    (core_sales_by_customer) and kept to the rows asked for."""
+    wanted = {(b.position, b.recorded_us) for b in facts.basis_rows}
+    if not wanted:
+        return {}
+    buyers = sorted({b.customer_id or facts.customer_id or "" for b in facts.basis_rows} - {""})
+    sold: dict[tuple[int, int], list[str]] = {}
+    returned: dict[tuple[int, int], list[str]] = {}
+    for buyer in buyers:
+        for sale_id, position, recorded_us in session.execute(
+                select(sales.c.sale_id, sales.c.position, sales.c.recorded_us)
+                .where(sales.c.customer_id == buyer)
+                .where(sales.c.currency == facts.currency)
+                .where(sales.c.recorded_us <= facts.known_us)):
+            if (position, recorded_us) in wanted:
+                sold.setdefault((int(position), int(recorded_us)), []).append(sale_id)
+        for sale_id, position, recorded_us in session.execute(
+                select(reversals.c.sale_id, reversals.c.position, reversals.c.recorded_us)
+                .join(sales, sales.c.sale_id == reversals.c.sale_id)
+                .where(sales.c.customer_id == buyer)
+                .where(sales.c.currency == facts.currency)
+                .where(reversals.c.recorded_us <= facts.known_us)):
+            if (position, recorded_us) in wanted:
+                returned.setdefault((int(position), int(recorded_us)), []).append(sale_id)
+    found: dict[tuple[str, int], str] = {}
+    for (position, recorded_us), ids in sold.items():
+        if position in names:
+            found[(names[position], recorded_us)] = _named("sale", "sales", sorted(ids))
+    for (position, recorded_us), ids in returned.items():
+        if position in names:
+            key = (names[position], recorded_us)
+            text = _named("return of", "returns of", sorted(ids))
+            found[key] = f"{found[key]}; {text}" if key in found else text
+    return found
+
+
+def _named(one: str, many: str, ids: list[str]) -> str:
+    if len(ids) == 1:
+        return f"{one} {ids[0]}"
+    more = f" and {len(ids) - SALES_NAMED} more" if len(ids) > SALES_NAMED else ""
+    return f"{many} {', '.join(ids[:SALES_NAMED])}{more}"
 
 
 def business_ids(facts: Facts) -> dict[str, str]:

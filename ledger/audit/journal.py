@@ -32,7 +32,14 @@ import orjson
 from rich.console import Console
 from sqlalchemy.orm import Session
 
-from ledger.audit.facts import Facts, agreement_ids, business_ids, event_ids, load_facts
+from ledger.audit.facts import (
+    Facts,
+    agreement_ids,
+    business_ids,
+    event_ids,
+    load_facts,
+    sale_business_ids,
+)
 from ledger.audit.output import Report, _cell, emit, money, money_figure, plain, shown
 from ledger.core import Ledger
 from ledger.liability import FOREVER_US
@@ -127,9 +134,13 @@ def iter_postings(
             _post(facts, as_of, names, entries, with_events)
             number = entries.number
             about = business_ids(facts) if with_events else {}
+            sold = sale_business_ids(session, facts, names) if with_events else {}
             del facts, names
             for posting in entries.postings:
-                said = "; ".join(dict.fromkeys(about[e] for e in posting.events if e in about))
+                moment = to_us(posting.recorded_at)
+                said = "; ".join(dict.fromkeys(
+                    about[e] if e in about else sold[(e, moment)] for e in posting.events
+                    if e in about or (e, moment) in sold))
                 yield replace(posting, about=said) if said else posting
 
 

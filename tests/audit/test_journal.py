@@ -68,6 +68,26 @@ def test_each_entry_names_the_events_it_came_from(book: Ledger) -> None:
     assert all(line.events for line in lines)
 
 
+def test_each_entry_names_the_sales_and_business_ids_beside_its_events(book: Ledger) -> None:
+    """Issue 14 point 7: an entry made by sales names them (`sale S1`), by the agreement's
+    creation, amendment, claim or write-off names those, beside the event ids; another
+    customer's sale in the same store (S10 of C2) is never named on A1."""
+    about = [(line.kind, line.recorded_at.date().isoformat(), line.about)
+             for line in postings(book, END, agreement_id="A1") if line.debit]
+    assert about == [
+        ("accrual", "2025-02-01", "sale S1"),
+        ("true-up", "2025-03-01", "sale S2"),
+        ("settlement", "2025-04-03", "claim K1 settled"),
+        ("write-off", "2025-05-01", "write-off of A1"),
+        ("true-up", "2025-05-02", "amendment of A1 from 2025-01-01"),
+        ("true-up", "2025-07-15", "sale S3"),
+    ]
+    # as known before S3 was recorded, its event is not named (nor posted)
+    early = postings(book, END, datetime(2025, 7, 1, tzinfo=UTC), agreement_id="A1")
+    assert all("S3" not in line.about for line in early)
+    assert "S10" in " ".join(line.about for line in postings(book, END, agreement_id="A2"))
+
+
 def test_trial_balance_balances_and_its_liability_account_is_the_contracts(book: Ledger) -> None:
     balances = {(b.account): b for b in trial_balance(postings(book, END))}
     # expense: debits 60 + 160 + 55 + 12.50 + 20 = 307.50, credits 10 (write-off) + 12 = 22
