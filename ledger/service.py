@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 from sqlalchemy import func, insert, select, update
@@ -910,14 +910,54 @@ class LedgerService:
                             else None}
         return self._with_recorders(report.to_json())
 
-    def trial_balance(self, principal: Principal, as_of: date,
-                      known_at: datetime | None = None, *, agreement_id: str | None = None,
-                      customer_id: str | None = None) -> bytes:
+    def write_journal(self, principal: Principal, as_of: date, known_at: datetime | None,
+                      output: str, stream: TextIO, console: Any, *,
+                      agreement_id: str | None = None, customer_id: str | None = None,
+                      plain_above: int | None = None) -> None:
+        """The whole journal written to `stream` as it is computed (`journal` on the command
+        line: bounded memory at any history size)."""
+        from ledger.audit.journal import write_journal
+
+        self.require(principal, Capability.read_books, "read the journal")
+        kwargs = {} if plain_above is None else {"plain_above": plain_above}
+        write_journal(self.ledger, as_of, known_at, output, stream, console,
+                      agreement_id=agreement_id, customer_id=customer_id, **kwargs)
+
+    def trial_balance_report(self, principal: Principal, as_of: date,
+                             known_at: datetime | None = None, *,
+                             agreement_id: str | None = None,
+                             customer_id: str | None = None) -> Report:
+        """`trial-balance --as-of D`: debits, credits and balance per currency and account,
+        with its checks."""
         from ledger.audit.journal import trial_balance_report
 
         self.require(principal, Capability.read_books, "read the trial balance")
         return trial_balance_report(self.ledger, as_of, known_at, agreement_id=agreement_id,
-                                    customer_id=customer_id).to_json()
+                                    customer_id=customer_id)
+
+    def trial_balance(self, principal: Principal, as_of: date,
+                      known_at: datetime | None = None, *, agreement_id: str | None = None,
+                      customer_id: str | None = None) -> bytes:
+        return self.trial_balance_report(principal, as_of, known_at, agreement_id=agreement_id,
+                                         customer_id=customer_id).to_json()
+
+    def period_report(self, principal: Principal, start: date, end: date,
+                      known_at: datetime | None = None, *, trial: bool,
+                      agreement_id: str | None = None,
+                      customer_id: str | None = None) -> Report:
+        """`journal --from D1 --to D2` (the period's postings) or, `trial`, `trial-balance
+        --from D1 --to D2` (opening, movements, closing and the checks)."""
+        from ledger.audit.period import (
+            check_period,
+            period_journal_report,
+            period_trial_balance_report,
+        )
+
+        self.require(principal, Capability.read_books, "read the journal")
+        check_period(start, end)
+        build = period_trial_balance_report if trial else period_journal_report
+        return build(self.ledger, start, end, known_at, agreement_id=agreement_id,
+                     customer_id=customer_id)
 
     def workbook(self, principal: Principal, report: str, as_of: date,
                  known_at: datetime | None = None, *, agreement_id: str | None = None,
@@ -1014,15 +1054,24 @@ class LedgerService:
                                export)
         return export, mapping
 
-    def reconcile(self, principal: Principal, as_of: date, known_at: datetime | None = None,
-                  *, customer_id: str | None = None, grace_days: int = 60,
-                  unpaid_days: int = 30, flagged_only: bool = False) -> bytes:
+    def reconcile_report(self, principal: Principal, as_of: date,
+                         known_at: datetime | None = None, *, customer_id: str | None = None,
+                         agreement_id: str | None = None, grace_days: int = 60,
+                         unpaid_days: int = 30, flagged_only: bool = False) -> Report:
+        """`reconcile`: accrued, claimed, approved, paid, written off per agreement, flagged."""
         from ledger.audit.reconcile import reconcile_report
 
         self.require(principal, Capability.read_books, "reconcile")
         return reconcile_report(self.ledger, as_of, known_at, grace_days=grace_days,
                                 unpaid_days=unpaid_days, customer_id=customer_id,
-                                flagged_only=flagged_only).to_json()
+                                flagged_only=flagged_only, agreement_id=agreement_id)
+
+    def reconcile(self, principal: Principal, as_of: date, known_at: datetime | None = None,
+                  *, customer_id: str | None = None, grace_days: int = 60,
+                  unpaid_days: int = 30, flagged_only: bool = False) -> bytes:
+        return self.reconcile_report(principal, as_of, known_at, customer_id=customer_id,
+                                     grace_days=grace_days, unpaid_days=unpaid_days,
+                                     flagged_only=flagged_only).to_json()
 
     def diff(self, principal: Principal, as_of: date, k1: datetime,
              k2: datetime | None = None) -> bytes:
@@ -1069,16 +1118,27 @@ class LedgerService:
             for p in period_closes(self.ledger, known_at)
         ]}
 
+    def close_books(self, principal: Principal, label: str, first: date, last: date,
+              recorded_at: datetime | None = None
+              ) -> tuple[str, int, datetime, list[LiabilityRow]]:
+        """Close the period `label` (`first` to `last`): freeze the liability at its end as
+        known now (`recorded_at` when loading history); the principal is recorded as who
+        closed it. (event id, store position, closed at, the reported rows)"""
+        self.require(principal, Capability.close, "close a period")
+        with self._lock:
+            event_id, position, closed_at, rows = self.ledger.close_period(
+                label, first, last, recorded_at)
+            with Session(self.engine) as session, session.begin():
+                accounts.record_actor(session, position, position, principal)
+        return event_id, position, closed_at, rows
+
     def close_period(self, principal: Principal, period: str | None, start: date | None,
                      end: date | None) -> dict[str, Any]:
         from ledger.audit.close import parse_period
 
         self.require(principal, Capability.close, "close a period")
         label, first, last = parse_period(period, start, end)
-        with self._lock:
-            event_id, position, closed_at, rows = self.ledger.close_period(label, first, last)
-            with Session(self.engine) as session, session.begin():
-                accounts.record_actor(session, position, position, principal)
+        event_id, position, closed_at, rows = self.close_books(principal, label, first, last)
         return {"period": label, "period_start": first.isoformat(),
                 "period_end": last.isoformat(), "closed_at": timestamp_text(closed_at),
                 "event_id": event_id, "position": position,

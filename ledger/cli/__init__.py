@@ -276,7 +276,7 @@ def open_ledger(database: str | None, *, creates: bool = False, announce: bool =
 
 
 @contextlib.contextmanager
-def open_service(database: str | None, actor: str | None = None
+def open_service(database: str | None, actor: str | None = None, *, creates: bool = False
                  ) -> Iterator[tuple[LedgerService, Principal]]:
     """The application service over the store `open_ledger` opens, and the CLI's principal
     (`--as NAME`, else `cli:<OS user>`): a command calls the service, as every entrypoint does;
@@ -284,7 +284,7 @@ def open_service(database: str | None, actor: str | None = None
     from ledger.cli.service import operator_principal
     from ledger.service import LedgerService
 
-    with open_ledger(database) as ledger:
+    with open_ledger(database, creates=creates) as ledger:
         yield LedgerService(ledger), operator_principal(actor)
 
 

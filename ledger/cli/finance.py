@@ -78,6 +78,7 @@ def register(app: typer.Typer) -> None:
         console,
         err_console,
         open_ledger,
+        open_service,
         parse_as_of,
         parse_known_at,
     )
@@ -88,7 +89,6 @@ def register(app: typer.Typer) -> None:
         write_journal_out,
         write_out,
     )
-    from ledger.lookup import check_names
 
     FormatOption = Annotated[  # noqa: N806 - a type alias, evaluated here (no __future__)
         Format, typer.Option("--format", help="table, json or csv")
@@ -116,25 +116,23 @@ def register(app: typer.Typer) -> None:
             _period(start, end, as_of, known_at, agreement, customer, output.value, database,
                     trial=False)
             return
-        from ledger.audit.journal import write_journal
-
         check_request(output, out)
         day = parse_as_of(as_of) if as_of is not None else None
         known = parse_known_at(known_at)
-        with open_ledger(database) as ledger:
-            check_names(ledger.engine, known_at=known, agreement=("--agreement", agreement),
-                        customer=("--customer", customer))
+        with open_service(database) as (service, principal):
+            service.check_names(known_at=known, agreement=("--agreement", agreement),
+                                customer=("--customer", customer))
             if day is None:
-                day = ledger.clock().astimezone(UTC).date()
+                day = service.ledger.clock().astimezone(UTC).date()
             if out is not None:
-                write_journal_out(ledger, day, known, output, out, force,
+                write_journal_out(service.ledger, day, known, output, out, force,
                                   agreement_id=agreement, customer_id=customer)
                 return
             # streamed as computed, in bounded memory; above PLAIN_TABLE_ROWS a table is
             # plain text (rich needs minutes for a year of postings)
-            write_journal(ledger, day, known, output.value, sys.stdout, console,
-                          agreement_id=agreement, customer_id=customer,
-                          plain_above=PLAIN_TABLE_ROWS)
+            service.write_journal(principal, day, known, output.value, sys.stdout, console,
+                                  agreement_id=agreement, customer_id=customer,
+                                  plain_above=PLAIN_TABLE_ROWS)
 
     @app.command("trial-balance")
     def trial_balance(
@@ -158,18 +156,19 @@ def register(app: typer.Typer) -> None:
             _period(start, end, as_of, known_at, agreement, customer, output.value, database,
                     trial=True)
             return
-        from ledger.audit.journal import trial_balance_report, trial_balance_table
+        from ledger.audit.journal import trial_balance_table
         from ledger.audit.output import emit
 
         check_request(output, out)
         day, known = parse_as_of(as_of), parse_known_at(known_at)
-        with open_ledger(database) as ledger:
-            check_names(ledger.engine, known_at=known, agreement=("--agreement", agreement),
-                        customer=("--customer", customer))
+        with open_service(database) as (service, principal):
+            service.check_names(known_at=known, agreement=("--agreement", agreement),
+                                customer=("--customer", customer))
             if out is not None:
-                check_out(out, ledger.database_url, force)
-            report = trial_balance_report(ledger, day, known, agreement_id=agreement,
-                                          customer_id=customer)
+                check_out(out, service.ledger.database_url, force)
+            report = service.trial_balance_report(principal, day, known,
+                                                  agreement_id=agreement,
+                                                  customer_id=customer)
         if not deliver(report, output, out, name="trial balance"):
             emit(trial_balance_table(report) if output is ReportFormat.table else report,
                  output.value, console)
@@ -181,12 +180,7 @@ def register(app: typer.Typer) -> None:
                 database: str | None, *, trial: bool) -> None:
         """`journal` / `trial-balance` of a period (ledger.audit.period)."""
         from ledger.audit.output import emit
-        from ledger.audit.period import (
-            check_period,
-            period_journal_report,
-            period_trial_balance_report,
-            period_trial_balance_table,
-        )
+        from ledger.audit.period import check_period, period_trial_balance_table
         from ledger.errors import RuleViolation
 
         def usage(message: str) -> typer.Exit:
@@ -209,20 +203,17 @@ def register(app: typer.Typer) -> None:
         except RuleViolation as exc:
             raise usage(str(exc)) from None
         known = parse_known_at(known_at)
-        with open_ledger(database) as ledger:
-            check_names(ledger.engine, known_at=known, agreement=("--agreement", agreement),
-                        customer=("--customer", customer))
+        with open_service(database) as (service, principal):
+            service.check_names(known_at=known, agreement=("--agreement", agreement),
+                                customer=("--customer", customer))
+            report = service.period_report(principal, first, last, known, trial=trial,
+                                           agreement_id=agreement, customer_id=customer)
             if not trial:
-                report = period_journal_report(ledger, first, last, known,
-                                               agreement_id=agreement, customer_id=customer)
                 if output == "table" and len(report.rows) > PLAIN_TABLE_ROWS:
                     _plain_table(report, sys.stdout)  # rich needs about 1 ms a row
                 else:
                     emit(report, output, console)
                 return
-            report = period_trial_balance_report(ledger, first, last, known,
-                                                 agreement_id=agreement,
-                                                 customer_id=customer)
         emit(period_trial_balance_table(report) if output == "table" else report, output,
              console)
         if not (report.extra["balanced"] and report.extra["liability_matches"]):
@@ -250,18 +241,17 @@ def register(app: typer.Typer) -> None:
         flags: claims above earned, unclaimed accruals, negative liabilities, approved claims
         unpaid past the limit."""
         from ledger.audit.output import emit
-        from ledger.audit.reconcile import reconcile_report
 
         check_request(output, out)
         day, known = parse_as_of(as_of), parse_known_at(known_at)
-        with open_ledger(database) as ledger:
-            check_names(ledger.engine, known_at=known, customer=("--customer", customer),
-                        agreement=("--agreement", agreement))
+        with open_service(database) as (service, principal):
+            service.check_names(known_at=known, customer=("--customer", customer),
+                                agreement=("--agreement", agreement))
             if out is not None:
-                check_out(out, ledger.database_url, force)
-            report = reconcile_report(ledger, day, known, grace_days=grace_days,
-                                      unpaid_days=unpaid_days, customer_id=customer,
-                                      flagged_only=flagged, agreement_id=agreement)
+                check_out(out, service.ledger.database_url, force)
+            report = service.reconcile_report(principal, day, known, grace_days=grace_days,
+                                              unpaid_days=unpaid_days, customer_id=customer,
+                                              flagged_only=flagged, agreement_id=agreement)
         if not deliver(report, output, out, name="reconcile"):
             emit(report, output.value, console)
 
@@ -293,9 +283,9 @@ def register(app: typer.Typer) -> None:
         try:
             label, first_day, last_day = parse_period(period, first, last)
             confirm_close(label, first_day, last_day, yes)
-            with open_ledger(database, creates=True) as ledger:
-                event_id, position, closed_at, rows = ledger.close_period(
-                    label, first_day, last_day, moment)
+            with open_service(database, creates=True) as (service, principal):
+                event_id, position, closed_at, rows = service.close_books(
+                    principal, label, first_day, last_day, moment)
         except RuleViolation as error:
             err_console.print(f"[red]error:[/red] {error.reason}", highlight=False)
             raise typer.Exit(1) from None
