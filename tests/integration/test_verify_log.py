@@ -88,3 +88,35 @@ def test_cli_verify_log_names_a_record_altered_on_the_topic_by_its_chain(
     assert len(chain) == 1, done.json()["breaks"]
     assert chain[0].startswith(f"log chain: partition {victim.partition} offset ")
     assert "altered: its bytes do not hash to its link" in chain[0]
+
+
+def test_cli_verify_log_finds_an_edit_laundered_by_re_chaining_the_store(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """An attacker edits an event, empties event_chain AND chain_anchor and re-chains the
+    store: the store's own chain verifies again, but the events topic carries each event's
+    store hash as published (envelope v2), and verify --log names every position from the
+    edit on."""
+    prefix = f"verify{os.getpid()}x{next(_PREFIXES)}."
+    cli = Runner(tmp_path, env={"LEDGER_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+                                "LEDGER_KAFKA_TOPIC_PREFIX": prefix})
+    cli.write("book.jsonl", BOOK)
+    assert cli("apply", "book.jsonl").code == 0
+    assert cli("verify", "--log").code == 0  # published, with the store hashes
+    database = tmp_path / ".rebate-ledger" / "ledger.db"
+    with sqlite3.connect(database) as connection:
+        (position, state), = connection.execute(
+            "SELECT id, state FROM ledger_events WHERE topic LIKE '%RebateWrittenOff'")
+        last, = connection.execute("SELECT max(id) FROM ledger_events").fetchone()
+        connection.execute("UPDATE ledger_events SET state = ? WHERE id = ?",
+                           (bytes(state).replace(b"10.00", b"1.00"), position))
+        connection.execute("DELETE FROM event_chain")
+        connection.execute("DELETE FROM chain_anchor")
+    assert cli("rechain", "--yes").code == 0
+    laundered = cli("verify", "--format", "json").json()
+    assert laundered["chain_ok"] is True  # the store alone cannot tell
+    done = cli("verify", "--log", "--format", "json")
+    assert done.code == 1
+    named = {b["position"] for b in done.json()["breaks"]
+             if b["what"] == "store hash on the log differs from the store's chain"}
+    assert named == set(range(position, last + 1)), done.json()["breaks"]
