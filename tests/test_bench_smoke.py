@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 RATIO_LINES = (
     r"ratio ledger/baseline = ",
     r"ratio ledger/ceiling = ",
+    r"ratio ledger/indexed ceiling = ",
     r"ratio peak RSS N/\(N/10\) = ",
     r"ratio liability 2,000/200 sales = ",
     r"ratio liability known_at 2,000/200 sales = ",
@@ -46,12 +47,14 @@ def test_quick_benchmark_prints_every_ratio_with_a_verdict_and_writes_results(
         )
     results = orjson.loads((tmp_path / "results.json").read_bytes())
     assert set(results["targets"]) == {
-        "ledger_over_baseline", "ledger_over_ceiling", "peak_rss_n_over_tenth",
+        "ledger_over_baseline", "ledger_over_ceiling", "ledger_over_indexed_ceiling",
+        "peak_rss_n_over_tenth",
         "liability_large_over_small", "liability_known_at_large_over_small",
     }
     assert all(t["ratio"] > 0 for t in results["targets"].values())
     # Every sale of the file was applied by the ledger and by the ceiling.
     assert results["ledger"]["sales"] == results["ceiling"]["sales"] == 2000
+    assert results["indexed_ceiling"]["sales"] == 2000
     assert results["ledger_tenth"]["sales"] == 200
     # The databases are cleaned up; the generated books stay for inspection.
     assert not list(tmp_path.glob("*.db*"))

@@ -31,6 +31,7 @@ from sqlalchemy import (
     insert,
     inspect,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ledger.errors import StoreReadOnly
@@ -571,12 +572,33 @@ def insert_rows(
     if not rows:
         return
     connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        copy_rows(connection, table.name, columns, rows)
+        return
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     sql = (
         f"INSERT INTO {table.name} ({', '.join(columns)}) "
         f"VALUES ({', '.join([marker] * len(columns))})"
     )
     connection.exec_driver_sql(sql, list(rows))
+
+
+def copy_rows(connection: Connection, table_name: str, columns: Sequence[str],
+              rows: Sequence[tuple[Any, ...]]) -> None:
+    """PostgreSQL: the rows through `COPY … FROM STDIN` in the connection's transaction, about
+    1.5 times as fast as `executemany` for a sales batch (200k sales, one run each: 18,600
+    against 12,700 sales/s, issue 11 point 2). A database error is raised as SQLAlchemy's
+    (an `IntegrityError` stays one), as the insert would have raised it."""
+    statement = f"COPY {table_name} ({', '.join(columns)}) FROM STDIN"
+    dbapi: Any = connection.dialect.loaded_dbapi
+    driver: Any = connection.connection.driver_connection
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except dbapi.Error as error:
+        raise DBAPIError.instance(statement, None, error, dbapi.Error,
+                                  dialect=connection.dialect) from error
 
 
 def insert_basis(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
