@@ -18,7 +18,13 @@ from ledger import commands as c
 from ledger.application import LedgerApplication
 from ledger.audit.chain import chain_metadata
 from ledger.config import Settings
-from ledger.errors import CoreTablesMissing, InvalidCommand, Rejection, StoreDamaged
+from ledger.errors import (
+    CoreTablesMissing,
+    InvalidCommand,
+    Rejection,
+    StoreDamaged,
+    StoreReadOnly,
+)
 from ledger.gcpause import paused_gc
 from ledger.handlers import DUPLICATE, Batch, RejectionRecord
 from ledger.liability import LiabilityRow, liability_rows
@@ -285,8 +291,8 @@ class Ledger:
         at = _Cursor()
         try:
             self._apply_chunk(chunk, source, report, at, hooks)
-        except StoreDamaged:
-            raise  # not a line's fault: the store refuses every write until it is restored
+        except (StoreDamaged, StoreReadOnly):
+            raise  # not a line's fault: the store refuses every write (restored / writable)
         except Exception as exc:
             failed = at.index if 0 <= at.index < len(chunk) else 0
             if failed > 0:
