@@ -1,10 +1,10 @@
 """The general-ledger export (`gl-export`): the journal's postings of a period as the lines an
 ERP's journal-entry upload takes, under the company's chart of accounts.
 
-**The period's postings.** For the period D1 to D2 as known at K, the movement of each ledger
-account is its balance in the journal at D2 minus its balance in the journal at the day before
-D1 (`ledger.audit.journal`, both as known at K), so the export adds up to the trial balance's
-movements for the period, to the cent:
+**The period's postings** are those of `journal --from D1 --to D2` (`ledger.audit.period`): for
+the period D1 to D2 as known at K, the movement of each ledger account is its balance in the
+journal at D2 minus its balance in the journal at the day before D1 (both as known at K), so
+the export adds up to the trial balance's movements for the period, to the cent:
 
 - *accrual*: per agreement, the accrued figure at D2 minus the accrued figure the day before
   D1 (accruals and true-ups together), posted on D2: an increase debits rebate expense and
@@ -44,12 +44,13 @@ import tomllib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from ledger.audit.journal import CASH, EXPENSE, LIABILITY, iter_postings
+from ledger.audit.journal import CASH, EXPENSE, LIABILITY
 from ledger.audit.output import Report, money
+from ledger.audit.period import period_books
 from ledger.core import Ledger
 from ledger.errors import LedgerError
 from ledger.money import EXACT, ZERO
@@ -292,44 +293,16 @@ class GLExport:
 _Key = tuple[str, str, str, str | None, str | None]  # kind, ledger account, GL, cc, customer
 
 
-def _accrued(ledger: Ledger, as_of: date, known_at: datetime,
-             found: dict[str, tuple[str, str | None, Decimal]],
-             period: tuple[date, date] | None = None,
-             ) -> Iterable[tuple[str, date, str, str, str | None, Decimal]]:
-    """Fill `found` (agreement -> currency, customer, accrued at `as_of`: the sum of its
-    accrual and true-up postings); yield the settlement and write-off movements whose valid
-    date is in `period`."""
-    for posting in iter_postings(ledger, as_of, known_at, with_events=False):
-        kind = KIND_OF[posting.kind]
-        if kind == "accrual":
-            if posting.account == EXPENSE:
-                _, _, before = found.get(posting.agreement_id,
-                                         (posting.currency, posting.customer_id, ZERO))
-                found[posting.agreement_id] = (
-                    posting.currency, posting.customer_id,
-                    EXACT.add(before, EXACT.subtract(posting.debit, posting.credit)))
-        elif period is not None and period[0] <= posting.valid_date <= period[1]:
-            yield (posting.currency, posting.valid_date, kind, posting.account,
-                   posting.customer_id, EXACT.subtract(posting.debit, posting.credit))
-
-
 def _movements(ledger: Ledger, start: date, end: date, known_at: datetime
                ) -> Iterable[tuple[str, date, str, str, str | None, Decimal]]:
     """(currency, posting date, kind, ledger account, customer, amount: debit - credit) for
-    every posting movement of the period. Memory: a figure per agreement."""
-    opening: dict[str, tuple[str, str | None, Decimal]] = {}
-    for _ in _accrued(ledger, start - timedelta(days=1), known_at, opening):
-        pass
-    closing: dict[str, tuple[str, str | None, Decimal]] = {}
-    yield from _accrued(ledger, end, known_at, closing, (start, end))
-    for agreement in sorted(set(opening) | set(closing)):
-        currency, customer, accrued = closing.get(agreement) or opening[agreement]
-        before = opening[agreement][2] if agreement in opening else ZERO
-        after = closing[agreement][2] if agreement in closing else ZERO
-        delta = EXACT.subtract(after, before)
-        if delta != 0:
-            yield currency, end, "accrual", EXPENSE, customer, delta
-            yield currency, end, "accrual", LIABILITY, customer, -delta
+    every posting of the period: the same postings as `journal --from D1 --to D2`
+    (ledger.audit.period: per agreement the change in accrued, posted on D2; settlements and
+    write-offs on their valid dates). Memory: a posting per agreement and payment."""
+    books = period_books(ledger, start, end, known_at, with_events=False)
+    for posting in books.postings:
+        yield (posting.currency, posting.valid_date, KIND_OF[posting.kind], posting.account,
+               posting.customer_id, EXACT.subtract(posting.debit, posting.credit))
 
 
 def build_export(ledger: Ledger, start: date, end: date, known_at: datetime,
