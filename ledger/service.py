@@ -63,6 +63,7 @@ from ledger.errors import (
     InvalidCommand,
     LedgerError,
     Rejection,
+    StoreDamaged,
     UnknownAgreement,
 )
 from ledger.handlers import RejectionRecord
@@ -1073,14 +1074,33 @@ class LedgerService:
                                      grace_days=grace_days, unpaid_days=unpaid_days,
                                      flagged_only=flagged_only).to_json()
 
-    def diff(self, principal: Principal, as_of: date, k1: datetime,
-             k2: datetime | None = None) -> bytes:
+    def diff_report(self, principal: Principal, as_of: date, k1: datetime,
+                    k2: datetime | None = None, *, agreement_id: str | None = None,
+                    detail: bool = False, with_changes: bool = True) -> Report:
+        """`diff`: what changed in the position at D between K1 and K2, by cause."""
         from ledger.audit.diff import diff_report
 
         self.require(principal, Capability.read_books, "diff")
         if k2 is not None and k2 < k1:
             raise BadRequest("vs", "must not be before known_at")
-        return self._with_recorders(diff_report(self.ledger, as_of, k1, k2).to_json())
+        return diff_report(self.ledger, as_of, k1, k2, agreement_id=agreement_id,
+                           detail=detail, with_changes=with_changes)
+
+    def write_diff(self, principal: Principal, as_of: date, k1: datetime,
+                   k2: datetime | None, output: str, stream: TextIO, *,
+                   agreement_id: str | None = None, detail: bool = False) -> None:
+        """The diff's JSON or CSV written to `stream` as it is computed (bounded memory)."""
+        from ledger.audit.diff import write_diff
+
+        self.require(principal, Capability.read_books, "diff")
+        if k2 is not None and k2 < k1:
+            raise BadRequest("vs", "must not be before known_at")
+        write_diff(self.ledger, as_of, k1, k2, output, stream, agreement_id=agreement_id,
+                   detail=detail)
+
+    def diff(self, principal: Principal, as_of: date, k1: datetime,
+             k2: datetime | None = None) -> bytes:
+        return self._with_recorders(self.diff_report(principal, as_of, k1, k2).to_json())
 
     def simulate_report(self, principal: Principal, draft: Sequence[bytes],
                         as_of: date | None = None) -> Report:
@@ -1144,15 +1164,76 @@ class LedgerService:
                 "event_id": event_id, "position": position,
                 "rows": [r.to_dict() for r in rows]}
 
-    def verify(self, principal: Principal) -> dict[str, Any]:
+    def verify_checks(self, principal: Principal, *, digest: Any = None,
+                      log_check: Callable[[Ledger], tuple[list[Any], int]] | None = None
+                      ) -> tuple[Any, Any]:
+        """`verify`: both hash chains (against a published `digest` when given, and the
+        events topic by `log_check` when given) and the read tables re-derived from the
+        events. (chain result, tables result)"""
         from ledger.audit.chain import verify_store
-        from ledger.audit.tables import verify_document, verify_tables
+        from ledger.audit.tables import verify_tables
 
         self.require(principal, Capability.verify, "verify the store")
         with Session(self.engine) as session:
-            result = verify_store(session, self.ledger.app.recorder)
-        tables = verify_tables(self.ledger)  # the read tables re-derived, as `verify` does
+            result = verify_store(session, self.ledger.app.recorder, digest=digest)
+        if log_check is not None:
+            breaks, records = log_check(self.ledger)
+            result.breaks.extend(breaks)
+            result.breaks.sort(key=lambda b: b.position)
+            result.log_checked, result.log_records = True, records
+        return result, verify_tables(self.ledger)
+
+    def verify(self, principal: Principal) -> dict[str, Any]:
+        from ledger.audit.tables import verify_document
+
+        result, tables = self.verify_checks(principal)
         return verify_document(result, tables)
+
+    def digest(self, principal: Principal) -> tuple[Any, datetime]:
+        """The head of the store's hash chain (to publish) and when it was taken."""
+        from ledger.audit.chain import digest as head
+
+        self.require(principal, Capability.verify, "take a digest")
+        with Session(self.engine) as session:
+            found = head(session)
+        return found, self.ledger.clock()
+
+    def rechain(self, principal: Principal) -> int:
+        """Chain every event of a store that predates tamper evidence (refused for a store
+        that had a chain); the number of events chained."""
+        from ledger.audit.chain import rechain as chain_all
+
+        self.require(principal, Capability.users, "re-chain the store")
+        with Session(self.engine) as session, session.begin():
+            return chain_all(session, self.ledger.app.recorder)
+
+    def rebuild_tables(self, principal: Principal) -> tuple[list[str], dict[str, int]]:
+        """Re-derive every core read table from the stored events (refused while the chain
+        is broken: StoreDamaged names the first break). (tables that were missing, rows
+        written per table)"""
+        from ledger.audit.chain import verify_store
+        from ledger.audit.tables import rebuild_tables as rebuild
+
+        self.require(principal, Capability.users, "rebuild the read tables")
+        with Session(self.engine) as session:
+            chain = verify_store(session, self.ledger.app.recorder)
+        if chain.breaks:
+            first = chain.breaks[0]
+            raise StoreDamaged(
+                f"rebuild-tables refused: the events' hash chain is broken at position "
+                f"{first.position} ({first.what}); tables derived from altered events would "
+                "carry the alteration. Run `rebate-ledger verify`")
+        missing = list(self.ledger.missing_tables)
+        return missing, rebuild(self.ledger)
+
+    def write_evidence(self, principal: Principal, as_of: date, known_at: datetime | None,
+                       out: Path, *, force: bool = False) -> Any:
+        """Write the evidence pack to `out` (never a file of the store; `force` replaces an
+        existing file); what was written and its verdicts."""
+        from ledger.audit.evidence import write_pack
+
+        self.require(principal, Capability.verify, "take an evidence pack")
+        return write_pack(self.ledger, as_of, known_at, out, force=force)
 
     def evidence(self, principal: Principal, as_of: date,
                  known_at: datetime | None = None) -> bytes:

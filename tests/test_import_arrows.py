@@ -142,3 +142,14 @@ def test_each_entrypoint_lives_in_its_own_room() -> None:
         if any(n == framework or n.startswith(framework + ".") for n in names)
         and not any(importer == h or importer.startswith(h + ".") for h in homes))
     assert misplaced == []
+
+
+def test_the_cli_reports_go_through_the_application_service() -> None:
+    """Issue 8 point 1: the command line's finance, analysis and audit commands call the
+    application service (`open_service`), never the store: no `open_ledger`, no engine, no
+    session of their own. (The Kafka worker commands in ledger/cli/__init__.py hand a Ledger
+    to the workers, which are infrastructure themselves.)"""
+    for name in ("analysis", "finance", "evidence"):
+        source = (ROOT / "ledger" / "cli" / f"{name}.py").read_text()
+        for door in ("open_ledger(", ".engine", "Session(", "app.recorder"):
+            assert door not in source, f"ledger/cli/{name}.py uses {door}"

@@ -276,15 +276,15 @@ def open_ledger(database: str | None, *, creates: bool = False, announce: bool =
 
 
 @contextlib.contextmanager
-def open_service(database: str | None, actor: str | None = None, *, creates: bool = False
-                 ) -> Iterator[tuple[LedgerService, Principal]]:
+def open_service(database: str | None, actor: str | None = None, *, creates: bool = False,
+                 check_tables: bool = True) -> Iterator[tuple[LedgerService, Principal]]:
     """The application service over the store `open_ledger` opens, and the CLI's principal
     (`--as NAME`, else `cli:<OS user>`): a command calls the service, as every entrypoint does;
     its errors (LedgerError) are printed by `main` in one place."""
     from ledger.cli.service import operator_principal
     from ledger.service import LedgerService
 
-    with open_ledger(database, creates=creates) as ledger:
+    with open_ledger(database, creates=creates, check_tables=check_tables) as ledger:
         yield LedgerService(ledger), operator_principal(actor)
 
 

@@ -22,14 +22,12 @@ def register(app: typer.Typer) -> None:
         Format,
         console,
         err_console,
-        open_ledger,
         open_service,
         parse_as_of,
         parse_known_at,
     )
     from ledger.cli.exports import check_out, check_request, deliver
     from ledger.cli.finance import KnownAtOption
-    from ledger.lookup import check_names
 
     FormatOption = Annotated[  # noqa: N806 - a type alias, evaluated here
         Format, typer.Option("--format", help="table, json or csv")
@@ -102,7 +100,6 @@ def register(app: typer.Typer) -> None:
         """What changed in the position at D between K1 and K2: a summary by cause (late
         sales, returns, amendments, memberships, claims ...), then agreement by agreement
         (--detail: every event that made each change)."""
-        from ledger.audit.diff import diff_report, write_diff
         from ledger.audit.output import Report, count_figure, emit
 
         check_request(output, out)
@@ -113,17 +110,17 @@ def register(app: typer.Typer) -> None:
         if k2 is not None and k2 < k1:
             err_console.print("[red]error:[/red] --vs must not be before --known-at")
             raise typer.Exit(EXIT_UNREADABLE)
-        with open_ledger(database) as ledger:
-            check_names(ledger.engine, known_at=k1, agreement=("--agreement", agreement))
+        with open_service(database) as (service, principal):
+            service.check_names(known_at=k1, agreement=("--agreement", agreement))
             if out is not None:
-                check_out(out, ledger.database_url, force)
+                check_out(out, service.ledger.database_url, force)
             elif output in (ReportFormat.json, ReportFormat.csv):
                 # streamed, in bounded memory (issue 11)
-                write_diff(ledger, day, k1, k2, output.value, sys.stdout,
-                           agreement_id=agreement, detail=detail)
+                service.write_diff(principal, day, k1, k2, output.value, sys.stdout,
+                                   agreement_id=agreement, detail=detail)
                 return
-            report = diff_report(ledger, day, k1, k2, agreement_id=agreement, detail=detail,
-                                 with_changes=out is not None)
+            report = service.diff_report(principal, day, k1, k2, agreement_id=agreement,
+                                         detail=detail, with_changes=out is not None)
         if deliver(report, output, out, name="diff"):
             return
         emit(Report("Changes by cause", ("cause", "events", "agreements", "post_close"),

@@ -35,7 +35,7 @@ def register(app: typer.Typer,
     """Add this module's commands to `app`. `log_check(ledger)` checks the Kafka events topic
     against the store for `verify --log` (given by the entrypoint that knows Kafka), giving
     the breaks and how many records it read."""
-    from ledger.cli import DatabaseOption, Format, console, open_ledger
+    from ledger.cli import DatabaseOption, Format, console, open_service
 
     FormatOption = Annotated[  # noqa: N806 - a type alias, evaluated here
         Format, typer.Option("--format", help="table, json or csv")
@@ -54,13 +54,11 @@ def register(app: typer.Typer,
         import csv
 
         from ledger.cli import EXIT_UNREADABLE, err_console
-        from ledger.cli.service import operator_principal
         from ledger.errors import LedgerError
-        from ledger.service import LedgerService
 
-        with open_ledger(database) as book:
+        with open_service(database) as (service, principal):
             try:
-                found = LedgerService(book).event(operator_principal(), reference)
+                found = service.event(principal, reference)
             except LedgerError as error:
                 err_console.print(f"error: {error}", highlight=False, markup=False,
                                   soft_wrap=True)
@@ -101,25 +99,16 @@ def register(app: typer.Typer,
         """Recompute the hash chains of every stored event (per stream and in store order)
         and name the first event that breaks them; re-derive the read tables from the events
         and name every row that differs; exit 1 on any break or difference."""
-        from sqlalchemy.orm import Session
-
-        from ledger.audit.chain import verify_store
         from ledger.audit.output import Report, emit
-        from ledger.audit.tables import verify_document, verify_tables
+        from ledger.audit.tables import verify_document
 
         wanted = read_digest(digest_text) if digest_text else None
-        with open_ledger(database, check_tables=False) as ledger:  # names missing tables
-            with Session(ledger.engine) as session:
-                result = verify_store(session, ledger.app.recorder, digest=wanted)
-            if log:
-                if log_check is None:
-                    raise typer.BadParameter("this program has no Kafka log check",
-                                             param_hint="--log")
-                breaks, records = log_check(ledger)
-                result.breaks.extend(breaks)
-                result.breaks.sort(key=lambda b: b.position)
-                result.log_checked, result.log_records = True, records
-            tables = verify_tables(ledger)
+        if log and log_check is None:
+            raise typer.BadParameter("this program has no Kafka log check", param_hint="--log")
+        # check_tables=False: verify opens a store whose read tables are missing, to name them
+        with open_service(database, check_tables=False) as (service, principal):
+            result, tables = service.verify_checks(principal, digest=wanted,
+                                                   log_check=log_check if log else None)
         document = verify_document(result, tables)
         verdict = document["verdict"]
         if output is Format.json:
@@ -200,13 +189,8 @@ def register(app: typer.Typer,
     ) -> None:
         """The head of the store's hash chain (position and hash), to publish; `verify
         --digest` proves later that the store still extends it."""
-        from sqlalchemy.orm import Session
-
-        from ledger.audit.chain import digest as head
-
-        with open_ledger(database) as ledger, Session(ledger.engine) as session:
-            found = head(session)
-            taken = ledger.clock()
+        with open_service(database) as (service, principal):
+            found, taken = service.digest(principal)
         document = {**found.to_dict(), "taken_at": taken.isoformat()}
         if output is Format.table:
             console.print(f"position {found.position}  store hash {found.hash}  "
@@ -228,9 +212,6 @@ def register(app: typer.Typer,
         """Chain every event of a store that predates tamper evidence, once, explicitly (the
         ledger never does it on its own). Refused for a store that had a chain (an anchor or
         a chain entry): re-chaining would launder any edit made behind the ledger."""
-        from sqlalchemy.orm import Session
-
-        from ledger.audit.chain import rechain as chain_all
         from ledger.cli import EXIT_UNREADABLE, err_console
 
         if not yes:
@@ -238,9 +219,8 @@ def register(app: typer.Typer,
                               "store against a published digest or a backup first, then run "
                               "`rebate-ledger rechain --yes`", highlight=False, markup=False)
             raise typer.Exit(EXIT_UNREADABLE)
-        with open_ledger(database) as ledger, Session(ledger.engine) as session, \
-                session.begin():
-            count = chain_all(session, ledger.app.recorder)
+        with open_service(database) as (service, principal):
+            count = service.rechain(principal)
         console.print(f"chained {count} events; publish the head: `rebate-ledger digest`",
                       highlight=False, markup=False)
 
@@ -255,11 +235,8 @@ def register(app: typer.Typer,
         the stored events and put them in place of what the store has: the way back from a
         read table dropped or edited behind the ledger (which is refused, never recreated
         empty). Refused while the events' hash chain does not verify."""
-        from sqlalchemy.orm import Session
-
-        from ledger.audit.chain import verify_store
-        from ledger.audit.tables import rebuild_tables as rebuild
         from ledger.cli import EXIT_UNREADABLE, err_console
+        from ledger.errors import StoreDamaged
 
         if not yes:
             err_console.print("rebuild-tables replaces every core read table by one derived "
@@ -267,19 +244,13 @@ def register(app: typer.Typer,
                               "differs, then `rebate-ledger rebuild-tables --yes`",
                               highlight=False, markup=False)
             raise typer.Exit(EXIT_UNREADABLE)
-        with open_ledger(database, check_tables=False) as ledger:
-            with Session(ledger.engine) as session:
-                chain = verify_store(session, ledger.app.recorder)
-            if chain.breaks:
-                first = chain.breaks[0]
-                err_console.print(
-                    f"error: rebuild-tables refused: the events' hash chain is broken at "
-                    f"position {first.position} ({first.what}); tables derived from altered "
-                    "events would carry the alteration. Run `rebate-ledger verify`",
-                    highlight=False, markup=False, soft_wrap=True)
-                raise typer.Exit(EXIT_UNREADABLE)
-            missing = list(ledger.missing_tables)
-            written = rebuild(ledger)
+        with open_service(database, check_tables=False) as (service, principal):
+            try:
+                missing, written = service.rebuild_tables(principal)
+            except StoreDamaged as refused:
+                err_console.print(f"error: {refused}", highlight=False, markup=False,
+                                  soft_wrap=True)
+                raise typer.Exit(EXIT_UNREADABLE) from None
         console.print(f"rebuilt {len(written)} read tables ({sum(written.values())} rows) "
                       f"from the stored events" + (f"; were missing: {', '.join(missing)}"
                                                    if missing else ""),
@@ -302,14 +273,13 @@ def register(app: typer.Typer,
         every agreement, verify and digest, a README and a manifest of SHA-256 hashes."""
         from rich.markup import escape
 
-        from ledger.audit.evidence import write_pack
         from ledger.cli import EXIT_UNREADABLE, err_console, parse_as_of, parse_known_at
         from ledger.output_files import OutputRefused
 
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         try:
-            with open_ledger(database) as ledger:
-                pack = write_pack(ledger, day, known, out, force=force)
+            with open_service(database) as (service, principal):
+                pack = service.write_evidence(principal, day, known, out, force=force)
         except OutputRefused as error:
             err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
             raise typer.Exit(EXIT_UNREADABLE) from None

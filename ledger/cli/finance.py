@@ -77,7 +77,6 @@ def register(app: typer.Typer) -> None:
         Format,
         console,
         err_console,
-        open_ledger,
         open_service,
         parse_as_of,
         parse_known_at,
@@ -337,9 +336,7 @@ def register(app: typer.Typer) -> None:
         from ledger.access import exit_code
         from ledger.audit.gl import MAPPING_CHARS_MAX, export_report, to_csv, unbalanced
         from ledger.audit.output import emit
-        from ledger.cli.service import operator_principal
         from ledger.errors import LedgerError
-        from ledger.service import LedgerService
 
         check_request(output, out)
         first, last = parse_as_of(start, "--from"), parse_as_of(end, "--to")
@@ -358,12 +355,12 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"error: --accounts {accounts}: {reason}", highlight=False,
                               markup=False)
             raise typer.Exit(EXIT_UNREADABLE) from None
-        with open_ledger(database) as ledger:
+        with open_service(database) as (service, principal):
             if out is not None:
-                check_out(out, ledger.database_url, force)
+                check_out(out, service.ledger.database_url, force)
             try:
-                export, mapping = LedgerService(ledger).gl_export(
-                    operator_principal(), first, last, text, known, earlier)
+                export, mapping = service.gl_export(principal, first, last, text, known,
+                                                    earlier)
             except LedgerError as error:
                 where = f"{accounts}: " if getattr(error, "key", None) is not None else ""
                 err_console.print(f"[red]error:[/red] {escape(where + str(error))}",
