@@ -413,6 +413,14 @@ def create_app(service: LedgerService, settings: ApiSettings | None = None) -> F
         day = parse_day(as_of, "as_of") if as_of is not None else None
         return _json(await run_in_threadpool(service.simulate, caller, draft, day))
 
+    @app.get("/v1/claims", tags=["reads"])
+    def get_claims(caller: Caller, agreement: str | None = None, customer: str | None = None,
+                   status: str | None = None) -> Response:
+        """What `claims --format json` prints: the claims register, filtered by agreement,
+        customer and status (submitted, approved, rejected, settled)."""
+        return _json(service.claims(caller, agreement_id=agreement, customer_id=customer,
+                                    status=status))
+
     @app.get("/v1/rejections", tags=["toolkit"])
     def get_rejections(caller: Caller,
                        limit: Annotated[int | None, Query(ge=1)] = None) -> Response:
