@@ -113,3 +113,40 @@ def test_garbage_parameters_never_500(api: Api, query: str) -> None:
         assert response.headers["content-type"] == "application/problem+json"
     if query.startswith("status="):
         assert response.status_code == 422 and "status" in response.json()["detail"]
+
+
+def test_the_fold_equals_the_claims_projection(api: Api) -> None:
+    """The register folded from the store's events (before the projection catches up) is the
+    one ClaimsModel keeps from the same events (ledger.projections.read_models)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from ledger.events.claims import ClaimApproved, ClaimRejected, ClaimSettled, ClaimSubmitted
+    from ledger.events.codec import decode_event
+    from ledger.events.envelope import event_id_of
+    from ledger.projections.read_models import ClaimsModel, Delivered, claim_rows
+    from ledger.service import LedgerService
+
+    _decide(api)
+    h.accepted_all(api.service.ledger, [h.at("2025-05-01T00:00:00Z", h.submit(
+        "K3", "5.00", submitted_on="2025-04-30"))])
+    customer_of = {"A1": "C1", "A2": "C2"}
+    items = []
+    for n in api.service.ledger.app.recorder.select_notifications(start=1, limit=10_000):
+        event = decode_event(n.topic, n.state)
+        if isinstance(event, ClaimSubmitted | ClaimApproved | ClaimRejected | ClaimSettled):
+            items.append(Delivered(n.id, 0, customer_of[event.agreement_id],
+                                   event_id_of(event.originator_id, event.originator_version),
+                                   event))
+    engine = create_engine("sqlite://")
+    model = ClaimsModel()
+    model.create(engine)
+    with Session(engine) as session, session.begin():
+        model.apply(session, items)
+        projected = [row.to_dict() for row in claim_rows(session)]
+    assert [r["status"] for r in projected] == ["settled", "rejected", "submitted"]
+    service: LedgerService = api.service
+    folded = [row.to_dict() for row in service._claims_from_events(None, None)]  # noqa: SLF001
+    assert folded == projected
+    answer = api.client.get("/v1/claims", headers=api.headers("auditor")).json()["claims"]
+    assert answer == projected
