@@ -10,6 +10,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from ledger.access import BadRequest
 from ledger.cli import app as cli_app
 from tests.api.conftest import ROLES, Api
 from tests.contract import helpers as h
@@ -150,3 +151,21 @@ def test_the_fold_equals_the_claims_projection(api: Api) -> None:
     assert folded == projected
     answer = api.client.get("/v1/claims", headers=api.headers("auditor")).json()["claims"]
     assert answer == projected
+
+
+def test_the_cli_command_tells_a_bad_status_and_prints_csv_and_a_table(
+        api: Api, database_url: str) -> None:
+    _decide(api)
+    runner = CliRunner()
+    bad = runner.invoke(cli_app, ["claims", "--status", "paid", "--database", database_url])
+    # raised to ledger.cli.main, which prints it and exits 2 (as for every LedgerError)
+    assert isinstance(bad.exception, BadRequest) and bad.exception.field == "status"
+    assert "settled" in str(bad.exception) and bad.stdout == ""
+    listed = runner.invoke(cli_app, ["claims", "--format", "csv", "--database", database_url])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert lines[0].startswith("claim_id,agreement_id,customer_id,status,claimed")
+    assert [line.split(",")[:4] for line in lines[1:]] == [
+        ["K1", "A1", "C1", "settled"], ["K2", "A2", "C2", "rejected"]]
+    table = runner.invoke(cli_app, ["claims", "--customer", "C2", "--database", database_url])
+    assert table.exit_code == 0 and "K2" in table.stdout and "K1" not in table.stdout
