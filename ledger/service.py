@@ -764,13 +764,22 @@ class LedgerService:
             query = query.where(agreements.c.customer_id == customer_id)
         with self.engine.connect() as connection:
             found = connection.execute(query).all()
-        recorder = self.ledger.app.recorder
+        table = events_table(self.ledger.app.recorder)
         rows = []
-        for claim_id, customer in found:
-            stored = recorder.select_events(claim_uuid(claim_id))
-            rows.append(_claim_row(customer, [
-                (event_id_of(s.originator_id, s.originator_version),
-                 decode_event(s.topic, s.state)) for s in stored]))
+        for start in range(0, len(found), 500):  # a few queries, not one per claim
+            chunk = {claim_uuid(claim_id): customer for claim_id, customer in
+                     found[start:start + 500]}
+            events: dict[Any, list[tuple[str, Any]]] = {key: [] for key in chunk}
+            with self.engine.connect() as connection:
+                for s in connection.execute(
+                        select(table.c.originator_id, table.c.originator_version,
+                               table.c.topic, table.c.state)
+                        .where(table.c.originator_id.in_(list(chunk)))
+                        .order_by(table.c.originator_id, table.c.originator_version)):
+                    events[s.originator_id].append((
+                        event_id_of(s.originator_id, s.originator_version),
+                        decode_event(s.topic, s.state)))
+            rows += [_claim_row(chunk[key], events[key]) for key in chunk]
         return rows
 
     def _visible_agreement(self, principal: Principal, agreement_id: str) -> Any:
