@@ -739,9 +739,14 @@ class LedgerService:
             raise NotFound(f"customer: no customer {customer_id!r}")
         if scoped and agreement_id is not None:
             self._visible_agreement(principal, agreement_id)
-        answer = claims_answer(self.ledger, agreement_id=agreement_id, customer_id=customer_id)
-        rows = answer[0] if answer is not None else self._claims_from_events(
-            agreement_id, customer_id)
+        wanted = [customer_id] if customer_id is not None or not scoped else sorted(
+            principal.customers)  # a scoped user's customers, never the whole register
+        rows = []
+        for customer in wanted:
+            answer = claims_answer(self.ledger, agreement_id=agreement_id, customer_id=customer)
+            rows += answer[0] if answer is not None else self._claims_from_events(
+                agreement_id, customer)
+        rows.sort(key=lambda row: row.claim_id)
         return {"claims": [
             row.to_dict() for row in rows
             if (status is None or row.status == status)
