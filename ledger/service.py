@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -69,7 +70,9 @@ from ledger.errors import (
 from ledger.handlers import RejectionRecord
 from ledger.importing import MappedRow
 from ledger.liability import LiabilityRow, liability_rows
+from ledger.money import EXACT
 from ledger.projections.core import agreements, from_us, terms_changes
+from ledger.projections.read_models import ClaimRow
 
 if TYPE_CHECKING:
     from ledger.audit.output import Report
@@ -734,6 +737,75 @@ class LedgerService:
             "rows": [row.to_dict() for row in rows],
         }
 
+    def claims(self, principal: Principal, *, agreement_id: str | None = None,
+               customer_id: str | None = None, status: str | None = None) -> dict[str, Any]:
+        """What `claims --format json` prints: the claims register (one row per claim with its
+        status, claimed, approved and paid amounts and the events behind them), sorted by claim
+        id; from the claims projection when it has caught up with the store, else folded from
+        the claims' events. A sales or customer user sees only its own customers' claims
+        (another customer or its agreement is a 404)."""
+        from ledger.projections.reader import claims_answer
+
+        self.require(principal, Capability.read, "read claims")
+        if status is not None and status not in CLAIM_STATUSES:
+            raise BadRequest("status", f"{status!r}: one of {', '.join(CLAIM_STATUSES)}")
+        for name, value in (("agreement", agreement_id), ("customer", customer_id)):
+            if value is not None and "\x00" in value:
+                raise BadRequest(name, "holds a NUL character; no id does: give the id as "
+                                 "it was recorded")
+        scoped = principal.role in (Role.sales, Role.customer)
+        if scoped and customer_id is not None and not principal.sees_customer(customer_id):
+            raise NotFound(f"customer: no customer {customer_id!r}")
+        if scoped and agreement_id is not None:
+            self._visible_agreement(principal, agreement_id)
+        wanted = [customer_id] if customer_id is not None or not scoped else sorted(
+            principal.customers)  # a scoped user's customers, never the whole register
+        rows = []
+        for customer in wanted:
+            answer = claims_answer(self.ledger, agreement_id=agreement_id, customer_id=customer)
+            rows += answer[0] if answer is not None else self._claims_from_events(
+                agreement_id, customer)
+        rows.sort(key=lambda row: row.claim_id)
+        return {"claims": [
+            row.to_dict() for row in rows
+            if (status is None or row.status == status)
+            and (not scoped or principal.sees_customer(row.customer_id))
+        ]}
+
+    def _claims_from_events(self, agreement_id: str | None,
+                            customer_id: str | None) -> list[ClaimRow]:
+        from ledger.aggregates import claim_uuid
+        from ledger.events.codec import decode_event
+        from ledger.events.envelope import event_id_of
+        from ledger.projections.core import claims as core_claims
+
+        query = select(core_claims.c.claim_id, agreements.c.customer_id).join(
+            agreements, agreements.c.agreement_id == core_claims.c.agreement_id
+        ).order_by(core_claims.c.claim_id)
+        if agreement_id is not None:
+            query = query.where(core_claims.c.agreement_id == agreement_id)
+        if customer_id is not None:
+            query = query.where(agreements.c.customer_id == customer_id)
+        with self.engine.connect() as connection:
+            found = connection.execute(query).all()
+        table = events_table(self.ledger.app.recorder)
+        rows = []
+        for start in range(0, len(found), 500):  # a few queries, not one per claim
+            chunk = {claim_uuid(claim_id): customer for claim_id, customer in
+                     found[start:start + 500]}
+            events: dict[Any, list[tuple[str, Any]]] = {key: [] for key in chunk}
+            with self.engine.connect() as connection:
+                for s in connection.execute(
+                        select(table.c.originator_id, table.c.originator_version,
+                               table.c.topic, table.c.state)
+                        .where(table.c.originator_id.in_(list(chunk)))
+                        .order_by(table.c.originator_id, table.c.originator_version)):
+                    events[s.originator_id].append((
+                        event_id_of(s.originator_id, s.originator_version),
+                        decode_event(s.topic, s.state)))
+            rows += [_claim_row(chunk[key], events[key]) for key in chunk]
+        return rows
+
     def _visible_agreement(self, principal: Principal, agreement_id: str) -> Any:
         with self.engine.connect() as connection:
             row = connection.execute(select(agreements).where(
@@ -1376,3 +1448,35 @@ def _proposal_dict(row: Any) -> dict[str, Any]:
         else timestamp_text(from_us(row.decided_us)),
         "reason": row.reason,
     }
+
+
+#: The statuses of a claim in the register (ledger.projections.read_models.ClaimsModel).
+CLAIM_STATUSES = ("submitted", "approved", "rejected", "settled")
+
+
+def _claim_row(customer_id: str, events: Sequence[tuple[str, Any]]) -> ClaimRow:
+    """One claim's register row folded from its events, as the claims projection keeps it."""
+    from ledger.events.claims import ClaimApproved, ClaimRejected, ClaimSettled, ClaimSubmitted
+
+    first_id, first = events[0]
+    assert isinstance(first, ClaimSubmitted), type(first).__name__
+    row: dict[str, Any] = {
+        "claim_id": first.claim_id, "agreement_id": first.agreement_id,
+        "customer_id": customer_id, "status": "submitted", "claimed": first.amount,
+        "approved": None, "paid": Decimal(0), "submitted_on": first.submitted_on,
+        "approved_on": None, "rejected_on": None, "paid_on": None, "reason": None,
+        "payment_ref": None, "submitted_event": first_id, "approved_event": None,
+        "rejected_event": None, "settled_events": (),
+    }
+    for event_id, event in events[1:]:
+        if isinstance(event, ClaimApproved):
+            row.update(status="approved", approved=event.approved_amount,
+                       approved_on=event.approved_on, approved_event=event_id)
+        elif isinstance(event, ClaimRejected):
+            row.update(status="rejected", rejected_on=event.rejected_on, reason=event.reason,
+                       rejected_event=event_id)
+        elif isinstance(event, ClaimSettled):
+            row.update(status="settled", paid=EXACT.add(row["paid"], event.paid_amount),
+                       paid_on=event.paid_on, payment_ref=event.payment_ref,
+                       settled_events=(*row["settled_events"], event_id))
+    return ClaimRow(**row)

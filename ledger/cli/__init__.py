@@ -706,6 +706,45 @@ def rejections(
         console.print(table)
 
 
+CLAIM_COLUMNS = ["claim_id", "agreement_id", "customer_id", "status", "claimed", "approved",
+                 "paid", "submitted_on", "approved_on", "rejected_on", "paid_on", "reason",
+                 "payment_ref"]
+
+
+@app.command()
+def claims(
+    agreement: Annotated[str | None, typer.Option("--agreement", help="one agreement")] = None,
+    customer: Annotated[str | None, typer.Option("--customer", help="one customer")] = None,
+    status: Annotated[str | None, typer.Option(
+        "--status", help="submitted, approved, rejected or settled")] = None,
+    output: Annotated[Format, typer.Option("--format", help="table, json or csv")] = Format.table,
+    database: DatabaseOption = None,
+) -> None:
+    """The claims register: each claim with its status, claimed, approved and paid amounts."""
+    with open_service(database) as (service, principal):
+        answer = service.claims(principal, agreement_id=agreement, customer_id=customer,
+                                status=status)
+    items = answer["claims"]
+    if output is Format.json:
+        sys.stdout.write(orjson.dumps(answer).decode() + "\n")
+    elif output is Format.csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CLAIM_COLUMNS, extrasaction="ignore",
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({name: csv_cell(value) for name, value in item.items()}
+                         for item in items)
+        sys.stdout.write(buffer.getvalue())
+    else:
+        table = Table(title=f"{len(items)} claims")
+        for column in CLAIM_COLUMNS[:7]:
+            table.add_column(column)
+        for item in items:
+            table.add_row(*(Text(printable("" if item[column] is None else str(item[column])))
+                            for column in CLAIM_COLUMNS[:7]))
+        console.print(table)
+
+
 @app.command()
 def demo(
     database: Annotated[

@@ -128,6 +128,32 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+class NulRefused:
+    """422 for a /v1 request whose path or query holds a NUL character: no id, date or
+    setting of the ledger does, and PostgreSQL's text columns cannot hold one (a query on it
+    fails there rather than finding nothing)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith("/v1/"):
+            from urllib.parse import parse_qsl
+
+            query = bytes(scope.get("query_string") or b"").decode("latin-1")
+            where = next((name for name, value in parse_qsl(query, keep_blank_values=True)
+                          if "\x00" in name or "\x00" in value), None)
+            if where is None and "\x00" in str(scope["path"]):
+                where = "path"
+            if where is not None:
+                name = where.replace("\x00", "\\u0000")
+                await problem(422, f"{name}: holds a NUL character; no id, date or setting "
+                              "does: send the value as it was recorded",
+                              field=name)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
@@ -204,6 +230,7 @@ def create_app(service: LedgerService, settings: ApiSettings | None = None) -> F
                            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
                            allow_origins=[o.strip() for o in settings.cors_origins.split(",")
                                           if o.strip()])
+    app.add_middleware(NulRefused)
     app.add_middleware(AccessLog)
     app.add_middleware(BodyLimit, limit=settings.body_bytes_max)
 
@@ -412,6 +439,14 @@ def create_app(service: LedgerService, settings: ApiSettings | None = None) -> F
         draft = (await request.body()).splitlines()
         day = parse_day(as_of, "as_of") if as_of is not None else None
         return _json(await run_in_threadpool(service.simulate, caller, draft, day))
+
+    @app.get("/v1/claims", tags=["reads"])
+    def get_claims(caller: Caller, agreement: str | None = None, customer: str | None = None,
+                   status: str | None = None) -> Response:
+        """What `claims --format json` prints: the claims register, filtered by agreement,
+        customer and status (submitted, approved, rejected, settled)."""
+        return _json(service.claims(caller, agreement_id=agreement, customer_id=customer,
+                                    status=status))
 
     @app.get("/v1/rejections", tags=["toolkit"])
     def get_rejections(caller: Caller,

@@ -143,6 +143,9 @@ def _positive(request: Request, name: str, default: int) -> int:
     return int(text)
 
 
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
 def _csv(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Response:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -348,6 +351,7 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         return render(request, "liability.html", columns=LIABILITY_COLUMNS, link=link,
                       csv_link="/liability.csv?" + urlencode(
                           {**base, "sort": view["sort"], "dir": view["dir"]}),
+                      xlsx_link="/liability.xlsx?" + urlencode(base),
                       agreement_query=urlencode({k: v for k, v in base.items()
                                                  if k != "customer"}), **view)
 
@@ -692,7 +696,11 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
                                                 flagged_only=flagged))
         return render(request, "reconcile.html", answer=answer, as_of=as_of,
                       known_at=_query(request, "known_at"), flagged=flagged,
-                      customer=_query(request, "customer"))
+                      customer=_query(request, "customer"),
+                      xlsx_link="/reconcile.xlsx?" + urlencode({k: v for k, v in (
+                          ("as_of", as_of.isoformat()), ("known_at", _query(request, "known_at")),
+                          ("customer", _query(request, "customer")),
+                          ("flagged", "1" if flagged else None)) if v}))
 
     app.add_api_route("/watchlist", page(watchlist), methods=["GET"], include_in_schema=False)
     app.add_api_route("/reconcile", page(reconcile), methods=["GET"], include_in_schema=False)
@@ -780,9 +788,26 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         return render(request, "journal.html", answer=answer, as_of=as_of,
                       known_at=_query(request, "known_at"), agreement=agreement,
                       next_link=next_link, first_link=f"/journal?{urlencode(query)}"
-                      if after else None)
+                      if after else None, xlsx_link=f"/journal.xlsx?{urlencode(query)}")
 
     app.add_api_route("/journal", page(journal), methods=["GET"], include_in_schema=False)
+
+    # Excel downloads beside the CSV: LedgerService.workbook, as GET /v1/workbooks/{report}
+    def workbook_download(report: str) -> Callable[[Request, Principal], Response]:
+        def download(request: Request, principal: Principal) -> Response:
+            as_of = _as_of(request)
+            book = service.workbook(principal, report, as_of, _known_at(request),
+                                    agreement_id=_query(request, "agreement"),
+                                    customer_id=_query(request, "customer"),
+                                    flagged_only=_query(request, "flagged") is not None)
+            return Response(book, media_type=XLSX_TYPE, headers={
+                "content-disposition":
+                    f'attachment; filename="{report}-{as_of.isoformat()}.xlsx"'})
+        return download
+
+    for report in ("liability", "reconcile", "journal"):
+        app.add_api_route(f"/{report}.xlsx", page(workbook_download(report)), methods=["GET"],
+                          include_in_schema=False)
     app.add_api_route("/diff", page(diff), methods=["GET"], include_in_schema=False)
     app.add_api_route("/audit", page(audit), methods=["GET"], include_in_schema=False)
     app.add_api_route("/evidence.zip", page(evidence), methods=["GET"], include_in_schema=False)

@@ -25,6 +25,7 @@ READS: list[tuple[str, str, str | None, set[str]]] = [
     ("GET", "/v1/explain?agreement=A1&as_of=2025-12-31", None, ALL_BUT_INGEST),
     ("GET", "/v1/opportunities?as_of=2025-06-30", None, ALL_BUT_INGEST),
     ("GET", "/v1/positions?customer=C1&as_of=2025-06-30", None, ALL_BUT_INGEST),
+    ("GET", "/v1/claims?customer=C1", None, ALL_BUT_INGEST),
     ("GET", "/v1/programs?as_of=2025-06-30", None, BOOKS),
     ("GET", "/v1/journal?as_of=2025-12-31", None, BOOKS),
     ("GET", "/v1/trial-balance?as_of=2025-12-31", None, BOOKS),
