@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 import orjson
@@ -154,6 +155,28 @@ class NulRefused:
         await self.app(scope, receive, send)
 
 
+#: the vendored Swagger UI (scripts/vendor-web-assets), served at /docs-assets
+SWAGGER_UI = FilePath(__file__).resolve().parent / "static" / "swagger-ui-dist-5.32.0"
+
+
+def add_docs(app: FastAPI) -> None:
+    """The interactive API docs at /docs, from the Swagger UI vendored with the package (no
+    CDN: the machine running the service may have no route to one)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs-assets", StaticFiles(directory=SWAGGER_UI), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="rebate-ledger API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="data:,")
+
+
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
@@ -161,8 +184,11 @@ SECURITY_HEADERS = {
     "cache-control": "no-store",
     "cross-origin-resource-policy": "same-origin",
 }
-#: Everything but the interactive docs, which load their scripts and styles from a CDN.
 CSP = "default-src 'none'; frame-ancestors 'none'"
+#: The interactive docs: the vendored Swagger UI's script and style, its inline start-up
+#: script, and the OpenAPI document it fetches, all from this server.
+DOCS_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' "
+            "'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'")
 
 
 class AccessLog:
@@ -178,7 +204,7 @@ class AccessLog:
             return
         started = time.perf_counter()
         status = 500
-        docs = scope["path"].startswith(("/docs", "/redoc"))
+        docs = scope["path"] == "/docs" or scope["path"].startswith("/docs-assets/")
 
         async def with_headers(message: Message) -> None:
             nonlocal status
@@ -187,8 +213,7 @@ class AccessLog:
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
                 extra = dict(SECURITY_HEADERS)
-                if not docs:
-                    extra["content-security-policy"] = CSP
+                extra["content-security-policy"] = DOCS_CSP if docs else CSP
                 headers += [(k.encode(), v.encode()) for k, v in extra.items()
                             if k.encode() not in present]
                 message["headers"] = headers
@@ -216,12 +241,15 @@ def create_app(service: LedgerService, settings: ApiSettings | None = None) -> F
     app = FastAPI(
         title="rebate-ledger API",
         version=__version__,
+        docs_url=None,  # served below from the vendored Swagger UI, never from a CDN
+        redoc_url=None,
         description="The rebate ledger as a service: contract commands, the liability at any "
         "point in time, four-eyes proposals and the auditors' toolkit. Every /v1 route needs "
         "`Authorization: Bearer TOKEN` (`rebate-ledger users add`). Errors are RFC 9457 "
         "problem documents.",
     )
     app.state.service = service
+    add_docs(app)
 
     if settings.cors_origins.strip():
         from fastapi.middleware.cors import CORSMiddleware

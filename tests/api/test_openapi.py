@@ -28,6 +28,28 @@ def test_the_running_app_serves_that_document(api: Api) -> None:
     assert api.client.get("/docs").status_code == 200
 
 
+def test_the_interactive_docs_need_no_network(api: Api) -> None:
+    """/docs is the Swagger UI vendored with the package (scripts/vendor-web-assets): every
+    script and style it loads comes from this server, none from a CDN, under a CSP that
+    allows nothing else."""
+    import re
+
+    page = api.client.get("/docs")
+    assert page.status_code == 200
+    body = page.text
+    assert "cdn." not in body and "http://" not in body and "https://" not in body, body
+    assets = re.findall(r'(?:src|href)="(/docs-assets/[^"]+)"', body)
+    assert sorted(assets) == ["/docs-assets/swagger-ui-bundle.js",
+                              "/docs-assets/swagger-ui.css"]
+    for asset in assets:
+        served = api.client.get(asset)
+        assert served.status_code == 200 and len(served.content) > 10_000
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy
+    assert "https:" not in policy and "*" not in policy
+    assert api.client.get("/redoc").status_code == 404  # Redoc would load from a CDN
+
+
 def test_docs_security_names_every_route() -> None:
     document = orjson.loads(CHECKED_IN.read_bytes())
     matrix = (CHECKED_IN.parent / "security.md").read_text()
