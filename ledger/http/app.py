@@ -130,15 +130,15 @@ class BodyLimit:
 
 
 class NulRefused:
-    """422 for a /v1 request whose path or query holds a NUL character: no id, date or
-    setting of the ledger does, and PostgreSQL's text columns cannot hold one (a query on it
-    fails there rather than finding nothing)."""
+    """422 for a request (the API's or a web page's) whose path or query holds a NUL
+    character: no id, date or setting of the ledger does, and PostgreSQL's text columns cannot
+    hold one (a query on it fails there rather than finding nothing)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and str(scope.get("path", "")).startswith("/v1/"):
+        if scope["type"] == "http":  # the API's routes and the web app's pages alike
             from urllib.parse import parse_qsl
 
             query = bytes(scope.get("query_string") or b"").decode("latin-1")

@@ -30,3 +30,12 @@ def test_a_nul_in_a_parameter_is_a_422_naming_it(api: Api, path: str, field: str
     # without the NUL the same route answers
     clean = api.client.get(path.replace("%00", ""), headers=api.headers("admin"))
     assert clean.status_code in (200, 404), clean.text
+
+
+@pytest.mark.parametrize("path", ["/agreements/A1%00", "/liability?as_of=2025-12-31&customer=%00",
+                                  "/statement?customer=C1%00"])
+def test_a_nul_in_a_web_pages_parameter_is_a_422_too(api: Api, path: str) -> None:
+    """The web app's pages read the same store: a NUL is refused before any query."""
+    response = api.client.get(path, follow_redirects=False)
+    assert response.status_code == 422, response.text
+    assert "NUL" in response.json()["detail"]
