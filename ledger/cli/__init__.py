@@ -1098,9 +1098,8 @@ cli_evidence.register(app, log_check=_check_events_log)  # the CLI knows Kafka; 
 #: plumbing that operators run (a command not named here shows under "Commands")
 HELP_PANELS = {
     "Finance": ("apply", "import", "liability", "rejections", "journal", "trial-balance",
-                "reconcile", "gl-export", "close-period", "opportunities", "positions",
-                "programs",
-                "simulate"),
+                "reconcile", "claims", "gl-export", "close-period", "opportunities",
+                "positions", "programs", "simulate"),
     "Audit": ("explain", "diff", "event", "verify", "digest", "rechain", "rebuild-tables",
               "evidence"),
     "Service": ("demo", "serve", "users"),
