@@ -197,29 +197,31 @@ def _sales_step(session: Session, facts: Facts, state: State, names: dict[int, s
 def _sale_ids(session: Session, facts: Facts, state: State) -> dict[str, list[str]]:
     """Sale ids (and reversed sale ids, marked) by invoice month, as known at K."""
     terms = state.terms
-    reversed_ids = {
-        sale_id for (sale_id,) in session.execute(
-            select(reversals.c.sale_id)
-            .where(reversals.c.recorded_us <= facts.known_us)
-            .where(reversals.c.reversed_day <= facts.as_of.toordinal())
-        )
-    }
+    # whether each sale is reversed by D as known at K, asked per sale in the same query (the
+    # sale's reversal by its key), never by reading every reversal of the book
+    reversed_by_d = (
+        select(reversals.c.sale_id)
+        .where(reversals.c.sale_id == sales.c.sale_id)
+        .where(reversals.c.recorded_us <= facts.known_us)
+        .where(reversals.c.reversed_day <= facts.as_of.toordinal())
+        .exists()
+    )
     found: dict[str, list[str]] = defaultdict(list)
     lines = sorted(
         line
         for customer, first, last in facts.buyers(terms)
         for line in session.execute(
-            select(sales.c.invoice_day, sales.c.sale_id, sales.c.product_id)
+            select(sales.c.invoice_day, sales.c.sale_id, sales.c.product_id, reversed_by_d)
             .where(sales.c.customer_id == customer)
             .where(sales.c.currency == facts.currency)
             .where(sales.c.invoice_day >= first).where(sales.c.invoice_day <= last)
             .where(sales.c.recorded_us <= facts.known_us)
         )
     )
-    for invoice_day, sale_id, product_id in lines:
+    for invoice_day, sale_id, product_id, is_reversed in lines:
         if terms.covers(product_id):
             month = date.fromordinal(invoice_day).strftime("%Y-%m")
-            found[month].append(sale_id + (" (reversed)" if sale_id in reversed_ids else ""))
+            found[month].append(sale_id + (" (reversed)" if is_reversed else ""))
     return found
 
 
