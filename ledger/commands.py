@@ -144,9 +144,12 @@ Timestamp = Annotated[
 #: What an id may not hold (issue 10): control characters (C0, DEL, C1: a tab or a newline in
 #: an id makes two ids that print alike) and the bidirectional controls (embeddings,
 #: overrides, isolates, the directional marks) that reorder how an id is shown ("Trojan
-#: Source"): `A1\u202e` would print as another id. Checked by pydantic-core's own regex.
+#: Source"): `A1\u202e` would print as another id; and the invisible format characters (soft
+#: hyphen, zero-width space, non-joiner and joiner, word joiner, zero-width no-break space) that
+#: make `A1` and `A\u200b1` two ids printed alike. Checked by pydantic-core's own regex.
+ID_INVISIBLE_CHARS = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
 ID_REFUSED_CHARS = ("\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
-                    "\u202a-\u202e\u2066-\u2069")
+                    "\u202a-\u202e\u2066-\u2069" + ID_INVISIBLE_CHARS)
 _ID_PATTERN = f"^[^{ID_REFUSED_CHARS}]*$"
 _ID_REFUSED = re.compile(f"[{ID_REFUSED_CHARS}]")
 Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=ID_LENGTH_MAX,
@@ -870,14 +873,15 @@ def _id_refusal(value: object) -> str:
     text = value if isinstance(value, str) else ""
     found = _ID_REFUSED.search(text)
     char = found.group() if found else ""
-    what = ("a bidirectional control character" if char and ord(char) > 0x9F
+    what = ("an invisible character" if char and char in ID_INVISIBLE_CHARS
+            else "a bidirectional control character" if char and ord(char) > 0x9F
             else "a control character")
     where = f" (U+{ord(char):04X}) at character {found.start() + 1}" if found else ""
     # shown with what it may not hold escaped: the reason itself must not reorder a terminal
     shown = _ID_REFUSED.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     shown = f'"{shown}"' if len(shown) <= 80 else f'"{shown[:76]}..."'
-    return (f"{shown} holds {what}{where}; an id is plain text without control or "
-            "bidirectional characters: remove it")
+    return (f"{shown} holds {what}{where}; an id is plain text without control, "
+            "bidirectional or invisible characters: remove it")
 
 
 def _named_field(kind: str, message: str) -> str:

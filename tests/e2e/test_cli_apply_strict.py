@@ -49,6 +49,12 @@ BAD: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "a bidi override in a products list": (
         orjson.dumps(agreement("A8", "C8", products=["P1", "P\u202d2"])).decode(),
         "products[1]", ("bidirectional",)),
+    "a zero-width space in a customer id (two ids printed alike)": (
+        orjson.dumps(sale("S9", "C\u200b1", "1", "1", "2025-03-01")).decode(), "customer_id",
+        ("invisible character (U+200B)", "remove it")),
+    "a zero-width joiner in a sale id (escaped)": (
+        orjson.dumps(sale("S10", "C1", "1", "1", "2025-03-01")).decode().replace(
+            '"S10"', '"S1\\u200d0"'), "sale_id", ("invisible character (U+200D)",)),
     "digit-group underscores in a decimal": (
         orjson.dumps(sale("S6", "C1", "1_000", "10.00", "2025-03-01")).decode(), "quantity",
         ('"1_000" is not a decimal number', "no group separators")),
@@ -88,7 +94,8 @@ def test_every_bad_line_is_rejected_naming_its_field_and_command(
         expected = "create_agreement" if "tier" in name or "products" in name else "record_sale"
         assert rejection["command"] == expected, (name, rejection)
         # the reason itself never carries what it refuses: nothing reorders a terminal
-        assert not any(ch in rejection["reason"] for ch in "\t\x7f\x85\u202e\u2066\u202d")
+        refused = "\t\x7f\x85\u202e\u2066\u202d\u200b\u200d"
+        assert not any(ch in rejection["reason"] for ch in refused)
 
 
 def test_the_lines_around_them_apply_and_the_rejections_are_kept(
