@@ -145,10 +145,16 @@ def register(app: typer.Typer,
                               "backup)", highlight=False, markup=False)
             if result.breaks:
                 first = result.breaks[0]
+                # what the break belongs to, when it belongs to an event (a watermark set back
+                # or an emptied chain belongs to the store, not to one aggregate)
+                kind = document["first_break"]["type"]
+                of = ", ".join(part for part in (
+                    f"aggregate {first.aggregate_id}" if first.aggregate_id not in ("", "?")
+                    else "", f"version {first.version}" if first.version is not None else "",
+                    kind or "") if part)
                 console.print(
-                    f"BROKEN at position {first.position}: {first.what} (aggregate "
-                    f"{first.aggregate_id}, version {first.version}, "
-                    f"{document['first_break']['type']}); {len(result.breaks)} break(s)",
+                    f"BROKEN at position {first.position}: {first.what}"
+                    f"{f' ({of})' if of else ''}; {len(result.breaks)} break(s)",
                     highlight=False, markup=False)
             else:
                 console.print("both chains verify: no event was altered, removed or "
