@@ -107,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     k1_text = k1.isoformat().replace("+00:00", "Z")
 
     app = create_app(service)
-    add_web(app, service, WebSettings(session_secret="bench"))
+    settings = WebSettings(session_secret="bench")
+    add_web(app, service, settings)
+    # the diff's second page starts after the first page's last agreement
+    second = orjson.loads(service.diff_page(finance, AS_OF, k1,
+                                            limit=settings.page_rows))["next"]
     as_finance = signed_in(TestClient(app), "finance", "finance-bench-pw")
     as_customer = signed_in(TestClient(app), "customer", "customer-bench-pw")
     day = AS_OF.isoformat()
@@ -143,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
          lambda: service.reconcile(finance, AS_OF)),
         ("overview", as_finance, "/overview", overview_calls),
         ("diff", as_finance, f"/diff?as_of={day}&known_at={k1_text}",
-         lambda: service.diff(finance, AS_OF, k1)),
+         lambda: service.diff_page(finance, AS_OF, k1, limit=settings.page_rows)),
+        ("diff_next_page", as_finance,
+         f"/diff?as_of={day}&known_at={k1_text}" + (f"&after={second}" if second else ""),
+         lambda: service.diff_page(finance, AS_OF, k1, after=second,
+                                   limit=settings.page_rows)),
         ("audit", as_finance, f"/audit?as_of={day}",
          lambda: service.trial_balance(finance, AS_OF)),
         ("proposals", as_finance, "/proposals", lambda: service.proposals(finance)),

@@ -1174,6 +1174,22 @@ class LedgerService:
              k2: datetime | None = None) -> bytes:
         return self._with_recorders(self.diff_report(principal, as_of, k1, k2).to_json())
 
+    def diff_page(self, principal: Principal, as_of: date, k1: datetime,
+                  k2: datetime | None = None, *, after: str | None = None,
+                  limit: int = 100) -> bytes:
+        """A page of `diff` (the web page): the first `limit` changed agreements after the
+        agreement id `after`, with who recorded each event; `next` continues it. Only the
+        agreements the page needs are computed (ledger.audit.diff.diff_page)."""
+        from ledger.audit.diff import diff_page
+
+        self.require(principal, Capability.read_books, "diff")
+        if k2 is not None and k2 < k1:
+            raise BadRequest("vs", "must not be before known_at")
+        if not 1 <= limit <= 10_000:
+            raise BadRequest("limit", f"{limit}: 1 to 10,000 agreements a page")
+        return self._with_recorders(orjson.dumps(diff_page(self.ledger, as_of, k1, k2,
+                                                           after=after, limit=limit)))
+
     def simulate_report(self, principal: Principal, draft: Sequence[bytes],
                         as_of: date | None = None) -> Report:
         """`simulate`: a draft agreement over the recorded sales, month by month; nothing is

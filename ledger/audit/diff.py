@@ -112,35 +112,83 @@ def iter_changes(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None 
     k2_us = FOREVER_US if k2 is None else to_us(k2)
     close = close_covering(ledger, as_of, k2)
     with Session(ledger.engine) as session:
-        held = _reversals_between(session, k1_us, k2_us)
-        known = agreement_ids(session, k2_us, agreement_id=agreement_id)
-        if after is not None:
-            known = [a for a in known if a > after]
-        for batch in _batches(touched_agreements(session, known, k1_us, k2_us)):
-            among = set(batch)
-            before = {r.agreement_id: r for r in liability_rows(session, as_of, k1,
-                                                                among=among)}
-            after_k2 = {r.agreement_id: r for r in liability_rows(session, as_of, k2,
-                                                                  among=among)}
-            facts = load_facts_of(session, batch, as_of, k2_us)
-            buyers = {a: _buyers_ever(f) for a, f in facts.items()}
-            between = _recorded_between(session, k1_us, k2_us,
-                                        (c for found in buyers.values() for c in found),
-                                        None, held)
-            for agreement in batch:
-                row = after_k2.get(agreement) or before.get(agreement)
-                assert row is not None
-                change = Change(agreement, row.customer_id, row.currency,
-                                _figures(before.get(agreement)),
-                                _figures(after_k2.get(agreement)),
-                                basis_kind=row.terms.basis if row.terms is not None
-                                else "amount")
-                change.causes = _causes_of(facts[agreement], as_of, k1_us, between)
-                if close is not None:
-                    change.causes = [replace(x, post_close=x.recorded_at > close.closed_at)
-                                     for x in change.causes]
-                if change.changed:
-                    yield change
+        touched = _touched_after(session, k1_us, k2_us, agreement_id, after)
+        yield from _changes(session, as_of, k1, k2, touched, close)
+
+
+def _touched_after(session: Session, k1_us: int, k2_us: int, agreement_id: str | None,
+                   after: str | None) -> list[tuple[str, int]]:
+    known = agreement_ids(session, k2_us, agreement_id=agreement_id)
+    if after is not None:
+        known = [a for a in known if a > after]
+    return touched_agreements(session, known, k1_us, k2_us)
+
+
+def _changes(session: Session, as_of: date, k1: datetime, k2: datetime | None,
+             touched: list[tuple[str, int]], close: Any,
+             batch_agreements: int | None = None) -> Iterator[Change]:
+    """The changes of the `touched` agreements, batch by batch (see `iter_changes`)."""
+    k1_us = to_us(k1)
+    k2_us = FOREVER_US if k2 is None else to_us(k2)
+    held = _reversals_between(session, k1_us, k2_us)
+    for batch in _batches(touched, batch_agreements or AGREEMENTS_PER_BATCH):
+        among = set(batch)
+        before = {r.agreement_id: r for r in liability_rows(session, as_of, k1, among=among)}
+        after = {r.agreement_id: r for r in liability_rows(session, as_of, k2, among=among)}
+        facts = load_facts_of(session, batch, as_of, k2_us)
+        buyers = {a: _buyers_ever(f) for a, f in facts.items()}
+        between = _recorded_between(session, k1_us, k2_us,
+                                    (c for found in buyers.values() for c in found),
+                                    None, held)
+        for agreement in batch:
+            row = after.get(agreement) or before.get(agreement)
+            assert row is not None
+            change = Change(agreement, row.customer_id, row.currency,
+                            _figures(before.get(agreement)), _figures(after.get(agreement)),
+                            basis_kind=row.terms.basis if row.terms is not None
+                            else "amount")
+            change.causes = _causes_of(facts[agreement], as_of, k1_us, between)
+            if close is not None:
+                change.causes = [replace(x, post_close=x.recorded_at > close.closed_at)
+                                 for x in change.causes]
+            if change.changed:
+                yield change
+
+
+def diff_page(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None = None, *,
+              after: str | None = None, limit: int = 100) -> dict[str, Any]:
+    """One page of the diff, for people (the web page): the first `limit` changes after the
+    agreement id `after`, in agreement id order, as the report's rows and `changes` entries;
+    `next`: the id to continue after, None when no agreement after the page has anything
+    recorded in between. Only the batches of touched agreements the page needs are computed
+    (of `limit` agreements each), so a page costs about the same whatever the book's size.
+    `whole` says the page holds the whole diff (first page, no next): then its totals are
+    the diff's (`total_change`); otherwise they are the page's (`page_change`)."""
+    assert limit >= 1, limit
+    k1_us = to_us(k1)
+    k2_us = FOREVER_US if k2 is None else to_us(k2)
+    close = close_covering(ledger, as_of, k2)
+    summary = Summary()
+    rows: list[dict[str, Any]] = []
+    entries: list[dict[str, Any]] = []
+    with Session(ledger.engine) as session:
+        touched = _touched_after(session, k1_us, k2_us, None, after)
+        for change in _changes(session, as_of, k1, k2, touched, close,
+                               batch_agreements=limit):
+            summary.add(change)
+            rows += _rows(change, False)
+            entries.append(_change_entry(change))
+            if summary.changes == limit:
+                break
+    last = rows[-1]["agreement_id"] if rows else None
+    more = last is not None and summary.changes == limit and any(
+        a > last for a, _ in touched)
+    whole = after is None and not more
+    totals = {k: str(v) for k, v in summary.total.items()}
+    return plain({
+        **_meta(as_of, k1, k2, None), "after": after, "rows": rows, "changes": entries,
+        "by_cause": summary.by_cause(), "whole": whole, "next": last if more else None,
+        "total_change" if whole else "page_change": totals, "close": _close_extra(close)})
 
 
 #: agreements computed together by `iter_changes` at most
@@ -150,13 +198,13 @@ AGREEMENTS_PER_BATCH = 200
 SALES_HELD = 50_000
 
 
-def _batches(touched: list[tuple[str, int]]) -> Iterator[list[str]]:
+def _batches(touched: list[tuple[str, int]], agreements_max: int) -> Iterator[list[str]]:
     """The touched agreements (id, sales and reversals of its buyers recorded in between), in
-    order, cut into batches of at most `AGREEMENTS_PER_BATCH` and `SALES_HELD`."""
+    order, cut into batches of at most `agreements_max` and `SALES_HELD`."""
     batch: list[str] = []
     weight = 0
     for agreement, sales_count in touched:
-        if batch and (len(batch) >= AGREEMENTS_PER_BATCH or weight + sales_count > SALES_HELD):
+        if batch and (len(batch) >= agreements_max or weight + sales_count > SALES_HELD):
             yield batch
             batch, weight = [], 0
         batch.append(agreement)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,9 +24,10 @@ from urllib.parse import parse_qs, quote, urlencode
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from ledger import commands as c
@@ -144,6 +146,8 @@ def _positive(request: Request, name: str, default: int) -> int:
 
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: A diff download is kept in memory up to this size while it is written, then on disk.
+DOWNLOAD_SPOOL_BYTES = 8 * 1024 * 1024
 
 
 def _csv(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Response:
@@ -741,16 +745,58 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
     def diff(request: Request, principal: Principal) -> Response:
         as_of = _as_of(request)
         k1_text = _query(request, "known_at")
+        vs_text = _query(request, "vs")
+        after = _query(request, "after")
         answer = None
+        links: dict[str, str | None] = {}
         if k1_text is not None:
             k1 = parse_moment(k1_text, "known_at")
             assert k1 is not None
-            answer = orjson.loads(service.diff(principal, as_of, k1, parse_moment(
-                _query(request, "vs"), "vs")))
+            # a page of changes at a time: only the agreements it shows are computed
+            answer = orjson.loads(service.diff_page(
+                principal, as_of, k1, parse_moment(vs_text, "vs"), after=after,
+                limit=settings.page_rows))
+            query = {k: v for k, v in (("as_of", as_of.isoformat()), ("known_at", k1_text),
+                                       ("vs", vs_text)) if v}
+            links = {
+                "next": (f"/diff?{urlencode({**query, 'after': answer['next']})}"
+                         if answer["next"] else None),
+                "first": f"/diff?{urlencode(query)}" if after else None,
+                "json": f"/diff.json?{urlencode(query)}",
+                "csv": f"/diff.csv?{urlencode(query)}"}
         else:
             service.require(principal, Capability.read_books, "read the diff")
         return render(request, "diff.html", answer=answer, as_of=as_of, known_at=k1_text,
-                      vs=_query(request, "vs"))
+                      vs=vs_text, links=links)
+
+    def diff_download(output: str) -> Callable[[Request, Principal], Response]:
+        """The whole diff as the CLI prints it (`diff --format json|csv`), its totals with it:
+        written as computed, in bounded memory, to a spooled file, then streamed."""
+        def download(request: Request, principal: Principal) -> Response:
+            as_of = _as_of(request)
+            k1 = parse_moment(_query(request, "known_at"), "known_at")
+            if k1 is None:
+                raise PageError(422, "known_at: the diff compares two moments; give known_at "
+                                "(K1), and vs (K2) or nothing for now")
+            # closed by the response once sent (or below on an error): no `with`
+            spool = tempfile.SpooledTemporaryFile(max_size=DOWNLOAD_SPOOL_BYTES)  # noqa: SIM115
+            text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+            try:
+                service.write_diff(principal, as_of, k1, parse_moment(_query(request, "vs"),
+                                                                      "vs"), output, text)
+                text.flush()
+            except BaseException:
+                text.close()
+                raise
+            raw = text.detach()
+            raw.seek(0)
+            kind = "application/json" if output == "json" else "text/csv; charset=utf-8"
+            return StreamingResponse(
+                iter(lambda: raw.read(1 << 16), b""), media_type=kind,
+                background=BackgroundTask(raw.close), headers={
+                    "content-disposition":
+                        f'attachment; filename="diff-{as_of.isoformat()}.{output}"'})
+        return download
 
     def audit(request: Request, principal: Principal) -> Response:
         as_of = _as_of(request)
@@ -809,6 +855,9 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         app.add_api_route(f"/{report}.xlsx", page(workbook_download(report)), methods=["GET"],
                           include_in_schema=False)
     app.add_api_route("/diff", page(diff), methods=["GET"], include_in_schema=False)
+    for output in ("json", "csv"):
+        app.add_api_route(f"/diff.{output}", page(diff_download(output)), methods=["GET"],
+                          include_in_schema=False)
     app.add_api_route("/audit", page(audit), methods=["GET"], include_in_schema=False)
     app.add_api_route("/evidence.zip", page(evidence), methods=["GET"], include_in_schema=False)
 

@@ -193,7 +193,8 @@ def test_no_query_gives_a_500(web: Web, role: str) -> None:
     for query in GARBAGE:
         for page in ("/liability", "/liability.csv", "/agreements/A1", "/agreements/%00",
                      "/statement", "/statement.csv", "/watchlist", "/reconcile",
-                     "/proposals", "/journal", "/diff", "/audit", "/evidence.zip",
+                     "/proposals", "/journal", "/diff", "/diff.json", "/diff.csv", "/audit",
+                     "/evidence.zip",
                      "/customers", "/customers/C1", "/customers/%00", "/statement.pdf"):
             answer = client.get(f"{page}?{query}")
             assert answer.status_code < 500, (page, query)
