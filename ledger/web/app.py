@@ -201,7 +201,9 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             if session is None:
                 return to_login(request)
             try:
-                principal = await run_in_threadpool(service.resume, session.user)
+                # open on the server: not signed out, revoked, rotated or expired
+                principal = await run_in_threadpool(service.resume, session.user,
+                                                    session.nonce)
             except Unauthenticated:
                 return to_login(request)
             request.state.web_session = session
@@ -275,7 +277,13 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             limiter.fail(client)
             return login_form(request, 401, "Wrong user name or password. Check both and try "
                               "again.", username=username)
-        _, cookie = signer.new_session(principal.name)
+        session, cookie = signer.new_session(principal.name)
+        try:
+            await run_in_threadpool(service.start_session, principal.name, session.nonce,
+                                    settings.session_max_age_s)
+        except LedgerError as error:  # a read-only store cannot keep a session
+            return login_form(request, http_status(error), f"Cannot sign in now: {error}",
+                              username=username)
         target = _safe_next(form.get("next")) or _home(principal)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(SESSION_COOKIE, cookie, max_age=settings.session_max_age_s,
@@ -292,6 +300,8 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             return render(request, "error.html", 403, code=403,
                           message="csrf_token: the sign-out form is missing its token or came "
                           "from another site; use the Sign out button of this app.")
+        if session is not None:  # ended on the server: a copy of the cookie is refused too
+            await run_in_threadpool(service.end_session, session.nonce)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
