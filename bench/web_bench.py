@@ -19,6 +19,7 @@ next run with the same --sales and --agreements: building a million-sale store t
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import re
 import statistics
@@ -152,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
          f"/diff?as_of={day}&known_at={k1_text}" + (f"&after={second}" if second else ""),
          lambda: service.diff_page(finance, AS_OF, k1, after=second,
                                    limit=settings.page_rows)),
+        ("diff_download_json", as_finance, f"/diff.json?as_of={day}&known_at={k1_text}",
+         lambda: service.write_diff(finance, AS_OF, k1, None, "json", io.StringIO())),
         ("audit", as_finance, f"/audit?as_of={day}",
          lambda: service.trial_balance(finance, AS_OF)),
         ("proposals", as_finance, "/proposals", lambda: service.proposals(finance)),

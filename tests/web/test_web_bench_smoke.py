@@ -13,7 +13,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[2]
 PAGES = ["liability", "liability_known_at", "liability_csv", "agreement", "statement",
          "statement_pdf", "customer", "watchlist", "reconcile", "overview", "diff",
-         "diff_next_page", "audit",
+         "diff_next_page", "diff_download_json", "audit",
          "proposals", "claims"]
 
 
