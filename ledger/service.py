@@ -189,7 +189,8 @@ class LedgerService:
 
     def end_session(self, session_id: str) -> None:
         """Sign-out: the web session ends on the server."""
-        accounts.end_session(self.engine, session_id)
+        with refusing_read_only(self.engine, "signing out (a web session is ended)"):
+            accounts.end_session(self.engine, session_id)
 
     @staticmethod
     def require(principal: Principal, capability: Capability, what: str) -> None:

@@ -300,9 +300,16 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             return render(request, "error.html", 403, code=403,
                           message="csrf_token: the sign-out form is missing its token or came "
                           "from another site; use the Sign out button of this app.")
+        response: Response = RedirectResponse("/login", status_code=303)
         if session is not None:  # ended on the server: a copy of the cookie is refused too
-            await run_in_threadpool(service.end_session, session.nonce)
-        response = RedirectResponse("/login", status_code=303)
+            try:
+                await run_in_threadpool(service.end_session, session.nonce)
+            except LedgerError as error:  # a read-only store: say so, delete the cookie
+                response = render(request, "error.html", http_status(error),
+                                  code=http_status(error), message=(
+                                      f"Signed out in this browser, but the session could not "
+                                      f"be ended on the server ({error}); it ends when it "
+                                      "expires."))
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 

@@ -139,3 +139,27 @@ def test_a_store_made_before_sessions_were_kept_gets_the_table_on_open(
         assert accounts.web_sessions.name in sa.inspect(service.engine).get_table_names()
         with web_app(service) as client:
             assert Web(service, client).sign_in("finance").get(PAGE).status_code == 200
+
+
+def test_a_store_that_cannot_be_written_says_so_at_sign_in_and_sign_out(
+        web: Web, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger.errors import StoreReadOnly
+
+    client = web.sign_in("finance")
+    page = client.get(PAGE)
+
+    def read_only(*_: object) -> None:
+        raise StoreReadOnly("the store x is read-only: signing in needs write access")
+
+    monkeypatch.setattr(web.service, "end_session", read_only)
+    out = client.post("/logout", data={"csrf_token": csrf_of(page.text)},
+                      follow_redirects=False)
+    assert out.status_code == 400 and "could not be ended on the server" in out.text
+    assert f'{SESSION_COOKIE}=""' in out.headers["set-cookie"]  # deleted in the browser
+    monkeypatch.setattr(web.service, "start_session", read_only)
+    form = client.get("/login")
+    answer = client.post("/login", data={"username": "finance", "password": "finance-secret-pw",
+                                         "csrf_token": csrf_of(form.text)},
+                         follow_redirects=False)
+    assert answer.status_code == 400 and "Cannot sign in now" in answer.text
+    assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
