@@ -24,7 +24,6 @@ from ledger.audit.facts import (
     AGREEMENTS_PER_QUERY,
     Facts,
     agreement_ids,
-    load_facts,
     load_facts_of,
 )
 from ledger.audit.output import Report, _cell, basis_figure, money_figure, money_text, plain
@@ -368,17 +367,6 @@ def _recorded_between(session: Session, k1_us: int, k2_us: int, customers: Itera
         for row in session.execute(reversed_):
             found.reversals.setdefault(row[0], []).append(tuple(row[1:]))
     return found
-
-
-def _causes(session: Session, agreement: str, as_of: date, k1_us: int,
-            k2_us: int, held: dict[str, list[Any]] | None = None) -> list[Cause]:
-    """The causes of one agreement's change, read on their own (its terms, members and money
-    rows; its basis is not needed: the sales and reversals recorded in between are read by
-    customer)."""
-    facts = load_facts(session, agreement, as_of, k2_us, with_basis=False)
-    between = _recorded_between(session, k1_us, k2_us, _buyers_ever(facts), facts.currency,
-                                held)
-    return _causes_of(facts, as_of, k1_us, between)
 
 
 def _causes_of(facts: Facts, as_of: date, k1_us: int, between: Recorded) -> list[Cause]:
