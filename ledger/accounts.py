@@ -14,6 +14,7 @@ record an actor, read as `unknown`: nothing stored is rewritten.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 from collections.abc import Iterable
@@ -28,6 +29,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     Engine,
     Index,
     Integer,
@@ -36,6 +38,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     insert,
     select,
     update,
@@ -108,12 +111,34 @@ event_actors = Table(
 )
 
 
+# Web sessions: one row per sign-in, found by the SHA-256 of its random id (the cookie holds
+# the id, the store only its hash, as for tokens), so that signing out, `users revoke` and
+# `users rotate` end sessions on the server at once: a copied cookie is refused from then on.
+web_sessions = Table(
+    "web_sessions",
+    accounts_metadata,
+    Column("session_sha256", String(64), primary_key=True),
+    Column("user_name", String(NAME_LENGTH_MAX), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("revoked_us", BigInteger, nullable=True),  # NULL while the session is open
+    Index("web_sessions_by_user", "user_name"),
+    Index("web_sessions_by_expiry", "expires_us"),
+)
+
+
 def create_tables(engine: Engine) -> None:
     """The service's tables, made as the store's are (`ensure_tables`: safe when several
-    processes open a store at once; only read when they exist, so a read-only store opens)."""
+    processes open a store at once; only read when they exist, so a read-only store opens).
+    A store made before a table existed gets it when it is next opened (`web_sessions`,
+    issue 9); opened read-only, it is left without it: every reading command still answers,
+    and signing in to the web app (which writes a session) needs write access anyway."""
+    from ledger.errors import StoreReadOnly
     from ledger.store import ensure_tables
 
-    ensure_tables(engine, accounts_metadata.sorted_tables)
+    ensure_tables(engine, [t for t in accounts_metadata.sorted_tables if t is not web_sessions])
+    with contextlib.suppress(StoreReadOnly):
+        ensure_tables(engine, [web_sessions])
 
 
 def now_us() -> int:
@@ -201,22 +226,37 @@ def list_users(engine: Engine) -> list[User]:
 
 
 def revoke_user(engine: Engine, name: str) -> None:
+    """Stop the user's token and end its web sessions, at once and together."""
+    moment = now_us()
     with engine.begin() as connection:
         done = connection.execute(update(api_users).where(api_users.c.name == name)
-                                  .values(active=False, changed_us=now_us())).rowcount
+                                  .values(active=False, changed_us=moment)).rowcount
+        if done:
+            _end_sessions_of(connection, name, moment)
     if not done:
         raise NotFound(f"name: no user {name!r}")
 
 
 def rotate_token(engine: Engine, name: str) -> str:
-    """A new token for `name` (active again); the old one stops working at once."""
+    """A new token for `name` (active again); the old one stops working at once, and every
+    web session of the user ends with it (signing in again starts a new one)."""
     token = new_token()
+    moment = now_us()
     with engine.begin() as connection:
         done = connection.execute(update(api_users).where(api_users.c.name == name).values(
-            token_sha256=token_digest(token), active=True, changed_us=now_us())).rowcount
+            token_sha256=token_digest(token), active=True, changed_us=moment)).rowcount
+        if done:
+            _end_sessions_of(connection, name, moment)
     if not done:
         raise NotFound(f"name: no user {name!r}")
     return token
+
+
+def _end_sessions_of(connection: Connection, name: str, moment: int) -> int:
+    """End every open web session of `name`; how many were open."""
+    return connection.execute(
+        update(web_sessions).where(web_sessions.c.user_name == name)
+        .where(web_sessions.c.revoked_us.is_(None)).values(revoked_us=moment)).rowcount
 
 
 def principal_for_token(engine: Engine, token: str) -> Principal:
@@ -228,14 +268,57 @@ def principal_for_token(engine: Engine, token: str) -> Principal:
     return _user(row).principal()
 
 
-def principal_for_session(engine: Engine, name: str) -> Principal:
-    """The principal of a web session signed in earlier as `name`, if the user is still
-    active (a revoked user's sessions end at its next request)."""
+#: Longest session id taken (the web app makes 43 characters); anything longer is not ours.
+SESSION_ID_CHARS_MAX = 128
+
+
+def session_digest(session_id: str) -> str:
+    return hashlib.sha256(b"web session:" + session_id.encode()).hexdigest()
+
+
+def start_session(engine: Engine, name: str, session_id: str, max_age_s: int) -> int:
+    """Store a new web session of `name` (by the hash of its id), ending `max_age_s` from now;
+    returns when it ends (µs). Sessions that have ended are deleted on the way, so the table
+    holds at most the sessions of the last `max_age_s`."""
+    assert 0 < len(session_id) <= SESSION_ID_CHARS_MAX and max_age_s > 0
+    moment = now_us()
+    expires = moment + max_age_s * 1_000_000
+    with engine.begin() as connection:
+        connection.execute(delete(web_sessions).where(web_sessions.c.expires_us <= moment))
+        connection.execute(insert(web_sessions).values(
+            session_sha256=session_digest(session_id), user_name=name, created_us=moment,
+            expires_us=expires, revoked_us=None))
+    return expires
+
+
+def principal_for_session(engine: Engine, name: str, session_id: str) -> Principal:
+    """The principal of the web session `session_id` of `name`, while it is open on the
+    server (not signed out, not ended by `users revoke` or `users rotate`, not expired) and
+    its user active."""
+    ended = Unauthenticated("the session has ended (signed out, revoked or expired); sign in "
+                            "again")
+    if not 0 < len(session_id) <= SESSION_ID_CHARS_MAX:
+        raise ended
     with engine.connect() as connection:
-        row = connection.execute(select(api_users).where(api_users.c.name == name)).first()
-    if row is None or not row.active:
-        raise Unauthenticated("the session's user is no longer active; sign in again")
+        row = connection.execute(
+            select(api_users, web_sessions.c.expires_us, web_sessions.c.revoked_us)
+            .join(web_sessions, web_sessions.c.user_name == api_users.c.name)
+            .where(web_sessions.c.session_sha256 == session_digest(session_id))
+            .where(api_users.c.name == name)).first()
+    if row is None or row.revoked_us is not None or row.expires_us <= now_us() \
+            or not row.active:
+        raise ended
     return _user(row).principal()
+
+
+def end_session(engine: Engine, session_id: str) -> None:
+    """Sign-out: the session ends on the server (its cookie, copied or not, is refused)."""
+    if not 0 < len(session_id) <= SESSION_ID_CHARS_MAX:
+        return
+    with engine.begin() as connection:
+        connection.execute(
+            update(web_sessions).where(web_sessions.c.session_sha256 == session_digest(session_id))
+            .where(web_sessions.c.revoked_us.is_(None)).values(revoked_us=now_us()))
 
 
 def principal_for_password(engine: Engine, name: str, password: str) -> Principal:

@@ -9,7 +9,7 @@ agreement's period, and claims and write-offs from the agreement's own rows.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -426,17 +426,21 @@ def liability_rows(
     customer_id: str | None = None,
     group_id: str | None = None,
     program_id: str | None = None,
+    among: Collection[str] | None = None,
 ) -> list[LiabilityRow]:
     """Every agreement that exists as known at K (filtered), sorted by agreement id.
 
     `customer_id` selects the customer's own agreements and those of every group it is a
     member of at D, as known at K (contract 4); `group_id` a group's agreements; `program_id`
-    the agreements made from a program."""
+    the agreements made from a program; `among` only the agreements it names (`diff` computes
+    only those that something recorded between its two moments concerns)."""
     known_us = FOREVER_US if known_at is None else to_us(known_at)
     ids = agreement_ids(
         session, as_of, known_us, agreement_id=agreement_id, customer_id=customer_id,
         group_id=group_id, program_id=program_id,
     )
+    if among is not None:
+        ids = [a for a in ids if a in among]
     histories = load_histories(session, ids, known_us)
     totals = money_totals(session, ids, as_of, known_us)
     rows = []

@@ -73,6 +73,7 @@ from ledger.liability import LiabilityRow, liability_rows
 from ledger.money import EXACT
 from ledger.projections.core import agreements, from_us, terms_changes
 from ledger.projections.read_models import ClaimRow
+from ledger.store import refusing_read_only
 
 if TYPE_CHECKING:
     from ledger.audit.output import Report
@@ -175,9 +176,21 @@ class LedgerService:
     def sign_in(self, name: str, password: str) -> Principal:
         return accounts.principal_for_password(self.engine, name, password)
 
-    def resume(self, name: str) -> Principal:
-        """The principal of a web session signed in as `name` (checked active again)."""
-        return accounts.principal_for_session(self.engine, name)
+    def start_session(self, name: str, session_id: str, max_age_s: int) -> None:
+        """Record a web session of `name` just signed in (by the hash of its id), open for
+        `max_age_s`: signing out, `users revoke` and `users rotate` end it on the server."""
+        with refusing_read_only(self.engine, "signing in (a web session is stored)"):
+            accounts.start_session(self.engine, name, session_id, max_age_s)
+
+    def resume(self, name: str, session_id: str) -> Principal:
+        """The principal of the web session `session_id` of `name`, while it is open on the
+        server and the user active; `Unauthenticated` once it has ended."""
+        return accounts.principal_for_session(self.engine, name, session_id)
+
+    def end_session(self, session_id: str) -> None:
+        """Sign-out: the web session ends on the server."""
+        with refusing_read_only(self.engine, "signing out (a web session is ended)"):
+            accounts.end_session(self.engine, session_id)
 
     @staticmethod
     def require(principal: Principal, capability: Capability, what: str) -> None:
@@ -1173,6 +1186,22 @@ class LedgerService:
     def diff(self, principal: Principal, as_of: date, k1: datetime,
              k2: datetime | None = None) -> bytes:
         return self._with_recorders(self.diff_report(principal, as_of, k1, k2).to_json())
+
+    def diff_page(self, principal: Principal, as_of: date, k1: datetime,
+                  k2: datetime | None = None, *, after: str | None = None,
+                  limit: int = 100) -> bytes:
+        """A page of `diff` (the web page): the first `limit` changed agreements after the
+        agreement id `after`, with who recorded each event; `next` continues it. Only the
+        agreements the page needs are computed (ledger.audit.diff.diff_page)."""
+        from ledger.audit.diff import diff_page
+
+        self.require(principal, Capability.read_books, "diff")
+        if k2 is not None and k2 < k1:
+            raise BadRequest("vs", "must not be before known_at")
+        if not 1 <= limit <= 10_000:
+            raise BadRequest("limit", f"{limit}: 1 to 10,000 agreements a page")
+        return self._with_recorders(orjson.dumps(diff_page(self.ledger, as_of, k1, k2,
+                                                           after=after, limit=limit)))
 
     def simulate_report(self, principal: Principal, draft: Sequence[bytes],
                         as_of: date | None = None) -> Report:

@@ -20,12 +20,26 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from ledger.audit.close import close_covering
-from ledger.audit.facts import agreement_ids, load_facts
+from ledger.audit.facts import (
+    AGREEMENTS_PER_QUERY,
+    Facts,
+    agreement_ids,
+    load_facts_of,
+)
 from ledger.audit.output import Report, _cell, basis_figure, money_figure, money_text, plain
 from ledger.core import Ledger
-from ledger.liability import FOREVER_US, LiabilityRow
+from ledger.liability import FOREVER_US, LiabilityRow, liability_rows
 from ledger.money import EXACT, ZERO, format_decimal
-from ledger.projections.core import from_us, reversals, sales, to_us
+from ledger.projections.core import (
+    agreements,
+    from_us,
+    memberships,
+    money,
+    reversals,
+    sales,
+    terms_changes,
+    to_us,
+)
 from ledger.text import csv_cell
 
 FIGURES = ("basis", "accrued", "approved", "paid", "written_off", "liability")
@@ -80,31 +94,201 @@ def diff(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None = None, 
 
 
 def iter_changes(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None = None, *,
-                 agreement_id: str | None = None) -> Iterator[Change]:
-    """`diff`, agreement by agreement: each agreement's causes are read (its terms, members
-    and money rows, and the sales and reversals of its buyers recorded in (K1, K2]), yielded
-    and dropped before the next agreement's, so memory is bounded by the largest agreement,
-    not by the history (issue 11). Only the liability rows at K1 and K2 (one per agreement)
-    are held throughout."""
-    before = {r.agreement_id: r for r in ledger.liability(as_of, k1, agreement_id=agreement_id)}
-    after = {r.agreement_id: r for r in ledger.liability(as_of, k2, agreement_id=agreement_id)}
+                 agreement_id: str | None = None, after: str | None = None) -> Iterator[Change]:
+    """`diff`, agreement by agreement, in agreement id order (after the id `after` when
+    given, for a page of changes).
+
+    Only the agreements that something recorded in (K1, K2] concerns are computed (their
+    terms, money or group's memberships changed, or a buyer's sale or reversal was recorded):
+    the position at D of any other agreement is the same as known at K1 and K2, with no cause,
+    so it is no change (issue 9: the web page's diff at a million sales). Those are taken in
+    batches of at most `AGREEMENTS_PER_BATCH` agreements and `SALES_HELD` sales recorded in
+    between (an agreement with more is a batch of its own): each batch's figures at K1 and K2,
+    terms, members and money rows and the sales and reversals of its buyers are read in a few
+    queries, its changes yielded and dropped before the next batch's, so memory is bounded
+    by a batch, not by the history (issue 11)."""
     k1_us = to_us(k1)
     k2_us = FOREVER_US if k2 is None else to_us(k2)
     close = close_covering(ledger, as_of, k2)
     with Session(ledger.engine) as session:
-        held = _reversals_between(session, k1_us, k2_us)
-        for agreement in agreement_ids(session, k2_us, agreement_id=agreement_id):
+        touched = _touched_after(session, k1_us, k2_us, agreement_id, after)
+        yield from _changes(session, as_of, k1, k2, touched, close)
+
+
+def _touched_after(session: Session, k1_us: int, k2_us: int, agreement_id: str | None,
+                   after: str | None) -> list[tuple[str, int]]:
+    known = agreement_ids(session, k2_us, agreement_id=agreement_id)
+    if after is not None:
+        known = [a for a in known if a > after]
+    return touched_agreements(session, known, k1_us, k2_us)
+
+
+def _changes(session: Session, as_of: date, k1: datetime, k2: datetime | None,
+             touched: list[tuple[str, int]], close: Any,
+             batch_agreements: int | None = None) -> Iterator[Change]:
+    """The changes of the `touched` agreements, batch by batch (see `iter_changes`)."""
+    k1_us = to_us(k1)
+    k2_us = FOREVER_US if k2 is None else to_us(k2)
+    held = _reversals_between(session, k1_us, k2_us)
+    for batch in _batches(touched, batch_agreements or AGREEMENTS_PER_BATCH):
+        among = set(batch)
+        before = {r.agreement_id: r for r in liability_rows(session, as_of, k1, among=among)}
+        after = {r.agreement_id: r for r in liability_rows(session, as_of, k2, among=among)}
+        facts = load_facts_of(session, batch, as_of, k2_us)
+        buyers = {a: _buyers_ever(f) for a, f in facts.items()}
+        between = _recorded_between(session, k1_us, k2_us,
+                                    (c for found in buyers.values() for c in found),
+                                    None, held)
+        for agreement in batch:
             row = after.get(agreement) or before.get(agreement)
             assert row is not None
             change = Change(agreement, row.customer_id, row.currency,
                             _figures(before.get(agreement)), _figures(after.get(agreement)),
-                            basis_kind=row.terms.basis if row.terms is not None else "amount")
-            change.causes = _causes(session, agreement, as_of, k1_us, k2_us, held)
+                            basis_kind=row.terms.basis if row.terms is not None
+                            else "amount")
+            change.causes = _causes_of(facts[agreement], as_of, k1_us, between)
             if close is not None:
                 change.causes = [replace(x, post_close=x.recorded_at > close.closed_at)
                                  for x in change.causes]
             if change.changed:
                 yield change
+
+
+def diff_page(ledger: Ledger, as_of: date, k1: datetime, k2: datetime | None = None, *,
+              after: str | None = None, limit: int = 100) -> dict[str, Any]:
+    """One page of the diff, for people (the web page): the first `limit` changes after the
+    agreement id `after`, in agreement id order, as the report's rows and `changes` entries;
+    `next`: the id to continue after, None when no agreement after the page has anything
+    recorded in between. Only the batches of touched agreements the page needs are computed
+    (of `limit` agreements each), so a page costs about the same whatever the book's size.
+    `whole` says the page holds the whole diff (first page, no next): then its totals are
+    the diff's (`total_change`); otherwise they are the page's (`page_change`)."""
+    assert limit >= 1, limit
+    k1_us = to_us(k1)
+    k2_us = FOREVER_US if k2 is None else to_us(k2)
+    close = close_covering(ledger, as_of, k2)
+    summary = Summary()
+    rows: list[dict[str, Any]] = []
+    entries: list[dict[str, Any]] = []
+    with Session(ledger.engine) as session:
+        touched = _touched_after(session, k1_us, k2_us, None, after)
+        for change in _changes(session, as_of, k1, k2, touched, close,
+                               batch_agreements=limit):
+            summary.add(change)
+            rows += _rows(change, False)
+            entries.append(_change_entry(change))
+            if summary.changes == limit:
+                break
+    last = rows[-1]["agreement_id"] if rows else None
+    more = last is not None and summary.changes == limit and any(
+        a > last for a, _ in touched)
+    whole = after is None and not more
+    totals = {k: str(v) for k, v in summary.total.items()}
+    return plain({
+        **_meta(as_of, k1, k2, None), "after": after, "rows": rows, "changes": entries,
+        "by_cause": summary.by_cause(), "whole": whole, "next": last if more else None,
+        "total_change" if whole else "page_change": totals, "close": _close_extra(close)})
+
+
+#: agreements computed together by `iter_changes` at most
+AGREEMENTS_PER_BATCH = 200
+#: sales and reversals recorded in (K1, K2] read together by `iter_changes` at most (an
+#: agreement whose buyers have more is read alone)
+SALES_HELD = 50_000
+
+
+def _batches(touched: list[tuple[str, int]], agreements_max: int) -> Iterator[list[str]]:
+    """The touched agreements (id, sales and reversals of its buyers recorded in between), in
+    order, cut into batches of at most `agreements_max` and `SALES_HELD`."""
+    batch: list[str] = []
+    weight = 0
+    for agreement, sales_count in touched:
+        if batch and (len(batch) >= agreements_max or weight + sales_count > SALES_HELD):
+            yield batch
+            batch, weight = [], 0
+        batch.append(agreement)
+        weight += sales_count
+    if batch:
+        yield batch
+
+
+def _buyers_ever(facts: Facts) -> set[str]:
+    """Every customer whose sales may count for the agreement as known at K2: its customer,
+    or every customer that any join or leave of its group names."""
+    if facts.group_id is None:
+        return {facts.customer_id} if facts.customer_id is not None else set()
+    return {m.customer_id for m in facts.membership_rows}
+
+
+def touched_agreements(session: Session, known: list[str], k1_us: int,
+                       k2_us: int) -> list[tuple[str, int]]:
+    """The agreements of `known` (in its order) that some row recorded in (K1, K2] concerns,
+    each with how many sales and reversals of its buyers were recorded then: an amendment,
+    forecast revision or the creation of the agreement, a claim, approval, settlement,
+    write-off or its reversal, a join or leave of its group, a sale or a reversal of a sale
+    of its customer or of any customer its group's joins and leaves name (as known at K2).
+    Any other agreement's position at D is the same as known at K1 and at K2 (every figure
+    of contract 2 is computed from those rows alone). Read in a few queries over the rows
+    recorded in between and the indexes of the sales by customer."""
+    if not known:
+        return []
+    wanted = set(known)
+    owners: dict[str, tuple[str | None, str | None]] = {}
+    direct: set[str] = set()
+    chunks = [known[i:i + AGREEMENTS_PER_QUERY] for i in range(0, len(known),
+                                                                   AGREEMENTS_PER_QUERY)]
+    for chunk in chunks:
+        for a, customer_id, group_id in session.execute(
+            select(agreements.c.agreement_id, agreements.c.customer_id, agreements.c.group_id)
+            .where(agreements.c.agreement_id.in_(chunk))
+        ):
+            owners[a] = (customer_id, group_id)
+    for table in (terms_changes, money):
+        direct.update(a for (a,) in session.execute(
+            select(table.c.agreement_id).distinct()
+            .where(table.c.recorded_us > k1_us).where(table.c.recorded_us <= k2_us)
+        ) if a in wanted)
+    groups = sorted({g for _, g in owners.values() if g is not None})
+    members: dict[str, set[str]] = {}
+    moved: set[str] = set()  # groups with a join or leave recorded in between
+    for start in range(0, len(groups), AGREEMENTS_PER_QUERY):
+        for g, customer, recorded_us in session.execute(
+            select(memberships.c.group_id, memberships.c.customer_id,
+                   memberships.c.recorded_us)
+            .where(memberships.c.group_id.in_(groups[start:start + AGREEMENTS_PER_QUERY]))
+            .where(memberships.c.recorded_us <= k2_us)
+        ):
+            members.setdefault(g, set()).add(customer)
+            if recorded_us > k1_us:
+                moved.add(g)
+    customers = sorted({c for c, _ in owners.values() if c is not None}
+                       | {c for found in members.values() for c in found})
+    recorded: dict[str, int] = {}
+    for start in range(0, len(customers), CUSTOMERS_PER_QUERY):
+        for customer, count in session.execute(
+            select(sales.c.customer_id, func.count())
+            .where(sales.c.customer_id.in_(customers[start:start + CUSTOMERS_PER_QUERY]))
+            .where(sales.c.recorded_us > k1_us).where(sales.c.recorded_us <= k2_us)
+            .group_by(sales.c.customer_id)
+        ):
+            recorded[customer] = int(count)
+    for customer, count in session.execute(
+        select(sales.c.customer_id, func.count())
+        .join(reversals, sales.c.sale_id == reversals.c.sale_id)
+        .where(reversals.c.recorded_us > k1_us).where(reversals.c.recorded_us <= k2_us)
+        .group_by(sales.c.customer_id)
+    ):
+        recorded[customer] = recorded.get(customer, 0) + int(count)
+    found: list[tuple[str, int]] = []
+    for a in known:
+        if a not in owners:
+            continue
+        customer_id, group_id = owners[a]
+        buyers = members.get(group_id, set()) if group_id is not None else {customer_id}
+        count = sum(recorded.get(c, 0) for c in buyers if c is not None)
+        if count or a in direct or (group_id is not None and group_id in moved):
+            found.append((a, count))
+    return found
 
 
 @dataclass
@@ -151,41 +335,44 @@ def _reversals_query(k1_us: int, k2_us: int) -> Select[Any]:
 
 
 def _recorded_between(session: Session, k1_us: int, k2_us: int, customers: Iterable[str],
-                      currency: str, held: dict[str, list[Any]] | None = None) -> Recorded:
-    """The sales and reversals in `currency` of `customers` recorded in (K1, K2]: read by
-    customer (the `core_sales_by_customer` index), so one agreement's causes never read the
-    rest of the book; the reversals from `held` when they were read once for all."""
+                      currency: str | None, held: dict[str, list[Any]] | None = None
+                      ) -> Recorded:
+    """The sales and reversals in `currency` (None: any) of `customers` recorded in
+    (K1, K2]: read by customer (the `core_sales_by_customer` index), so one batch's causes
+    never read the rest of the book; the reversals from `held` when they were read once for
+    all."""
     found = Recorded()
     wanted = sorted(set(customers))
     if held is not None:
-        found.reversals = {c: [r for r in held[c] if r[1] == currency]
+        found.reversals = {c: [r for r in held[c] if currency is None or r[1] == currency]
                            for c in wanted if c in held}
     for start in range(0, len(wanted), CUSTOMERS_PER_QUERY):
         chunk = wanted[start:start + CUSTOMERS_PER_QUERY]
-        for row in session.execute(
+        query = (
             select(sales.c.customer_id, sales.c.sale_id, sales.c.currency,
                    sales.c.invoice_day, sales.c.product_id, sales.c.quantity, sales.c.q_micro,
                    sales.c.recorded_us)
-            .where(sales.c.customer_id.in_(chunk)).where(sales.c.currency == currency)
+            .where(sales.c.customer_id.in_(chunk))
             .where(sales.c.recorded_us > k1_us).where(sales.c.recorded_us <= k2_us)
-            .order_by(sales.c.recorded_us, sales.c.sale_id)
-        ):
+            .order_by(sales.c.recorded_us, sales.c.sale_id))
+        if currency is not None:
+            query = query.where(sales.c.currency == currency)
+        for row in session.execute(query):
             found.sales.setdefault(row[0], []).append(tuple(row[1:]))
         if held is not None:
             continue
-        for row in session.execute(
-            _reversals_query(k1_us, k2_us)
-            .where(sales.c.customer_id.in_(chunk)).where(sales.c.currency == currency)
-        ):
+        reversed_ = _reversals_query(k1_us, k2_us).where(sales.c.customer_id.in_(chunk))
+        if currency is not None:
+            reversed_ = reversed_.where(sales.c.currency == currency)
+        for row in session.execute(reversed_):
             found.reversals.setdefault(row[0], []).append(tuple(row[1:]))
     return found
 
 
-def _causes(session: Session, agreement: str, as_of: date, k1_us: int,
-            k2_us: int, held: dict[str, list[Any]] | None = None) -> list[Cause]:
-    # the agreement's terms, members and money rows; its basis is not needed (the sales and
-    # reversals recorded in between are read by customer below)
-    facts = load_facts(session, agreement, as_of, k2_us, with_basis=False)
+def _causes_of(facts: Facts, as_of: date, k1_us: int, between: Recorded) -> list[Cause]:
+    """Every event recorded in (K1, K2] that is part of the agreement's position at D, from
+    its facts as known at K2 and the sales and reversals of its buyers recorded in between
+    (`between` may hold other customers' and other currencies' too: they are skipped)."""
     causes: list[Cause] = []
     for t in facts.terms_rows:
         if t.recorded_us <= k1_us or (t.effective_from is not None and t.effective_from > as_of):
@@ -225,8 +412,6 @@ def _causes(session: Session, agreement: str, as_of: date, k1_us: int,
         terms = facts.history().terms_at(as_of)
         k1_day = from_us(k1_us).date().toordinal()
         buyers = facts.buyers(terms)
-        between = _recorded_between(session, k1_us, k2_us, (b[0] for b in buyers),
-                                    facts.currency, held)
         for customer, first, last in buyers:
             for sale_id, currency, invoice_day, product, q_text, q_micro, recorded_us in \
                     between.sales.get(customer, ()):

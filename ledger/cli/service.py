@@ -95,7 +95,8 @@ def register(app: typer.Typer) -> None:
 
     @users_app.command("revoke")
     def users_revoke(name: str, database: DatabaseOption = None) -> None:
-        """Stop the user's token at once (`rotate` gives it a new one)."""
+        """Stop the user's token and end its web sessions at once (`rotate` gives it a new
+        token)."""
         book = service(database)
         try:
             book.revoke_user(operator(_operator_name()), name)
@@ -107,7 +108,8 @@ def register(app: typer.Typer) -> None:
 
     @users_app.command("rotate")
     def users_rotate(name: str, database: DatabaseOption = None) -> None:
-        """A new token for the user (the old one stops at once), printed on the last line."""
+        """A new token for the user (the old one stops and its web sessions end at once),
+        printed on the last line."""
         book = service(database)
         try:
             token = book.rotate_token(operator(_operator_name()), name)

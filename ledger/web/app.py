@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,9 +24,10 @@ from urllib.parse import parse_qs, quote, urlencode
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from ledger import commands as c
@@ -144,6 +146,8 @@ def _positive(request: Request, name: str, default: int) -> int:
 
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: A diff download is kept in memory up to this size while it is written, then on disk.
+DOWNLOAD_SPOOL_BYTES = 8 * 1024 * 1024
 
 
 def _csv(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Response:
@@ -197,7 +201,9 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             if session is None:
                 return to_login(request)
             try:
-                principal = await run_in_threadpool(service.resume, session.user)
+                # open on the server: not signed out, revoked, rotated or expired
+                principal = await run_in_threadpool(service.resume, session.user,
+                                                    session.nonce)
             except Unauthenticated:
                 return to_login(request)
             request.state.web_session = session
@@ -271,7 +277,13 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             limiter.fail(client)
             return login_form(request, 401, "Wrong user name or password. Check both and try "
                               "again.", username=username)
-        _, cookie = signer.new_session(principal.name)
+        session, cookie = signer.new_session(principal.name)
+        try:
+            await run_in_threadpool(service.start_session, principal.name, session.nonce,
+                                    settings.session_max_age_s)
+        except LedgerError as error:  # a read-only store cannot keep a session
+            return login_form(request, http_status(error), f"Cannot sign in now: {error}",
+                              username=username)
         target = _safe_next(form.get("next")) or _home(principal)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(SESSION_COOKIE, cookie, max_age=settings.session_max_age_s,
@@ -288,7 +300,16 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
             return render(request, "error.html", 403, code=403,
                           message="csrf_token: the sign-out form is missing its token or came "
                           "from another site; use the Sign out button of this app.")
-        response = RedirectResponse("/login", status_code=303)
+        response: Response = RedirectResponse("/login", status_code=303)
+        if session is not None:  # ended on the server: a copy of the cookie is refused too
+            try:
+                await run_in_threadpool(service.end_session, session.nonce)
+            except LedgerError as error:  # a read-only store: say so, delete the cookie
+                response = render(request, "error.html", http_status(error),
+                                  code=http_status(error), message=(
+                                      f"Signed out in this browser, but the session could not "
+                                      f"be ended on the server ({error}); it ends when it "
+                                      "expires."))
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
@@ -741,16 +762,58 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
     def diff(request: Request, principal: Principal) -> Response:
         as_of = _as_of(request)
         k1_text = _query(request, "known_at")
+        vs_text = _query(request, "vs")
+        after = _query(request, "after")
         answer = None
+        links: dict[str, str | None] = {}
         if k1_text is not None:
             k1 = parse_moment(k1_text, "known_at")
             assert k1 is not None
-            answer = orjson.loads(service.diff(principal, as_of, k1, parse_moment(
-                _query(request, "vs"), "vs")))
+            # a page of changes at a time: only the agreements it shows are computed
+            answer = orjson.loads(service.diff_page(
+                principal, as_of, k1, parse_moment(vs_text, "vs"), after=after,
+                limit=settings.page_rows))
+            query = {k: v for k, v in (("as_of", as_of.isoformat()), ("known_at", k1_text),
+                                       ("vs", vs_text)) if v}
+            links = {
+                "next": (f"/diff?{urlencode({**query, 'after': answer['next']})}"
+                         if answer["next"] else None),
+                "first": f"/diff?{urlencode(query)}" if after else None,
+                "json": f"/diff.json?{urlencode(query)}",
+                "csv": f"/diff.csv?{urlencode(query)}"}
         else:
             service.require(principal, Capability.read_books, "read the diff")
         return render(request, "diff.html", answer=answer, as_of=as_of, known_at=k1_text,
-                      vs=_query(request, "vs"))
+                      vs=vs_text, links=links)
+
+    def diff_download(output: str) -> Callable[[Request, Principal], Response]:
+        """The whole diff as the CLI prints it (`diff --format json|csv`), its totals with it:
+        written as computed, in bounded memory, to a spooled file, then streamed."""
+        def download(request: Request, principal: Principal) -> Response:
+            as_of = _as_of(request)
+            k1 = parse_moment(_query(request, "known_at"), "known_at")
+            if k1 is None:
+                raise PageError(422, "known_at: the diff compares two moments; give known_at "
+                                "(K1), and vs (K2) or nothing for now")
+            # closed by the response once sent (or below on an error): no `with`
+            spool = tempfile.SpooledTemporaryFile(max_size=DOWNLOAD_SPOOL_BYTES)  # noqa: SIM115
+            text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+            try:
+                service.write_diff(principal, as_of, k1, parse_moment(_query(request, "vs"),
+                                                                      "vs"), output, text)
+                text.flush()
+            except BaseException:
+                text.close()
+                raise
+            raw = text.detach()
+            raw.seek(0)
+            kind = "application/json" if output == "json" else "text/csv; charset=utf-8"
+            return StreamingResponse(
+                iter(lambda: raw.read(1 << 16), b""), media_type=kind,
+                background=BackgroundTask(raw.close), headers={
+                    "content-disposition":
+                        f'attachment; filename="diff-{as_of.isoformat()}.{output}"'})
+        return download
 
     def audit(request: Request, principal: Principal) -> Response:
         as_of = _as_of(request)
@@ -809,6 +872,9 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         app.add_api_route(f"/{report}.xlsx", page(workbook_download(report)), methods=["GET"],
                           include_in_schema=False)
     app.add_api_route("/diff", page(diff), methods=["GET"], include_in_schema=False)
+    for output in ("json", "csv"):
+        app.add_api_route(f"/diff.{output}", page(diff_download(output)), methods=["GET"],
+                          include_in_schema=False)
     app.add_api_route("/audit", page(audit), methods=["GET"], include_in_schema=False)
     app.add_api_route("/evidence.zip", page(evidence), methods=["GET"], include_in_schema=False)
 

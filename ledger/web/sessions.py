@@ -1,10 +1,12 @@
-"""Web sessions and CSRF tokens: signed cookies, no server-side state.
+"""Web sessions and CSRF tokens: signed cookies over sessions kept on the server.
 
-A session cookie holds the user name, a random nonce and an expiry, signed with HMAC-SHA256 under
-the web secret; every request checks the signature and the expiry, then asks the service whether
-the user is still active. A form's CSRF token is the HMAC of the session's nonce (or, before
+A session cookie holds the user name, the session's random id (256 bits, the `nonce`) and its
+expiry, signed with HMAC-SHA256 under the web secret; every request checks the signature and the
+expiry, then asks the service whether that session is still open on the server (the store keeps
+the SHA-256 of each id: signing out, `users revoke` and `users rotate` end sessions there at
+once) and its user active. A form's CSRF token is the HMAC of the session's id (or, before
 sign-in, of a nonce in a short-lived cookie of its own), so a page of another site can neither
-read it nor forge it, and it changes with every sign-in.
+read it nor forge it, it reveals nothing of the id, and it changes with every sign-in.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ COOKIE_CHARS_MAX = 1024
 
 @dataclass(frozen=True)
 class Session:
-    """A signed-in web session: whose, a nonce (the CSRF token's seed) and when it ends."""
+    """A signed-in web session: whose, its random id (`nonce`: the key of the session on the
+    server and the CSRF token's seed) and when it ends."""
 
     user: str
     nonce: str
@@ -58,7 +61,7 @@ class Signer:
     def new_session(self, user: str, now: float | None = None) -> tuple[Session, str]:
         """A fresh session for `user` and its cookie value."""
         now = time.time() if now is None else now
-        session = Session(user, secrets.token_urlsafe(18), int(now) + self.max_age_s)
+        session = Session(user, secrets.token_urlsafe(32), int(now) + self.max_age_s)
         payload = _b64(orjson.dumps({"u": session.user, "n": session.nonce,
                                      "e": session.expires}))
         return session, f"{payload}.{self._mac('session', payload)}"

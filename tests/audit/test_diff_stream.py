@@ -132,34 +132,95 @@ def test_the_worked_book_streams_the_same(book: Ledger) -> None:
         book, empty).to_json().decode() + "\n"
 
 
-def test_changes_come_one_agreement_at_a_time_without_the_basis(
+def test_changes_come_a_batch_at_a_time_without_the_basis(
         demo_book: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the first change is out before the next agreement's facts are read; no agreement's
-    # basis rows are loaded, and the sales recorded in between are read for its buyers only
-    loaded: list[tuple[str, bool]] = []
+    # the first batch's changes are out before the next batch's facts are read; no
+    # agreement's basis rows are loaded (load_facts_of reads terms, members and money only),
+    # and the sales recorded in between are read for the batch's buyers only
+    loaded: list[list[str]] = []
     asked: list[list[str]] = []
-    real_facts, real_between = diff_module.load_facts, diff_module._recorded_between
+    real_facts, real_between = diff_module.load_facts_of, diff_module._recorded_between
 
-    def facts_spy(session: Any, agreement_id: str, *args: Any, **options: Any) -> Any:
-        loaded.append((agreement_id, options.get("with_basis", True)))
-        return real_facts(session, agreement_id, *args, **options)
+    def facts_spy(session: Any, agreement_ids: Any, *args: Any) -> Any:
+        loaded.append(list(agreement_ids))
+        found = real_facts(session, agreement_ids, *args)
+        assert all(not facts.basis_rows for facts in found.values())
+        return found
 
     def between_spy(session: Any, k1_us: int, k2_us: int, customers: Any,
-                    currency: str, held: Any = None) -> Any:
+                    currency: str | None, held: Any = None) -> Any:
         asked.append(sorted(set(customers)))
         return real_between(session, k1_us, k2_us, asked[-1], currency, held)
 
-    monkeypatch.setattr(diff_module, "load_facts", facts_spy)
+    monkeypatch.setattr(diff_module, "load_facts_of", facts_spy)
     monkeypatch.setattr(diff_module, "_recorded_between", between_spy)
+    monkeypatch.setattr(diff_module, "AGREEMENTS_PER_BATCH", 2)
     question = demo_questions()[-1]
     stream = iter_changes(demo_book, question["as_of"], question["k1"], question["k2"])
     first = next(stream)
-    assert loaded[-1][0] == first.agreement_id
-    count = len(loaded)
+    assert len(loaded) == 1 and first.agreement_id in loaded[0] and len(loaded[0]) <= 2
     rest = list(stream)
-    assert len(loaded) > count and rest
-    assert all(with_basis is False for _, with_basis in loaded)
+    assert len(loaded) > 1 and rest
+    assert all(len(batch) <= 2 for batch in loaded)
+    # each batch's buyers: two agreements' customers, or a group's members
     assert asked and all(len(customers) <= 10 for customers in asked)
+    assert [c.agreement_id for c in [first, *rest]] == [
+        c.agreement_id for c in previous.diff(demo_book, question["as_of"], question["k1"],
+                                              question["k2"])]
+
+
+def test_a_batch_holds_few_sales_recorded_in_between(
+        demo_book: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an agreement whose buyers' sales recorded in between pass SALES_HELD is a batch of
+    # its own; the bytes are the same whatever the batches
+    monkeypatch.setattr(diff_module, "SALES_HELD", 1)
+    loaded: list[list[str]] = []
+    real_facts = diff_module.load_facts_of
+
+    def facts_spy(session: Any, agreement_ids: Any, *args: Any) -> Any:
+        loaded.append(list(agreement_ids))
+        return real_facts(session, agreement_ids, *args)
+
+    monkeypatch.setattr(diff_module, "load_facts_of", facts_spy)
+    question = demo_questions()[-2]
+    assert written(demo_book, "json", question) == previous_report(
+        demo_book, question).to_json().decode() + "\n"
+    assert loaded and max(len(batch) for batch in loaded) <= 2
+
+
+def test_only_the_agreements_touched_in_between_are_computed(
+        book: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an agreement that nothing recorded in (K1, K2] concerns is not computed at all (A2 of
+    # the worked book: nothing about it is recorded after March); the ones computed hold
+    # every change of the previous whole-book diff
+    question = {"as_of": date(2025, 3, 31), "k1": datetime(2025, 4, 10, tzinfo=UTC),
+                "k2": None}
+    computed: list[str] = []
+    real_facts = diff_module.load_facts_of
+
+    def facts_spy(session: Any, agreement_ids: Any, *args: Any) -> Any:
+        computed.extend(agreement_ids)
+        return real_facts(session, agreement_ids, *args)
+
+    monkeypatch.setattr(diff_module, "load_facts_of", facts_spy)
+    changes = [c.agreement_id for c in iter_changes(
+        book, question["as_of"], question["k1"], question["k2"])]
+    every = [r.agreement_id for r in book.liability(question["as_of"], question["k2"])]
+    assert set(changes) <= set(computed) < set(every)
+    assert computed == ["A1"]
+    assert changes == [c.agreement_id for c in previous.diff(
+        book, question["as_of"], question["k1"], question["k2"])]
+
+
+def test_a_page_of_changes_starts_after_an_agreement(demo_book: Ledger) -> None:
+    question = demo_questions()[-2]
+    whole = list(iter_changes(demo_book, question["as_of"], question["k1"], question["k2"]))
+    assert len(whole) >= 3
+    cut = whole[1].agreement_id
+    rest = list(iter_changes(demo_book, question["as_of"], question["k1"], question["k2"],
+                             after=cut))
+    assert [c.agreement_id for c in rest] == [c.agreement_id for c in whole[2:]]
+    assert [c.causes for c in rest] == [c.causes for c in whole[2:]]
 
 
 def test_reversals_read_agreement_by_agreement_give_the_same_bytes(

@@ -305,7 +305,20 @@ def test_an_auditor_downloads_the_evidence_and_finds_no_form_that_writes(
         if where == "/journal":
             check_accessibility(page, where)
     assert page.get_by_role("link", name="Claims").count() == 0
+    # signing out ends the session on the server: its cookie, kept and replayed in another
+    # browser, leads to the sign-in page
+    kept = [c for c in context.cookies() if c["name"] == "rl_session"]
+    assert kept
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/login*")
     context.close()
+    replay = browser.new_context()
+    replay.add_cookies(kept)  # type: ignore[arg-type]
+    again = replay.new_page()
+    again.goto(f"{site}/liability")
+    assert "/login" in again.url
+    assert again.get_by_label("User name").count() == 1
+    replay.close()
 
 
 def test_the_import_preview_rejects_one_bad_row_and_applies_the_rest(

@@ -12,7 +12,8 @@ import orjson
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = ["liability", "liability_known_at", "liability_csv", "agreement", "statement",
-         "statement_pdf", "customer", "watchlist", "reconcile", "overview", "diff", "audit",
+         "statement_pdf", "customer", "watchlist", "reconcile", "overview", "diff",
+         "diff_next_page", "diff_download_json", "audit",
          "proposals", "claims"]
 
 
