@@ -77,6 +77,15 @@ from ledger.store import refusing_read_only
 
 if TYPE_CHECKING:
     from ledger.audit.output import Report
+    from ledger.kafka.settings import KafkaSettings
+    from ledger.workers import (
+        AuditViewWorker,
+        IntakeWorker,
+        PipelineWorker,
+        ProjectionWorker,
+        RelayWorker,
+        ReplayWorker,
+    )
 
 #: Most command lines one request may carry (one transaction; `Ledger.apply_records` bound).
 REQUEST_LINES_MAX = 100_000
@@ -1414,6 +1423,62 @@ class LedgerService:
                 "payload": orjson.loads(event.model_dump_json()),
             })
         return {"events": items, "next": items[-1]["position"] if items else after}
+
+    # Kafka workers (ledger.workers): the entrypoint names the worker, the service hands it
+    # the store; operators only (whoever holds the database: the CLI's principal)
+
+    def run_relay(self, principal: Principal, relay: RelayWorker, kafka: KafkaSettings,
+                  home: Path, *, once: bool = False, from_position: int | None = None,
+                  echo: Callable[[str], None] = print) -> int:
+        """`relay`: publish every stored event, in store order, to the events topic. The
+        worker's exit status."""
+        self.require(principal, Capability.users, "run the relay")
+        return relay(self.ledger, kafka, home, once=once, echo=echo,
+                     from_position=from_position)
+
+    def run_intake(self, principal: Principal, intake: IntakeWorker, kafka: KafkaSettings,
+                   home: Path, *, group_id: str | None = None,
+                   until_idle_s: float | None = None,
+                   echo: Callable[[str], None] = print) -> int:
+        """`intake`: apply the sales and commands topics to the store, exactly once in
+        effect. The worker's exit status."""
+        self.require(principal, Capability.users, "run intake")
+        return intake(self.ledger, kafka, home, group_id=group_id, until_idle_s=until_idle_s,
+                      echo=echo)
+
+    def run_projection(self, principal: Principal, project: ProjectionWorker,
+                       kafka: KafkaSettings, home: Path, *, until_idle_s: float | None,
+                       poll_records: int, console: Any) -> int:
+        """`project`: feed the projections from the events topic. The worker's exit
+        status."""
+        self.require(principal, Capability.users, "run the projections")
+        return project(self.ledger, kafka, home, until_idle_s=until_idle_s,
+                       poll_records=poll_records, console=console)
+
+    def replay_projection(self, principal: Principal, replay: ReplayWorker, name: str,
+                          kafka: KafkaSettings, home: Path, console: Any) -> int:
+        """`replay NAME`: rebuild one projection from the start of the events topic into a
+        fresh generation and swap it in. The worker's exit status."""
+        self.require(principal, Capability.users, "replay a projection")
+        return replay(self.ledger, name, kafka, home, console)
+
+    def audit_view(self, principal: Principal, view: AuditViewWorker, as_of: date,
+                   known_at: datetime | None, kafka: KafkaSettings, home: Path, *,
+                   output: str, console: Any, err_console: Any) -> int:
+        """`audit-view`: the liability at (D, K) from the events topic alone, compared with
+        the core's and the live projection's (exit status 1 on any difference)."""
+        self.require(principal, Capability.verify, "run the audit view")
+        return view(self.ledger, as_of, known_at, kafka, home, output=output,
+                    console=console, err_console=err_console)
+
+    def run_pipeline(self, principal: Principal, pipeline: PipelineWorker, console: Any,
+                     plan: Any, bootstrap: str, kafka: KafkaSettings, *, feed: int,
+                     as_of: date, seed: int) -> Any:
+        """The demo's ERP feed through Kafka (intake, relay, the liability projection) over
+        this store; the pipeline's outcome."""
+        self.require(principal, Capability.users, "run the demo pipeline")
+        return pipeline(console, self.ledger, plan, bootstrap, kafka, feed=feed, as_of=as_of,
+                        seed=seed)
 
 
 def _numbered_rows(lines: Iterable[bytes | str],

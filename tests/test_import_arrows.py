@@ -144,12 +144,58 @@ def test_each_entrypoint_lives_in_its_own_room() -> None:
     assert misplaced == []
 
 
-def test_the_cli_reports_go_through_the_application_service() -> None:
-    """Issue 8 point 1: the command line's finance, analysis and audit commands call the
-    application service (`open_service`), never the store: no `open_ledger`, no engine, no
-    session of their own. (The Kafka worker commands in ledger/cli/__init__.py hand a Ledger
-    to the workers, which are infrastructure themselves.)"""
-    for name in ("analysis", "finance", "evidence"):
-        source = (ROOT / "ledger" / "cli" / f"{name}.py").read_text()
-        for door in ("open_ledger(", ".engine", "Session(", "app.recorder"):
-            assert door not in source, f"ledger/cli/{name}.py uses {door}"
+#: The CLI's composition root: the only functions of ledger/cli that open the store.
+CLI_COMPOSITION_ROOT = {"open_ledger", "build_cli_service", "open_service"}
+#: What reaches the store past the application service: a call of these names, or these
+#: attributes (`ledger.engine`, `ledger.app.recorder`).
+STORE_CALLS = {"open_ledger", "Ledger", "Session", "LedgerService"}
+STORE_ATTRIBUTES = {"engine", "recorder"}
+
+
+def _store_doors(tree: ast.AST, where: str) -> list[str]:
+    """Every place of `tree` outside the composition-root functions that opens the store or
+    reaches into it."""
+    found: list[str] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) \
+                and node.name in CLI_COMPOSITION_ROOT:
+            return
+        if isinstance(node, ast.Call):
+            called = node.func
+            name = called.id if isinstance(called, ast.Name) else (
+                called.attr if isinstance(called, ast.Attribute) else None)
+            if name in STORE_CALLS:
+                found.append(f"{where}:{node.lineno} calls {name}()")
+        if isinstance(node, ast.Attribute) and node.attr in STORE_ATTRIBUTES:
+            found.append(f"{where}:{node.lineno} uses .{node.attr}")
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def test_the_cli_goes_through_the_application_service() -> None:
+    """Issue 8 point 1: every command of the command line (the reports, apply and import,
+    and the Kafka worker commands relay, intake, project, replay, audit-view and the demo's
+    pipeline) calls the application service that the CLI's composition root builds
+    (`build_cli_service` / `open_service`), never the store: no `open_ledger`, no `Ledger`,
+    no engine, no session, no recorder of its own. The workers get the store from the
+    service (ledger.workers)."""
+    doors = [door for path in sorted((ROOT / "ledger" / "cli").glob("*.py"))
+             for door in _store_doors(ast.parse(path.read_text()),
+                                      str(path.relative_to(ROOT)))]
+    assert doors == []
+
+
+def test_the_store_check_sees_a_command_opening_the_store() -> None:
+    planted = ast.parse(
+        "def open_ledger(database):\n    return Ledger(database)\n"  # the root: allowed
+        "def relay(database):\n"
+        "    with open_ledger(database) as ledger:\n"
+        "        main_relay(ledger.engine, ledger.app.recorder)\n"
+        "def liability(database):\n    Session(x)\n")
+    assert _store_doors(planted, "m") == [
+        "m:4 calls open_ledger()", "m:5 uses .engine", "m:5 uses .recorder",
+        "m:7 calls Session()"]

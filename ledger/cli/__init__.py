@@ -275,17 +275,36 @@ def open_ledger(database: str | None, *, creates: bool = False, announce: bool =
     return ledger
 
 
-@contextlib.contextmanager
-def open_service(database: str | None, actor: str | None = None, *, creates: bool = False,
-                 check_tables: bool = True) -> Iterator[tuple[LedgerService, Principal]]:
-    """The application service over the store `open_ledger` opens, and the CLI's principal
-    (`--as NAME`, else `cli:<OS user>`): a command calls the service, as every entrypoint does;
-    its errors (LedgerError) are printed by `main` in one place."""
+def build_cli_service(database: str | None, actor: str | None = None, *,
+                      creates: bool = False, check_tables: bool = True, announce: bool = True,
+                      ) -> tuple[LedgerService, Principal]:
+    """The CLI's composition root: the application service over the store `open_ledger`
+    opens, and the CLI's principal (`--as NAME`, else `cli:<OS user>`). Every command calls
+    the service, as every entrypoint does (the Kafka workers too: the service hands them the
+    store); its errors (LedgerError) become an exit status in one place, `main`. The caller
+    closes the service (or uses `open_service`)."""
     from ledger.cli.service import operator_principal
     from ledger.service import LedgerService
 
-    with open_ledger(database, creates=creates, check_tables=check_tables) as ledger:
-        yield LedgerService(ledger), operator_principal(actor)
+    principal = operator_principal(actor)  # a bad --as is refused before a store is opened
+    ledger = open_ledger(database, creates=creates, check_tables=check_tables,
+                         announce=announce)
+    try:
+        return LedgerService(ledger), principal
+    except BaseException:
+        ledger.close()
+        raise
+
+
+@contextlib.contextmanager
+def open_service(database: str | None, actor: str | None = None, *, creates: bool = False,
+                 check_tables: bool = True, announce: bool = True,
+                 ) -> Iterator[tuple[LedgerService, Principal]]:
+    """`build_cli_service` for the length of a `with` block."""
+    service, principal = build_cli_service(database, actor, creates=creates,
+                                     check_tables=check_tables, announce=announce)
+    with service:
+        yield service, principal
 
 
 def _open_input(path: str) -> tuple[BinaryIO, int | None]:
@@ -351,15 +370,12 @@ def apply(
     if dry_run:
         database, scratch = dry_run_store(database)
     try:
-        book = open_ledger(database, creates=True, announce=scratch is None)
+        service, principal = build_cli_service(database, actor, creates=True,
+                                         announce=scratch is None)
     except BaseException:
         if scratch is not None:
             scratch.cleanup()
         raise
-    from ledger.cli.service import operator_principal
-    from ledger.service import LedgerService
-
-    service, principal = LedgerService(book), operator_principal(actor)
     try:
         show_progress = not quiet and size is not None and size > 1 << 20 and sys.stderr.isatty()
         if show_progress:
@@ -394,7 +410,7 @@ def apply(
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
-        book.close()
+        service.close()
         if scratch is not None:
             scratch.cleanup()
     if dry_run:
@@ -783,9 +799,10 @@ def demo(
 
     settings = KafkaSettings()
     with broker_bootstrap(settings.bootstrap, Settings().home) as bootstrap, \
-            Ledger(result.database_url) as ledger:
-        outcome = run_pipeline_demo(console, ledger, result.plan, bootstrap, settings,
-                                    feed=feed, as_of=YEAR_END, seed=seed)
+            open_service(result.database_url, announce=False) as (service, principal):
+        outcome = service.run_pipeline(principal, run_pipeline_demo, console, result.plan,
+                                       bootstrap, settings, feed=feed, as_of=YEAR_END,
+                                       seed=seed)
     print_pipeline(console, outcome, YEAR_END)
 
 
@@ -810,9 +827,9 @@ def relay(
     from ledger.config import Settings
     from ledger.kafka.settings import KafkaSettings
 
-    with open_ledger(database) as ledger:
-        status = main_relay(
-            ledger, KafkaSettings(), Settings().home, once=once,
+    with open_service(database) as (service, principal):
+        status = service.run_relay(
+            principal, main_relay, KafkaSettings(), Settings().home, once=once,
             echo=lambda text: console.print(text, highlight=False),
             from_position=from_position,
         )
@@ -887,9 +904,9 @@ def replay(
     from ledger.kafka.settings import KafkaSettings
     from replay.commands import main_replay
 
-    with open_ledger(database) as ledger:
-        status = main_replay(
-            ledger, projection.value, KafkaSettings(), Settings().home, console
+    with open_service(database) as (service, principal):
+        status = service.replay_projection(
+            principal, main_replay, projection.value, KafkaSettings(), Settings().home, console
         )
     raise typer.Exit(status)
 
@@ -915,9 +932,9 @@ def audit_view(
 
     as_of_date = parse_as_of(as_of)
     known = parse_known_at(known_at)
-    with open_ledger(database) as ledger:
-        status = main_audit_view(
-            ledger, as_of_date, known, KafkaSettings(), Settings().home,
+    with open_service(database) as (service, principal):
+        status = service.audit_view(
+            principal, main_audit_view, as_of_date, known, KafkaSettings(), Settings().home,
             output=output.value, console=console, err_console=err_console,
         )
     raise typer.Exit(status)
@@ -941,10 +958,10 @@ def project(
     from ledger.kafka.settings import KafkaSettings
     from replay.commands import main_project
 
-    with open_ledger(database) as ledger:
-        status = main_project(
-            ledger, KafkaSettings(), Settings().home, until_idle_s=until_idle,
-            poll_records=batch, console=console,
+    with open_service(database) as (service, principal):
+        status = service.run_projection(
+            principal, main_project, KafkaSettings(), Settings().home,
+            until_idle_s=until_idle, poll_records=batch, console=console,
         )
     raise typer.Exit(status)
 
@@ -979,10 +996,10 @@ def intake(
     from ledger.config import Settings
     from ledger.kafka.settings import KafkaSettings
 
-    with open_ledger(database, creates=True) as ledger:
-        status = main_intake(
-            ledger, KafkaSettings(), Settings().home, group_id=group, until_idle_s=until_idle,
-            echo=lambda text: console.print(text, highlight=False),
+    with open_service(database, creates=True) as (service, principal):
+        status = service.run_intake(
+            principal, main_intake, KafkaSettings(), Settings().home, group_id=group,
+            until_idle_s=until_idle, echo=lambda text: console.print(text, highlight=False),
         )
     raise typer.Exit(status)
 

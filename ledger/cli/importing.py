@@ -40,9 +40,9 @@ def register(app: typer.Typer) -> None:
         DatabaseOption,
         Format,
         _print_report,
+        build_cli_service,
         console,
         err_console,
-        open_ledger,
     )
 
     @app.command("import", epilog="A minimal mapping (docs/importing.md has the rest):\n\n"
@@ -76,11 +76,9 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from ledger.cli.service import operator_principal
         from ledger.core import ApplyStopped
         from ledger.errors import LedgerError
         from ledger.importing import ImportUnreadable, MappingError, load_mapping, rows_of
-        from ledger.service import LedgerService
 
         def fail(message: str) -> typer.Exit:
             err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False,
@@ -103,14 +101,14 @@ def register(app: typer.Typer) -> None:
 
             database, scratch = dry_run_store(database, "the import")
         try:
-            book = open_ledger(database, creates=not dry_run or scratch is not None,
-                               announce=scratch is None)
-        except BaseException:  # the store cannot be opened (open_ledger said why)
+            service, principal = build_cli_service(
+                database, actor, creates=not dry_run or scratch is not None,
+                announce=scratch is None)
+        except BaseException:  # the store cannot be opened (build_cli_service said why)
             sheet_read.close()
             if scratch is not None:
                 scratch.cleanup()
             raise
-        service, principal = LedgerService(book), operator_principal(actor)
         source = f"import:{file}"
         total = sheet_read.total
         large = PROGRESS_ROWS_MIN if sheet_read.unit == "rows" else PROGRESS_BYTES_MIN
@@ -132,7 +130,7 @@ def register(app: typer.Typer) -> None:
             raise fail(str(exc)) from None
         finally:
             sheet_read.close()
-            book.close()
+            service.close()
             if scratch is not None:
                 scratch.cleanup()
         counts = importer.counts
