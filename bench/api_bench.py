@@ -23,7 +23,9 @@ import argparse
 import itertools
 import os
 import random
+import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -136,7 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--ingest-batches", type=int, default=32)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the book, the results and a copy of the loaded store "
+                        "reused by the next run with the same --sales and --agreements "
+                        "(default: a new temporary folder)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="load the store again even if --out holds a copy")
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="api-bench-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -150,14 +157,25 @@ def main(argv: list[str] | None = None) -> int:
 
     book = write_book(out, sales=args.sales + BATCH_LINES * args.ingest_batches,
                       agreements=args.agreements, name="api")
+    # The loaded store is kept beside the results (`--out`), named by its size, and copied for
+    # each run: loading a million sales takes a minute and measures nothing of the API.
+    base = out / f"api-base-{args.sales}x{args.agreements}.db"
     started = time.perf_counter()
-    with Ledger(url) as ledger, book.agreements_path.open("rb") as agreements:
-        assert not ledger.apply_lines(agreements).rejected
-        with book.sales_path.open("rb") as sales:
-            ledger.apply_lines(itertools.islice(sales, args.sales), source="bench")
-    results["load_s"] = time.perf_counter() - started
-    print(f"store: {args.sales:,} sales over {args.agreements:,} agreements loaded in "
-          f"{results['load_s']:.1f} s", flush=True)
+    if args.out is not None and base.exists() and not args.fresh:
+        shutil.copyfile(base, database)
+        print(f"store: {args.sales:,} sales over {args.agreements:,} agreements, copied from "
+              f"{base} (--fresh loads it again)", flush=True)
+    else:
+        with Ledger(url) as ledger, book.agreements_path.open("rb") as agreements:
+            assert not ledger.apply_lines(agreements).rejected
+            with book.sales_path.open("rb") as sales:
+                ledger.apply_lines(itertools.islice(sales, args.sales), source="bench")
+        results["load_s"] = time.perf_counter() - started
+        print(f"store: {args.sales:,} sales over {args.agreements:,} agreements loaded in "
+              f"{results['load_s']:.1f} s", flush=True)
+        if args.out is not None:
+            with sqlite3.connect(database) as source, sqlite3.connect(base) as copy:
+                source.backup(copy)  # one self-contained file (the WAL folded in)
 
     service = LedgerService(Ledger(url))
     admin = operator("bench")
