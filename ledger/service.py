@@ -50,6 +50,7 @@ from ledger.access import (
     may,
 )
 from ledger.accounts import api_idempotency, api_proposals
+from ledger.answers import AnswerCache
 from ledger.audit.chain import events_table
 from ledger.core import (
     ApplyReport,
@@ -150,6 +151,8 @@ class LedgerService:
     ledger: Ledger
     proposal_commands: frozenset[str] = DEFAULT_PROPOSAL_COMMANDS
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: liability answers by store position (ledger.answers), shared by this process's callers
+    answers: AnswerCache = field(default_factory=AnswerCache, repr=False)
 
     def __post_init__(self) -> None:
         accounts.create_tables(self.ledger.engine)
@@ -701,6 +704,20 @@ class LedgerService:
 
         self.require(principal, Capability.read, "read the liability")
         answered_at = self.ledger.clock()
+        # read before computing: see ledger.answers (an answer holds for its store position)
+        position = self._position_now()
+
+        def answer(customer: str | None) -> tuple[list[LiabilityRow], str]:
+            key = ("liability", as_of, known_at, agreement_id, customer, group_id, program_id)
+            kept = self.answers.get(position, key)
+            if kept is not None:
+                return list(kept[0]), kept[1]
+            found, source = liability_answer(self.ledger, as_of, known_at,
+                                              agreement_id=agreement_id, customer_id=customer,
+                                              group_id=group_id, program_id=program_id)
+            self.answers.put(position, key, tuple(found), source)
+            return found, source
+
         rows: list[LiabilityRow]
         if principal.role in (Role.sales, Role.customer):
             if customer_id is not None:
@@ -710,17 +727,13 @@ class LedgerService:
             found: dict[str, LiabilityRow] = {}
             sources = set()
             for customer in wanted:
-                part, source = liability_answer(self.ledger, as_of, known_at,
-                                                agreement_id=agreement_id, customer_id=customer,
-                                                group_id=group_id, program_id=program_id)
+                part, source = answer(customer)
                 sources.add(source)
                 found.update((row.agreement_id, row) for row in part)
             rows = [found[k] for k in sorted(found)]
             source = ", ".join(sorted(sources)) or "core"
         else:
-            rows, source = liability_answer(self.ledger, as_of, known_at,
-                                            agreement_id=agreement_id, customer_id=customer_id,
-                                            group_id=group_id, program_id=program_id)
+            rows, source = answer(customer_id)
         return rows, source, answered_at
 
     def liability(self, principal: Principal, as_of: date, known_at: datetime | None = None,
