@@ -123,3 +123,36 @@ def test_two_workers_show_a_write_and_a_revocation_by_another_process_at_once(
             response = client.get("/v1/liability", params={"as_of": AS_OF, "agreement": "A1"},
                                   headers={**reader, "connection": "close"})
             assert response.status_code == 401, response.text
+
+
+def test_the_kept_answer_is_served_only_for_the_current_position(api: Api) -> None:
+    """`liability_kept` (what the HTTP API answers on its event loop) gives a kept answer only:
+    none before the question was computed, none after a write, and a scoped caller's own."""
+    from ledger.access import Principal, Role
+
+    service, day = api.service, date.fromisoformat(AS_OF)
+
+    def same(kept: dict[str, Any] | None, computed: dict[str, Any]) -> bool:
+        """The same answer (known_at is the moment of asking when no K is given)."""
+        return kept is not None and {**kept, "known_at": None} == {**computed, "known_at": None}
+
+    finance = service.authenticate(api.tokens["finance"])
+    assert service.liability_kept(finance, day, agreement_id="A1") is None  # nothing kept yet
+    computed = service.liability(finance, day, agreement_id="A1")
+    assert same(service.liability_kept(finance, day, agreement_id="A1"), computed)
+    everything = service.liability(finance, day)  # kept: A1 and A2
+    customer = Principal("someone", Role.customer, frozenset({"C1"}))
+    assert service.liability_kept(customer, day) is None  # C1's question was never computed
+    mine = service.liability(customer, day)
+    assert [r["agreement_id"] for r in mine["rows"]] == ["A1"]
+    assert same(service.liability_kept(customer, day), mine)
+    assert service.liability_kept(customer, day, agreement_id="A2") is None
+    other = service.liability(customer, day, agreement_id="A2")
+    assert other["rows"] == [] and same(service.liability_kept(customer, day,
+                                                               agreement_id="A2"), other)
+    assert service.liability(customer, day, customer_id="C2")["rows"] == []
+    assert service.liability_kept(customer, day, customer_id="C2") is not None  # nothing asked
+    response = api.post_commands("ingest", [h.sale("S9", "1000", "10000.00", "2025-03-01")])
+    assert response.status_code == 200, response.text
+    assert service.liability_kept(finance, day) is None  # a write since
+    assert service.liability(finance, day)["rows"] != everything["rows"]
