@@ -26,8 +26,9 @@ from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-#: Rows of all kept answers together, at most (one agreement's answer is one row).
-ROWS_MAX = 50_000
+#: Rows of all kept answers together, at most (one agreement's answer is one row; a kept row
+#: with its terms and accrual is about 3 KB, so about 60 MB a process at most).
+ROWS_MAX = 20_000
 
 
 class AnswerCache:
