@@ -254,16 +254,19 @@ def member_windows(
     return windows
 
 
+_GROUPS_OF = (
+    select(memberships.c.group_id, memberships.c.position, memberships.c.kind,
+           memberships.c.effective_day)
+    .where(memberships.c.customer_id == bindparam("customer_id"))
+    .where(memberships.c.recorded_us <= bindparam("known_us"))
+)
+
+
 def groups_of(session: Session, customer_id: str, on: date, known_us: int) -> list[str]:
     """The groups `customer_id` is a member of on `on`, as known at K (contract 4)."""
-    query = (
-        select(memberships.c.group_id, memberships.c.position, memberships.c.kind,
-               memberships.c.effective_day)
-        .where(memberships.c.customer_id == customer_id)
-        .where(memberships.c.recorded_us <= known_us)
-    )
     changes: dict[str, list[MembershipChange]] = defaultdict(list)
-    for group_id, position, kind, effective_day in session.execute(query):
+    for group_id, position, kind, effective_day in session.execute(
+            _GROUPS_OF, {"customer_id": customer_id, "known_us": known_us}):
         changes[group_id].append(
             MembershipChange(position, kind, date.fromordinal(effective_day))
         )
