@@ -30,6 +30,9 @@ class ApiSettings(BaseSettings):
                                  description="failed sign-ins per client address per window")
     failed_auth_window_s: float = Field(default=60.0, gt=0, le=86_400,
                                         description="the window of failed_auth_max, seconds")
+    threads: int = Field(default=8, ge=1, le=256, description="request threads per worker "
+                         "process (the blocking calls of the service run on them; the store "
+                         "keeps as many connections open)")
     cors_origins: str = Field(default="", description="comma-separated origins allowed by "
                               "CORS; empty (default): no CORS")
 
@@ -46,6 +49,7 @@ def build_service(database_url: str | None = None,
     settings = settings or ApiSettings()
     ledger_settings = LedgerSettings()
     if server:
-        ledger_settings = ledger_settings.model_copy(update={"pause_gc_in_batches": False})
+        ledger_settings = ledger_settings.model_copy(update={
+            "pause_gc_in_batches": False, "pool_connections": settings.threads})
     return LedgerService(Ledger(database_url, settings=ledger_settings),
                          proposal_commands=settings.proposal_set())

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     )
     home: Path = Field(default=DEFAULT_HOME, description="directory of the embedded default")
     chunk_lines: int = Field(default=5000, ge=1, le=100_000)
+    pool_connections: int = Field(
+        default=5, ge=1, le=256, description="database connections a process keeps open "
+        "(SQLAlchemy's pool_size; up to 10 more are opened and closed under load); the HTTP "
+        "server sets it to its request threads (LEDGER_API_THREADS)")
     pause_gc_in_batches: bool = Field(
         default=True, description="pause Python's cyclic garbage collector while a batch of "
         "lines or records is applied (faster; off in the HTTP server, where it would reach "

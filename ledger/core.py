@@ -186,7 +186,7 @@ class Ledger:
         self.settings = settings or Settings()
         self.database_url = self.settings.resolved_database_url(database_url)
         self.clock = clock
-        self.engine = make_engine(self.database_url)
+        self.engine = make_engine(self.database_url, self.settings.pool_connections)
         self._engine_key = register_engine(self.engine)
         self.app = LedgerApplication(
             env={

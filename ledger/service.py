@@ -50,6 +50,7 @@ from ledger.access import (
     may,
 )
 from ledger.accounts import api_idempotency, api_proposals
+from ledger.answers import AnswerCache
 from ledger.audit.chain import events_table
 from ledger.core import (
     ApplyReport,
@@ -149,6 +150,20 @@ class _Proposal:
     what_if: dict[str, Any]
 
 
+class _NotKept(Exception):
+    """A liability answer asked from kept answers only would have to be computed."""
+
+
+def _liability_document(rows: Sequence[LiabilityRow], as_of: date, known_at: datetime | None,
+                        answered_at: datetime) -> dict[str, Any]:
+    """What `liability --format json` prints."""
+    return {
+        "as_of": as_of.isoformat(),
+        "known_at": timestamp_text(known_at if known_at is not None else answered_at),
+        "rows": [row.to_dict() for row in rows],
+    }
+
+
 class _RolledBack(Exception):
     """Raised inside a what-if transaction so that nothing of it is committed."""
 
@@ -160,6 +175,9 @@ class LedgerService:
     ledger: Ledger
     proposal_commands: frozenset[str] = DEFAULT_PROPOSAL_COMMANDS
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: liability answers by store position (ledger.answers), shared by this process's callers
+    answers: AnswerCache = field(default_factory=AnswerCache, repr=False)
+    _position_query: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         accounts.create_tables(self.ledger.engine)
@@ -216,7 +234,10 @@ class LedgerService:
         return {"store": "ok", "position": position}
 
     def _position_now(self, session: Session | None = None) -> int:
-        query = select(func.max(events_table(self.ledger.app.recorder).c.id))
+        query = self._position_query
+        if query is None:  # built once: building it cost twice the indexed max(id) itself
+            query = self._position_query = select(
+                func.max(events_table(self.ledger.app.recorder).c.id))
         if session is not None:
             return int(session.execute(query).scalar() or 0)
         with self.engine.connect() as connection:
@@ -719,10 +740,37 @@ class LedgerService:
         caught up with the store: ledger.projections.reader) and the moment of the answer; a
         sales or customer user gets only rows of its own customers. The one door of every
         liability read (CLI, API, web)."""
+        return self._liability_rows(principal, as_of, known_at, agreement_id=agreement_id,
+                                    customer_id=customer_id, group_id=group_id,
+                                    program_id=program_id)
+
+    def _liability_rows(self, principal: Principal, as_of: date,
+                        known_at: datetime | None = None, *, agreement_id: str | None = None,
+                        customer_id: str | None = None, group_id: str | None = None,
+                        program_id: str | None = None, kept_only: bool = False
+                        ) -> tuple[list[LiabilityRow], str, datetime]:
+        """`liability_rows`; with `kept_only`, from kept answers only (`_NotKept` when one
+        would have to be computed)."""
         from ledger.projections.reader import liability_answer
 
         self.require(principal, Capability.read, "read the liability")
         answered_at = self.ledger.clock()
+        # read before computing: see ledger.answers (an answer holds for its store position)
+        position = self._position_now()
+
+        def answer(customer: str | None) -> tuple[list[LiabilityRow], str]:
+            key = ("liability", as_of, known_at, agreement_id, customer, group_id, program_id)
+            kept = self.answers.get(position, key)
+            if kept is not None:
+                return list(kept[0]), kept[1]
+            if kept_only:
+                raise _NotKept
+            found, source = liability_answer(self.ledger, as_of, known_at,
+                                              agreement_id=agreement_id, customer_id=customer,
+                                              group_id=group_id, program_id=program_id)
+            self.answers.put(position, key, tuple(found), source)
+            return found, source
+
         rows: list[LiabilityRow]
         if principal.role in (Role.sales, Role.customer):
             if customer_id is not None:
@@ -732,17 +780,13 @@ class LedgerService:
             found: dict[str, LiabilityRow] = {}
             sources = set()
             for customer in wanted:
-                part, source = liability_answer(self.ledger, as_of, known_at,
-                                                agreement_id=agreement_id, customer_id=customer,
-                                                group_id=group_id, program_id=program_id)
+                part, source = answer(customer)
                 sources.add(source)
                 found.update((row.agreement_id, row) for row in part)
             rows = [found[k] for k in sorted(found)]
             source = ", ".join(sorted(sources)) or "core"
         else:
-            rows, source = liability_answer(self.ledger, as_of, known_at,
-                                            agreement_id=agreement_id, customer_id=customer_id,
-                                            group_id=group_id, program_id=program_id)
+            rows, source = answer(customer_id)
         return rows, source, answered_at
 
     def liability(self, principal: Principal, as_of: date, known_at: datetime | None = None,
@@ -753,11 +797,21 @@ class LedgerService:
         rows, _, answered_at = self.liability_rows(principal, as_of, known_at,
                                                    agreement_id=agreement_id,
                                                    customer_id=customer_id)
-        return {
-            "as_of": as_of.isoformat(),
-            "known_at": timestamp_text(known_at if known_at is not None else answered_at),
-            "rows": [row.to_dict() for row in rows],
-        }
+        return _liability_document(rows, as_of, known_at, answered_at)
+
+    def liability_kept(self, principal: Principal, as_of: date,
+                       known_at: datetime | None = None, *, agreement_id: str | None = None,
+                       customer_id: str | None = None) -> dict[str, Any] | None:
+        """What `liability` answers if it is kept for the store's current position
+        (ledger.answers: one indexed query, nothing computed), else None: the HTTP API answers
+        these on its event loop, without handing the request to a thread."""
+        try:
+            rows, _, answered_at = self._liability_rows(
+                principal, as_of, known_at, agreement_id=agreement_id, customer_id=customer_id,
+                kept_only=True)
+        except _NotKept:
+            return None
+        return _liability_document(rows, as_of, known_at, answered_at)
 
     def claims(self, principal: Principal, *, agreement_id: str | None = None,
                customer_id: str | None = None, status: str | None = None) -> dict[str, Any]:

@@ -109,7 +109,9 @@ def _read_only_uri(url: str) -> bool:
     return query.get("mode") == "ro" or query.get("immutable") == "1"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 5) -> Engine:
+    """An engine on the store; `pool_size` connections are kept open between uses (a SQLite
+    connection opened anew costs its pragmas and an empty page cache)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         if ":memory:" in url or url.rstrip("/") == "sqlite:":
@@ -119,7 +121,8 @@ def make_engine(url: str) -> Engine:
             )
         url = sqlite_read_only_url(url) or url
         read_only = _read_only_uri(url)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                               pool_size=pool_size)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
@@ -133,7 +136,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size)
     return engine
 
 

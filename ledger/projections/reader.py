@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import TypeVar
 
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -35,8 +36,12 @@ T = TypeVar("T")
 
 
 def store_position(ledger: Ledger) -> int:
-    """The store's position: the highest notification id (0 for an empty store)."""
-    return int(ledger.app.recorder.max_notification_id() or 0)  # type: ignore[attr-defined]
+    """The store's position: the highest notification id (0 for an empty store). One indexed
+    `max(id)`: the recorder's `max_notification_id` loads the whole last record, stored state
+    included (about 1 ms on a store of sales batches, on every read of a projection)."""
+    events = ledger.app.recorder.tables[0]  # type: ignore[attr-defined]
+    with ledger.engine.connect() as connection:
+        return int(connection.execute(select(func.max(events.c.id))).scalar() or 0)
 
 
 def _events_topic(settings: KafkaSettings | None) -> str:
