@@ -520,7 +520,7 @@ def liability(
                             customer=("--customer", customer), group=("--group", group),
                             program=("--program", program))
         if out is not None:
-            check_out(out, service.ledger.database_url, force)
+            check_out(out, service.database_url, force)
         try:
             service.check_names(known_at=known)
         except BeforeFirstRecord as early:

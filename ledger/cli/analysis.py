@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         with open_service(database) as (service, principal):
             service.check_names(known_at=known, agreement=("--agreement", agreement))
             if out is not None:
-                check_out(out, service.ledger.database_url, force)
+                check_out(out, service.database_url, force)
             try:
                 report = service.explain_report(principal, agreement, day, known)
             except NotFound as error:  # named as the option the user gave
@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         with open_service(database) as (service, principal):
             service.check_names(known_at=k1, agreement=("--agreement", agreement))
             if out is not None:
-                check_out(out, service.ledger.database_url, force)
+                check_out(out, service.database_url, force)
             elif output in (ReportFormat.json, ReportFormat.csv):
                 # streamed, in bounded memory (issue 11)
                 service.write_diff(principal, day, k1, k2, output.value, sys.stdout,
@@ -153,7 +153,7 @@ def register(app: typer.Typer) -> None:
             service.check_names(known_at=known, customer=("--customer", customer),
                                 agreement=("--agreement", agreement))
             if out is not None:
-                check_out(out, service.ledger.database_url, force)
+                check_out(out, service.database_url, force)
             report = service.opportunities_report(principal, day, known, customer_id=customer,
                                                   limit=limit, agreement_id=agreement)
         if not deliver(report, output, out, name="opportunities"):

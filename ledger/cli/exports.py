@@ -101,23 +101,20 @@ def deliver(report: Report, output: ReportFormat, out: Path | None, *,
     return True
 
 
-def write_journal_out(ledger: Any, as_of: Any, known_at: Any, output: ReportFormat,
-                      out: Path, force: bool, *, agreement_id: str | None,
-                      customer_id: str | None) -> None:
+def write_journal_out(service: Any, principal: Any, as_of: Any, known_at: Any,
+                      output: ReportFormat, out: Path, force: bool, *,
+                      agreement_id: str | None, customer_id: str | None) -> None:
     """`journal --out FILE`: streamed into the file as computed, in bounded memory, as a
-    workbook (`--format xlsx`) or the same JSON or CSV as printed."""
-    check_out(out, ledger.database_url, force)
+    workbook (`--format xlsx`) or the same JSON or CSV as printed (through the service)."""
+    check_out(out, service.database_url, force)
     if output is ReportFormat.xlsx:
-        from ledger.audit.xlsx import write_journal as write_workbook
-
         counts: list[int] = []
-        write_out(out, lambda handle: counts.append(write_workbook(
-            ledger, as_of, known_at, handle, agreement_id=agreement_id,
+        write_out(out, lambda handle: counts.append(service.write_journal_workbook(
+            principal, as_of, known_at, handle, agreement_id=agreement_id,
             customer_id=customer_id)), lambda: f"{counts[0]} postings, Excel workbook")
         return
-    from ledger.audit.journal import write_journal
     from ledger.cli import console
 
-    write_out(out, text_to(lambda stream: write_journal(
-        ledger, as_of, known_at, output.value, stream, console, agreement_id=agreement_id,
+    write_out(out, text_to(lambda stream: service.write_journal(
+        principal, as_of, known_at, output.value, stream, console, agreement_id=agreement_id,
         customer_id=customer_id)), f"journal, {output.value.upper()}")

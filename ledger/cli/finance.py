@@ -121,9 +121,9 @@ def register(app: typer.Typer) -> None:
             service.check_names(known_at=known, agreement=("--agreement", agreement),
                                 customer=("--customer", customer))
             if day is None:
-                day = service.ledger.clock().astimezone(UTC).date()
+                day = service.now().astimezone(UTC).date()
             if out is not None:
-                write_journal_out(service.ledger, day, known, output, out, force,
+                write_journal_out(service, principal, day, known, output, out, force,
                                   agreement_id=agreement, customer_id=customer)
                 return
             # streamed as computed, in bounded memory; above PLAIN_TABLE_ROWS a table is
@@ -163,7 +163,7 @@ def register(app: typer.Typer) -> None:
             service.check_names(known_at=known, agreement=("--agreement", agreement),
                                 customer=("--customer", customer))
             if out is not None:
-                check_out(out, service.ledger.database_url, force)
+                check_out(out, service.database_url, force)
             report = service.trial_balance_report(principal, day, known,
                                                   agreement_id=agreement,
                                                   customer_id=customer)
@@ -245,7 +245,7 @@ def register(app: typer.Typer) -> None:
             service.check_names(known_at=known, customer=("--customer", customer),
                                 agreement=("--agreement", agreement))
             if out is not None:
-                check_out(out, service.ledger.database_url, force)
+                check_out(out, service.database_url, force)
             report = service.reconcile_report(principal, day, known, grace_days=grace_days,
                                               unpaid_days=unpaid_days, customer_id=customer,
                                               flagged_only=flagged, agreement_id=agreement)
@@ -351,7 +351,7 @@ def register(app: typer.Typer) -> None:
             raise InputUnreadable(f"--accounts {accounts}: {reason}") from None
         with open_service(database) as (service, principal):
             if out is not None:
-                check_out(out, service.ledger.database_url, force)
+                check_out(out, service.database_url, force)
             try:
                 export, mapping = service.gl_export(principal, first, last, text, known,
                                                     earlier)
