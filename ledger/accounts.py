@@ -205,7 +205,7 @@ def revoke_user(engine: Engine, name: str) -> None:
         done = connection.execute(update(api_users).where(api_users.c.name == name)
                                   .values(active=False, changed_us=now_us())).rowcount
     if not done:
-        raise NotFound(f"name: no user {name!r}")
+        raise NotFound(f"name: no user {name!r}; `rebate-ledger users list` names the users")
 
 
 def rotate_token(engine: Engine, name: str) -> str:
@@ -215,7 +215,7 @@ def rotate_token(engine: Engine, name: str) -> str:
         done = connection.execute(update(api_users).where(api_users.c.name == name).values(
             token_sha256=token_digest(token), active=True, changed_us=now_us())).rowcount
     if not done:
-        raise NotFound(f"name: no user {name!r}")
+        raise NotFound(f"name: no user {name!r}; `rebate-ledger users list` names the users")
     return token
 
 

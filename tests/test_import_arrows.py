@@ -181,8 +181,8 @@ def test_the_cli_goes_through_the_application_service() -> None:
     and the Kafka worker commands relay, intake, project, replay, audit-view and the demo's
     pipeline) calls the application service that the CLI's composition root builds
     (`build_cli_service` / `open_service`), never the store: no `open_ledger`, no `Ledger`,
-    no engine, no session, no recorder of its own, no `service.ledger` behind the service. The workers get the store from the
-    service (ledger.workers)."""
+    no engine, no session, no recorder of its own, no `service.ledger` behind the service.
+    The workers get the store from the service (ledger.workers)."""
     doors = [door for path in sorted((ROOT / "ledger" / "cli").glob("*.py"))
              for door in _store_doors(ast.parse(path.read_text()),
                                       str(path.relative_to(ROOT)))]

@@ -1,6 +1,9 @@
-"""The command line: `rebate-ledger apply | liability | rejections | demo`.
+"""The command line: `rebate-ledger apply | liability | rejections | demo` and the rest.
 
-Thin by design: it parses options, calls the `Ledger` facade, and prints.
+Thin by design: it parses options, calls the application service (`LedgerService`, built by
+the composition root `build_cli_service` / `open_service`; the Kafka workers get the store from
+the service too), and prints. Errors rise to `ledger.cli.errors`, which turns each into its exit
+status and one line on stderr, for every command.
 """
 
 from __future__ import annotations

@@ -66,7 +66,8 @@ def test_1_refused_by_a_rule_and_by_the_state(book: Runner) -> None:
     (("liability", "--as-of", "2025-12-31", "--agreement", "a1"),
      "error: --agreement: no agreement 'a1' in this store; did you mean 'A1'?"),
     (("explain", "--agreement", "A9", "--as-of", "2025-12-31"), "error: --agreement"),
-    (("users", "revoke", "nobody"), "error: name: no user 'nobody'"),
+    (("users", "revoke", "nobody"),
+     "error: name: no user 'nobody'; `rebate-ledger users list` names the users"),
     # a store that does not exist, and a permanent step without --yes and no terminal
     (("liability", "--as-of", "2025-12-31", "--database", "sqlite:///elsewhere.db"),
      "error: no store at elsewhere.db (the file does not exist); give the right --database"),
