@@ -16,6 +16,7 @@ from ledger.errors import (
     InputUnreadable,
     LedgerError,
     Rejection,
+    Stopped,
     StoreDamaged,
 )
 
@@ -161,6 +162,10 @@ class RateLimited(AccessError):
     """Too many failed sign-ins from one client address."""
 
 
+class UnsupportedMedia(LedgerError):
+    """A request body of a media type the endpoint does not take (names the ones it does)."""
+
+
 class BadRequest(LedgerError):
     """A parameter of the request (not a command) that cannot be used; names it."""
 
@@ -176,6 +181,7 @@ HTTP_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (NotFound, 404),
     (Conflict, 409),
     (TooLarge, 413),
+    (UnsupportedMedia, 415),
     (RateLimited, 429),
     (BadRequest, 422),
     (Rejection, 422),
@@ -185,12 +191,17 @@ HTTP_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (LedgerError, 400),
 )
 
-#: The one mapping of errors to CLI exit codes (contract section 3: 1 rejected, 2 unreadable).
+#: The one mapping of errors to CLI exit codes; the first matching class wins. Every command
+#: lets its errors rise to it (`ledger.cli.errors`); the command's own outcome (apply with
+#: rejected lines, a check that failed: 1) is its result, not an error. The contract (section
+#: 3) fixes apply's: 0 all applied, 1 some rejected, 2 the input cannot be read.
 EXIT_CODE: tuple[tuple[type[Exception], int], ...] = (
-    (Rejection, 1),
-    (Conflict, 1),
-    (NotFound, 1),
-    (AccessError, 2),
+    (Stopped, 3),  # stopped part way by an internal error (a bug): what came before stands
+    (Rejection, 1),  # refused by a rule of the ledger (a closed period, a claim's state)
+    (Conflict, 1),  # contradicts the state: a user that exists, a proposal decided already
+    # 2, the request cannot be used as given: input that cannot be read, an option or id
+    # that names nothing (NotFound, an unknown --agreement), a store that cannot be opened,
+    # is read-only or damaged, a setting that cannot be used, a role that may not
     (LedgerError, 2),
 )
 

@@ -235,7 +235,7 @@ def revoke_user(engine: Engine, name: str) -> None:
         if done:
             _end_sessions_of(connection, name, moment)
     if not done:
-        raise NotFound(f"name: no user {name!r}")
+        raise NotFound(f"name: no user {name!r}; `rebate-ledger users list` names the users")
 
 
 def rotate_token(engine: Engine, name: str) -> str:
@@ -249,7 +249,7 @@ def rotate_token(engine: Engine, name: str) -> str:
         if done:
             _end_sessions_of(connection, name, moment)
     if not done:
-        raise NotFound(f"name: no user {name!r}")
+        raise NotFound(f"name: no user {name!r}; `rebate-ledger users list` names the users")
     return token
 
 

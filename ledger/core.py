@@ -22,6 +22,7 @@ from ledger.errors import (
     CoreTablesMissing,
     InvalidCommand,
     Rejection,
+    Stopped,
     StoreDamaged,
     StoreReadOnly,
 )
@@ -118,7 +119,7 @@ class ApplyReport:
         }
 
 
-class ApplyStopped(Exception):  # noqa: N818 -- it is what happened, not an error class
+class ApplyStopped(Stopped):  # noqa: N818 -- it is what happened, not an error class
     """`apply_lines` stopped on a failure that is not a rejection: a bug, not bad input.
 
     Every line before `report.stopped_at` is applied and committed (and counted in `report`);

@@ -7,6 +7,12 @@ class LedgerError(Exception):
     """Base of the ledger's operating errors (not programmer errors, which are assertions)."""
 
 
+class Stopped(Exception):  # noqa: N818 -- it is what happened
+    """A run stopped part way by a failure that is not the input's (a bug): what was done
+    before it stands, the rest was not done. Not a LedgerError: nothing a user sends causes
+    it; the CLI exits 3 (`ledger.access.EXIT_CODE`)."""
+
+
 class Rejection(LedgerError):
     """A command that the ledger refuses; it changes nothing and is kept with its reason."""
 

@@ -186,6 +186,15 @@ class LedgerService:
     def engine(self) -> Any:
         return self.ledger.engine
 
+    @property
+    def database_url(self) -> str:
+        """The store's URL (an output file must never be one of its files)."""
+        return self.ledger.database_url
+
+    def now(self) -> datetime:
+        """The ledger's clock (a report's default date is today by it)."""
+        return self.ledger.clock()
+
     def close(self) -> None:
         self.ledger.close()
 
@@ -1071,6 +1080,18 @@ class LedgerService:
         kwargs = {} if plain_above is None else {"plain_above": plain_above}
         write_journal(self.ledger, as_of, known_at, output, stream, console,
                       agreement_id=agreement_id, customer_id=customer_id, **kwargs)
+
+    def write_journal_workbook(self, principal: Principal, as_of: date,
+                               known_at: datetime | None, handle: Any, *,
+                               agreement_id: str | None = None,
+                               customer_id: str | None = None) -> int:
+        """The journal as an Excel workbook streamed into `handle` in bounded memory
+        (`journal --format xlsx --out FILE`); the number of postings."""
+        from ledger.audit.xlsx import write_journal as write_workbook
+
+        self.require(principal, Capability.read_books, "read the journal")
+        return write_workbook(self.ledger, as_of, known_at, handle, agreement_id=agreement_id,
+                              customer_id=customer_id)
 
     def trial_balance_report(self, principal: Principal, as_of: date,
                              known_at: datetime | None = None, *,

@@ -147,9 +147,9 @@ def test_each_entrypoint_lives_in_its_own_room() -> None:
 #: The CLI's composition root: the only functions of ledger/cli that open the store.
 CLI_COMPOSITION_ROOT = {"open_ledger", "build_cli_service", "open_service"}
 #: What reaches the store past the application service: a call of these names, or these
-#: attributes (`ledger.engine`, `ledger.app.recorder`).
+#: attributes (`ledger.engine`, `ledger.app.recorder`, `service.ledger`).
 STORE_CALLS = {"open_ledger", "Ledger", "Session", "LedgerService"}
-STORE_ATTRIBUTES = {"engine", "recorder"}
+STORE_ATTRIBUTES = {"engine", "recorder", "ledger"}
 
 
 def _store_doors(tree: ast.AST, where: str) -> list[str]:
@@ -181,8 +181,8 @@ def test_the_cli_goes_through_the_application_service() -> None:
     and the Kafka worker commands relay, intake, project, replay, audit-view and the demo's
     pipeline) calls the application service that the CLI's composition root builds
     (`build_cli_service` / `open_service`), never the store: no `open_ledger`, no `Ledger`,
-    no engine, no session, no recorder of its own. The workers get the store from the
-    service (ledger.workers)."""
+    no engine, no session, no recorder of its own, no `service.ledger` behind the service.
+    The workers get the store from the service (ledger.workers)."""
     doors = [door for path in sorted((ROOT / "ledger" / "cli").glob("*.py"))
              for door in _store_doors(ast.parse(path.read_text()),
                                       str(path.relative_to(ROOT)))]
@@ -195,7 +195,8 @@ def test_the_store_check_sees_a_command_opening_the_store() -> None:
         "def relay(database):\n"
         "    with open_ledger(database) as ledger:\n"
         "        main_relay(ledger.engine, ledger.app.recorder)\n"
-        "def liability(database):\n    Session(x)\n")
+        "def liability(database):\n    Session(x)\n"
+        "def journal(service):\n    write(service.ledger.clock())\n")
     assert _store_doors(planted, "m") == [
         "m:4 calls open_ledger()", "m:5 uses .engine", "m:5 uses .recorder",
-        "m:7 calls Session()"]
+        "m:7 calls Session()", "m:9 uses .ledger"]

@@ -1,6 +1,9 @@
-"""The command line: `rebate-ledger apply | liability | rejections | demo`.
+"""The command line: `rebate-ledger apply | liability | rejections | demo` and the rest.
 
-Thin by design: it parses options, calls the `Ledger` facade, and prints.
+Thin by design: it parses options, calls the application service (`LedgerService`, built by
+the composition root `build_cli_service` / `open_service`; the Kafka workers get the store from
+the service too), and prints. Errors rise to `ledger.cli.errors`, which turns each into its exit
+status and one line on stderr, for every command.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import DBAPIError
 
+from ledger.cli.errors import EXIT_OK, EXIT_REJECTED, LedgerGroup
 from ledger.cli.exports import (
     ForceOption,
     OutOption,
@@ -52,7 +56,7 @@ from ledger.commands import (
 )
 from ledger.config import Settings
 from ledger.core import ApplyReport, ApplyStopped, Ledger
-from ledger.errors import ConfigurationError, InputUnreadable, LedgerError
+from ledger.errors import ConfigurationError, InputUnreadable
 from ledger.liability import LiabilityRow
 from ledger.lookup import BeforeFirstRecord
 from ledger.money import format_money
@@ -63,6 +67,7 @@ if TYPE_CHECKING:
     from ledger.service import LedgerService
 
 app = typer.Typer(
+    cls=LedgerGroup,  # every command's errors become an exit status there, in one place
     name="rebate-ledger",
     help="An event-sourced ledger for B2B customer rebates.",
     no_args_is_help=True,
@@ -124,8 +129,6 @@ SNIFF_BYTES = 4096
 console = SafeConsole(width=_width(sys.stdout))
 err_console = SafeConsole(stderr=True, width=_width(sys.stderr))
 
-#: Exit codes of `apply` (contract section 3), and 3: stopped by an internal error (a bug).
-EXIT_OK, EXIT_REJECTED, EXIT_UNREADABLE, EXIT_STOPPED = 0, 1, 2, 3
 
 DatabaseOption = Annotated[
     str | None,
@@ -245,25 +248,19 @@ def open_ledger(database: str | None, *, creates: bool = False, announce: bool =
     path = sqlite_file(url)
     new = path is not None and not path.exists()
     if new and not creates:
-        err_console.print(
-            f"[red]error:[/red] no store at {escape(str(path))} (the file does not exist); "
-            "give the right --database (or LEDGER_DATABASE_URL / LEDGER_HOME), or create the "
-            "store with `rebate-ledger apply FILE`", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_UNREADABLE)
+        raise ConfigurationError(
+            f"no store at {path} (the file does not exist); give the right --database (or "
+            "LEDGER_DATABASE_URL / LEDGER_HOME), or create the store with `rebate-ledger "
+            "apply FILE`")
     try:
         ledger = Ledger(url, check_tables=check_tables)
-    except ConfigurationError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(EXIT_UNREADABLE) from None
     except DBAPIError as exc:
         # a missing folder, a file that is not a database, a server refusing the connection
         cause = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(
             exc.orig).__name__
-        err_console.print(
-            f"[red]error:[/red] cannot open the store {escape(store_name(url))}: "
-            f"{escape(cause)}; check --database (or LEDGER_DATABASE_URL)",
-            highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_UNREADABLE) from None
+        raise ConfigurationError(
+            f"cannot open the store {store_name(url)}: {cause}; check --database (or "
+            "LEDGER_DATABASE_URL)") from None
     if not announce:  # the caller said which store it is (a dry run's scratch store)
         pass
     elif new:
@@ -313,15 +310,16 @@ def _open_input(path: str) -> tuple[BinaryIO, int | None]:
     file = Path(path)
     try:
         if file.is_dir():
-            raise InputUnreadable(f"{path} is a directory, not a JSONL file")
+            raise InputUnreadable(f"cannot read input: {path} is a directory, not a JSONL "
+                                  "file")
         handle = file.open("rb")
         return handle, file.stat().st_size
     except FileNotFoundError:
-        raise InputUnreadable(f"{path}: no such file") from None
+        raise InputUnreadable(f"cannot read input: {path}: no such file") from None
     except PermissionError:
-        raise InputUnreadable(f"{path}: permission denied") from None
+        raise InputUnreadable(f"cannot read input: {path}: permission denied") from None
     except OSError as exc:
-        raise InputUnreadable(f"{path}: {exc.strerror or exc}") from None
+        raise InputUnreadable(f"cannot read input: {path}: {exc.strerror or exc}") from None
 
 
 @app.command()
@@ -347,22 +345,16 @@ def apply(
     applied); 2: the input could not be read; 3: stopped by an internal error (the lines before
     the one named are applied, the rest are not). With --dry-run nothing is stored and the
     exit status says what apply would do."""
-    try:
-        handle, size = _open_input(file)
-    except InputUnreadable as exc:
-        err_console.print(f"[red]error:[/red] cannot read input: {escape(str(exc))}")
-        raise typer.Exit(EXIT_UNREADABLE) from None
+    handle, size = _open_input(file)
     head = handle.peek(SNIFF_BYTES)[:SNIFF_BYTES] if hasattr(handle, "peek") else b"?"
     shape = whole_input_shape(head)
     if shape is not None:
         todo = ("write each element on a line of its own, e.g. jq -c '.[]' FILE"
                 if shape == "a JSON array" else
                 'write each row as one JSON object per line, e.g. {"type": "record_sale", ...}')
-        err_console.print(
-            f"[red]error:[/red] {escape(file)}: this is {shape}, not JSON Lines (one command "
-            f"object per line): {escape(todo)}; nothing was applied",
-            highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_UNREADABLE)
+        raise InputUnreadable(
+            f"{file}: this is {shape}, not JSON Lines (one command object per line): {todo}; "
+            "nothing was applied")
     if not head.strip():
         err_console.print(f"{escape(file)} is empty: no commands, nothing applied",
                           highlight=False, soft_wrap=True)
@@ -396,17 +388,11 @@ def apply(
         else:
             report = service.load(principal, bounded_lines(handle), source=file,
                                   dry_run=dry_run)
-    except ApplyStopped as stopped:
+    except ApplyStopped as stopped:  # the lines before it stand: their report, then exit 3
         _print_report(stopped.report, output)
-        err_console.print(f"error: {stopped}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_STOPPED) from None
+        raise
     except OSError as exc:
-        err_console.print(f"[red]error:[/red] cannot read input: {escape(str(exc))}")
-        raise typer.Exit(EXIT_UNREADABLE) from None
-    except LedgerError as exc:  # a dry run above its bound (PostgreSQL): nothing stored
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
-                          soft_wrap=True)
-        raise typer.Exit(EXIT_UNREADABLE) from None
+        raise InputUnreadable(f"cannot read input: {exc}") from None
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
@@ -537,7 +523,7 @@ def liability(
                             customer=("--customer", customer), group=("--group", group),
                             program=("--program", program))
         if out is not None:
-            check_out(out, service.ledger.database_url, force)
+            check_out(out, service.database_url, force)
         try:
             service.check_names(known_at=known)
         except BeforeFirstRecord as early:
@@ -847,7 +833,8 @@ def broker(
     from ledger.config import Settings
     from ledger.kafka.broker import main_broker
 
-    raise typer.Exit(main_broker(Settings().home, port=port))
+    status = main_broker(Settings().home, port=port)
+    raise typer.Exit(status)
 
 
 @app.command()
@@ -876,13 +863,8 @@ def schema(
             check_target(path, store_url, force=force, creates_folders=True)
         for path, data in files.items():
             write_file(path, data)
-    except OutputRefused as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(EXIT_UNREADABLE) from None
     except OSError as exc:
-        err_console.print(f"[red]error:[/red] --out {escape(str(out))}: "
-                          f"{escape(exc.strerror or str(exc))}", highlight=False)
-        raise typer.Exit(EXIT_UNREADABLE) from None
+        raise OutputRefused(f"--out {out}: {exc.strerror or exc}") from None
     for path in files:
         console.print(str(path), highlight=False, markup=False)
 
@@ -1044,23 +1026,17 @@ def produce(
     from ledger.kafka.broker import broker_bootstrap, find_running_broker
     from ledger.kafka.settings import KafkaSettings
 
-    try:
-        handle, size = _open_input(file)
-    except InputUnreadable as exc:
-        err_console.print(f"[red]error:[/red] cannot read input: {escape(str(exc))}")
-        raise typer.Exit(EXIT_UNREADABLE) from None
+    handle, size = _open_input(file)
     settings = KafkaSettings()
     name = settings.topic(topic.value)
     field = key_field or ("sale_id" if topic is ProduceTopic.sales else None)
     constant = b"history" if field is None else None
     if not settings.bootstrap and find_running_broker(Settings().home) is None:
         # a private embedded broker would vanish with this command, and the records with it
-        err_console.print(
-            "[red]error:[/red] no Kafka to produce to: LEDGER_KAFKA_BOOTSTRAP is not set and "
-            f"no `rebate-ledger broker` is running for {escape(str(Settings().home))}; start "
-            "one (`rebate-ledger broker &`) or set LEDGER_KAFKA_BOOTSTRAP, then produce again"
-        )
-        raise typer.Exit(EXIT_UNREADABLE)
+        raise ConfigurationError(
+            "no Kafka to produce to: LEDGER_KAFKA_BOOTSTRAP is not set and no `rebate-ledger "
+            f"broker` is running for {Settings().home}; start one (`rebate-ledger broker &`) "
+            "or set LEDGER_KAFKA_BOOTSTRAP, then produce again")
     try:
         with broker_bootstrap(settings.bootstrap, Settings().home) as bootstrap:
             producer = transport(settings, bootstrap).producer()
@@ -1147,11 +1123,9 @@ _arrange_help(app)
 
 
 def main() -> None:
-    try:
-        app()
-    except LedgerError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        sys.exit(EXIT_UNREADABLE)
+    """The console script: every error of a command becomes its exit status in
+    `LedgerGroup` (ledger.cli.errors), the one mapping."""
+    app()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,7 +17,6 @@ EVENTS_SHOWN = 6
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
     from ledger.cli import (
-        EXIT_UNREADABLE,
         DatabaseOption,
         Format,
         console,
@@ -46,7 +45,7 @@ def register(app: typer.Typer) -> None:
         """How one agreement's liability at D as known at K comes about, step by step: terms
         and the events they came from, eligible sales by month, tier, formula, cap, claims,
         settlements, write-offs."""
-        from ledger.access import NotFound
+        from ledger.access import BadRequest, NotFound
         from ledger.audit.output import emit
 
         check_request(output, out)
@@ -54,13 +53,12 @@ def register(app: typer.Typer) -> None:
         with open_service(database) as (service, principal):
             service.check_names(known_at=known, agreement=("--agreement", agreement))
             if out is not None:
-                check_out(out, service.ledger.database_url, force)
+                check_out(out, service.database_url, force)
             try:
                 report = service.explain_report(principal, agreement, day, known)
-            except NotFound as error:
-                reason = str(error).removeprefix("agreement_id: ")
-                err_console.print(f"[red]error:[/red] --agreement {reason}")
-                raise typer.Exit(EXIT_UNREADABLE) from None
+            except NotFound as error:  # named as the option the user gave
+                raise BadRequest("--agreement",
+                                 str(error).removeprefix("agreement_id: ")) from None
         if deliver(report, output, out, name="explain"):
             return
         if output is ReportFormat.table:
@@ -100,6 +98,7 @@ def register(app: typer.Typer) -> None:
         """What changed in the position at D between K1 and K2: a summary by cause (late
         sales, returns, amendments, memberships, claims ...), then agreement by agreement
         (--detail: every event that made each change)."""
+        from ledger.access import BadRequest
         from ledger.audit.output import Report, count_figure, emit
 
         check_request(output, out)
@@ -108,12 +107,12 @@ def register(app: typer.Typer) -> None:
         assert k1 is not None
         k2 = parse_known_at(vs)
         if k2 is not None and k2 < k1:
-            err_console.print("[red]error:[/red] --vs must not be before --known-at")
-            raise typer.Exit(EXIT_UNREADABLE)
+            raise BadRequest("--vs", f"must not be before --known-at: {vs} is before "
+                             f"{known_at}; give a later --vs (or swap the two)")
         with open_service(database) as (service, principal):
             service.check_names(known_at=k1, agreement=("--agreement", agreement))
             if out is not None:
-                check_out(out, service.ledger.database_url, force)
+                check_out(out, service.database_url, force)
             elif output in (ReportFormat.json, ReportFormat.csv):
                 # streamed, in bounded memory (issue 11)
                 service.write_diff(principal, day, k1, k2, output.value, sys.stdout,
@@ -154,7 +153,7 @@ def register(app: typer.Typer) -> None:
             service.check_names(known_at=known, customer=("--customer", customer),
                                 agreement=("--agreement", agreement))
             if out is not None:
-                check_out(out, service.ledger.database_url, force)
+                check_out(out, service.database_url, force)
             report = service.opportunities_report(principal, day, known, customer_id=customer,
                                                   limit=limit, agreement_id=agreement)
         if not deliver(report, output, out, name="opportunities"):
@@ -217,22 +216,20 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """What a draft agreement would have accrued, month by month, over the sales already
         recorded, next to the customer's existing agreements; nothing is stored."""
+        from ledger.access import BadRequest
         from ledger.audit.output import emit
         from ledger.audit.simulate import read_draft
-        from ledger.errors import Rejection
+        from ledger.errors import InputUnreadable, Rejection
 
         day = parse_as_of(as_of) if as_of is not None else None
         try:
             lines = draft.read_bytes().splitlines()
         except OSError as error:
-            err_console.print(f"[red]error:[/red] --draft {draft}: {error.strerror or error}")
-            raise typer.Exit(EXIT_UNREADABLE) from None
+            raise InputUnreadable(f"--draft {draft}: {error.strerror or error}") from None
         try:
             plan = read_draft(lines)
-        except Rejection as error:
-            err_console.print(f"[red]error:[/red] --draft {draft}: {error.reason}",
-                              highlight=False)
-            raise typer.Exit(EXIT_UNREADABLE) from None
+        except Rejection as error:  # the draft is an option's file here: not usable, exit 2
+            raise BadRequest(f"--draft {draft}", error.reason) from None
         with open_service(database) as (service, principal):
             service.check_names(
                 customer=("the draft's customer_id", plan.created.customer_id),

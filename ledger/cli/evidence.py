@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from ledger.cli.errors import EXIT_FAILED, EXIT_OK
+
 
 def read_digest(text: str) -> tuple[int | None, str]:
     """`--digest`: what `rebate-ledger digest` printed in any format (table, csv, json), as a
@@ -53,16 +55,8 @@ def register(app: typer.Typer,
         business ids it is about, its place in the hash chains and the payload as stored."""
         import csv
 
-        from ledger.cli import EXIT_UNREADABLE, err_console
-        from ledger.errors import LedgerError
-
         with open_service(database) as (service, principal):
-            try:
-                found = service.event(principal, reference)
-            except LedgerError as error:
-                err_console.print(f"error: {error}", highlight=False, markup=False,
-                                  soft_wrap=True)
-                raise typer.Exit(EXIT_UNREADABLE) from None  # an id it cannot find: 2
+            found = service.event(principal, reference)  # an id it cannot find: exit 2
         chain = found.pop("chain") or {}
         payload = found.pop("payload")
         fields = {**found, **{f"chain_{k}": v for k, v in chain.items()}}
@@ -182,7 +176,7 @@ def register(app: typer.Typer,
                 if tables.count > len(tables.differences):
                     console.print(f"  ... and {tables.count - len(tables.differences)} more",
                                   highlight=False, markup=False)
-        raise typer.Exit(0 if result.ok and tables.ok else 1)
+        raise typer.Exit(EXIT_OK if result.ok and tables.ok else EXIT_FAILED)
 
     def _cell(value: Any) -> str:
         return "" if value is None else orjson.dumps(value).decode() \
@@ -218,13 +212,12 @@ def register(app: typer.Typer,
         """Chain every event of a store that predates tamper evidence, once, explicitly (the
         ledger never does it on its own). Refused for a store that had a chain (an anchor or
         a chain entry): re-chaining would launder any edit made behind the ledger."""
-        from ledger.cli import EXIT_UNREADABLE, err_console
+        from ledger.access import BadRequest
 
         if not yes:
-            err_console.print("rechain hashes the events exactly as they are now: check the "
-                              "store against a published digest or a backup first, then run "
-                              "`rebate-ledger rechain --yes`", highlight=False, markup=False)
-            raise typer.Exit(EXIT_UNREADABLE)
+            raise BadRequest("", "rechain hashes the events exactly as they are now: "
+                             "check the store against a published digest or a backup first, "
+                             "then run `rebate-ledger rechain --yes`")
         with open_service(database) as (service, principal):
             count = service.rechain(principal)
         console.print(f"chained {count} events; publish the head: `rebate-ledger digest`",
@@ -241,22 +234,14 @@ def register(app: typer.Typer,
         the stored events and put them in place of what the store has: the way back from a
         read table dropped or edited behind the ledger (which is refused, never recreated
         empty). Refused while the events' hash chain does not verify."""
-        from ledger.cli import EXIT_UNREADABLE, err_console
-        from ledger.errors import StoreDamaged
+        from ledger.access import BadRequest
 
         if not yes:
-            err_console.print("rebuild-tables replaces every core read table by one derived "
-                              "from the stored events: run `rebate-ledger verify` to see what "
-                              "differs, then `rebate-ledger rebuild-tables --yes`",
-                              highlight=False, markup=False)
-            raise typer.Exit(EXIT_UNREADABLE)
+            raise BadRequest("", "rebuild-tables replaces every core read table by one "
+                             "derived from the stored events: run `rebate-ledger verify` to "
+                             "see what differs, then `rebate-ledger rebuild-tables --yes`")
         with open_service(database, check_tables=False) as (service, principal):
-            try:
-                missing, written = service.rebuild_tables(principal)
-            except StoreDamaged as refused:
-                err_console.print(f"error: {refused}", highlight=False, markup=False,
-                                  soft_wrap=True)
-                raise typer.Exit(EXIT_UNREADABLE) from None
+            missing, written = service.rebuild_tables(principal)  # StoreDamaged: exit 2
         console.print(f"rebuilt {len(written)} read tables ({sum(written.values())} rows) "
                       f"from the stored events" + (f"; were missing: {', '.join(missing)}"
                                                    if missing else ""),
@@ -277,22 +262,15 @@ def register(app: typer.Typer,
         """Write the evidence pack for the position at D as known at K: positions, journal,
         trial balance, reconcile, the diff against the last close, rejections, explain for
         every agreement, verify and digest, a README and a manifest of SHA-256 hashes."""
-        from rich.markup import escape
-
-        from ledger.cli import EXIT_UNREADABLE, err_console, parse_as_of, parse_known_at
+        from ledger.cli import parse_as_of, parse_known_at
         from ledger.output_files import OutputRefused
 
         day, known = parse_as_of(as_of), parse_known_at(known_at)
         try:
             with open_service(database) as (service, principal):
                 pack = service.write_evidence(principal, day, known, out, force=force)
-        except OutputRefused as error:
-            err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
-            raise typer.Exit(EXIT_UNREADABLE) from None
-        except OSError as error:
-            err_console.print(f"[red]error:[/red] --out {out}: {error.strerror or error}",
-                              highlight=False)
-            raise typer.Exit(EXIT_UNREADABLE) from None
+        except OSError as error:  # OutputRefused (a LedgerError) rises as it is
+            raise OutputRefused(f"--out {out}: {error.strerror or error}") from None
         checked = "verified" if pack.verified else (
             f"{pack.table_differences} read table difference(s)" if pack.table_differences
             else "BROKEN")
@@ -300,4 +278,4 @@ def register(app: typer.Typer,
                       f"and read tables {checked}, trial balance "
                       f"{'balanced' if pack.balanced else 'NOT balanced'}",
                       highlight=False, markup=False)
-        raise typer.Exit(0 if pack.verified and pack.balanced else 1)
+        raise typer.Exit(EXIT_OK if pack.verified and pack.balanced else EXIT_FAILED)

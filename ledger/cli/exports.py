@@ -46,34 +46,25 @@ def check_request(output: ReportFormat, out: Path | None) -> None:
 
 
 def check_out(out: Path, database_url: str | None, force: bool) -> None:
-    """Refuse `--out` where it would destroy something (`ledger.output_files.check_target`):
-    exit 2 with the reason."""
-    from rich.markup import escape
+    """Refuse `--out` where it would destroy something (`ledger.output_files.check_target`
+    raises OutputRefused naming the reason: exit 2)."""
+    from ledger.output_files import check_target
 
-    from ledger.cli import EXIT_UNREADABLE, err_console
-    from ledger.output_files import OutputRefused, check_target
-
-    try:
-        check_target(out, database_url, force=force)
-    except OutputRefused as error:
-        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
-        raise typer.Exit(EXIT_UNREADABLE) from None
+    check_target(out, database_url, force=force)
 
 
 def write_out(out: Path, write: Callable[[IO[bytes]], Any],
               what: str | Callable[[], str]) -> None:
     """Write `out` through `write(handle)` (atomically) and say so on stderr; a failing
     write (a full disk, no permission) is exit 2 with the reason, and leaves no file."""
-    from ledger.cli import EXIT_UNREADABLE, err_console
-    from ledger.output_files import replacing
+    from ledger.cli import err_console
+    from ledger.output_files import OutputRefused, replacing
 
     try:
         with replacing(out) as handle:
             write(handle)
     except OSError as error:
-        err_console.print(f"error: --out {out}: {error.strerror or error}", highlight=False,
-                          markup=False)
-        raise typer.Exit(EXIT_UNREADABLE) from None
+        raise OutputRefused(f"--out {out}: {error.strerror or error}") from None
     said = what if isinstance(what, str) else what()
     err_console.print(f"wrote {out}: {said}", highlight=False, markup=False, soft_wrap=True)
 
@@ -110,23 +101,20 @@ def deliver(report: Report, output: ReportFormat, out: Path | None, *,
     return True
 
 
-def write_journal_out(ledger: Any, as_of: Any, known_at: Any, output: ReportFormat,
-                      out: Path, force: bool, *, agreement_id: str | None,
-                      customer_id: str | None) -> None:
+def write_journal_out(service: Any, principal: Any, as_of: Any, known_at: Any,
+                      output: ReportFormat, out: Path, force: bool, *,
+                      agreement_id: str | None, customer_id: str | None) -> None:
     """`journal --out FILE`: streamed into the file as computed, in bounded memory, as a
-    workbook (`--format xlsx`) or the same JSON or CSV as printed."""
-    check_out(out, ledger.database_url, force)
+    workbook (`--format xlsx`) or the same JSON or CSV as printed (through the service)."""
+    check_out(out, service.database_url, force)
     if output is ReportFormat.xlsx:
-        from ledger.audit.xlsx import write_journal as write_workbook
-
         counts: list[int] = []
-        write_out(out, lambda handle: counts.append(write_workbook(
-            ledger, as_of, known_at, handle, agreement_id=agreement_id,
+        write_out(out, lambda handle: counts.append(service.write_journal_workbook(
+            principal, as_of, known_at, handle, agreement_id=agreement_id,
             customer_id=customer_id)), lambda: f"{counts[0]} postings, Excel workbook")
         return
-    from ledger.audit.journal import write_journal
     from ledger.cli import console
 
-    write_out(out, text_to(lambda stream: write_journal(
-        ledger, as_of, known_at, output.value, stream, console, agreement_id=agreement_id,
+    write_out(out, text_to(lambda stream: service.write_journal(
+        principal, as_of, known_at, output.value, stream, console, agreement_id=agreement_id,
         customer_id=customer_id)), f"journal, {output.value.upper()}")

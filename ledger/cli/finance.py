@@ -10,6 +10,7 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
+from ledger.cli.errors import EXIT_FAILED
 from ledger.cli.exports import ForceOption, OutOption, ReportFormat, ReportFormatOption
 
 AgreementOption = Annotated[str | None, typer.Option("--agreement", help="only this agreement")]
@@ -53,26 +54,24 @@ def _plain_table(report: Any, out: TextIO) -> None:
 
 def confirm_close(label: str, first: Any, last: Any, yes: bool) -> None:
     """A close is permanent: go on with `--yes`, ask on a terminal, refuse elsewhere."""
-    from ledger.cli import EXIT_REJECTED, EXIT_UNREADABLE, err_console
+    from ledger.access import BadRequest
+    from ledger.cli import err_console
 
     if yes:
         return
     if not sys.stdin.isatty():
-        err_console.print(
-            f"error: closing {label} ({first} to {last}) is permanent and there is no "
-            "terminal to ask: add --yes to confirm", highlight=False, markup=False)
-        raise typer.Exit(EXIT_UNREADABLE)
+        raise BadRequest("", f"closing {label} ({first} to {last}) is permanent and "
+                         "there is no terminal to ask: add --yes to confirm")
     if not typer.confirm(f"Close {label} ({first} to {last})? A close is permanent: it "
                          "freezes the reported position", default=False, err=True):
         err_console.print(f"{label} not closed: nothing recorded", highlight=False,
                           markup=False)
-        raise typer.Exit(EXIT_REJECTED)
+        raise typer.Exit(EXIT_FAILED)  # the user said no: an outcome, not an error
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
     from ledger.cli import (
-        EXIT_UNREADABLE,
         DatabaseOption,
         Format,
         console,
@@ -122,9 +121,9 @@ def register(app: typer.Typer) -> None:
             service.check_names(known_at=known, agreement=("--agreement", agreement),
                                 customer=("--customer", customer))
             if day is None:
-                day = service.ledger.clock().astimezone(UTC).date()
+                day = service.now().astimezone(UTC).date()
             if out is not None:
-                write_journal_out(service.ledger, day, known, output, out, force,
+                write_journal_out(service, principal, day, known, output, out, force,
                                   agreement_id=agreement, customer_id=customer)
                 return
             # streamed as computed, in bounded memory; above PLAIN_TABLE_ROWS a table is
@@ -164,7 +163,7 @@ def register(app: typer.Typer) -> None:
             service.check_names(known_at=known, agreement=("--agreement", agreement),
                                 customer=("--customer", customer))
             if out is not None:
-                check_out(out, service.ledger.database_url, force)
+                check_out(out, service.database_url, force)
             report = service.trial_balance_report(principal, day, known,
                                                   agreement_id=agreement,
                                                   customer_id=customer)
@@ -172,20 +171,19 @@ def register(app: typer.Typer) -> None:
             emit(trial_balance_table(report) if output is ReportFormat.table else report,
                  output.value, console)
         if not (report.extra["balanced"] and report.extra["liability_matches"]):
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_FAILED)
 
     def _period(start: str | None, end: str | None, as_of: str | None, known_at: str | None,
                 agreement: str | None, customer: str | None, output: str,
                 database: str | None, *, trial: bool) -> None:
         """`journal` / `trial-balance` of a period (ledger.audit.period)."""
+        from ledger.access import BadRequest
         from ledger.audit.output import emit
         from ledger.audit.period import check_period, period_trial_balance_table
         from ledger.errors import RuleViolation
 
-        def usage(message: str) -> typer.Exit:
-            err_console.print(f"error: {message}", highlight=False, markup=False,
-                              soft_wrap=True)
-            return typer.Exit(EXIT_UNREADABLE)
+        def usage(message: str) -> BadRequest:
+            return BadRequest("", message)
 
         if as_of is not None:
             raise usage("--as-of is a position at one date; --from and --to are a period: "
@@ -216,7 +214,7 @@ def register(app: typer.Typer) -> None:
         emit(period_trial_balance_table(report) if output == "table" else report, output,
              console)
         if not (report.extra["balanced"] and report.extra["liability_matches"]):
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_FAILED)
 
     @app.command()
     def reconcile(
@@ -247,7 +245,7 @@ def register(app: typer.Typer) -> None:
             service.check_names(known_at=known, customer=("--customer", customer),
                                 agreement=("--agreement", agreement))
             if out is not None:
-                check_out(out, service.ledger.database_url, force)
+                check_out(out, service.database_url, force)
             report = service.reconcile_report(principal, day, known, grace_days=grace_days,
                                               unpaid_days=unpaid_days, customer_id=customer,
                                               flagged_only=flagged, agreement_id=agreement)
@@ -274,20 +272,15 @@ def register(app: typer.Typer) -> None:
         position). Later changes show as post-close adjustments in diff and reconcile."""
         from ledger.audit.close import parse_period
         from ledger.audit.output import money_text
-        from ledger.errors import RuleViolation
-
         first = parse_as_of(start) if start else None
         last = parse_as_of(end) if end else None
         moment = parse_known_at(recorded_at) if recorded_at else None
-        try:
-            label, first_day, last_day = parse_period(period, first, last)
-            confirm_close(label, first_day, last_day, yes)
-            with open_service(database, creates=True) as (service, principal):
-                event_id, position, closed_at, rows = service.close_books(
-                    principal, label, first_day, last_day, moment)
-        except RuleViolation as error:
-            err_console.print(f"[red]error:[/red] {error.reason}", highlight=False)
-            raise typer.Exit(1) from None
+        # a rule refusing the close (RuleViolation: a period closed already) exits 1
+        label, first_day, last_day = parse_period(period, first, last)
+        confirm_close(label, first_day, last_day, yes)
+        with open_service(database, creates=True) as (service, principal):
+            event_id, position, closed_at, rows = service.close_books(
+                principal, label, first_day, last_day, moment)
         totals: dict[str, Decimal] = {}
         for row in rows:
             totals[row.currency] = totals.get(row.currency, Decimal(0)) + row.liability
@@ -331,12 +324,15 @@ def register(app: typer.Typer) -> None:
         """The journal's postings of the period as the lines of an ERP journal-entry upload:
         your GL accounts (and cost centre, customer), one balanced document per currency and
         posting date, each with a stable reference. Exit 1 if a document does not balance."""
-        from rich.markup import escape
-
-        from ledger.access import exit_code
-        from ledger.audit.gl import MAPPING_CHARS_MAX, export_report, to_csv, unbalanced
+        from ledger.audit.gl import (
+            MAPPING_CHARS_MAX,
+            GLMappingError,
+            export_report,
+            to_csv,
+            unbalanced,
+        )
         from ledger.audit.output import emit
-        from ledger.errors import LedgerError
+        from ledger.errors import InputUnreadable
 
         check_request(output, out)
         first, last = parse_as_of(start, "--from"), parse_as_of(end, "--to")
@@ -352,26 +348,21 @@ def register(app: typer.Typer) -> None:
             reason = (f"not UTF-8 text (byte {error.start + 1}): save it as UTF-8"
                       if isinstance(error, UnicodeDecodeError)
                       else getattr(error, "strerror", None) or str(error))
-            err_console.print(f"error: --accounts {accounts}: {reason}", highlight=False,
-                              markup=False)
-            raise typer.Exit(EXIT_UNREADABLE) from None
+            raise InputUnreadable(f"--accounts {accounts}: {reason}") from None
         with open_service(database) as (service, principal):
             if out is not None:
-                check_out(out, service.ledger.database_url, force)
+                check_out(out, service.database_url, force)
             try:
                 export, mapping = service.gl_export(principal, first, last, text, known,
                                                     earlier)
-            except LedgerError as error:
-                where = f"{accounts}: " if getattr(error, "key", None) is not None else ""
-                err_console.print(f"[red]error:[/red] {escape(where + str(error))}",
-                                  highlight=False, soft_wrap=True)
-                raise typer.Exit(exit_code(error)) from None
+            except GLMappingError as error:  # a key of the file: named with the file
+                raise GLMappingError("", f"{accounts}: {error}") from None
         wrong = unbalanced(export)
         if wrong:  # never written: an upload that does not balance is refused by the ERP
             for sentence in wrong:
                 err_console.print(f"error: {sentence}; nothing written", highlight=False,
                                   markup=False)
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_FAILED)  # a check failed (a bug if it ever does)
         report = export_report(export, mapping)
         if output is ReportFormat.csv:
             if out is None:

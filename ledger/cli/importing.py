@@ -33,10 +33,6 @@ def register(app: typer.Typer) -> None:
     from rich.markup import escape
 
     from ledger.cli import (
-        EXIT_OK,
-        EXIT_REJECTED,
-        EXIT_STOPPED,
-        EXIT_UNREADABLE,
         DatabaseOption,
         Format,
         _print_report,
@@ -73,28 +69,29 @@ def register(app: typer.Typer) -> None:
         rejected with its row, column and value, and kept; the rows around it apply).
         Exit 0: all applied; 1: some rejected; 2: the file or mapping cannot be used (nothing
         applied); 3: stopped by an internal error."""
-        from rich.markup import escape
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+        from ledger.cli.errors import EXIT_OK, EXIT_REJECTED
         from ledger.core import ApplyStopped
-        from ledger.errors import LedgerError
         from ledger.importing import ImportUnreadable, MappingError, load_mapping, rows_of
 
-        def fail(message: str) -> typer.Exit:
-            err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False,
-                              soft_wrap=True)
-            return typer.Exit(EXIT_UNREADABLE)
-
+        # the file or the mapping cannot be used: exit 2 (ledger.cli.errors), each error
+        # named with the file it is about
         try:
             plan = load_mapping(mapping)
         except MappingError as exc:
             # a key's error names the file here; a file's own error (not TOML) names it already
-            raise fail(f"mapping {mapping}: {exc}" if exc.key else str(exc)) from None
+            if exc.key:
+                raise MappingError("", f"mapping {mapping}: {exc}") from None
+            raise
         try:
             sheet_read, importer, rows = rows_of(file, plan, sheet=sheet, encoding=encoding)
         except (ImportUnreadable, MappingError) as exc:
-            raise fail(f"{file}: {exc}" if not str(exc).startswith(file) else str(exc)) \
-                from None
+            if str(exc).startswith(file):
+                raise
+            if isinstance(exc, MappingError):
+                raise MappingError("", f"{file}: {exc}") from None
+            raise ImportUnreadable(f"{file}: {exc}") from None
         scratch = None
         if dry_run:  # a preview of the first import: against an empty store thrown away
             from ledger.cli import dry_run_store
@@ -122,12 +119,9 @@ def register(app: typer.Typer) -> None:
                         on_chunk=lambda: progress.update(task, completed=sheet_read.done()))
             else:
                 report = service.import_rows(principal, rows, source=source, dry_run=dry_run)
-        except ApplyStopped as stopped:
+        except ApplyStopped as stopped:  # the rows before it stand: their report, then exit 3
             _print_report(stopped.report, output, unit="row")
-            err_console.print(f"error: {stopped}", markup=False, highlight=False)
-            raise typer.Exit(EXIT_STOPPED) from None
-        except LedgerError as exc:
-            raise fail(str(exc)) from None
+            raise
         finally:
             sheet_read.close()
             service.close()

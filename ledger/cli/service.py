@@ -12,8 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ledger.access import Principal, Role, exit_code, operator
-from ledger.errors import LedgerError
+from ledger.access import BadRequest, Principal, Role, operator
 
 users_app = typer.Typer(help="API users: add, list, revoke, rotate (tokens shown once).",
                         no_args_is_help=True)
@@ -35,19 +34,13 @@ def operator_principal(name: str | None = None) -> Principal:
 
 def register(app: typer.Typer) -> None:
     """Add `serve` and the `users` group to `app`."""
-    from ledger.cli import DatabaseOption, console, err_console
+    from ledger.cli import DatabaseOption, console
     from ledger.service import LedgerService
 
     def service(database: str | None) -> LedgerService:
         from ledger.bootstrap import build_service
 
         return build_service(database)
-
-    def fail(error: LedgerError) -> typer.Exit:
-        from rich.markup import escape
-
-        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
-        return typer.Exit(exit_code(error))
 
     @users_app.command("add")
     def users_add(
@@ -66,15 +59,12 @@ def register(app: typer.Typer) -> None:
         if password_stdin:
             password = sys.stdin.readline().rstrip("\r\n")
             if not password:
-                err_console.print("[red]error:[/red] --password-stdin: standard input held no "
-                                  "password")
-                raise typer.Exit(2)
+                raise BadRequest("--password-stdin", "standard input held no password: "
+                                 "pipe one line holding the password")
         book = service(database)
         try:
             token = book.add_user(operator(_operator_name()), name, role, customer or (),
                                   password)
-        except LedgerError as error:
-            raise fail(error) from None
         finally:
             book.close()
         console.print(f"user {name} ({role.value}) added; its token, shown once:",
@@ -100,8 +90,6 @@ def register(app: typer.Typer) -> None:
         book = service(database)
         try:
             book.revoke_user(operator(_operator_name()), name)
-        except LedgerError as error:
-            raise fail(error) from None
         finally:
             book.close()
         console.print(f"user {name} revoked", highlight=False, markup=False)
@@ -113,8 +101,6 @@ def register(app: typer.Typer) -> None:
         book = service(database)
         try:
             token = book.rotate_token(operator(_operator_name()), name)
-        except LedgerError as error:
-            raise fail(error) from None
         finally:
             book.close()
         console.print(f"user {name}: new token, shown once:", highlight=False, markup=False)

@@ -32,6 +32,7 @@ from ledger.access import (
     RateLimited,
     TooLarge,
     Unauthenticated,
+    UnsupportedMedia,
     http_status,
 )
 from ledger.bootstrap import ApiSettings
@@ -61,6 +62,20 @@ def problem(status: int, detail: str, **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status,
             "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def error_problem(error: LedgerError) -> JSONResponse:
+    """The answer to an error of the ledger: its status from `ledger.access.http_status`, the
+    one mapping, and its message (naming the field, also as `field`, when it has one). Used by
+    the exception handler and by the middlewares that answer before a route runs."""
+    status = http_status(error)
+    extra: dict[str, Any] = {}
+    if isinstance(error, Rejection | BadRequest) and error.field:
+        extra["field"] = error.field
+    response = problem(status, str(error), **extra)
+    if status == 401:
+        response.headers["www-authenticate"] = "Bearer"
+    return response
 
 
 #: The media type of an Excel workbook.
@@ -113,8 +128,10 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            too_large = problem(413, f"the request body is above {self.limit} bytes "
-                                "(LEDGER_API_BODY_BYTES_MAX); send it in smaller requests")
+            # built only when needed (8b), through the one error mapping (8a)
+            too_large = error_problem(TooLarge(
+                f"the request body is above {self.limit} bytes (LEDGER_API_BODY_BYTES_MAX); "
+                "send it in smaller requests"))
             await too_large(scope, receive, send)
             return
         seen = 0
@@ -150,9 +167,9 @@ class NulRefused:
                 where = "path"
             if where is not None:
                 name = where.replace("\x00", "\\u0000")
-                await problem(422, f"{name}: holds a NUL character; no id, date or setting "
-                              "does: send the value as it was recorded",
-                              field=name)(scope, receive, send)
+                await error_problem(BadRequest(
+                    name, "holds a NUL character; no id, date or setting does: send the "
+                    "value as it was recorded"))(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -279,15 +296,7 @@ def create_app(service: LedgerService, settings: ApiSettings | None = None) -> F
 
     @app.exception_handler(LedgerError)
     async def ledger_error(request: Request, error: LedgerError) -> Response:
-        status = http_status(error)
-        extra: dict[str, Any] = {}
-        if isinstance(error, Rejection | BadRequest) and error.field:
-            extra["field"] = error.field
-        if status == 401:
-            response = problem(status, str(error), **extra)
-            response.headers["www-authenticate"] = "Bearer"
-            return response
-        return problem(status, str(error), **extra)
+        return error_problem(error)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> Response:
@@ -295,9 +304,9 @@ def create_app(service: LedgerService, settings: ApiSettings | None = None) -> F
         first = found[0] if found else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path",
                                                                             "body"))
-        detail = f"{where}: {first.get('msg', 'invalid')}" if where else str(
-            first.get("msg", "invalid request"))
-        return problem(422, detail, field=where or None)
+        # a parameter that cannot be used: BadRequest, whose status is the mapping's (422)
+        return error_problem(BadRequest(where, str(first.get(
+            "msg", "invalid" if where else "invalid request"))))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
@@ -365,7 +374,7 @@ def create_app(service: LedgerService, settings: ApiSettings | None = None) -> F
         elif media in ("application/json", ""):
             lines = [body]
         else:
-            return problem(415, f"Content-Type {media!r}: send application/json (one command) "
+            raise UnsupportedMedia(f"Content-Type {media!r}: send application/json (one command) "
                            "or application/x-ndjson (JSON Lines)")
         key = request.headers.get("idempotency-key")
         result = await run_in_threadpool(service.submit, caller, lines, idempotency_key=key)

@@ -1,0 +1,64 @@
+"""The one place where an error of a command becomes its exit status and its message.
+
+Every command lets its errors rise: a `LedgerError` (whose message names the field or rule,
+the value, and what to do) or a `Stopped` run. The command group below catches them for every
+command, `main` and the test runner alike, prints one line `error: ...` on stderr, and exits
+with `ledger.access.exit_code` (the table `EXIT_CODE`):
+
+- 0: done; nothing rejected, every check passed.
+- 1: done, and something was refused or found wrong: apply or import lines rejected (the
+  rest applied), a command refused by a rule (closing a closed period) or by the state (a
+  user that exists already), a check that failed (verify, trial-balance, audit-view, ...).
+- 2: the request cannot be used as given, nothing done: input that cannot be read, an option
+  or id that names nothing, a store that cannot be opened, is read-only or damaged (usage
+  errors of the options are click's, also 2).
+- 3: stopped part way by an internal error (a bug): what came before stands (`intake
+  --until-idle` also exits 3 on a stalled group).
+
+A command never picks an exit status for an error itself (tests/test_cli_exit_mapping.py reads
+the source to keep it so); it raises `typer.Exit` only with its outcome, `EXIT_OK` or
+`EXIT_FAILED`, or the status a worker returned.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from ledger.access import exit_code
+from ledger.errors import LedgerError, Stopped
+
+#: The outcomes of a command that ran (not errors): 0, and 1 when something was rejected or a
+#: check failed. EXIT_REJECTED is apply's name for 1 (contract section 3).
+EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_REJECTED = EXIT_FAILED
+#: The statuses errors get (`ledger.access.EXIT_CODE`), named for the help texts and tests.
+EXIT_UNREADABLE, EXIT_STOPPED = 2, 3
+
+
+def error_line(error: BaseException) -> str:
+    """The one line printed for `error`: its message, which names the field or rule, the
+    value and what to do."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return f"error: {text}"
+
+
+def fail(error: LedgerError | Stopped) -> typer.Exit:
+    """Print `error` on stderr as one line and give the `typer.Exit` of its exit status."""
+    from ledger.cli import err_console
+
+    err_console.print(error_line(error), highlight=False, markup=False, soft_wrap=True)
+    return typer.Exit(exit_code(error))
+
+
+class LedgerGroup(TyperGroup):
+    """The command group of `rebate-ledger`: every command runs inside `invoke`, so every
+    error it raises is mapped here, once."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own click.Context
+        try:
+            return super().invoke(ctx)
+        except (LedgerError, Stopped) as error:
+            raise fail(error) from None
