@@ -163,7 +163,10 @@ def load_http(port: int, clients: int, seconds: float, token: str,
     half = time.perf_counter() + seconds / 2
     asyncio.run(everyone())
     return {**summary(latencies, errors, seconds),
-            "p99_second_half_ms": percentile(late, 0.99) if late else None}
+            "p99_second_half_ms": percentile(late, 0.99) if late else None,
+            # runnable processes on the machine over the last minute: the server, its clients
+            # and whatever else runs (a p99 is mostly the wait for a core when that passes 2)
+            "load_average_1m": os.getloadavg()[0]}
 
 
 class Sampler(threading.Thread):
@@ -194,6 +197,13 @@ def ingest_lines(path: Path, prefix: bytes, count: int) -> list[bytes]:
         for line in itertools.islice(handle, count):
             lines.append(line.rstrip(b"\n").replace(b'"sale_id":"S', b'"sale_id":"' + prefix))
     return lines
+
+
+def print_again(name: str, http: dict[str, Any]) -> None:
+    print(f"liability {name}: HTTP p50 {http['p50_ms']:.1f} ms p99 {http['p99_ms']:.1f} ms "
+          f"(second half {http['p99_second_half_ms']:.1f}; load average "
+          f"{http['load_average_1m']:.1f}) ({http['calls_per_s']:.0f}/s, {http['errors']} "
+          "errors)", flush=True)
 
 
 def verdict(ok: bool) -> str:
@@ -295,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             figures[name] = {"http": http, "direct": here}
             print(f"liability by {name}, {args.clients} clients, {args.seconds:g} s: HTTP p50 "
                   f"{http['p50_ms']:.1f} ms p99 {http['p99_ms']:.1f} ms (second half "
-                  f"{http['p99_second_half_ms']:.1f}) "
+                  f"{http['p99_second_half_ms']:.1f}; load average {http['load_average_1m']:.1f}) "
                   f"({http['calls_per_s']:.0f}/s, {http['errors']} errors); direct p50 "
                   f"{here['p50_ms']:.1f} ms p99 {here['p99_ms']:.1f} ms "
                   f"({here['calls_per_s']:.0f}/s)", flush=True)
@@ -310,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                                 agreement_target)
         rss_marks["after reads again"] = sampler.rss_mib()
         results["liability"]["agreement_reads_again"] = reads_again
+        print_again("by agreement again (answers kept)", reads_again)
 
         http_lines = ingest_lines(book.sales_path, b"H", args.sales + BATCH_LINES *
                                   args.ingest_batches)[args.sales:]
@@ -353,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         again = load_http(port, args.clients, args.seconds, reader_token, agreement_target)
         rss_marks["after agreement again"] = sampler.rss_mib()
         results["liability"]["agreement_again"] = again
+        print_again("by agreement after the writes", again)
     finally:
         sampler.stopped.set()
         server.terminate()

@@ -17,6 +17,11 @@ The cache sits under the role scoping of the service (`LedgerService.liability_r
 the customers a scoped caller may see, each by its own key), so what it keeps is the same for
 every caller asking the same question. Bounded: at most `rows_max` rows over all answers kept,
 least recently used dropped first; an answer larger than that is not kept.
+
+What the position does not see: `rebate-ledger rebuild-tables` replaces the read tables without
+storing an event, so a server that kept answers from damaged tables keeps them until the next
+write or its restart (restart it after a rebuild); a store swapped under a running server for
+another with the same position likewise.
 """
 
 from __future__ import annotations
