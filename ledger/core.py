@@ -348,6 +348,24 @@ class Ledger:
         self._apply_parsed(parsed, sale_ids, source, report, at=at, skip_applied=skip_applied,
                            before_commit=before_commit)
 
+    @contextlib.contextmanager
+    def dry_run(self) -> Iterator[None]:
+        """One transaction around any number of `apply_records` calls, rolled back at the end:
+        a dry run of a file of any size (`LedgerService.import_rows`). Each call runs inside it
+        as it would run alone (its own transaction nests in this one and commits nothing), so
+        a command sees the effects of the calls before it (a duplicate of, a reversal of or a
+        claim on an earlier line); nothing is visible to another connection, and at the end
+        nothing is left (a failure inside rolls it back too and propagates). The writer lock
+        is held from the start to the rollback: other writers wait, readers do not (they see
+        the store as it was). Memory stays that of one call: each call's objects go with it,
+        the uncommitted rows are the database's."""
+        with contextlib.suppress(_DryRun), \
+                refusing_read_only(self.engine, "a dry run (it writes, then rolls back)"), \
+                self.app.recorder.transaction(commit=True) as session:  # type: ignore[attr-defined]
+            lock_writer(session)
+            yield
+            raise _DryRun  # rolls the transaction back
+
     def apply_records(
         self,
         records: Sequence[SourcedCommand],
@@ -368,7 +386,8 @@ class Ledger:
         with its record's `source`); if it raises, nothing of the call is committed.
 
         `dry_run`: the report says what would be accepted, duplicated and rejected, and the
-        transaction is rolled back (nothing stored, no rejection kept)."""
+        transaction is rolled back (nothing stored, no rejection kept). Inside `Ledger.dry_run`
+        the call's transaction is that one's (nothing commits until it rolls back)."""
         assert len(records) <= 100_000, len(records)
         report = ApplyReport()
         if not records:

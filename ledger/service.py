@@ -88,7 +88,8 @@ if TYPE_CHECKING:
         ReplayWorker,
     )
 
-#: Most command lines one request may carry (one transaction; `Ledger.apply_records` bound).
+#: Most command lines one API request may carry (one transaction; `Ledger.apply_records` bound;
+#: a dry run of `apply` or `import` has no bound).
 REQUEST_LINES_MAX = 100_000
 #: Most proposals one request may carry (each is checked in a transaction of its own).
 REQUEST_PROPOSALS_MAX = 100
@@ -366,8 +367,8 @@ class LedgerService:
         `dry_run` (`apply --dry-run`): the report is what the load would do against the store
         as it stands, and nothing is stored: the lines are parsed as `apply_lines` parses them
         and go the dry-run path of `import_rows` (a SQLite store: applied for real into a copy
-        that is deleted, any size; PostgreSQL: one transaction rolled back, at most
-        REQUEST_LINES_MAX commands). `on_progress` gets the bytes of the lines read."""
+        that is deleted; PostgreSQL: chunk by chunk in one transaction rolled back; any size
+        either way). `on_progress` gets the bytes of the lines read."""
         if dry_run:
             return self.import_rows(principal, _numbered_rows(lines, on_progress),
                                     source=source, dry_run=True)
@@ -392,9 +393,9 @@ class LedgerService:
         `MappedRow` (row number, kept text, command or why it is rejected), applied as `load`
         applies lines: in chunks of `chunk_lines`, one transaction each, every rejection kept
         with its row number. `dry_run`: the report is what the import would do and nothing is
-        stored: on SQLite the import runs into a copy of the store that is then deleted; on
-        PostgreSQL in one transaction that is rolled back (at most REQUEST_LINES_MAX
-        commands)."""
+        stored, at any size: on SQLite the import runs into a copy of the store that is then
+        deleted; on PostgreSQL its chunks run in one transaction (`Ledger.dry_run`) that is
+        rolled back, in the memory of one chunk."""
         if dry_run and self._sqlite_file() is not None:
             return self._import_into_copy(principal, rows, source=source, on_chunk=on_chunk)
         chunk_max = self.ledger.settings.chunk_lines
@@ -413,7 +414,7 @@ class LedgerService:
             try:
                 done = self.ledger.apply_records(
                     records, skip_applied=None if dry_run else skip_applied,
-                    before_commit=None if dry_run else before_commit, dry_run=dry_run)
+                    before_commit=None if dry_run else before_commit)
             except LedgerError:  # the store refuses (read-only, cannot be opened): as apply
                 raise
             except Exception as exc:
@@ -426,18 +427,13 @@ class LedgerService:
                 on_chunk()
 
         records: list[SourcedCommand] = []
-        limit = REQUEST_LINES_MAX if dry_run else chunk_max
-        with self._lock:  # one writer per process: the store serialises processes
+        # a dry run on PostgreSQL: every chunk inside one transaction rolled back at the end,
+        # so a later chunk sees the earlier ones and nothing is stored, at any size
+        preview = self.ledger.dry_run() if dry_run else contextlib.nullcontext()
+        with self._lock, preview:  # one writer per process: the store serialises processes
             try:
                 for row in rows:
-                    if len(records) >= limit:
-                        if dry_run:
-                            raise TooLarge(
-                                f"a dry run previews at most {REQUEST_LINES_MAX} commands "
-                                "on this store (one transaction that is rolled back); "
-                                "nothing was stored; to preview a larger file, restore a "
-                                "copy of the store into a scratch database and apply or "
-                                "import it there")
+                    if len(records) >= chunk_max:
                         apply(records)
                         records = []
                     records.append(SourcedCommand(row.number, row.text, row.command,
