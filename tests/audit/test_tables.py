@@ -227,3 +227,33 @@ def test_an_event_that_no_longer_decodes_is_named_not_a_crash(full: Ledger) -> N
     (difference,) = result.differences
     assert (difference.table, difference.column, difference.what) == (
         "core_groups", "row", "extra: not derived from any event")
+
+
+def test_verify_derives_sales_and_basis_as_heaps_with_the_same_rows(
+        full: Ledger, tmp_path: Any) -> None:
+    """`verify` derives `core_sales` and `core_basis` into tables without key or index (appended
+    to, then read sorted: issue 11, point 1); they hold the rows the keyed tables hold."""
+    from sqlalchemy import inspect as inspect_db
+
+    from ledger.audit.tables import UNKEYED, _scratch_engine, derive, key_columns
+
+    engines = {name: _scratch_engine(tmp_path / f"{name}.db") for name in ("keyed", "heap")}
+    try:
+        for name, engine in engines.items():
+            with full.engine.connect() as source:
+                derive(full.app, source, engine, {},
+                       unkeyed=UNKEYED if name == "heap" else ())
+        heap = inspect_db(engines["heap"])
+        for table in UNKEYED:
+            assert heap.get_pk_constraint(table.name)["constrained_columns"] == []
+            assert heap.get_indexes(table.name) == []
+            rows = {}
+            for name, engine in engines.items():
+                with engine.connect() as connection:
+                    rows[name] = connection.execute(select(table).order_by(
+                        *[table.c[k] for k in key_columns(table)])).all()
+            assert rows["heap"] == rows["keyed"] and len(rows["heap"]) > 0, table.name
+        assert inspect_db(engines["keyed"]).get_indexes("core_sales") != []
+    finally:
+        for engine in engines.values():
+            engine.dispose()
