@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         rss = done["peak_rss_kib"] / base["peak_rss_kib"]
         say(f"{size:>9,} sales: {done['seconds']:7.1f} s ({done['sales_per_s']:7,.0f} sales/s, "
             f"x{done['sales_per_s'] / base['sales_per_s']:.2f} of the first), peak "
-            f"{done['peak_rss_kib'] / 1024:5.0f} MiB (x{rss:.2f} of the first; {done['rss_open_kib'] / 1024:.0f} MiB once open), accepted "
+            f"{done['peak_rss_kib'] / 1024:5.0f} MiB (x{rss:.2f} of the first; "
+            f"{done['rss_open_kib'] / 1024:.0f} MiB once open), accepted "
             f"{done['accepted']:,}, rejected {done['rejected']}, store unchanged: "
             f"{done['unchanged']}")
     load = os.getloadavg()
