@@ -387,7 +387,7 @@ def apply(
     except OSError as exc:
         err_console.print(f"[red]error:[/red] cannot read input: {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
-    except LedgerError as exc:  # a dry run above its bound (PostgreSQL): nothing stored
+    except LedgerError as exc:  # the store refuses (read-only, cannot be opened): nothing stored
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
                           soft_wrap=True)
         raise typer.Exit(EXIT_UNREADABLE) from None
