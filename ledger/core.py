@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Connection, Engine, insert, inspect, select
+from sqlalchemy import Connection, Engine, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
 from ledger import commands as c
@@ -358,12 +358,22 @@ class Ledger:
         nothing is left (a failure inside rolls it back too and propagates). The writer lock
         is held from the start to the rollback: other writers wait, readers do not (they see
         the store as it was). Memory stays that of one call: each call's objects go with it,
-        the uncommitted rows are the database's."""
+        the uncommitted rows are the database's.
+
+        On PostgreSQL a rolled-back insert still takes its id from the sequence; the event
+        store's notification sequence (the store positions the chain, the relays and the
+        projections follow) is set back to where it stood before the rollback, so the next real
+        write gets the positions it would have got without the dry run. Nothing else can take
+        a position meanwhile: every event write holds the writer lock. The ids of the ledger's
+        own tables (rejections, ...) are left with a gap, as any rolled-back write leaves."""
         with contextlib.suppress(_DryRun), \
                 refusing_read_only(self.engine, "a dry run (it writes, then rolls back)"), \
                 self.app.recorder.transaction(commit=True) as session:  # type: ignore[attr-defined]
             lock_writer(session)
+            sequence = _notification_sequence(session, self.app.recorder)
             yield
+            if sequence is not None:
+                _restore_sequence(session, *sequence)
             raise _DryRun  # rolls the transaction back
 
     def apply_records(
@@ -551,6 +561,34 @@ class Ledger:
             "position": row.position,
             "watermark": from_us(row.watermark_us) if row.watermark_us else None,
         }
+
+
+def _notification_sequence(session: Session,
+                           recorder: Any) -> tuple[str, str, int, bool] | None:
+    """PostgreSQL: the event table, its id sequence and where it stands (last value, called);
+    None on SQLite (rolled back with the transaction) or when the ids are not a sequence."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    table = recorder.tables[0]
+    name = table.name if table.schema is None else f"{table.schema}.{table.name}"
+    sequence = session.execute(text("SELECT pg_get_serial_sequence(:table, 'id')"),
+                               {"table": name}).scalar()
+    if sequence is None:
+        return None
+    last, called = session.execute(
+        text(f"SELECT last_value, is_called FROM {sequence}")).one()
+    return name, str(sequence), int(last), bool(called)
+
+
+def _restore_sequence(session: Session, table: str, sequence: str, last: int,
+                      called: bool) -> None:
+    """Set `sequence` back to (last, called) unless it stands there (setval is not rolled
+    back: this outlives the dry run's rollback)."""
+    session.execute(text(f"LOCK TABLE {table} IN EXCLUSIVE MODE"))  # held already if written
+    now = session.execute(text(f"SELECT last_value, is_called FROM {sequence}")).one()
+    if (int(now[0]), bool(now[1])) != (last, called):
+        session.execute(text("SELECT setval(:sequence, :last, :called)"),
+                        {"sequence": sequence, "last": last, "called": called})
 
 
 def parse_applied_line(line: bytes | str) -> tuple[c.Command | None, InvalidCommand | None]:

@@ -367,3 +367,34 @@ def test_a_malformed_or_unsized_upload_is_refused_not_a_500(web: Web) -> None:
     no_boundary = client.post("/import", content=b"abc", headers={
         "content-type": "multipart/form-data"})
     assert no_boundary.status_code < 500
+
+
+def test_a_preview_larger_than_a_chunk_on_either_database(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 2 rows: the preview (on PostgreSQL, every chunk in one transaction rolled
+    back) sees the duplicate of row 2 in row 5, stores nothing, and the apply then does what
+    it said."""
+    from ledger import Ledger
+    from ledger.service import LedgerService
+    from tests.contract import helpers as h
+    from tests.web.conftest import BOOK, add_web_users, web_app
+
+    monkeypatch.setenv("LEDGER_CHUNK_LINES", "2")
+    service = LedgerService(Ledger(database_url))
+    h.accepted_all(service.ledger, BOOK)
+    add_web_users(service)
+    rows = b"".join(b"S2%d,C1,P1,10,100.00,2025-03-0%d\n" % (n, n + 1) for n in range(4))
+    data = b"Invoice,Customer,Material,Qty,Net,Date\n" + rows + rows[:rows.index(b"\n") + 1]
+    try:
+        with web_app(service) as client:
+            web = Web(service, client)
+            signed = web.sign_in("ingest")
+            shown = preview(signed, data)
+            assert shown.status_code == 200, shown.text
+            assert "4 commands would be accepted, 1 would be duplicates" in shown.text
+            assert liability_of(web, "A1") == "100.00"  # nothing stored
+            done = apply(signed, shown.text)
+            assert "4 commands were accepted, 1 were duplicates" in done.text, done.text
+            assert liability_of(web, "A1") == "140.00"  # 100 + 4 sales of 10 units at 1
+    finally:
+        service.close()
