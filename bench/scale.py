@@ -145,12 +145,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
                         help="folder for the books, stores and scale-results.json")
     parser.add_argument("--keep-databases", action="store_true")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a size's figures from its scale-<sales>/figures.json when "
+                             "an earlier run wrote it, instead of measuring it again")
+    parser.add_argument("--measure-only", action="store_true",
+                        help="measure the sizes (one is enough) and write each one's "
+                             "figures.json, without comparing them: lets the sizes run as "
+                             "separate processes, compared later with --reuse")
     args = parser.parse_args(argv)
     try:
         args.sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     except ValueError:
         parser.error(f"--sizes: whole numbers of sales separated by commas, not {args.sizes!r}")
-    if len(args.sizes) < 2 or any(s < 1 for s in args.sizes) or args.sizes != sorted(
+    fewest = 1 if args.measure_only else 2
+    if len(args.sizes) < fewest or any(s < 1 for s in args.sizes) or args.sizes != sorted(
             args.sizes) or len(set(args.sizes)) != len(args.sizes):
         parser.error("--sizes: at least two different sizes, smallest first, e.g. "
                      "100000,1000000")
@@ -188,6 +196,7 @@ def measure_size(args: argparse.Namespace, sales: int) -> dict[str, Any]:
             say(f"     stderr: {result['stderr'].strip()[-500:]}")
     if not args.keep_databases:
         fresh(database)
+    (out / "figures.json").write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2) + b"\n")
     return figures
 
 
@@ -204,7 +213,14 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": {},
     }
     for sales in args.sizes:
-        results["sizes"][str(sales)] = measure_size(args, sales)
+        earlier = args.out / f"scale-{sales}" / "figures.json"
+        if args.reuse and earlier.exists():
+            say(f"-- {sales:,} sales: the figures of an earlier run, {earlier}")
+            results["sizes"][str(sales)] = orjson.loads(earlier.read_bytes())
+        else:
+            results["sizes"][str(sales)] = measure_size(args, sales)
+    if args.measure_only:
+        return 0
     small, large = args.sizes[0], args.sizes[-1]
     r = large / small
     first, last = results["sizes"][str(small)], results["sizes"][str(large)]
