@@ -1,4 +1,4 @@
-"""`python -m bench.scale`: every reading command's time and peak memory at two book sizes
+"""`python -m bench.scale`: every command's time and peak memory at two book sizes
 (issue 11, point 1), and the ratios against the targets.
 
 For each size (`--sizes`, sales; default 1,000,000 and 10,000,000 as the issue asks, which takes
@@ -9,11 +9,17 @@ runs each command of the CLI as its own process on that store, `--format json` t
 reads the child's peak resident set size from `os.wait4` (that child's own rusage, not the
 running maximum of RUSAGE_CHILDREN).
 
+The commands: every reading command, then `replay liability` and `audit-view` (each
+publishes the store to a private embedded broker first: its in-memory log and that work grow
+with the book), then `import` of a fixed CSV file of 10,000 new sales (last, as it adds to the
+book). `--measure-only` runs the sizes as separate processes (each writes
+`scale-<sales>/figures.json`); `--reuse` compares them afterwards without measuring again.
+
 Targets, for the largest size against the smallest (ratio of sizes r, 10 by default):
 - peak memory <= 1.25x for every command (bounded memory: nothing held per sale);
 - time <= r x for the whole-book reports (linear at worst);
-- time <= 3x for one agreement's figures (`explain`, `liability --agreement`): they must not
-  grow with the rest of the book.
+- time <= 3x for one agreement's figures (`explain`, `liability --agreement`) and for
+  `import`'s fixed file: they must not grow with the rest of the book.
 
 Prints each figure and each ratio with PASS or MISS, and writes them to scale-results.json.
 The figures say what this machine did while other work ran on it (the load average is printed).
@@ -48,7 +54,9 @@ DEFAULT_SIZES = (1_000_000, 10_000_000)
 class Command:
     name: str
     args: tuple[str, ...]
-    one_agreement: bool = False  # one agreement's figures: time target 3x, not r x
+    #: one agreement's figures, or a fixed-size input (import's 10,000 sales): time target
+    #: 3x (it must not grow with the rest of the book), not r x
+    one_agreement: bool = False
 
 
 def commands(agreement: str, known_half: str, out: Path) -> list[Command]:
@@ -69,7 +77,35 @@ def commands(agreement: str, known_half: str, out: Path) -> list[Command]:
         Command("verify", ("verify", "--format", "json")),
         Command("evidence", ("evidence", "--as-of", day, "--out", str(out / "evidence.zip"),
                              "--force")),
+        # publish the store to a private embedded broker (in memory: its log grows with the
+        # book, and it is this command's child), then rebuild / compare from that log
+        Command("replay", ("replay", "liability")),
+        Command("audit-view", ("audit-view", "--as-of", day, "--format", "json")),
+        # last: it adds sales to the book (a fixed file of IMPORT_SALES new sales, CSV)
+        Command("import", ("import", str(out / "import.csv"), "--mapping",
+                           str(out / "import.toml"), "--format", "json", "--quiet"), True),
     ]
+
+
+#: The sales `import` adds to the book at every size: its time must not grow with the book.
+IMPORT_SALES = 10_000
+
+
+def write_import_file(book_sales: Path, out: Path) -> None:
+    """IMPORT_SALES sales of the book under new ids (`I` for `S`), as the ERP's CSV export of
+    `bench.import_bench` (German numbers, DD.MM.YYYY), with its mapping beside it."""
+    from bench.import_bench import MAPPING, write_csv
+
+    lines = out / "import-sales.jsonl"
+    with book_sales.open("rb") as source, lines.open("wb") as target:
+        for count, line in enumerate(source):
+            if count == IMPORT_SALES:
+                break
+            sale = orjson.loads(line)
+            sale["sale_id"] = "I" + sale["sale_id"][1:]
+            target.write(orjson.dumps(sale) + b"\n")
+    write_csv(lines, out / "import.csv")
+    (out / "import.toml").write_text(MAPPING, encoding="utf-8")
 
 
 def run_measured(args: list[str], stdout: Path) -> dict[str, Any]:
@@ -145,12 +181,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
                         help="folder for the books, stores and scale-results.json")
     parser.add_argument("--keep-databases", action="store_true")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a size's figures from its scale-<sales>/figures.json when "
+                             "an earlier run wrote it, instead of measuring it again")
+    parser.add_argument("--measure-only", action="store_true",
+                        help="measure the sizes (one is enough) and write each one's "
+                             "figures.json, without comparing them: lets the sizes run as "
+                             "separate processes, compared later with --reuse")
     args = parser.parse_args(argv)
     try:
         args.sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     except ValueError:
         parser.error(f"--sizes: whole numbers of sales separated by commas, not {args.sizes!r}")
-    if len(args.sizes) < 2 or any(s < 1 for s in args.sizes) or args.sizes != sorted(
+    fewest = 1 if args.measure_only else 2
+    if len(args.sizes) < fewest or any(s < 1 for s in args.sizes) or args.sizes != sorted(
             args.sizes) or len(set(args.sizes)) != len(args.sizes):
         parser.error("--sizes: at least two different sizes, smallest first, e.g. "
                      "100000,1000000")
@@ -170,6 +214,7 @@ def measure_size(args: argparse.Namespace, sales: int) -> dict[str, Any]:
     applied = run_ledger_child(database, book.agreements_path, book.sales_path)
     say(f"   apply: {applied['seconds']:.1f} s, {applied['sales_per_s']:,.0f} sales/s, peak "
         f"{applied['peak_rss_kib'] / 1024:.0f} MiB")
+    write_import_file(book.sales_path, out)
     url = f"sqlite:///{database}"
     wanted = {n.strip() for n in args.only.split(",") if n.strip()}
     figures: dict[str, Any] = {"apply": {
@@ -188,6 +233,7 @@ def measure_size(args: argparse.Namespace, sales: int) -> dict[str, Any]:
             say(f"     stderr: {result['stderr'].strip()[-500:]}")
     if not args.keep_databases:
         fresh(database)
+    (out / "figures.json").write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2) + b"\n")
     return figures
 
 
@@ -204,7 +250,14 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": {},
     }
     for sales in args.sizes:
-        results["sizes"][str(sales)] = measure_size(args, sales)
+        earlier = args.out / f"scale-{sales}" / "figures.json"
+        if args.reuse and earlier.exists():
+            say(f"-- {sales:,} sales: the figures of an earlier run, {earlier}")
+            results["sizes"][str(sales)] = orjson.loads(earlier.read_bytes())
+        else:
+            results["sizes"][str(sales)] = measure_size(args, sales)
+    if args.measure_only:
+        return 0
     small, large = args.sizes[0], args.sizes[-1]
     r = large / small
     first, last = results["sizes"][str(small)], results["sizes"][str(large)]

@@ -32,8 +32,10 @@ consumer's dedup rule only sees duplicates) but doubles the traffic.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -90,6 +92,8 @@ WATERMARK_HEADERS = [(KIND_HEADER, WATERMARK_KIND)]
 READ_NOTIFICATIONS = 100
 #: Records sent before the relay flushes, sends watermarks and stores its position.
 CHUNK_RECORDS = 50_000
+#: While idle, `run` asks the broker whether it was reset at most this often (seconds)
+BROKER_CHECK_S = 5.0
 
 relay_metadata = MetaData()
 
@@ -476,6 +480,11 @@ class Relay:
         self.published += published
         return published
 
+    def has_new(self) -> bool:
+        """Whether the store holds an event after the stored position (two small queries;
+        no broker call)."""
+        return (self.recorder.max_notification_id() or 0) > self.stored().position
+
     def _partition(self, key: bytes, partitions: int) -> int:
         found = self._partition_of.get((key, partitions))
         if found is None:
@@ -510,12 +519,21 @@ class Relay:
         Kafka clients);
         `on_published(records, position)` is called after each run that published."""
         assert 0 <= idle_sleep_s <= 60, idle_sleep_s
+        checked = -math.inf  # when run_once last asked the broker (monotonic seconds)
         while not stop.is_set():
             try:
+                # Idle, the broker is asked at most every BROKER_CHECK_S (a refill after a
+                # broker reset waits that long at most): its five admin calls per loop cost
+                # a tenth of a core while the relay had nothing to publish
+                if time.monotonic() - checked < BROKER_CHECK_S and not self.has_new():
+                    stop.wait(idle_sleep_s)
+                    continue
+                checked = time.monotonic()
                 count = self.run_once()
             except (TransportError, OperationalError) as error:
                 # Kafka or the database is away: nothing was stored past what was confirmed
                 LOG.warning("relay: %s; retrying in %.1f s", error, retry_sleep_s)
+                checked = -math.inf
                 stop.wait(retry_sleep_s)
                 continue
             if count and on_published is not None:

@@ -17,10 +17,12 @@ the readers wait for exist.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
@@ -31,8 +33,8 @@ from ledger.kafka.settings import KafkaSettings
 from ledger.liability import LiabilityRow, liability_rows
 from ledger.projections.generations import (
     Generation,
-    memory_engine,
     new_generation,
+    scratch_engine,
     swap_in,
 )
 from ledger.projections.read_models import LiabilityModel, model
@@ -190,7 +192,8 @@ def audit_view(
     answer and against the live liability projection's (when one has caught up: the one
     `liability` queries then read)."""
     position = publish_store(ledger, kafka, settings) if publish else store_position(ledger)
-    engine: Engine = memory_engine()
+    scratch = tempfile.TemporaryDirectory(prefix="rebate-ledger-audit-view-")
+    engine: Engine = scratch_engine(Path(scratch.name) / "log-view.db")
     try:
         with ProjectionRunner(engine, LiabilityModel(), kafka, settings) as runner:
             runner.head_limit = position
@@ -210,6 +213,7 @@ def audit_view(
         )
     finally:
         engine.dispose()
+        scratch.cleanup()
     core_rows = ledger.liability(as_of, known_at)
     result = AuditResult(as_of, known_at, position, log_rows, core_rows,
                          compare(log_rows, core_rows))

@@ -188,6 +188,25 @@ def memory_engine() -> Engine:
     )
 
 
+def scratch_engine(path: Path) -> Engine:
+    """A throwaway SQLite file at `path` for a view rebuilt from the log (audit views): on
+    disk, so the rebuilt book is not held in memory (the in-memory database grew with it:
+    250 MiB of SQLite heap for 1,000,000 sales), with the page cache bounded as the store's
+    and no sync (the caller deletes the file after use)."""
+    engine = create_engine(
+        f"sqlite:///{path}", connect_args={"check_same_thread": False}, poolclass=StaticPool
+    )
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA synchronous=OFF")
+        cursor.execute("PRAGMA cache_size=-65536")
+        cursor.close()
+
+    return engine
+
+
 def store_url_of(engine: Engine) -> str:
     return normalise_url(engine.url.render_as_string(hide_password=False))
 
