@@ -38,7 +38,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import DBAPIError
 
-from ledger.cli.errors import EXIT_OK, EXIT_REJECTED, LedgerGroup
+from ledger.cli.errors import EXIT_OK, EXIT_REJECTED, LedgerGroup, internal_error
 from ledger.cli.exports import (
     ForceOption,
     OutOption,
@@ -1124,8 +1124,14 @@ _arrange_help(app)
 
 def main() -> None:
     """The console script: every error of a command becomes its exit status in
-    `LedgerGroup` (ledger.cli.errors), the one mapping."""
-    app()
+    `LedgerGroup` (ledger.cli.errors), the one mapping. Anything else that escapes a command
+    is a bug: one line naming it and exit 3 (`LEDGER_DEBUG=1` shows the traceback instead)."""
+    try:
+        app()
+    except Exception as error:  # not a LedgerError: LedgerGroup maps those
+        if os.environ.get("LEDGER_DEBUG", "").strip() not in ("", "0"):
+            raise
+        raise SystemExit(internal_error(error)) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -53,6 +53,22 @@ def fail(error: LedgerError | Stopped) -> typer.Exit:
     return typer.Exit(exit_code(error))
 
 
+def internal_error(error: Exception) -> int:
+    """Print an error that is not the ledger's (a bug) as one line on stderr, without a
+    traceback (`LEDGER_DEBUG=1` shows it), and give exit status 3: stopped by an internal
+    error. What the command finished before it stands, as for a stopped apply."""
+    from ledger.cli import err_console
+
+    # the message without the statement and parameters a database error appends (they may
+    # hold values a log must not see)
+    text = " ".join(str(error).split("[SQL:")[0].split())[:300]
+    err_console.print(
+        f"error: internal error ({type(error).__name__}{': ' + text if text else ''}); this is "
+        "a bug in rebate-ledger: run the command again with LEDGER_DEBUG=1 to see where, and "
+        "report it", highlight=False, markup=False, soft_wrap=True)
+    return EXIT_STOPPED
+
+
 class LedgerGroup(TyperGroup):
     """The command group of `rebate-ledger`: every command runs inside `invoke`, so every
     error it raises is mapped here, once."""
