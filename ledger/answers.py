@@ -18,10 +18,11 @@ the customers a scoped caller may see, each by its own key), so what it keeps is
 every caller asking the same question. Bounded: at most `rows_max` rows over all answers kept,
 least recently used dropped first; an answer larger than that is not kept.
 
-What the position does not see: `rebate-ledger rebuild-tables` replaces the read tables without
-storing an event, so a server that kept answers from damaged tables keeps them until the next
-write or its restart (restart it after a rebuild); a store swapped under a running server for
-another with the same position likewise.
+What the position does not see, `rebate-ledger rebuild-tables` replacing the read tables without
+storing an event, the stamp does: an answer is kept for the pair (position, `ledger_state.writes`),
+and the rebuild raises that count in its transaction, so a running server's next request
+recomputes from the rebuilt tables. (A store swapped under a running server for another with the
+same stamp is not seen: restart the server after swapping stores.)
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from typing import Any
+
+#: What an answer is kept for: (store position, read-table writes count); see the docstring.
+Stamp = tuple[int, int]
 
 #: Rows of all kept answers together, at most (one agreement's answer is one row; a kept row
 #: with its terms and accrual is about 3 KB, so about 60 MB a process at most).
@@ -42,15 +46,15 @@ class AnswerCache:
     def __init__(self, rows_max: int = ROWS_MAX) -> None:
         assert rows_max >= 0
         self.rows_max = rows_max
-        self._position = -1
+        self._position: Stamp = (-1, -1)
         self._answers: OrderedDict[Hashable, tuple[Sequence[Any], Any]] = OrderedDict()
         self._rows = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, position: int, key: Hashable) -> tuple[Sequence[Any], Any] | None:
-        """The answer kept for `key` at `position`, or None."""
+    def get(self, position: Stamp, key: Hashable) -> tuple[Sequence[Any], Any] | None:
+        """The answer kept for `key` at stamp `position`, or None."""
         with self._lock:
             if position != self._position:
                 self.misses += 1
@@ -63,7 +67,7 @@ class AnswerCache:
             self.hits += 1
             return found
 
-    def put(self, position: int, key: Hashable, rows: Sequence[Any], extra: Any = None) -> None:
+    def put(self, position: Stamp, key: Hashable, rows: Sequence[Any], extra: Any = None) -> None:
         """Keep `rows` (and `extra`, e.g. where they came from) as the answer for `key` at
         `position`, computed after the position was read."""
         if len(rows) > self.rows_max:

@@ -72,7 +72,7 @@ from ledger.handlers import RejectionRecord
 from ledger.importing import MappedRow
 from ledger.liability import LiabilityRow, liability_rows
 from ledger.money import EXACT
-from ledger.projections.core import agreements, from_us, terms_changes
+from ledger.projections.core import agreements, from_us, ledger_state, terms_changes
 from ledger.projections.read_models import ClaimRow
 from ledger.store import refusing_read_only
 
@@ -179,6 +179,7 @@ class LedgerService:
     #: liability answers by store position (ledger.answers), shared by this process's callers
     answers: AnswerCache = field(default_factory=AnswerCache, repr=False)
     _position_query: Any = field(default=None, repr=False)
+    _stamp_query: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         accounts.create_tables(self.ledger.engine)
@@ -252,6 +253,19 @@ class LedgerService:
             return int(session.execute(query).scalar() or 0)
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar() or 0)
+
+    def _answers_stamp(self) -> tuple[int, int]:
+        """What a kept answer holds for (ledger.answers): the store position and the count in
+        `ledger_state.writes`, which `rebuild-tables` raises when it replaces the read tables
+        without storing an event. One round trip."""
+        query = self._stamp_query
+        if query is None:
+            query = self._stamp_query = select(
+                func.max(events_table(self.ledger.app.recorder).c.id),
+                select(ledger_state.c.writes).where(ledger_state.c.id == 1).scalar_subquery())
+        with self.engine.connect() as connection:
+            position, writes = connection.execute(query).one()
+        return int(position or 0), int(writes or 0)
 
     # Users -------------------------------------------------------------------------------
 
@@ -760,8 +774,9 @@ class LedgerService:
 
         self.require(principal, Capability.read, "read the liability")
         answered_at = self.ledger.clock()
-        # read before computing: see ledger.answers (an answer holds for its store position)
-        position = self._position_now()
+        # read before computing: see ledger.answers (an answer holds for its store position
+        # and read-table generation)
+        position = self._answers_stamp()
 
         def answer(customer: str | None) -> tuple[list[LiabilityRow], str]:
             key = ("liability", as_of, known_at, agreement_id, customer, group_id, program_id)

@@ -21,6 +21,7 @@ commands and the watermark of recorded times, kept beside the events).
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    update,
 )
 from sqlalchemy.orm import Session
 
@@ -336,13 +338,19 @@ def rebuild_tables(ledger: Any) -> dict[str, int]:
                     written[str(table.name)] = _copy(engine, connection, table)
                 for table in (rejections_table, ledger_state):
                     table.create(connection, checkfirst=True)
+                # the read tables changed with no event stored: a server's kept answers
+                # (ledger.answers, keyed on position and this count) must not be served again
+                connection.execute(update(ledger_state).where(ledger_state.c.id == 1).values(
+                    writes=ledger_state.c.writes + 1))
                 if connection.execute(select(ledger_state.c.id)).first() is None:
                     stored = events_table(ledger.app.recorder)
                     last = connection.execute(select(func.max(stored.c.id))).scalar() or 0
                     refused = connection.execute(
                         select(func.count()).select_from(rejections_table)).scalar() or 0
                     connection.execute(insert(ledger_state).values(
-                        id=1, position=int(last), accepted=0, rejected=int(refused), writes=0,
+                        # made anew: a count no earlier stamp can have held
+                        id=1, position=int(last), accepted=0, rejected=int(refused),
+                        writes=time.time_ns() // 1000,
                         watermark_us=last_recorded_us(connection, ledger.app.recorder)))
         finally:
             engine.dispose()

@@ -23,27 +23,27 @@ AS_OF = "2025-09-30"
 
 def test_an_answer_is_kept_for_its_position_only() -> None:
     cache = AnswerCache(rows_max=3)
-    cache.put(5, "a", (1,), "core")
-    assert cache.get(5, "a") == ((1,), "core")
-    assert cache.get(6, "a") is None  # a write since: never the old answer
-    assert cache.get(4, "a") is None
-    cache.put(4, "b", (2,))  # computed before a write another reader saw: not kept
-    assert cache.get(5, "b") is None and cache.get(4, "b") is None
-    cache.put(6, "b", (2,))  # the first answer at a new position drops the older ones
-    assert cache.get(5, "a") is None and cache.get(6, "a") is None
-    assert cache.get(6, "b") == ((2,), None)
+    cache.put((5, 0), "a", (1,), "core")
+    assert cache.get((5, 0), "a") == ((1,), "core")
+    assert cache.get((6, 0), "a") is None  # a write since: never the old answer
+    assert cache.get((4, 0), "a") is None
+    cache.put((4, 0), "b", (2,))  # computed before a write another reader saw: not kept
+    assert cache.get((5, 0), "b") is None and cache.get((4, 0), "b") is None
+    cache.put((6, 0), "b", (2,))  # the first answer at a new position drops the older ones
+    assert cache.get((5, 0), "a") is None and cache.get((6, 0), "a") is None
+    assert cache.get((6, 0), "b") == ((2,), None)
 
 
 def test_the_cache_is_bounded_by_rows_least_recently_used_first() -> None:
     cache = AnswerCache(rows_max=3)
-    cache.put(1, "a", (1,))
-    cache.put(1, "b", (1, 2))
-    assert cache.get(1, "a") is not None  # a is now the most recently used
-    cache.put(1, "c", (3,))  # 4 rows: b goes
-    assert cache.get(1, "b") is None
-    assert cache.get(1, "a") is not None and cache.get(1, "c") is not None
-    cache.put(1, "d", (1, 2, 3, 4))  # larger than the whole cache: not kept, nothing dropped
-    assert cache.get(1, "d") is None and len(cache) == 2
+    cache.put((1, 0), "a", (1,))
+    cache.put((1, 0), "b", (1, 2))
+    assert cache.get((1, 0), "a") is not None  # a is now the most recently used
+    cache.put((1, 0), "c", (3,))  # 4 rows: b goes
+    assert cache.get((1, 0), "b") is None
+    assert cache.get((1, 0), "a") is not None and cache.get((1, 0), "c") is not None
+    cache.put((1, 0), "d", (1, 2, 3, 4))  # larger than the whole cache: not kept, nothing dropped
+    assert cache.get((1, 0), "d") is None and len(cache) == 2
 
 
 def liability(api: Api, user: str, **params: str) -> Any:
@@ -156,3 +156,20 @@ def test_the_kept_answer_is_served_only_for_the_current_position(api: Api) -> No
     assert response.status_code == 200, response.text
     assert service.liability_kept(finance, day) is None  # a write since
     assert service.liability(finance, day)["rows"] != everything["rows"]
+
+
+def test_rebuild_tables_ends_the_kept_answers(api: Api) -> None:
+    """`rebuild-tables` stores no event, so the position alone would not move: it raises the
+    read-table count of the stamp, and the next request computes from the rebuilt tables."""
+    from ledger.access import operator
+
+    service, day = api.service, date.fromisoformat(AS_OF)
+    finance = service.authenticate(api.tokens["finance"])
+    before = service.liability(finance, day, agreement_id="A1")
+    assert service.liability_kept(finance, day, agreement_id="A1") is not None
+    missing, written = service.rebuild_tables(operator("cli:tests"))
+    assert missing == [] and written["core_basis"] > 0
+    assert service.liability_kept(finance, day, agreement_id="A1") is None  # stamp moved
+    again = service.liability(finance, day, agreement_id="A1")
+    assert {**again, "known_at": None} == {**before, "known_at": None}
+    assert service.liability_kept(finance, day, agreement_id="A1") is not None
