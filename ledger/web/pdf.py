@@ -2,17 +2,26 @@
 
 The same rows as the statement page and its CSV (`LedgerService.positions`), laid out for
 print: a heading, one table of every agreement covering the customer, the totals per currency
-and a note on what the figures mean. The core PDF fonts (Helvetica) need no font file; they
-write Latin-1, so any other character of an id is shown as `?` (the CSV keeps it exactly).
+and a note on what the figures mean. The text is set in DejaVu Sans (vendored from the npm
+package `dejavu-fonts-ttf` with its licence, embedded as a subset of the glyphs used), so ids
+and names in Latin scripts with diacritics, Greek and Cyrillic print as they are (`Łódź`, not
+`?ód?`); a character the font has no glyph for (CJK, for example) is shown as `?` (the CSV keeps
+every id exactly).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from ledger.web import format as fmt
+
+#: The vendored font files (scripts/vendor-web-assets).
+FONT_DIR = Path(__file__).parent / "static" / "vendor" / "dejavu-fonts-ttf-2.37.3"
+FONT = "DejaVuSans"
 
 #: Columns of the table: (heading, width in mm, alignment). A4 landscape holds 277 mm.
 COLUMNS = [("Agreement", 30, "LEFT"), ("Through", 24, "LEFT"), ("Program", 24, "LEFT"),
@@ -25,9 +34,33 @@ MONEY = [("accrued", "Earned"), ("claimed", "Claimed"), ("paid", "Paid"),
 CELL_CHARS_MAX = 60
 
 
-def latin1(text: object, chars_max: int = 400) -> str:
-    """`text` as the core fonts can write it: Latin-1, anything else as `?`, bounded."""
-    return str(text).encode("latin-1", "replace").decode("latin-1")[:chars_max]
+@cache
+def _glyphs() -> frozenset[int]:
+    """The code points both faces of the font can draw (read once a process)."""
+    from fpdf import FPDF
+    from fpdf.fonts import TTFFont
+
+    pdf = FPDF()
+    _add_fonts(pdf)
+    found = None
+    for style in ("", "B"):
+        pdf.set_font(FONT, style=style)
+        font = pdf.current_font
+        assert isinstance(font, TTFFont)
+        points = set(font.cmap)
+        found = points if found is None else found & points
+    return frozenset(found or ())
+
+
+def _add_fonts(pdf: Any) -> None:
+    pdf.add_font(FONT, "", str(FONT_DIR / "DejaVuSans.ttf"))
+    pdf.add_font(FONT, "B", str(FONT_DIR / "DejaVuSans-Bold.ttf"))
+
+
+def printable(text: object, chars_max: int = 400) -> str:
+    """`text` as the font can draw it: a character without a glyph as `?`, bounded."""
+    glyphs = _glyphs()
+    return "".join(c if ord(c) in glyphs else "?" for c in str(text)[:chars_max])
 
 
 def _cells(row: dict[str, Any], customer: str) -> list[str]:
@@ -52,25 +85,26 @@ def statement_pdf(customer: str, as_of: date, known_at: str | None,
     from fpdf.fonts import FontFace
 
     pdf = FPDF(orientation="landscape", format="A4")
-    pdf.set_title(latin1(f"Rebate statement of customer {customer}"))
+    _add_fonts(pdf)
+    pdf.set_title(printable(f"Rebate statement of customer {customer}"))
     pdf.set_author("rebate-ledger")
     pdf.set_creator("rebate-ledger")
     pdf.set_auto_page_break(auto=True, margin=12)
     pdf.add_page()
-    pdf.set_font("Helvetica", style="B", size=15)
-    pdf.cell(0, 9, latin1(f"Rebate statement of customer {customer}"),
+    pdf.set_font(FONT, style="B", size=15)
+    pdf.cell(0, 9, printable(f"Rebate statement of customer {customer}"),
              new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", size=9)
+    pdf.set_font(FONT, size=9)
     known = f", as known at {known_at}" if known_at else ", as known now"
     produced = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    pdf.cell(0, 6, latin1(f"At {as_of.isoformat()}{known}. Produced {produced} for "
+    pdf.cell(0, 6, printable(f"At {as_of.isoformat()}{known}. Produced {produced} for "
                           f"{produced_by}."), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
     if not rows:
         pdf.cell(0, 6, "No agreement covers this customer at this date.",
                  new_x="LMARGIN", new_y="NEXT")
     else:
-        pdf.set_font("Helvetica", size=8)
+        pdf.set_font(FONT, size=8)
         with pdf.table(col_widths=tuple(w for _, w, _ in COLUMNS),
                        text_align=tuple(a for _, _, a in COLUMNS),
                        headings_style=FontFace(emphasis="BOLD"),
@@ -81,20 +115,20 @@ def statement_pdf(customer: str, as_of: date, known_at: str | None,
             for row in rows:
                 line = table.row()
                 for text in _cells(row, customer):
-                    line.cell(latin1(text, CELL_CHARS_MAX))
+                    line.cell(printable(text, CELL_CHARS_MAX))
         totals: dict[str, dict[str, Decimal]] = {}
         for row in rows:
             sums = totals.setdefault(row["currency"], {k: Decimal(0) for k, _ in MONEY})
             for key, _ in MONEY:
                 sums[key] += fmt.decimal(row.get(key)) or Decimal(0)
         pdf.ln(2)
-        pdf.set_font("Helvetica", style="B", size=9)
+        pdf.set_font(FONT, style="B", size=9)
         for currency, sums in sorted(totals.items()):
-            pdf.cell(0, 6, latin1(f"Total in {currency}: " + "; ".join(
+            pdf.cell(0, 6, printable(f"Total in {currency}: " + "; ".join(
                 f"{label.lower()} {fmt.money(sums[key], currency)}" for key, label in MONEY)),
                 new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
-    pdf.set_font("Helvetica", size=8)
+    pdf.set_font(FONT, size=8)
     pdf.multi_cell(0, 4, "Earned is the rebate accrued under the agreement's terms; "
                    "outstanding is what was earned less what was paid and written off. A buying "
                    "group's agreement shows the group's figures; the customer's own share of the "

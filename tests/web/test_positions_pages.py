@@ -176,3 +176,22 @@ def test_a_pdf_needs_a_customer_and_writes_any_id(grouped: Web) -> None:
     odd = client.get("/statement.pdf?customer=%E5%AE%A2%E6%88%B7&as_of=2025-03-31")
     assert odd.status_code == 200
     assert "No agreement covers this customer" in pdf_text(odd.content)
+
+
+def test_the_pdf_prints_ids_in_any_script_its_font_has(grouped: Web) -> None:
+    """DejaVu Sans (vendored) draws Latin with diacritics, Greek and Cyrillic as they are; a
+    character it has no glyph for (CJK) is a `?`, never a broken PDF."""
+    customer = "Łódź-Ωμέγα-Привет"
+    h.accepted_all(grouped.service.ledger, [
+        h.at("2025-03-20T00:00:00Z", h.agreement("ÅGRÉE-1", customer_id=customer)),
+        h.at("2025-03-21T00:00:00Z", h.sale("S-ÆØ", "10", "100.00", "2025-03-05",
+                                             customer_id=customer))])
+    client = grouped.sign_in("finance")
+    answer = client.get("/statement.pdf", params={"customer": customer, "as_of": "2025-03-31"})
+    assert answer.status_code == 200
+    text = pdf_text(answer.content)
+    assert f"Rebate statement of customer {customer}" in text and "ÅGRÉE-1" in text
+    assert "?" not in text
+    odd = pdf_text(client.get("/statement.pdf", params={
+        "customer": "客户-Ä", "as_of": "2025-03-31"}).content)
+    assert "Rebate statement of customer ??-Ä" in odd
