@@ -78,3 +78,29 @@ class LedgerGroup(TyperGroup):
             return super().invoke(ctx)
         except (LedgerError, Stopped) as error:
             raise fail(error) from None
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _flags_take_no_value(command, ctx)
+        return command
+
+    def get_params(self, ctx: Any) -> Any:
+        _flags_take_no_value(self, ctx, deep=False)
+        return super().get_params(ctx)
+
+
+def _flags_take_no_value(command: Any, ctx: Any, *, deep: bool = True) -> None:
+    """typer's help shows a flag with a type (`--detail <bool>`), as if it took a value
+    (`--detail true` is then refused): a flag shows none. For `command`, its help option and,
+    with `deep`, the commands of a group under it."""
+    params = list(command.params)
+    help_option = command.get_help_option(ctx)
+    if help_option is not None:
+        params.append(help_option)
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    if deep:
+        for sub in getattr(command, "commands", {}).values():
+            _flags_take_no_value(sub, ctx)

@@ -52,3 +52,28 @@ def test_help_groups_commands_in_panels_and_keeps_sentences_whole(run: Runner) -
     # lines wrap at the terminal's width, not where the docstring's source lines ended
     apply = next(line for line in lines if line.startswith("│ apply "))
     assert "some rejected (the rest applied); 2: the input could not be read" in apply
+
+
+def test_no_flag_shows_a_type_as_if_it_took_a_value() -> None:
+    """typer's help showed `--detail <bool>`, `--force <bool>`, `--help <bool>`, so a user
+    typed `--detail true` and was refused; a flag shows no type, an option with a value does."""
+    import typer
+    from typer.testing import CliRunner
+
+    from ledger.cli import app
+
+    def paths(command: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+        found = [prefix]
+        for name, sub in getattr(command, "commands", {}).items():
+            found += paths(sub, (*prefix, name))
+        return found
+
+    every = paths(typer.main.get_command(app))
+    assert len(every) > 30 and ("users", "add") in every
+    runner = CliRunner()
+    for path in every:
+        done = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert done.exit_code == 0, (path, done.output)
+        assert "<bool>" not in done.output, path
+    diff = runner.invoke(app, ["diff", "--help"], env={"COLUMNS": "200"}).output
+    assert "<str>" in next(line for line in diff.splitlines() if "--as-of" in line)
