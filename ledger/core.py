@@ -59,6 +59,9 @@ Clock = Callable[[], datetime]
 #: rejected before applying or None, the source kept with a rejection or None: the batch's).
 Parsed = tuple[int, bytes | str, c.Command | None, Rejection | None, str | None]
 
+#: The commands that name a sale, whose ids a chunk looks up in one go.
+_SALE_COMMANDS = frozenset({c.RecordSale, c.ReverseSale})
+
 
 #: What runs inside each transaction of `Ledger.apply_lines`: (skip_applied, before_commit), as
 #: `Ledger.apply_records` takes them.
@@ -266,7 +269,7 @@ class Ledger:
         chunk: list[tuple[int, bytes | str]] = []
         chunk_bytes = 0
         for number, line in enumerate(lines, start=first_line):
-            if not line.strip():
+            if not line.strip():  # a blank line
                 continue
             chunk.append((number, line))
             chunk_bytes += len(line) + 1
@@ -341,8 +344,8 @@ class Ledger:
             if valid is None:
                 parsed.append((number, line, None, error, None))
                 continue
-            if isinstance(valid, c.RecordSale | c.ReverseSale):
-                sale_ids.append(valid.sale_id)
+            if type(valid) in _SALE_COMMANDS:
+                sale_ids.append(valid.sale_id)  # type: ignore[attr-defined]
             parsed.append((number, line, valid, None, None))
         skip_applied, before_commit = hooks if hooks is not None else (None, None)
         self._apply_parsed(parsed, sale_ids, source, report, at=at, skip_applied=skip_applied,
@@ -445,17 +448,23 @@ class Ledger:
             )
             batch.load_state()
             batch.prefetch_sales(sale_ids)
-            outcomes: list[tuple[int, str, c.Command]] = []
+            # what the report counts once the transaction commits: the commands handled (for
+            # their types), and the duplicates among them with their lines
+            handled: list[c.Command] = []
+            duplicates: list[tuple[int, c.Command]] = []
+            handle = batch.handle
             for index, (number, line, command, invalid, line_source) in enumerate(parsed):
                 at.index = index
                 problem: Rejection | None = invalid
                 if command is not None:
                     try:
-                        outcome = batch.handle(command)
+                        outcome = handle(command)
                     except Rejection as rejection:
                         problem = rejection
                     else:
-                        outcomes.append((number, outcome, command))
+                        handled.append(command)
+                        if outcome == DUPLICATE:
+                            duplicates.append((number, command))
                         continue
                 assert problem is not None
                 batch.reject(
@@ -468,12 +477,12 @@ class Ledger:
             if dry_run:
                 raise _DryRun  # rolls the transaction back; the report still counts it
         # Only once the transaction has committed does the report count the chunk.
-        for number, outcome, command in outcomes:
-            if outcome == DUPLICATE:
-                report.duplicates.append((number, command.kind, duplicate_id(command)))
-            else:
-                report.accepted += 1
-            report.by_type[command.kind] += 1
+        for number, command in duplicates:
+            report.duplicates.append((number, command.kind, duplicate_id(command)))
+        report.accepted += len(handled) - len(duplicates)
+        kinds: Counter[type[c.Command]] = Counter(map(type, handled))
+        for command_type, count in kinds.items():
+            report.by_type[command_type.kind] += count
         report.rejected.extend(batch.rejected)
 
     # Closing a period ----------------------------------------------------------------------

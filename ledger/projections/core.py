@@ -504,25 +504,28 @@ def sales_rows(
     # line fits, the same sums in millionths.
     groups: dict[tuple[str, str, str, int, int, int], Group] = {}
     last_recorded, recorded_us = None, 0
-    for sale in event.sales.rows():
-        invoice_day = sale.invoice_date.toordinal()
-        if sale.recorded_at is not last_recorded:  # most lines of a batch share one
-            last_recorded, recorded_us = sale.recorded_at, to_us(sale.recorded_at)
-        q_micro, a_micro = to_micro(sale.quantity), to_micro(sale.amount)
+    columns = event.sales
+    # the columns side by side (no `SaleLine` per row: this loop runs once per sale)
+    for sale_id, customer_id, product_id, quantity, amount, currency, invoice_date, \
+            recorded_at in zip(columns.sale_id, columns.customer_id, columns.product_id,
+                               columns.quantity, columns.amount, columns.currency,
+                               columns.invoice_date, columns.recorded_at, strict=True):
+        invoice_day = invoice_date.toordinal()
+        if recorded_at is not last_recorded:  # most lines of a batch share one
+            last_recorded, recorded_us = recorded_at, to_us(recorded_at)
+        q_micro, a_micro = to_micro(quantity), to_micro(amount)
         sale_rows.append((
-            sale.sale_id, sale.customer_id, sale.product_id, sale.currency,
-            q_micro, a_micro,
-            None if q_micro is not None else str(sale.quantity),
-            None if a_micro is not None else str(sale.amount),
+            sale_id, customer_id, product_id, currency, q_micro, a_micro,
+            None if q_micro is not None else str(quantity),
+            None if a_micro is not None else str(amount),
             invoice_day, recorded_us, position,
         ))
-        key = (sale.customer_id, sale.currency, sale.product_id, invoice_day, invoice_day,
-               recorded_us)
+        key = (customer_id, currency, product_id, invoice_day, invoice_day, recorded_us)
         group = groups.get(key)
         if group is None:
-            groups[key] = [sale.quantity, sale.amount, q_micro, a_micro]
+            groups[key] = [quantity, amount, q_micro, a_micro]
         else:
-            add_to_group(group, sale.quantity, sale.amount, q_micro, a_micro)
+            add_to_group(group, quantity, amount, q_micro, a_micro)
     reversal_rows = []
     for reversal in event.reversals.rows():
         recorded_us = to_us(reversal.recorded_at)

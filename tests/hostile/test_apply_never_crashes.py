@@ -53,14 +53,15 @@ def test_a_line_that_crashed_apply_is_rejected_alone(ledger: Ledger, name: str) 
 def test_a_validator_failing_outside_pydantic_becomes_a_rejection(
     monkeypatch: pytest.MonkeyPatch, failure: Exception
 ) -> None:
-    """pydantic turns only ValueError and AssertionError into validation errors."""
+    """pydantic turns only ValueError and AssertionError into validation errors (the line
+    given the recorded_at that sends a sale past the plain path, to pydantic)."""
 
     def fail(_: bytes) -> None:
         raise failure
 
     monkeypatch.setattr(c, "_COMMAND", type("Failing", (), {"validate_json": staticmethod(fail)}))
     with pytest.raises(InvalidCommand) as caught:
-        c.parse_line(good_sale("S1"))
+        c.parse_line(good_sale("S1", recorded_at="2025-03-01T00:00:00Z"))
     assert type(failure).__name__ in caught.value.reason
 
 
