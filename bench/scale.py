@@ -9,11 +9,16 @@ runs each command of the CLI as its own process on that store, `--format json` t
 reads the child's peak resident set size from `os.wait4` (that child's own rusage, not the
 running maximum of RUSAGE_CHILDREN).
 
-The commands: every reading command, then `replay liability` and `audit-view` (each
-publishes the store to a private embedded broker first: its in-memory log and that work grow
-with the book), then `import` of a fixed CSV file of 10,000 new sales (last, as it adds to the
-book). `--measure-only` runs the sizes as separate processes (each writes
-`scale-<sales>/figures.json`); `--reuse` compares them afterwards without measuring again.
+The commands: every reading command, then the Kafka ones against a broker the benchmark
+starts itself, outside every measured process (Tansu, the embedded broker, whose log is in
+memory: a real Kafka's disk; a command's private broker would be its child, and the peak of the
+two would be the broker's log): `relay --once` publishes the whole store to it, then
+`replay liability` and `audit-view` read it back (their own relay finds nothing new); the
+broker's own peak memory is printed apart, as information. Then `import` of a fixed CSV file of
+10,000 new sales (last, as it adds to the book). `--measure-only` runs the sizes as separate
+processes (each writes `scale-<sales>/figures.json`); `--reuse` compares them afterwards without
+measuring again; `--keep-databases` keeps each store and `--reuse-store` measures commands
+(`--only`) on it again without applying the book again.
 
 Targets, for the largest size against the smallest (ratio of sizes r, 10 by default):
 - peak memory <= 1.25x for every command (bounded memory: nothing held per sale);
@@ -57,6 +62,9 @@ class Command:
     #: one agreement's figures, or a fixed-size input (import's 10,000 sales): time target
     #: 3x (it must not grow with the rest of the book), not r x
     one_agreement: bool = False
+    #: reads the events topic: run against the benchmark's own broker, which lives outside
+    #: the measured process (as a real Kafka would), so that its log is not the command's
+    kafka: bool = False
 
 
 def commands(agreement: str, known_half: str, out: Path) -> list[Command]:
@@ -77,14 +85,33 @@ def commands(agreement: str, known_half: str, out: Path) -> list[Command]:
         Command("verify", ("verify", "--format", "json")),
         Command("evidence", ("evidence", "--as-of", day, "--out", str(out / "evidence.zip"),
                              "--force")),
-        # publish the store to a private embedded broker (in memory: its log grows with the
-        # book, and it is this command's child), then rebuild / compare from that log
-        Command("replay", ("replay", "liability")),
-        Command("audit-view", ("audit-view", "--as-of", day, "--format", "json")),
+        # the events topic, on a broker of the benchmark's own (not a child of the command:
+        # its log, in memory, grows with the book, and is a real Kafka's disk): the relay
+        # publishes the whole store to it first, then replay and audit-view read it back
+        Command(RELAY, ("relay", "--once"), kafka=True),
+        Command("replay", ("replay", "liability"), kafka=True),
+        Command("audit-view", ("audit-view", "--as-of", day, "--format", "json"), kafka=True),
         # last: it adds sales to the book (a fixed file of IMPORT_SALES new sales, CSV)
         Command("import", ("import", str(out / "import.csv"), "--mapping",
                            str(out / "import.toml"), "--format", "json", "--quiet"), True),
     ]
+
+
+RELAY = "relay --once"
+#: figures of the benchmark's broker (information: no target)
+BROKER = "broker (Tansu, log in memory)"
+
+
+def broker_peak_rss_kib(pid: int) -> int | None:
+    """The broker process's peak resident set size (VmHWM), read while it runs."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return None
 
 
 #: The sales `import` adds to the book at every size: its time must not grow with the book.
@@ -108,10 +135,14 @@ def write_import_file(book_sales: Path, out: Path) -> None:
     (out / "import.toml").write_text(MAPPING, encoding="utf-8")
 
 
-def run_measured(args: list[str], stdout: Path) -> dict[str, Any]:
+def run_measured(args: list[str], stdout: Path,
+                 bootstrap: str | None = None) -> dict[str, Any]:
     """Run the CLI with `args` as a child, its output to `stdout`; its wall time, exit code,
-    peak RSS, and SQLite's own peak heap in it (the page cache, bounded per connection)."""
+    peak RSS, and SQLite's own peak heap in it (the page cache, bounded per connection).
+    `bootstrap`: the Kafka broker it is to use (LEDGER_KAFKA_BOOTSTRAP)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    if bootstrap is not None:
+        env["LEDGER_KAFKA_BOOTSTRAP"] = bootstrap
     env["COLUMNS"] = "200"
     heap = stdout.with_suffix(".sqlite-heap")
     heap.unlink(missing_ok=True)
@@ -180,7 +211,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
                         help="folder for the books, stores and scale-results.json")
-    parser.add_argument("--keep-databases", action="store_true")
+    parser.add_argument("--keep-databases", action="store_true",
+                        help="keep each size's store (and its apply figures) after the run")
+    parser.add_argument("--reuse-store", action="store_true",
+                        help="measure the commands on the store an earlier run kept "
+                             "(--keep-databases) instead of writing and applying the book "
+                             "again; implies --keep-databases. `import` adds to that store: "
+                             "measure it last, once")
     parser.add_argument("--reuse", action="store_true",
                         help="take a size's figures from its scale-<sales>/figures.json when "
                              "an earlier run wrote it, instead of measuring it again")
@@ -200,40 +237,84 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      "100000,1000000")
     if args.agreements < 1:
         parser.error("--agreements: 1 or more")
+    if args.reuse_store:
+        args.keep_databases = True
     return args
 
 
 def measure_size(args: argparse.Namespace, sales: int) -> dict[str, Any]:
     out: Path = args.out / f"scale-{sales}"
     out.mkdir(parents=True, exist_ok=True)
-    say(f"-- {sales:,} sales over {args.agreements:,} agreements: writing the book ...")
-    book = write_book(out, sales=sales, agreements=args.agreements, seed=args.seed,
-                      name="book")
-    database = fresh(out / "ledger.db")
-    say("   apply (child process) ...")
-    applied = run_ledger_child(database, book.agreements_path, book.sales_path)
+    database = out / "ledger.db"
+    applied_file = out / "apply.json"
+    if args.reuse_store and database.exists() and applied_file.exists():
+        # the store an earlier run applied and kept (--keep-databases), with its apply figures
+        applied = orjson.loads(applied_file.read_bytes())
+        say(f"-- {sales:,} sales over {args.agreements:,} agreements: the store of an earlier "
+            f"run, {database}")
+    else:
+        say(f"-- {sales:,} sales over {args.agreements:,} agreements: writing the book ...")
+        book = write_book(out, sales=sales, agreements=args.agreements, seed=args.seed,
+                          name="book")
+        applied_file.unlink(missing_ok=True)
+        database = fresh(database)
+        say("   apply (child process) ...")
+        applied = run_ledger_child(database, book.agreements_path, book.sales_path)
+        write_import_file(book.sales_path, out)
+        if args.keep_databases:
+            applied_file.write_bytes(orjson.dumps(applied) + b"\n")
     say(f"   apply: {applied['seconds']:.1f} s, {applied['sales_per_s']:,.0f} sales/s, peak "
         f"{applied['peak_rss_kib'] / 1024:.0f} MiB")
-    write_import_file(book.sales_path, out)
     url = f"sqlite:///{database}"
     wanted = {n.strip() for n in args.only.split(",") if n.strip()}
     figures: dict[str, Any] = {"apply": {
         "seconds": applied["seconds"], "peak_rss_kib": applied["peak_rss_kib"], "exit": 0,
         "sqlite_heap_peak_kib": applied["sqlite_heap_peak_kib"]}}
-    for command in commands(agreement_id(0), applied["known_at_half"], out):
-        if wanted and command.name not in wanted:
-            continue
-        result = run_measured([*command.args, "--database", url],
-                              out / f"{command.name.replace(' ', '-')}.out")
-        result["one_agreement"] = command.one_agreement
-        figures[command.name] = result
-        say(f"   {command.name:<24} {result['seconds']:8.2f} s {result['peak_rss_kib'] / 1024:8.1f}"
-            f" MiB  exit {result['exit']}  {result['output_bytes']:,} bytes")
-        if result["exit"] not in (0,):
-            say(f"     stderr: {result['stderr'].strip()[-500:]}")
+    todo = [c for c in commands(agreement_id(0), applied["known_at_half"], out)
+            if not wanted or c.name in wanted]
+    if any(c.kafka for c in todo) and not any(c.name == RELAY for c in todo):
+        # the readers of the topic are measured against a broker the relay filled
+        todo = [c for c in commands(agreement_id(0), applied["known_at_half"], out)
+                if c.name == RELAY] + todo
+    broker: Any = None
+    try:
+        for command in todo:
+            bootstrap = None
+            if command.kafka:
+                if broker is None:
+                    from ledger.kafka.broker import EmbeddedBroker
+
+                    broker = EmbeddedBroker(out, start_timeout_s=60)
+                    broker_started = time.perf_counter()
+                    broker.start()
+                bootstrap = broker.bootstrap
+            result = run_measured([*command.args, "--database", url],
+                                  out / f"{command.name.replace(' ', '-')}.out", bootstrap)
+            result["one_agreement"] = command.one_agreement
+            figures[command.name] = result
+            say(f"   {command.name:<24} {result['seconds']:8.2f} s "
+                f"{result['peak_rss_kib'] / 1024:8.1f} MiB  exit {result['exit']}  "
+                f"{result['output_bytes']:,} bytes  load {os.getloadavg()[0]:.1f}")
+            if result["exit"] not in (0,):
+                say(f"     stderr: {result['stderr'].strip()[-500:]}")
+            if broker is not None and not any(c.kafka for c in todo[todo.index(command) + 1:]):
+                peak = broker_peak_rss_kib(broker.pid)
+                figures[BROKER] = {"seconds": time.perf_counter() - broker_started,
+                                   "peak_rss_kib": peak or 0, "exit": 0, "info_only": True}
+                say(f"   {BROKER:<24} peak {(peak or 0) / 1024:8.1f} MiB (not the commands' "
+                    "memory: a real Kafka's disk)")
+                broker.stop()
+                broker = None
+    finally:
+        if broker is not None:
+            broker.stop()
     if not args.keep_databases:
         fresh(database)
-    (out / "figures.json").write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2) + b"\n")
+    earlier = out / "figures.json"
+    if args.reuse_store and earlier.exists():
+        # this run measured some commands again on the kept store: the others stay as they were
+        figures = {**orjson.loads(earlier.read_bytes()), **figures}
+    earlier.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2) + b"\n")
     return figures
 
 
@@ -271,6 +352,13 @@ def main(argv: list[str] | None = None) -> int:
         if name not in first:
             continue
         before = first[name]
+        if mine.get("info_only"):
+            say(f"{name:<24} {before['seconds']:9.2f}s {mine['seconds']:9.2f}s "
+                f"{mine['seconds'] / before['seconds']:6.2f} {'':7}  "
+                f"{before['peak_rss_kib'] / 1024:9.1f} {mine['peak_rss_kib'] / 1024:9.1f} "
+                f"{mine['peak_rss_kib'] / max(before['peak_rss_kib'], 1):6.2f}  "
+                "(information: the broker, no target)")
+            continue
         time_ratio = mine["seconds"] / before["seconds"]
         memory_ratio = mine["peak_rss_kib"] / before["peak_rss_kib"]
         time_max = ONE_AGREEMENT_TIME_RATIO_MAX if mine.get("one_agreement") else r
@@ -291,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         "ledger holds (information, no target)")
     for name, mine in last.items():
         before = first.get(name)
-        if before is None or not (mine.get("sqlite_heap_peak_kib")
+        if before is None or name not in targets or not (mine.get("sqlite_heap_peak_kib")
                                   and before.get("sqlite_heap_peak_kib")):
             continue
         own = [x["peak_rss_kib"] - x["sqlite_heap_peak_kib"] for x in (before, mine)]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from ledger.audit.facts import Facts, State, business_ids, event_ids, load_facts
 from ledger.audit.output import Report, plain
 from ledger.core import Ledger
-from ledger.liability import FOREVER_US
+from ledger.liability import FOREVER_US, LiabilityRow
 from ledger.money import EXACT, ZERO, format_decimal, format_money, round_money
 from ledger.projections.core import from_us, reversals, sales, to_us
 from ledger.rules import retroactive_rate
@@ -99,8 +99,12 @@ def _value_text(name: str, value: Any) -> str:
 
 
 def explain(
-    ledger: Ledger, agreement_id: str, as_of: date, known_at: datetime | None = None
+    ledger: Ledger, agreement_id: str, as_of: date, known_at: datetime | None = None,
+    *, ledger_row: LiabilityRow | None = None,
 ) -> Explanation:
+    """`ledger_row`: this agreement's row of `ledger.liability(as_of, known_at)` when the
+    caller has it already (the evidence pack explains every row): checked against, not
+    computed again."""
     known_us = FOREVER_US if known_at is None else to_us(known_at)
     with Session(ledger.engine) as session:
         facts = load_facts(session, agreement_id, as_of, known_us)
@@ -131,7 +135,11 @@ def explain(
     about = business_ids(facts)
     for step in steps:
         step.about = {e: about[e] for e in step.events if e in about}
-    (row,) = ledger.liability(as_of, known_at, agreement_id=agreement_id)
+    if ledger_row is None:
+        (row,) = ledger.liability(as_of, known_at, agreement_id=agreement_id)
+    else:
+        assert ledger_row.agreement_id == agreement_id, ledger_row.agreement_id
+        row = ledger_row
     return Explanation(agreement_id, facts.customer_id, facts.currency, as_of, known_at, steps,
                        liability, row.liability == liability and
                        row.accrued == state.accrual.accrued, facts.group_id)
