@@ -1,0 +1,224 @@
+"""The trial balance's totals without the journal's postings (issue 9: `/audit` at 1M sales).
+
+`trial_balance(iter_postings(...))` builds every posting of the journal (one accrual or
+true-up per recorded moment at which an agreement's accrued figure at D moved, each a
+`Posting` object with its events) only to add them up. The totals need less: per currency,
+the sum of the increases of each agreement's accrued figure over its recorded moments (the
+expense debited, the liability credited), the sum of its decreases (the reverse), and the
+paid and written-off amounts with their signs. `balances` computes exactly those, agreement
+by agreement, with the same rule functions (`accrue` through `facts._state`, the terms and
+forecast as known at each moment through `facts.history_of`) as `Facts.timeline`, but:
+
+- an agreement's terms, forecasts and money rows are read for the whole book in a few
+  queries (`load_facts_of`), and its basis rows as plain tuples, customer by customer, in
+  chunked queries (no `BasisRecord` objects, no event id look-ups);
+- the eligible quantity and amount are kept as integer millionths, turned into `Decimal`
+  only for the accrual at a moment whose eligible totals changed (a moment whose sales add
+  nothing eligible keeps its accrued figure, so `accrue` is not asked again).
+
+A buying group's agreement (contract 4: membership decides which rows count, as known at
+each moment), and an agreement with a figure stored as text (not as millionths), go through
+`Facts.timeline` itself. The result equals `trial_balance(iter_postings(...))` exactly, the
+accounts present being those some posting touches (tests/audit/test_trial_balance_fast.py
+compares the two on random books, both databases).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ledger.audit.facts import (
+    Facts,
+    MoneyRecord,
+    _state,
+    agreement_ids,
+    history_of,
+    load_facts,
+    load_facts_of,
+)
+from ledger.audit.journal import ACCOUNTS, CASH, EXPENSE, LIABILITY, Balance
+from ledger.core import Ledger
+from ledger.liability import FOREVER_US
+from ledger.money import EXACT, ZERO, from_micro
+from ledger.projections.core import basis, day, to_us
+from ledger.terms import Terms
+
+#: one basis row: recorded µs, invoice day, product, quantity and amount in millionths
+#: (None: stored as text)
+Row = tuple[int, int, str, int | None, int | None]
+
+
+#: customers whose basis rows are read in one query (and held at once: memory is bounded by
+#: the rows of this many customers, not by the book)
+CUSTOMERS_PER_QUERY = 50
+
+
+class _Totals:
+    """Debits and credits per (currency, account), exact; an account is present once a
+    posting touched it (as `journal.trial_balance`)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple[str, str], list] = defaultdict(lambda: [ZERO, ZERO])
+
+    def entry(self, currency: str, debit: str, credit: str, amount) -> None:
+        if amount == 0:
+            return
+        if amount < 0:
+            debit, credit, amount = credit, debit, -amount
+        pair = self.sums[(currency, debit)]
+        pair[0] = EXACT.add(pair[0], amount)
+        pair = self.sums[(currency, credit)]
+        pair[1] = EXACT.add(pair[1], amount)
+
+    def money(self, currency: str, rows: Sequence[MoneyRecord]) -> None:
+        for row in rows:
+            if row.kind == "paid":
+                self.entry(currency, LIABILITY, CASH, row.amount)
+            elif row.kind == "written_off":
+                self.entry(currency, LIABILITY, EXPENSE, row.amount)
+
+    def balances(self) -> list[Balance]:
+        return [
+            Balance(currency, account, *self.sums[(currency, account)])
+            for currency in sorted({c for c, _ in self.sums})
+            for account in ACCOUNTS
+            if (currency, account) in self.sums
+        ]
+
+
+def balances(
+    ledger: Ledger, as_of: date, known_at: datetime | None = None, *,
+    agreement_id: str | None = None, customer_id: str | None = None,
+) -> list[Balance]:
+    """`journal.trial_balance(journal.iter_postings(ledger, as_of, known_at, ...))`, fast."""
+    known_us = FOREVER_US if known_at is None else to_us(known_at)
+    totals = _Totals()
+    with Session(ledger.engine) as session:
+        ids = agreement_ids(session, known_us, agreement_id=agreement_id,
+                            customer_id=customer_id, as_of=as_of)
+        facts_of = load_facts_of(session, ids, as_of, known_us)
+        own: dict[tuple[str, str], list[Facts]] = defaultdict(list)
+        for facts in facts_of.values():
+            if facts.group_id is None:
+                own[(facts.customer_id or "", facts.currency)].append(facts)
+            else:  # contract 4: who counts is known moment by moment
+                _by_timeline(load_facts(session, facts.agreement_id, as_of, known_us), totals)
+        for key, rows in _basis_rows(session, sorted(own), as_of, known_us):
+            for facts in own[key]:
+                if any(q is None or a is None for _, _, _, q, a in rows):
+                    _by_timeline(load_facts(session, facts.agreement_id, as_of, known_us),
+                                 totals)
+                else:
+                    _accruals(facts, rows, totals)
+                    totals.money(facts.currency, facts.money_rows)
+    return totals.balances()
+
+
+def _by_timeline(facts: Facts, totals: _Totals) -> None:
+    """`journal._post`'s figures from `Facts.timeline`: the exact general path."""
+    previous = ZERO
+    for moment in facts.timeline():
+        totals.entry(facts.currency, EXPENSE, LIABILITY,
+                     EXACT.subtract(moment.accrued, previous))
+        previous = moment.accrued
+    totals.money(facts.currency, facts.money_rows)
+
+
+def _basis_rows(session: Session, wanted: Sequence[tuple[str, str]], as_of: date,
+                known_us: int) -> Iterator[tuple[tuple[str, str], list[Row]]]:
+    """Per (customer, currency) asked for: its basis rows that count at D as known at K, in
+    recorded order, as plain tuples; a few customers a query."""
+    currencies_of: dict[str, set[str]] = defaultdict(set)
+    for customer, currency in wanted:
+        currencies_of[customer].add(currency)
+    customers = sorted(currencies_of)
+    for start in range(0, len(customers), CUSTOMERS_PER_QUERY):
+        chunk = customers[start:start + CUSTOMERS_PER_QUERY]
+        found: dict[tuple[str, str], list[Row]] = {
+            (c, cur): [] for c in chunk for cur in sorted(currencies_of[c])}
+        for c, cur, r, i, p, q, a in session.execute(
+            select(basis.c.customer_id, basis.c.currency, basis.c.recorded_us,
+                   basis.c.invoice_day, basis.c.product_id, basis.c.q_micro, basis.c.a_micro)
+            .where(basis.c.customer_id.in_(chunk))
+            .where(basis.c.effective_day <= day(as_of))
+            .where(basis.c.recorded_us <= known_us)
+            .order_by(basis.c.customer_id, basis.c.currency, basis.c.recorded_us,
+                      basis.c.position)
+        ):
+            if (c, cur) in found:
+                found[(c, cur)].append((r, i, p, q, a))
+        yield from found.items()
+
+
+def _accruals(facts: Facts, rows: list[Row], totals: _Totals) -> None:
+    """An agreement with its own customer: the accrual and true-ups of `Facts.timeline`,
+    moment by moment (terms rows, basis rows, money rows), the eligible totals in integer
+    millionths."""
+    created_us = min((t.recorded_us for t in facts.terms_rows if t.kind == "created"),
+                     default=None)
+    # the moments: a terms row's, a basis row's (not before the agreement was created),
+    # a money row's (which moves no accrual: only the moments' order matters for it)
+    terms_at: dict[int, bool] = {t.recorded_us: True for t in facts.terms_rows}
+    moments = sorted(set(terms_at) | {
+        max(r, created_us or r) for r, _, _, _, _ in rows})
+    currency = facts.currency
+    previous = ZERO
+    terms: Terms | None = None
+    forecast = source = None
+    first = last = 0
+    quantity = amount = 0
+    n = 0  # rows[:n] are counted
+    accrued = ZERO
+    for recorded_us in moments:
+        start = n
+        while n < len(rows) and max(rows[n][0], created_us or rows[n][0]) <= recorded_us:
+            n += 1
+        if recorded_us in terms_at or terms is None:
+            known = [t for t in facts.terms_rows if t.recorded_us <= recorded_us]
+            if not any(t.kind == "created" for t in known):
+                accrued = ZERO
+            else:
+                history = history_of(known)
+                now = history.terms_at(facts.as_of)
+                forecast, source = history.forecast_at(facts.as_of, now)
+                if now != terms:
+                    terms = now
+                    first = terms.period_start.toordinal()
+                    last = min(terms.period_end, facts.as_of).toordinal()
+                    quantity, amount = _eligible(terms, rows[:n], first, last)
+                else:
+                    quantity, amount = _add(terms, rows[start:n], first, last,
+                                            quantity, amount)
+                accrued = _accrued(terms, forecast, source, quantity, amount)
+        else:
+            assert terms is not None
+            added = _add(terms, rows[start:n], first, last, quantity, amount)
+            if added != (quantity, amount):
+                quantity, amount = added
+                accrued = _accrued(terms, forecast, source, quantity, amount)
+        totals.entry(currency, EXPENSE, LIABILITY, EXACT.subtract(accrued, previous))
+        previous = accrued
+
+
+def _eligible(terms: Terms, rows: Sequence[Row], first: int, last: int) -> tuple[int, int]:
+    return _add(terms, rows, first, last, 0, 0)
+
+
+def _add(terms: Terms, rows: Sequence[Row], first: int, last: int, quantity: int,
+         amount: int) -> tuple[int, int]:
+    products = terms.products
+    for _, invoice_day, product, q, a in rows:
+        if first <= invoice_day <= last and (products is None or product in products):
+            quantity += q  # type: ignore[operator]
+            amount += a  # type: ignore[operator]
+    return quantity, amount
+
+
+def _accrued(terms: Terms, forecast, source, quantity: int, amount: int):
+    return _state(terms, forecast, source, from_micro(quantity),
+                  from_micro(amount)).accrual.accrued

@@ -1,0 +1,131 @@
+"""The trial balance's fast totals (`ledger.audit.balances`, issue 9: the /audit page at 1M
+sales) against the straightforward sum of the journal's postings,
+`trial_balance(postings(...))`, which builds every posting: on random books (late sales,
+returns, amendments of tiers, products and period end, forecasts, claims paid, write-offs
+and their reversal, a buying group's agreement) at random D and K, on SQLite; and the whole
+report, byte for byte, on the worked two-currency book on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger import Ledger
+from ledger.audit import balances as fast
+from ledger.audit import journal
+from ledger.audit.balances import balances
+from ledger.audit.journal import postings, trial_balance
+from tests.audit.test_trial_balance import END, two_currencies  # noqa: F401 (a fixture)
+from tests.contract import helpers as h
+from tests.test_ledger_properties import START, agreements, sales, stamped
+
+PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def for_customer(commands: list[dict[str, Any]], customer: str, prefix: str,
+                 currency: str = "EUR") -> list[dict[str, Any]]:
+    return [{**c, "customer_id": customer, "currency": currency,
+             "sale_id": f"{prefix}{c['sale_id']}"} for c in commands]
+
+
+@st.composite
+def changes(draw: st.DrawFn, agreement_id: str) -> list[dict[str, Any]]:
+    """Amendments and forecast revisions of `agreement_id`, effective on random days."""
+    found: list[dict[str, Any]] = []
+    for _ in range(draw(st.integers(0, 3))):
+        effective = (date(2025, 1, 1) + timedelta(days=draw(st.integers(0, 360)))).isoformat()
+        kind = draw(st.sampled_from(["tiers", "products", "period_end", "forecast", "cap"]))
+        if kind == "tiers":
+            found.append(h.amend(agreement_id, effective, tiers=h.tier_list(
+                (("0", draw(st.sampled_from(["0.03", "0.50", "1.10"]))),))))
+        elif kind == "products":
+            found.append(h.amend(agreement_id, effective, products=draw(
+                st.sampled_from([["P1"], ["P1", "P2"], None]))))
+        elif kind == "period_end":
+            found.append(h.amend(agreement_id, effective, period_end=draw(
+                st.sampled_from(["2025-06-30", "2025-12-31"]))))
+        elif kind == "cap":
+            found.append(h.amend(agreement_id, effective,
+                                 cap=draw(st.sampled_from(["40", None]))))
+        else:
+            found.append(h.forecast(agreement_id, str(draw(st.integers(0, 3000))), effective))
+    return found
+
+
+@PROPERTY
+@given(eur=agreements(), usd=agreements(), forecast=st.booleans(),
+       first=st.integers(1, 8).flatmap(lambda n: sales("S", n)),
+       late=st.integers(0, 5).flatmap(lambda n: sales("L", n)),
+       amended=changes("A1"), amended_usd=changes("A2"),
+       returned=st.integers(0, 7), claim=st.integers(0, 3000),
+       write_off=st.integers(0, 500), undo_write_off=st.booleans(),
+       grouped=st.booleans(),
+       as_of=st.dates(date(2025, 1, 1), date(2026, 3, 31)),
+       known_minutes=st.integers(0, 3100))
+def test_the_fast_totals_are_the_sum_of_the_postings(
+    eur: dict[str, Any], usd: dict[str, Any], forecast: bool, first: list[dict[str, Any]],
+    late: list[dict[str, Any]], amended: list[dict[str, Any]],
+    amended_usd: list[dict[str, Any]], returned: int, claim: int, write_off: int,
+    undo_write_off: bool, grouped: bool, as_of: date, known_minutes: int,
+) -> None:
+    if forecast:
+        eur = {**eur, "accrual_method": "forecast", "forecast_basis": "500"}
+    usd = {**usd, "agreement_id": "A2", "customer_id": "C2", "currency": "USD"}
+    book: list[dict[str, Any]] = [eur, usd, *first, *for_customer(first, "C2", "U", "USD")]
+    if grouped:  # C1 and C3 in a buying group with its own agreement (contract 4)
+        book += [h.group("G1"), h.join("C1", "2025-01-01"), h.join("C3", "2025-03-01"),
+                 h.group_agreement("GA", tiers=(("0", "0.20"),)),
+                 *for_customer(first, "C3", "G")]
+    later: list[dict[str, Any]] = [*late, *for_customer(late, "C2", "V", "USD"), *amended,
+                                   *amended_usd]
+    if grouped:
+        later += [h.leave("C3", "2025-08-01"), *for_customer(late, "C3", "H")]
+    if returned < len(first):  # a return of one of the first sales, recorded late
+        later.append(h.reversal(first[returned]["sale_id"], "2025-10-01"))
+    if claim:
+        later += [h.submit("K2", f"{claim / 100:.2f}", agreement_id="A2"),
+                  h.approve("K2", approved_on="2025-06-02"),
+                  h.settle("K2", paid_on="2025-06-03", paid_amount=f"{claim / 100:.2f}",
+                           payment_ref="P2")]
+    if write_off:
+        later.append({**h.write_off(f"{write_off / 100:.2f}", effective_date="2025-09-30",
+                                    agreement_id="A1"), "write_off_id": "W1"})
+        if undo_write_off:
+            later.append(h.reverse_write_off("W1", "2025-11-30"))
+    with tempfile.TemporaryDirectory() as folder, Ledger(
+        f"sqlite:///{Path(folder) / 'ledger.db'}"
+    ) as ledger:
+        ledger.apply(stamped(book, 0))
+        ledger.apply(stamped(later, 2000))
+        known = START + timedelta(minutes=known_minutes)
+        for k in (known, None):
+            assert balances(ledger, as_of, k) == trial_balance(postings(ledger, as_of, k))
+            for one in ("A1", "GA"):
+                assert balances(ledger, as_of, k, agreement_id=one) == trial_balance(
+                    postings(ledger, as_of, k, agreement_id=one))
+            assert balances(ledger, as_of, k, customer_id="C1") == trial_balance(
+                postings(ledger, as_of, k, customer_id="C1"))
+
+
+def test_the_report_is_byte_identical_on_both_databases(
+        two_currencies: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The report from the fast totals, then from every posting (the code before)."""
+    for as_of, known_at in ((END, None), (date(2025, 6, 30), None),
+                            (END, h.moment("2025-06-02T12:00:00Z")), (END, h.moment(
+                                "2025-05-06T00:00:00Z"))):
+        with monkeypatch.context() as patched:
+            patched.setattr(fast, "balances", lambda ledger, d, k, **kw: trial_balance(
+                journal.iter_postings(ledger, d, k, with_events=False, **kw)))
+            before = journal.trial_balance_report(two_currencies, as_of, known_at).to_json()
+        now = journal.trial_balance_report(two_currencies, as_of, known_at)
+        assert now.rows, "the worked book has postings"
+        assert now.to_json() == before
+        for one in ("A1", "A5"):
+            assert balances(two_currencies, as_of, known_at, agreement_id=one) == \
+                trial_balance(postings(two_currencies, as_of, known_at, agreement_id=one))
