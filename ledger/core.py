@@ -268,12 +268,13 @@ class Ledger:
         report = ApplyReport()
         chunk: list[tuple[int, bytes | str]] = []
         chunk_bytes = 0
+        chunk_lines = self.settings.chunk_lines
         for number, line in enumerate(lines, start=first_line):
-            if not line.strip():  # a blank line
+            if not line or line.isspace():  # a blank line (`isspace` stops at the first "{")
                 continue
             chunk.append((number, line))
             chunk_bytes += len(line) + 1
-            if len(chunk) >= self.settings.chunk_lines:
+            if len(chunk) >= chunk_lines:
                 self._apply_chunk_or_stop(chunk, source, report, hooks)
                 if on_progress is not None:
                     on_progress(chunk_bytes)

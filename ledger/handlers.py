@@ -227,7 +227,10 @@ class Batch:
         return given
 
     def handle(self, cmd: c.Command) -> str:
-        recorded_at = self.recorded_time(cmd)
+        if cmd.recorded_at is None and self.now_us >= self.watermark_us:
+            recorded_at = self.now  # most commands: what `recorded_time` says, without a call
+        else:
+            recorded_at = self.recorded_time(cmd)
         outcome = HANDLERS[type(cmd)](self, cmd, recorded_at)
         if recorded_at is not self.now:
             self.watermark_us = max(self.watermark_us, to_us(recorded_at))
@@ -316,32 +319,36 @@ def revise_forecast(batch: Batch, cmd: c.ReviseForecast, recorded_at: datetime) 
 
 
 def record_sale(batch: Batch, cmd: c.RecordSale, recorded_at: datetime) -> str:
-    if (cmd.quantity > 0 and cmd.amount < 0) or (cmd.quantity < 0 and cmd.amount > 0):
+    quantity, amount = cmd.quantity, cmd.amount
+    # compared with a Decimal zero: a third of the cost of comparing with the int 0
+    if (quantity > ZERO and amount < ZERO) or (quantity < ZERO and amount > ZERO):
         raise RuleViolation(
             "amount",
             f"quantity ({cmd.quantity}) and amount ({cmd.amount}) must carry the same sign; "
             "a return or credit note has both negative",
         )
-    known = batch.known_sales.get(cmd.sale_id, MISSING)
+    sale_id, known_sales = cmd.sale_id, batch.known_sales
+    known = known_sales.get(sale_id, MISSING)
     if known is MISSING:
-        known = batch.sale(cmd.sale_id)
+        known = batch.sale(sale_id)
     if known is not None:
         assert isinstance(known, SaleLine)
         if same_sale(known, cmd):
             return DUPLICATE
         raise RuleViolation(
             "sale_id",
-            f"sale {cmd.sale_id!r} was already recorded with different fields; a sale cannot "
+            f"sale {sale_id!r} was already recorded with different fields; a sale cannot "
             "be changed: reverse it with reverse_sale and record the correction under a new "
             "sale_id",
         )
     line = SaleLine(
-        cmd.sale_id, cmd.customer_id, cmd.product_id, cmd.quantity, cmd.amount,
-        cmd.currency, cmd.invoice_date, recorded_at,
+        sale_id, cmd.customer_id, cmd.product_id, quantity, amount, cmd.currency,
+        cmd.invoice_date, recorded_at,
     )
-    batch.known_sales[cmd.sale_id] = line
-    batch.pending_sales.append(line)
-    if len(batch.pending_sales) + len(batch.pending_reversals) >= BATCH_LINES_MAX:
+    known_sales[sale_id] = line
+    pending = batch.pending_sales
+    pending.append(line)
+    if len(pending) + len(batch.pending_reversals) >= BATCH_LINES_MAX:
         batch.flush_sales()
     return ACCEPTED
 
