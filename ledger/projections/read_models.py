@@ -8,7 +8,10 @@ belongs to one customer, so one partition's order is all a model needs.
 
 - `liability`: the SAME tables and code as the core projection (`ledger.projections.core`),
   so that `ledger.liability.liability_rows` answers any (as_of, known_at) from it exactly as
-  from the store.
+  from the store. One table stays empty: `core_sales` (every sale by id), which only the
+  core's own work reads (apply's duplicate and reversal checks, `explain` and `diff`, which
+  answer from the store); a projection never reads it, and writing it (its two B-trees, the
+  widest rows) was the largest part of a replay's inserts (issue 11 point 3).
 - `claims`: one row per claim: agreement, customer, status, claimed, approved and paid amounts,
   their dates and the ids of the events that set them.
 - `sales`: each agreement's recorded changes of terms, every sale and reversal, every join
@@ -123,21 +126,20 @@ class LiabilityModel:
     def apply(self, session: Session, items: Sequence[Delivered]) -> None:
         apply_one = self.core._apply_one
         last = 0
-        # the rows of every sales batch of the poll go in with one executemany per table
-        sale_rows: list[tuple[Any, ...]] = []
+        # the rows of every sales batch of the poll go in with one executemany per table;
+        # `core_sales` is not written (see the module's docstring): no answer of a projection
+        # reads it
         reversal_rows: list[tuple[Any, ...]] = []
         basis_rows: list[tuple[Any, ...]] = []
         for envelope in items:
             event = envelope.event
             if isinstance(event, SalesRecorded):
-                more_sales, more_reversals, more_basis = core.sales_rows(event, envelope.position)
-                sale_rows += more_sales
+                _, more_reversals, more_basis = core.sales_rows(event, envelope.position)
                 reversal_rows += more_reversals
                 basis_rows += more_basis
             else:
                 apply_one(session, event, envelope.position)
             last = max(last, envelope.position)
-        insert_rows(session, core.sales, core.SALE_COLUMNS, sale_rows)
         insert_rows(session, core.reversals, core.REVERSAL_COLUMNS, reversal_rows)
         core.insert_basis(session, basis_rows)
         if last:

@@ -58,6 +58,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from ledger.errors import LedgerError
+from ledger.events import SalesRecorded
 from ledger.events.codec import SCHEMA_VERSION_KEY, decode_event
 from ledger.events.envelope import (
     EVENT_TYPES,
@@ -733,12 +734,30 @@ def delivered_linked(value: bytes) -> tuple[Delivered, ChainHead | None, ChainHe
     cls = EVENT_TYPES[data["type"]]
     state = {SCHEMA_VERSION_KEY: data["schema_version"], **data["payload"]}
     event = decode_event(f"{cls.__module__}:{cls.__qualname__}", state)
+    if isinstance(event, SalesRecorded):
+        _share_recorded_times(event, data["payload"])
     delivered = Delivered(data["position"], data["part"], data["key"], data["event_id"], event)
     if version == 1:
         return delivered, None, None
     previous = ChainHead(data["previous_position"], data["previous_part"],
                          data["previous_link"])
     return delivered, previous, ChainHead(data["position"], data["part"], data["link"])
+
+
+def _share_recorded_times(event: SalesRecorded, payload: dict[str, Any]) -> None:
+    """Lines of a sales batch whose recorded times were the same text share one datetime, as
+    in the batch `apply` made (decoding made one per line): the projection's row building
+    converts a recorded time to microseconds once per run of lines sharing it (`to_us` took
+    about 7 % of the liability projection's CPU, once per line, profiled on 200k sales).
+    The values are unchanged: equal text decodes to equal datetimes."""
+    columns = payload.get("sales")
+    texts = columns.get("recorded_at") if isinstance(columns, dict) else None
+    times = event.sales.recorded_at
+    if not isinstance(texts, list) or len(texts) != len(times):
+        return  # an older schema's shape (upcast): nothing shared
+    for i in range(1, len(times)):
+        if texts[i] == texts[i - 1]:
+            times[i] = times[i - 1]
 
 
 def _kind(record: Record) -> bytes | None:

@@ -662,7 +662,7 @@ def test_envelope_decoding_matches_full_validation_and_refuses_a_bad_head(
     from consumers.relay import sales_records
 
     apply_clean(sqlite_ledger, book(rounds=2))
-    checked = 0
+    checked = shared = 0
     for n in sqlite_ledger.app.recorder.select_notifications(start=1, limit=1_000):
         if "SalesRecorded" not in n.topic:
             continue
@@ -671,9 +671,27 @@ def test_envelope_decoding_matches_full_validation_and_refuses_a_bad_head(
             mine = delivered_of(value)
             assert mine == Delivered(full.position, full.part, full.key, full.event_id,
                                      full.event())
+            # lines recorded at one moment (same text) share one datetime, as apply's do
+            texts = orjson.loads(value)["payload"]["sales"]["recorded_at"]
+            assert isinstance(mine.event, SalesRecorded)
+            times = mine.event.sales.recorded_at
+            for i in range(1, len(times)):
+                assert (times[i] is times[i - 1]) == (texts[i] == texts[i - 1]), i
+                shared += texts[i] == texts[i - 1]
             checked += 1
     assert checked >= len(CUSTOMERS)
     data = orjson.loads(value)
+    if not shared:  # this book records every line at its own hour: each line twice
+        columns = data["payload"]["sales"]
+        doubled = {**data, "payload": {**data["payload"], "sales": {
+            name: [item for item in column for _ in (0, 1)] for name, column in columns.items()
+        }}}
+        event = delivered_of(orjson.dumps(doubled)).event
+        assert isinstance(event, SalesRecorded)
+        times = event.sales.recorded_at
+        assert len(times) >= 2 and times[1] is times[0]
+        assert [t.isoformat() for t in times] == [
+            t.isoformat() for t in Envelope.model_validate(doubled).event().sales.recorded_at]
     with pytest.raises(ValidationError):  # a head of a wrong type: full validation
         delivered_of(orjson.dumps({**data, "position": "x"}))
     del data["key"]
