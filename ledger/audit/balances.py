@@ -237,7 +237,7 @@ def _accruals(facts: Facts, rows: list[Row], totals: _Totals) -> None:
     # a money row's (which moves no accrual: only the moments' order matters for it)
     terms_at: dict[int, bool] = {t.recorded_us: True for t in facts.terms_rows}
     moments = sorted(set(terms_at) | {
-        max(r, created_us or r) for r, _, _, _, _ in rows})
+        r if created_us is None else max(r, created_us) for r, _, _, _, _ in rows})
     currency = facts.currency
     previous = ZERO
     terms: Terms | None = None
@@ -252,12 +252,16 @@ def _accruals(facts: Facts, rows: list[Row], totals: _Totals) -> None:
     # true-ups is its last figure less the one before it, exactly, and the figures in
     # between need not be computed. `run`: the eligible totals at the run's last moment.
     run: tuple[int, int] | None = None
+    at = [r if created_us is None else max(r, created_us) for r, _, _, _, _ in rows]
     for recorded_us in moments:
         start = n
-        while n < len(rows) and max(rows[n][0], created_us or rows[n][0]) <= recorded_us:
+        while n < len(at) and at[n] <= recorded_us:
             n += 1
         if recorded_us not in terms_at and terms is not None:
-            added = _add(terms, rows[start:n], first, last, quantity, amount)
+            if n == start + 1 and rows[start][2] is None:  # one moment's sum (`_moment_sums`)
+                added = (quantity + rows[start][3], amount + rows[start][4])  # type: ignore[operator]
+            else:
+                added = _add(terms, rows[start:n], first, last, quantity, amount)
             if added == (quantity, amount):
                 continue  # nothing that counts: the figure stays
             if rising and 0 <= quantity <= added[0] and 0 <= amount <= added[1]:
