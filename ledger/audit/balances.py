@@ -28,8 +28,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
+from itertools import pairwise
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from ledger.audit.facts import (
@@ -50,7 +51,7 @@ from ledger.terms import Terms
 
 #: one basis row: recorded µs, invoice day, product, quantity and amount in millionths
 #: (None: stored as text)
-Row = tuple[int, int, str, int | None, int | None]
+Row = tuple[int, int, str | None, int | None, int | None]
 
 
 #: customers whose basis rows are read in one query (and held at once: memory is bounded by
@@ -103,20 +104,91 @@ def balances(
                             customer_id=customer_id, as_of=as_of)
         facts_of = load_facts_of(session, ids, as_of, known_us)
         own: dict[tuple[str, str], list[Facts]] = defaultdict(list)
+        # an agreement whose terms at D count the same invoice days and products at every
+        # moment (no amendment of its period end or products: most): its basis summed per
+        # recorded moment in SQL
+        summed: dict[tuple[str, str], list[Facts]] = defaultdict(list)
+        summed_filter: dict[str, Filter] = {}
         for facts in facts_of.values():
             if facts.group_id is None:
-                own[(facts.customer_id or "", facts.currency)].append(facts)
+                one = _one_filter(facts)
+                if one is None:
+                    own[(facts.customer_id or "", facts.currency)].append(facts)
+                else:
+                    summed[(facts.customer_id or "", facts.currency)].append(facts)
+                    summed_filter[facts.agreement_id] = one
             else:  # contract 4: who counts is known moment by moment
                 _by_timeline(load_facts(session, facts.agreement_id, as_of, known_us), totals)
         for key, rows in _basis_rows(session, sorted(own), as_of, known_us):
             for facts in own[key]:
-                if any(q is None or a is None for _, _, _, q, a in rows):
-                    _by_timeline(load_facts(session, facts.agreement_id, as_of, known_us),
-                                 totals)
-                else:
-                    _accruals(facts, rows, totals)
-                    totals.money(facts.currency, facts.money_rows)
+                _own(session, facts, rows, totals)
+        for agreements in summed.values():
+            for facts in agreements:
+                _own(session, facts, _moment_sums(session, facts,
+                                                  summed_filter[facts.agreement_id], known_us),
+                     totals)
     return totals.balances()
+
+
+def _own(session: Session, facts: Facts, rows: list[Row], totals: _Totals) -> None:
+    if any(q is None or a is None for _, _, _, q, a in rows):  # a figure kept as text
+        _by_timeline(load_facts(session, facts.agreement_id, facts.as_of, facts.known_us),
+                     totals)
+    else:
+        _accruals(facts, rows, totals)
+        totals.money(facts.currency, facts.money_rows)
+
+
+#: the invoice days (first, last ordinals) and products (None: all) counted at D
+Filter = tuple[int, int, frozenset[str] | None]
+
+
+def _one_filter(facts: Facts) -> Filter | None:
+    """The days and products the agreement's terms at D count, when they are the same as
+    known at each of its terms moments; None when they differ (or none is known)."""
+    found: set[Filter] = set()
+    for moment in sorted({t.recorded_us for t in facts.terms_rows}):
+        known = [t for t in facts.terms_rows if t.recorded_us <= moment]
+        if any(t.kind == "created" for t in known):
+            terms = history_of(known).terms_at(facts.as_of)
+            found.add((terms.period_start.toordinal(),
+                       min(terms.period_end, facts.as_of).toordinal(),
+                       None if terms.products is None else frozenset(terms.products)))
+    return next(iter(found)) if len(found) == 1 else None
+
+
+_SUMS = (
+    select(basis.c.recorded_us, func.sum(basis.c.q_micro), func.sum(basis.c.a_micro),
+           func.count() - func.count(basis.c.q_micro) + func.count()
+           - func.count(basis.c.a_micro))
+    .where(basis.c.customer_id == bindparam("customer"))
+    .where(basis.c.currency == bindparam("currency"))
+    .where(basis.c.effective_day <= bindparam("as_of_day"))
+    .where(basis.c.recorded_us <= bindparam("known_us"))
+    .where(basis.c.invoice_day >= bindparam("first"))
+    .where(basis.c.invoice_day <= bindparam("last"))
+    .group_by(basis.c.recorded_us)
+    .order_by(basis.c.recorded_us)
+)
+_SUMS_OF_PRODUCTS = _SUMS.where(
+    basis.c.product_id.in_(bindparam("products", expanding=True)))
+
+
+def _moment_sums(session: Session, facts: Facts, counted: Filter, known_us: int) -> list[Row]:
+    """The agreement's eligible basis summed per recorded moment in SQL, as rows of no
+    product (`_add` counts them: the filter is applied here); a sum is None when a row of the
+    moment keeps its figure as text."""
+    first, last, products = counted
+    values = {"customer": facts.customer_id, "currency": facts.currency,
+              "as_of_day": day(facts.as_of), "known_us": known_us, "first": first,
+              "last": last}
+    if products is None:
+        found = session.execute(_SUMS, values).all()
+    else:
+        found = session.execute(_SUMS_OF_PRODUCTS,
+                                {**values, "products": sorted(products)}).all()
+    return [(int(r), first, None, None if texts else int(q), None if texts else int(a))
+            for r, q, a, texts in found]
 
 
 def _by_timeline(facts: Facts, totals: _Totals) -> None:
@@ -165,7 +237,7 @@ def _accruals(facts: Facts, rows: list[Row], totals: _Totals) -> None:
     # a money row's (which moves no accrual: only the moments' order matters for it)
     terms_at: dict[int, bool] = {t.recorded_us: True for t in facts.terms_rows}
     moments = sorted(set(terms_at) | {
-        max(r, created_us or r) for r, _, _, _, _ in rows})
+        r if created_us is None else max(r, created_us) for r, _, _, _, _ in rows})
     currency = facts.currency
     previous = ZERO
     terms: Terms | None = None
@@ -174,10 +246,31 @@ def _accruals(facts: Facts, rows: list[Row], totals: _Totals) -> None:
     quantity = amount = 0
     n = 0  # rows[:n] are counted
     accrued = ZERO
+    rising = False  # under these terms the accrued figure can only rise with the basis
+    # A run of moments that each add to both eligible totals, from totals at least zero,
+    # under rising terms: the accrued figure only rises along it, so the sum of its
+    # true-ups is its last figure less the one before it, exactly, and the figures in
+    # between need not be computed. `run`: the eligible totals at the run's last moment.
+    run: tuple[int, int] | None = None
+    at = [r if created_us is None else max(r, created_us) for r, _, _, _, _ in rows]
     for recorded_us in moments:
         start = n
-        while n < len(rows) and max(rows[n][0], created_us or rows[n][0]) <= recorded_us:
+        while n < len(at) and at[n] <= recorded_us:
             n += 1
+        if recorded_us not in terms_at and terms is not None:
+            if n == start + 1 and rows[start][2] is None:  # one moment's sum (`_moment_sums`)
+                added = (quantity + rows[start][3], amount + rows[start][4])  # type: ignore[operator]
+            else:
+                added = _add(terms, rows[start:n], first, last, quantity, amount)
+            if added == (quantity, amount):
+                continue  # nothing that counts: the figure stays
+            if rising and 0 <= quantity <= added[0] and 0 <= amount <= added[1]:
+                quantity, amount = run = added
+                continue
+        if run is not None:  # the run ends before this moment: post its true-ups
+            accrued = _accrued(terms, forecast, source, *run)  # type: ignore[arg-type]
+            totals.entry(currency, EXPENSE, LIABILITY, EXACT.subtract(accrued, previous))
+            previous, run = accrued, None
         if recorded_us in terms_at or terms is None:
             known = [t for t in facts.terms_rows if t.recorded_us <= recorded_us]
             if not any(t.kind == "created" for t in known):
@@ -188,6 +281,7 @@ def _accruals(facts: Facts, rows: list[Row], totals: _Totals) -> None:
                 forecast, source = history.forecast_at(facts.as_of, now)
                 if now != terms:
                     terms = now
+                    rising = _rising(terms)
                     first = terms.period_start.toordinal()
                     last = min(terms.period_end, facts.as_of).toordinal()
                     quantity, amount = _eligible(terms, rows[:n], first, last)
@@ -196,13 +290,24 @@ def _accruals(facts: Facts, rows: list[Row], totals: _Totals) -> None:
                                             quantity, amount)
                 accrued = _accrued(terms, forecast, source, quantity, amount)
         else:
-            assert terms is not None
-            added = _add(terms, rows[start:n], first, last, quantity, amount)
-            if added != (quantity, amount):
-                quantity, amount = added
-                accrued = _accrued(terms, forecast, source, quantity, amount)
+            quantity, amount = added
+            accrued = _accrued(terms, forecast, source, quantity, amount)
         totals.entry(currency, EXPENSE, LIABILITY, EXACT.subtract(accrued, previous))
         previous = accrued
+    if run is not None:
+        accrued = _accrued(terms, forecast, source, *run)  # type: ignore[arg-type]
+        totals.entry(currency, EXPENSE, LIABILITY, EXACT.subtract(accrued, previous))
+
+
+def _rising(terms: Terms) -> bool:
+    """Whether the accrued figure under `terms` can only rise when both the quantity and
+    the amount counted rise from zero or more: every tier's rate at least zero and at least
+    the rate of the tier below (contract 2: a retroactive rate(E) x M, an incremental
+    inc(E) or inc(E) x B / E with E = max(B, F), the cap a minimum, the rounding half up:
+    each non-decreasing in B and M then)."""
+    tiers = terms.tiers
+    return all(t.rate >= 0 for t in tiers) and all(
+        a.threshold <= b.threshold and a.rate <= b.rate for a, b in pairwise(tiers))
 
 
 def _eligible(terms: Terms, rows: Sequence[Row], first: int, last: int) -> tuple[int, int]:
@@ -213,7 +318,8 @@ def _add(terms: Terms, rows: Sequence[Row], first: int, last: int, quantity: int
          amount: int) -> tuple[int, int]:
     products = terms.products
     for _, invoice_day, product, q, a in rows:
-        if first <= invoice_day <= last and (products is None or product in products):
+        if first <= invoice_day <= last and (products is None or product is None
+                                             or product in products):
             quantity += q  # type: ignore[operator]
             amount += a  # type: ignore[operator]
     return quantity, amount
