@@ -13,6 +13,7 @@ import csv
 import io
 import os
 import re
+import signal
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time
@@ -1122,10 +1123,19 @@ def _arrange_help(typer_app: typer.Typer) -> None:
 _arrange_help(app)
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """The console script: every error of a command becomes its exit status in
     `LedgerGroup` (ledger.cli.errors), the one mapping. Anything else that escapes a command
     is a bug: one line naming it and exit 3 (`LEDGER_DEBUG=1` shows the traceback instead)."""
+    # SIGTERM (a scheduler stopping the job, `kill`) ends a command as Ctrl-C does, through its
+    # `finally` blocks: open transactions roll back, temporary folders (evidence's, a dry
+    # run's copy) are removed. Without this Python dies at once and leaves them behind. The
+    # Kafka workers and `serve` put their own handlers in place while they run.
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         app()
     except Exception as error:  # not a LedgerError: LedgerGroup maps those

@@ -54,3 +54,49 @@ def test_ledger_debug_shows_the_traceback(tmp_path: Path) -> None:
     done = run(tmp_path, LEDGER_DEBUG="1")
     assert done.returncode == 1, done.stderr  # Python's own status for an uncaught exception
     assert "Traceback" in done.stderr and "planted-bug" in done.stderr
+
+
+SLOW_EVIDENCE = """
+import sys, time
+from ledger.audit import evidence
+def slow(*args, **kwargs):
+    print("writing the journal", file=sys.stderr, flush=True)
+    time.sleep(120)
+evidence._write_journal = slow
+from ledger.cli import main
+sys.argv = ["rebate-ledger", "evidence", "--as-of", "2025-12-31", "--out", "pack.zip"]
+main()
+"""
+
+
+def test_sigterm_ends_a_command_through_its_cleanup(tmp_path: Path) -> None:
+    """A command stopped with SIGTERM (a scheduler's stop, `kill`) removes what it made on
+    the way: `evidence` killed while it writes leaves no temporary folder (4 GB were left
+    behind at 10M) and no half pack; the exit status says the signal (128 + 15)."""
+    import signal
+    import time
+
+    clean = {name: value for name, value in os.environ.items()
+             if name not in ("LEDGER_DATABASE_URL", "LEDGER_HOME", "LEDGER_DEBUG")}
+    (tmp_path / "book.jsonl").write_text(AGREEMENT + "\n")
+    made = subprocess.run([sys.executable, "-m", "ledger.cli", "apply", "book.jsonl", "-q"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          check=False, env=clean)
+    assert made.returncode == 0, made.stderr
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    process = subprocess.Popen([sys.executable, "-c", SLOW_EVIDENCE], cwd=tmp_path,
+                               env={**clean, "TMPDIR": str(scratch)}, text=True,
+                               stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert process.stderr is not None
+    said = [process.stderr.readline() for _ in range(2)]  # the store's line, then ours
+    assert "writing the journal" in said[-1], said
+    (folder,) = scratch.iterdir()
+    assert folder.name.startswith("ledger-evidence-")
+    time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    assert list(scratch.iterdir()) == []
+    assert not (tmp_path / "pack.zip").exists()
