@@ -129,3 +129,22 @@ def test_the_report_is_byte_identical_on_both_databases(
         for one in ("A1", "A5"):
             assert balances(two_currencies, as_of, known_at, agreement_id=one) == \
                 trial_balance(postings(two_currencies, as_of, known_at, agreement_id=one))
+
+
+def test_sums_past_sqlites_integer_range_stay_exact(database_url: str) -> None:
+    """Three sales of 4,000,000,000,000.00 EUR recorded at one moment: each is kept in
+    millionths (under 2**62, `ledger.money.to_micro`), their sum passes SQLite's integers
+    (its SUM raises 'integer overflow': /audit and trial-balance failed): the totals come from
+    the exact general path instead, equal to the sum of the postings; the same on PostgreSQL."""
+    book = [h.agreement("A1", customer_id="C1", basis="amount", rate_kind="percent",
+                        tiers=(("0", "0.01"),)),
+            *(h.sale(f"S{n}", "1", "4000000000000.00", f"2025-0{n}-01") for n in (1, 2, 3))]
+    # recorded at one moment: SQL sums them together
+    book = [h.at("2025-04-01T00:00:00Z", c) for c in book]
+    with Ledger(database_url) as ledger:
+        report = ledger.apply(book)
+        assert not report.rejected, report.to_dict()["rejections"]
+        as_of = date(2025, 12, 31)
+        assert balances(ledger, as_of, None) == trial_balance(postings(ledger, as_of, None))
+        assert balances(ledger, as_of, None, agreement_id="A1") == trial_balance(
+            postings(ledger, as_of, None, agreement_id="A1"))
