@@ -27,8 +27,8 @@ AGREEMENT = ('{"type": "create_agreement", "agreement_id": "A1", "customer_id": 
              '"tiers": [{"from": "0", "rate": "1"}]}')
 
 
-def run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """The planted bug run in `tmp_path`, on the default store there (made first)."""
+def made_store(tmp_path: Path) -> dict[str, str]:
+    """The default store in `tmp_path` with one agreement; the environment to use it."""
     clean = {name: value for name, value in os.environ.items()
              if name not in ("LEDGER_DATABASE_URL", "LEDGER_HOME", "LEDGER_DEBUG")}
     (tmp_path / "book.jsonl").write_text(AGREEMENT + "\n")
@@ -36,6 +36,12 @@ def run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
                           cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           check=False, env=clean)
     assert made.returncode == 0, made.stderr
+    return clean
+
+
+def run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The planted bug run in `tmp_path`, on the default store there (made first)."""
+    clean = made_store(tmp_path)
     return subprocess.run([sys.executable, "-c", PLANTED], cwd=tmp_path, text=True,
                           capture_output=True, timeout=120, check=False,
                           env={**clean, "COLUMNS": "1000", **env})
@@ -76,13 +82,7 @@ def test_sigterm_ends_a_command_through_its_cleanup(tmp_path: Path) -> None:
     import signal
     import time
 
-    clean = {name: value for name, value in os.environ.items()
-             if name not in ("LEDGER_DATABASE_URL", "LEDGER_HOME", "LEDGER_DEBUG")}
-    (tmp_path / "book.jsonl").write_text(AGREEMENT + "\n")
-    made = subprocess.run([sys.executable, "-m", "ledger.cli", "apply", "book.jsonl", "-q"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          check=False, env=clean)
-    assert made.returncode == 0, made.stderr
+    clean = made_store(tmp_path)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     process = subprocess.Popen([sys.executable, "-c", SLOW_EVIDENCE], cwd=tmp_path,
