@@ -51,11 +51,16 @@ def child(url: str, agreements: Path, sales: Path) -> dict[str, Any]:
 
 
 def run_child(url: str, agreements: Path, sales: Path) -> dict[str, Any]:
+    return run_module_child("bench.postgres_apply", "--url", url,
+                            "--agreements-file", str(agreements), "--sales-file", str(sales))
+
+
+def run_module_child(module: str, *args: str) -> dict[str, Any]:
+    """`python -m module child ARGS` in a fresh process without the LEDGER_ settings of this
+    one: the JSON object on the last line of what it prints."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.postgres_apply", "child", "--url", url,
-         "--agreements-file", str(agreements), "--sales-file", str(sales)],
-        cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run([sys.executable, "-m", module, "child", *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"child failed ({done.returncode}):\n{done.stderr[-4000:]}")
     result: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])

@@ -18,7 +18,6 @@ import argparse
 import itertools
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,9 +27,7 @@ from typing import Any
 import orjson
 
 from bench.generate import SEED, write_book
-from bench.postgres_apply import drop_postgres, fresh_postgres
-
-REPO = Path(__file__).resolve().parent.parent
+from bench.postgres_apply import drop_postgres, fresh_postgres, run_module_child
 
 
 def store_state(url: str) -> tuple[Any, ...]:
@@ -71,15 +68,8 @@ def child(url: str, sales: Path, size: int) -> dict[str, Any]:
 
 
 def run_child(url: str, sales: Path, size: int) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.postgres_dry_run", "child", "--url", url,
-         "--sales-file", str(sales), "--size", str(size)],
-        cwd=REPO, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"child failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    result: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_module_child("bench.postgres_dry_run", "--url", url,
+                            "--sales-file", str(sales), "--size", str(size))
 
 
 def say(text: str) -> None:
