@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +37,9 @@ def fresh_postgres_database(admin_url: str) -> str:
 
     from ledger.store import normalise_url
 
-    name = f"ledger_test_{os.getpid()}_{next(_DB_NUMBERS)}"
+    # the pid and a counter tell databases apart within a run; the random part, from runs
+    # that share one server (a pid repeats after a restart)
+    name = f"ledger_test_{os.getpid()}_{next(_DB_NUMBERS)}_{secrets.token_hex(4)}"
     admin = sa.create_engine(normalise_url(admin_url), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
