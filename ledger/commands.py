@@ -617,6 +617,29 @@ _set_attr = object.__setattr__
 _new = object.__new__
 
 
+class _SharedFieldsSet(set[str]):
+    """The fields set all plain sales share: one set instead of a new set of eight per sale
+    (about 700 bytes each: a fifth of a plain sale's cost while a chunk holds its commands).
+    A set (pydantic-core's serializer wants one), but it refuses every change; a copy of it
+    (pydantic's `model_copy`, `copy`, `deepcopy`) is a plain set of its own."""
+
+    def _shared(self, *_: Any) -> Any:
+        raise TypeError("the fields set plain sales share cannot change; copy the command")
+
+    add = discard = remove = pop = clear = update = _shared
+    difference_update = intersection_update = symmetric_difference_update = _shared
+    __ior__ = __iand__ = __isub__ = __ixor__ = _shared  # type: ignore[assignment]
+
+    def __copy__(self) -> set[str]:
+        return set(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> set[str]:
+        return set(self)
+
+
+_PLAIN_SALE_FIELDS_SET = _SharedFieldsSet(_PLAIN_SALE_KEYS)
+
+
 #: An id as `plain_sale` takes it: 1 to 200 printable ASCII characters (space to `~`) but `"`
 #: and `\`: nothing any screen refuses, no escape to read.
 _PLAIN_ID = rf'([ !#-\[\]-~]{{1,{ID_LENGTH_MAX}}})'
@@ -671,7 +694,7 @@ def plain_sale(raw: bytes) -> RecordSale | None:
         "customer_id": customer_id, "product_id": product_id, "quantity": Decimal(quantity),
         "amount": Decimal(amount), "currency": currency, "invoice_date": day,
     })
-    _set_attr(sale, "__pydantic_fields_set__", set(_PLAIN_SALE_KEYS))
+    _set_attr(sale, "__pydantic_fields_set__", _PLAIN_SALE_FIELDS_SET)
     _set_attr(sale, "__pydantic_extra__", None)
     _set_attr(sale, "__pydantic_private__", None)
     return sale

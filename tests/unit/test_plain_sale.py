@@ -258,3 +258,24 @@ def test_the_dates_remembered_stay_bounded() -> None:
         iso = date.fromordinal(ordinal).isoformat()
         assert plain_sale(json.dumps({**SALE, "invoice_date": iso}).encode()) is not None
         assert 0 < len(commands._PLAIN_DAYS) <= commands._PLAIN_DAYS_MAX
+
+
+def test_plain_sales_share_a_fields_set_no_copy_can_change() -> None:
+    """`plain_sale` gives every sale one shared fields set (memory per sale); pydantic's copies
+    of a sale get a set of their own, and the shared one stays as it is."""
+    line = json.dumps(SALE, separators=(",", ":")).encode()
+    first, second = plain_sale(line), plain_sale(line)
+    assert first is not None and second is not None
+    assert first.model_fields_set is second.model_fields_set
+    assert first.model_fields_set == set(SALE)
+    changed = first.model_copy(update={"recorded_at": None, "quantity": first.amount})
+    assert changed.model_fields_set == set(SALE) | {"recorded_at"}
+    deep = first.model_copy(update={"recorded_at": None}, deep=True)
+    assert deep.model_fields_set == set(SALE) | {"recorded_at"}
+    assert first.model_fields_set == second.model_fields_set == set(SALE)
+    with pytest.raises(TypeError, match="cannot change"):
+        first.model_fields_set.add("recorded_at")
+    with pytest.raises(TypeError, match="cannot change"):
+        first.model_fields_set |= {"recorded_at"}
+    assert first.model_dump(exclude_unset=True) == validated_line(line).model_dump(
+        exclude_unset=True)
