@@ -340,7 +340,14 @@ class Ledger:
     ) -> None:
         parsed: list[Parsed] = []
         sale_ids: list[str] = []
+        plain_sale = c.plain_sale
         for number, line in chunk:
+            # an ordinary sale line straight to `plain_sale` (what `parse_line` does first)
+            sale = plain_sale(line) if type(line) is bytes else None
+            if sale is not None:
+                sale_ids.append(sale.sale_id)
+                parsed.append((number, line, sale, None, None))
+                continue
             valid, error = parse_applied_line(line)
             if valid is None:
                 parsed.append((number, line, None, error, None))

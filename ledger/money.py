@@ -91,16 +91,21 @@ def to_micro(value: Decimal) -> int | None:
     """The value in millionths as an integer when that is exact and fits 62 bits, else None.
 
     The core projection stores basis quantities and amounts this way so that the database can
-    add them; rows that do not fit fall back to exact text summed in Python.
+    add them; rows that do not fit fall back to exact text summed in Python. Computed from the
+    value's exact fraction (n / d, in lowest terms): it is a whole number of millionths
+    exactly when d divides a million; half the cost of scaling the Decimal and comparing
+    (twice per sale on the apply path).
     """
-    scaled = EXACT.multiply(value, _MILLION)
-    micro = int(scaled)
-    if micro != scaled or not -_MICRO_LIMIT < micro < _MICRO_LIMIT:
+    numerator, denominator = value.as_integer_ratio()
+    if _MICROS_PER_UNIT % denominator:
+        return None
+    micro = numerator * (_MICROS_PER_UNIT // denominator)
+    if not -_MICRO_LIMIT < micro < _MICRO_LIMIT:
         return None
     return micro
 
 
-_MILLION = Decimal(1_000_000)
+_MICROS_PER_UNIT = 1_000_000
 _MICRO_LIMIT = 1 << 62
 
 

@@ -629,18 +629,26 @@ BlockSum = list[Any]
 
 
 def block_sums(rows: Iterable[Sequence[Any]]) -> dict[BlockKey, BlockSum]:
-    """`core_basis` rows (in `BASIS_COLUMNS` order) summed by block."""
+    """`core_basis` rows (in `BASIS_COLUMNS` order) summed by block (a sum in millionths
+    becomes None as soon as a part of it is None or it leaves `BLOCK_LIMIT`: `_bounded`
+    and `_bounded_sum`, written out in the loop, which runs once per basis row)."""
     sums: dict[BlockKey, BlockSum] = {}
+    low, high = -BLOCK_LIMIT, BLOCK_LIMIT
     for customer, currency, _product, invoice_day, effective_day, recorded_us, q, a, *_ in rows:
         key = (customer, currency, invoice_day // BLOCK_DAYS, effective_day // BLOCK_DAYS,
                recorded_us // BLOCK_US)
         found = sums.get(key)
         if found is None:
-            sums[key] = [_bounded(q), _bounded(a), effective_day, effective_day, recorded_us,
-                         recorded_us]
+            sums[key] = [q if q is not None and low < q < high else None,
+                         a if a is not None and low < a < high else None,
+                         effective_day, effective_day, recorded_us, recorded_us]
             continue
-        found[0] = _bounded_sum(found[0], q)
-        found[1] = _bounded_sum(found[1], a)
+        total = found[0]
+        if total is not None:
+            found[0] = None if q is None or not low < (total := total + q) < high else total
+        total = found[1]
+        if total is not None:
+            found[1] = None if a is None or not low < (total := total + a) < high else total
         if effective_day < found[2]:
             found[2] = effective_day
         if effective_day > found[3]:

@@ -6,13 +6,17 @@ import re
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ledger.money import (
+    EXACT,
     DecimalFormatError,
     format_decimal,
     format_money,
     parse_decimal,
     round_money,
+    to_micro,
 )
 
 # parse_decimal ---------------------------------------------------------------------------
@@ -208,3 +212,34 @@ def test_format_money_always_shows_two_decimals(value: str, text: str) -> None:
 )
 def test_format_decimal_has_no_exponent_and_no_redundant_zeros(value: str, text: str) -> None:
     assert format_decimal(Decimal(value)) == text
+
+
+# to_micro ----------------------------------------------------------------------------------
+
+
+def _micro_by_scaling(value: Decimal) -> int | None:
+    """The definition: the value times a million, when that is a whole number under 2**62."""
+    scaled = EXACT.multiply(value, Decimal(1_000_000))
+    micro = int(scaled)
+    return micro if micro == scaled and -(1 << 62) < micro < (1 << 62) else None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("12.50", 12_500_000), ("0", 0), ("-0", 0), ("-0.000001", -1), ("0.0000001", None),
+        ("1.0000000", 1_000_000), ("5E+3", 5_000_000_000), ("1E-6", 1), ("1E-7", None),
+        ("4611686018427.387903", (1 << 62) - 1), ("4611686018427.387904", None),
+        ("-4611686018427.387903", -(1 << 62) + 1), ("-4611686018427.387904", None),
+        ("123456789012345678901234567890.123456789012345678", None),
+    ],
+)
+def test_to_micro_examples(text: str, expected: int | None) -> None:
+    assert to_micro(Decimal(text)) == expected
+    assert _micro_by_scaling(Decimal(text)) == expected
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False, places=None,
+                   min_value=Decimal("-1e20"), max_value=Decimal("1e20")))
+def test_to_micro_is_the_value_in_millionths(value: Decimal) -> None:
+    assert to_micro(value) == _micro_by_scaling(value)

@@ -172,6 +172,11 @@ def assert_same_command(plain: RecordSale, validated: Command) -> None:
 @example(b'{"type":"record_sale","sale_id":"S1","customer_id":"C","product_id":"P",'
          b'"quantity":"1","amount":12.50,"currency":"EUR","invoice_date":"2025-01-01"}')
 def test_plain_sale_gives_what_pydantic_gives_or_leaves_the_line_to_it(line: bytes) -> None:
+    check_line(line)
+
+
+def check_line(line: bytes) -> None:
+    """`plain_sale` gives pydantic's command or None; `parse_line` is `validated_line`."""
     plain = plain_sale(line)
     validated = outcome(line)
     if plain is not None:
@@ -184,6 +189,36 @@ def test_plain_sale_gives_what_pydantic_gives_or_leaves_the_line_to_it(line: byt
         except InvalidCommand as error:
             parsed = "rejected", (error.field, str(error))
         assert parsed == validated
+
+
+@st.composite
+def canonical_sale_lines(draw: st.DrawFn) -> bytes:
+    """A line in the compact shape `plain_sale` reads with one regular expression (the keys
+    in the contract's order, no blanks), its values drawn as above: what it must still refuse
+    (an id with a quote, a backslash escape, a control or non-ASCII character, a wrong
+    decimal or date) arrives inside that shape."""
+    values = {key: draw(FIELD_VALUES[key]) if draw(st.integers(0, 3)) == 0 else ordinary
+              for key, ordinary in SALE.items()}
+    body = ",".join(f"{json.dumps(k)}:{encode(v, draw(st.booleans()))}"
+                    for k, v in values.items())
+    tail = draw(st.sampled_from(["", "\n", "\r\n", "", "\n", " \t", "\x0c", "}", " x"]))
+    raw = ("{" + body + "}" + tail).encode("utf-8", "surrogatepass")
+    if draw(st.integers(0, 2)) == 0:  # a raw control byte, DEL or non-ASCII byte in an id
+        key = draw(st.sampled_from([b'"sale_id":"', b'"product_id":"']))
+        at = raw.index(key) + len(key)
+        raw = raw[:at] + draw(st.sampled_from([b"\x00", b"\x1f", b"\x7f", b"\xc3\xa9",
+                                               b'"', b"\\"])) + raw[at:]
+    return raw
+
+
+@PROPERTY
+@given(canonical_sale_lines())
+@example(b'{"type":"record_sale","sale_id":"S:1","customer_id":"C","product_id":"P",'
+         b'"quantity":"1","amount":"1","currency":"EUR","invoice_date":"2025-01-01"}\r\n')
+@example(b'{"type":"record_sale","sale_id":" ","customer_id":"~","product_id":"[]{}",'
+         b'"quantity":"-0","amount":"0.000","currency":"EUR","invoice_date":"1900-01-01"}')
+def test_canonical_sale_lines_give_what_pydantic_gives(line: bytes) -> None:
+    check_line(line)
 
 
 def test_ordinary_sale_lines_take_the_plain_path() -> None:
@@ -223,3 +258,24 @@ def test_the_dates_remembered_stay_bounded() -> None:
         iso = date.fromordinal(ordinal).isoformat()
         assert plain_sale(json.dumps({**SALE, "invoice_date": iso}).encode()) is not None
         assert 0 < len(commands._PLAIN_DAYS) <= commands._PLAIN_DAYS_MAX
+
+
+def test_plain_sales_share_a_fields_set_no_copy_can_change() -> None:
+    """`plain_sale` gives every sale one shared fields set (memory per sale); pydantic's copies
+    of a sale get a set of their own, and the shared one stays as it is."""
+    line = json.dumps(SALE, separators=(",", ":")).encode()
+    first, second = plain_sale(line), plain_sale(line)
+    assert first is not None and second is not None
+    assert first.model_fields_set is second.model_fields_set
+    assert first.model_fields_set == set(SALE)
+    changed = first.model_copy(update={"recorded_at": None, "quantity": first.amount})
+    assert changed.model_fields_set == set(SALE) | {"recorded_at"}
+    deep = first.model_copy(update={"recorded_at": None}, deep=True)
+    assert deep.model_fields_set == set(SALE) | {"recorded_at"}
+    assert first.model_fields_set == second.model_fields_set == set(SALE)
+    with pytest.raises(TypeError, match="cannot change"):
+        first.model_fields_set.add("recorded_at")
+    with pytest.raises(TypeError, match="cannot change"):
+        first.model_fields_set |= {"recorded_at"}
+    assert first.model_dump(exclude_unset=True) == validated_line(line).model_dump(
+        exclude_unset=True)
