@@ -342,8 +342,13 @@ class Ledger:
         sale_ids: list[str] = []
         plain_sale = c.plain_sale
         for number, line in chunk:
-            # an ordinary sale line straight to `plain_sale` (what `parse_line` does first)
-            sale = plain_sale(line) if type(line) is bytes else None
+            # an ordinary sale line straight to `plain_sale` (what `parse_line` does first);
+            # should it ever fail, `parse_applied_line` meets the failure again and rejects
+            # the line alone
+            try:
+                sale = plain_sale(line) if type(line) is bytes else None
+            except Exception:
+                sale = None
             if sale is not None:
                 sale_ids.append(sale.sale_id)
                 parsed.append((number, line, sale, None, None))

@@ -68,14 +68,20 @@ def test_a_validator_failing_outside_pydantic_becomes_a_rejection(
 def test_a_line_the_parser_cannot_handle_at_all_is_rejected_alone(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    parse = c.parse_line
+    parse, plain = c.parse_line, c.plain_sale
 
     def parse_or_fail(line: bytes | str) -> c.Command:
         if b'"BAD"' in (line if isinstance(line, bytes) else line.encode()):
             raise RuntimeError("no parser should ever do this")
         return parse(line)
 
+    def plain_or_fail(line: bytes) -> c.RecordSale | None:
+        if b'"BAD"' in line:
+            raise RuntimeError("no parser should ever do this")
+        return plain(line)
+
     monkeypatch.setattr(c, "parse_line", parse_or_fail)
+    monkeypatch.setattr(c, "plain_sale", plain_or_fail)  # apply's own fast path for sales
 
     report = ledger.apply_lines(sandwich([good_sale("BAD")]))
 
