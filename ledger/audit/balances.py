@@ -30,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from itertools import pairwise
+from operator import itemgetter
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import DBAPIError
@@ -208,42 +209,43 @@ def _moment_sums(session: Session, facts: Facts, counted: Filter, known_us: int,
 
 def _runs(found: Sequence, first: int, bounds: list[int]) -> list[Row]:
     """The moments' sums `found` (recorded order) with each run of moments that only add
-    basis merged into one row at the run's last moment. A moment joins a run when it adds
-    zero or more to both eligible totals, the totals before it are zero or more, no row of it
-    keeps its figure as text and it is not a terms moment (`bounds`); a run never crosses a
-    terms moment. Under terms rising at every terms moment `_accruals` posts such a run as
-    one true-up from the totals at its last moment whether it gets the moments one by one or
-    merged: the same figures, and far fewer rows to go through."""
+    basis merged into one row at the run's last moment. A run: the moments between two that
+    take something away (from either eligible total), none of them a terms moment (`bounds`)
+    and none across one, the totals before it zero or more; a moment that takes away and a
+    terms moment's are rows of their own (and so are a run's moments when the totals before
+    it are below zero; every moment's when a row keeps its figure as text). Under terms
+    rising at every terms moment `_accruals` posts such a run as one true-up from the totals
+    at its last moment whether it gets the moments one by one or merged: the same figures,
+    and far fewer rows to go through."""
+    if any(texts for _, _, _, texts in found):
+        return [(int(r), first, None, None if texts else int(q), None if texts else int(a))
+                for r, q, a, texts in found]
+    alone = {i for i, (_, q, a, _) in enumerate(found) if q < 0 or a < 0}
+    ends = set(alone)
+    for bound in bounds:  # a run ends before a terms moment; its own rows are alone
+        at = bisect_left(found, bound, key=itemgetter(0))
+        ends.add(at)
+        if at < len(found) and found[at][0] == bound:
+            alone.add(at)
     rows: list[Row] = []
-    quantity = amount = 0  # the eligible totals before the moment
-    run: list[int] | None = None  # recorded µs, quantity, amount, terms segment
-    for r, q, a, texts in found:
-        r = int(r)
-        if texts:
-            if run is not None:
-                rows.append((run[0], first, None, run[1], run[2]))
-                run = None
-            rows.append((r, first, None, None, None))
-            continue
-        q, a = int(q), int(a)
-        if q >= 0 and a >= 0 and quantity >= 0 and amount >= 0:
-            at = bisect_left(bounds, r)
-            if at == len(bounds) or bounds[at] != r:  # not a terms moment
-                if run is not None and run[3] == at:
-                    run[0], run[1], run[2] = r, run[1] + q, run[2] + a
-                else:
-                    if run is not None:
-                        rows.append((run[0], first, None, run[1], run[2]))
-                    run = [r, q, a, at]
-                quantity, amount = quantity + q, amount + a
-                continue
-        if run is not None:
-            rows.append((run[0], first, None, run[1], run[2]))
-            run = None
-        rows.append((r, first, None, q, a))
-        quantity, amount = quantity + q, amount + a
-    if run is not None:
-        rows.append((run[0], first, None, run[1], run[2]))
+    quantity = amount = 0  # the eligible totals before
+    start = 0
+    for end in [*sorted(ends), len(found)]:
+        if start < end:
+            run = found[start:end]
+            _, qs, as_, _ = zip(*run, strict=True)
+            q, a = int(sum(qs)), int(sum(as_))
+            if quantity >= 0 and amount >= 0:
+                rows.append((int(run[-1][0]), first, None, q, a))
+            else:
+                rows.extend((int(r), first, None, int(x), int(y)) for r, x, y, _ in run)
+            quantity, amount = quantity + q, amount + a
+        start = end
+        if end in alone:
+            r, x, y, _ = found[end]
+            rows.append((int(r), first, None, int(x), int(y)))
+            quantity, amount = quantity + int(x), amount + int(y)
+            start = end + 1
     return rows
 
 

@@ -230,3 +230,25 @@ def test_a_run_of_sales_is_one_row_on_both_databases(
         as_of = date(2025, 12, 31)
         assert balances(ledger, as_of, None) == trial_balance(postings(ledger, as_of, None))
     assert seen and all(rows < found for found, rows in seen), seen
+
+
+def test_the_service_report_takes_the_kept_liability(
+        two_currencies: Ledger) -> None:  # noqa: F811
+    """`LedgerService.trial_balance` checks against the liability answer the service keeps
+    (the /liability page's): the same bytes as the report that computes the liability, and
+    the second report finds the liability kept instead of computing it again."""
+    from ledger.access import operator
+    from ledger.service import LedgerService
+
+    service = LedgerService(two_currencies)
+    principal = operator("test")
+    for as_of, known_at in ((END, None), (END, h.moment("2025-06-02T12:00:00Z"))):
+        direct = journal.trial_balance_report(two_currencies, as_of, known_at).to_json()
+        assert service.trial_balance(principal, as_of, known_at) == direct
+        hits = service.answers.hits
+        assert service.trial_balance(principal, as_of, known_at) == direct
+        assert service.answers.hits == hits + 1
+        for one in ("A1", "A5"):
+            assert service.trial_balance(principal, as_of, known_at, agreement_id=one) == \
+                journal.trial_balance_report(two_currencies, as_of, known_at,
+                                             agreement_id=one).to_json()
