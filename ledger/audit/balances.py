@@ -29,8 +29,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
-from itertools import pairwise
-from operator import itemgetter
+from itertools import compress, count, pairwise
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import DBAPIError
@@ -207,6 +206,10 @@ def _moment_sums(session: Session, facts: Facts, counted: Filter, known_us: int,
             for r, q, a, texts in found]
 
 
+#: whether a sum is below zero (a C call: `_runs` maps it over every moment)
+_BELOW_ZERO = (0).__gt__
+
+
 def _runs(found: Sequence, first: int, bounds: list[int]) -> list[Row]:
     """The moments' sums `found` (recorded order) with each run of moments that only add
     basis merged into one row at the run's last moment. A run: the moments between two that
@@ -217,34 +220,36 @@ def _runs(found: Sequence, first: int, bounds: list[int]) -> list[Row]:
     rising at every terms moment `_accruals` posts such a run as one true-up from the totals
     at its last moment whether it gets the moments one by one or merged: the same figures,
     and far fewer rows to go through."""
-    if any(texts for _, _, _, texts in found):
-        return [(int(r), first, None, None if texts else int(q), None if texts else int(a))
-                for r, q, a, texts in found]
-    alone = {i for i, (_, q, a, _) in enumerate(found) if q < 0 or a < 0}
+    if not found:
+        return []
+    rs, qs, as_, texts = zip(*found, strict=True)  # columns: the scans below run at C speed
+    if any(texts):  # `_own` goes by the timeline
+        return [(int(r), first, None, None if t else int(q), None if t else int(a))
+                for r, q, a, t in found]
+    alone = {*compress(count(), map(_BELOW_ZERO, qs)),
+             *compress(count(), map(_BELOW_ZERO, as_))}
     ends = set(alone)
     for bound in bounds:  # a run ends before a terms moment; its own rows are alone
-        at = bisect_left(found, bound, key=itemgetter(0))
+        at = bisect_left(rs, bound)
         ends.add(at)
-        if at < len(found) and found[at][0] == bound:
+        if at < len(rs) and rs[at] == bound:
             alone.add(at)
     rows: list[Row] = []
     quantity = amount = 0  # the eligible totals before
     start = 0
-    for end in [*sorted(ends), len(found)]:
+    for end in [*sorted(ends), len(rs)]:
         if start < end:
-            run = found[start:end]
-            _, qs, as_, _ = zip(*run, strict=True)
-            q, a = int(sum(qs)), int(sum(as_))
+            q, a = int(sum(qs[start:end])), int(sum(as_[start:end]))
             if quantity >= 0 and amount >= 0:
-                rows.append((int(run[-1][0]), first, None, q, a))
+                rows.append((int(rs[end - 1]), first, None, q, a))
             else:
-                rows.extend((int(r), first, None, int(x), int(y)) for r, x, y, _ in run)
+                rows.extend((int(rs[i]), first, None, int(qs[i]), int(as_[i]))
+                            for i in range(start, end))
             quantity, amount = quantity + q, amount + a
         start = end
         if end in alone:
-            r, x, y, _ = found[end]
-            rows.append((int(r), first, None, int(x), int(y)))
-            quantity, amount = quantity + int(x), amount + int(y)
+            rows.append((int(rs[end]), first, None, int(qs[end]), int(as_[end])))
+            quantity, amount = quantity + int(qs[end]), amount + int(as_[end])
             start = end + 1
     return rows
 
