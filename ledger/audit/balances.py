@@ -29,7 +29,9 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
+from functools import partial
 from itertools import compress, count, pairwise
+from operator import gt
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import DBAPIError
@@ -206,8 +208,9 @@ def _moment_sums(session: Session, facts: Facts, counted: Filter, known_us: int,
             for r, q, a, texts in found]
 
 
-#: whether a sum is below zero (a C call: `_runs` maps it over every moment)
-_BELOW_ZERO = (0).__gt__
+#: whether a sum (an int, or a Decimal from PostgreSQL) is below zero: C calls only, as
+#: `_runs` maps it over every moment
+_BELOW_ZERO = partial(gt, 0)
 
 
 def _runs(found: Sequence, first: int, bounds: list[int]) -> list[Row]:
