@@ -1113,8 +1113,13 @@ class LedgerService:
         from ledger.audit.journal import trial_balance_report
 
         self.require(principal, Capability.read_books, "read the trial balance")
+        # the contract's liability: the answer `liability_rows` keeps for this store position
+        # (a whole-book reader's rows are not scoped), not computed again (issue 9: /audit)
+        liability, _, _ = self.liability_rows(principal, as_of, known_at,
+                                              agreement_id=agreement_id,
+                                              customer_id=customer_id)
         return trial_balance_report(self.ledger, as_of, known_at, agreement_id=agreement_id,
-                                    customer_id=customer_id)
+                                    customer_id=customer_id, liability=liability)
 
     def trial_balance(self, principal: Principal, as_of: date,
                       known_at: datetime | None = None, *, agreement_id: str | None = None,

@@ -42,7 +42,7 @@ from ledger.audit.facts import (
 )
 from ledger.audit.output import Report, _cell, emit, money, money_figure, plain, shown
 from ledger.core import Ledger
-from ledger.liability import FOREVER_US
+from ledger.liability import FOREVER_US, LiabilityRow
 from ledger.money import EXACT, ZERO, round_money
 from ledger.projections.core import from_us, to_us
 from ledger.text import csv_cell
@@ -361,17 +361,21 @@ def _plain_table(title: str, first: list[dict[str, Any]], rest: Iterator[dict[st
 def trial_balance_report(
     ledger: Ledger, as_of: date, known_at: datetime | None = None, *,
     agreement_id: str | None = None, customer_id: str | None = None,
+    liability: Iterable[LiabilityRow] | None = None,
 ) -> Report:
     """Per currency and account: debits, credits, balance; whether each currency balances, and
-    the liability account against the contract's liability (`Ledger.liability`)."""
+    the liability account against the contract's liability (`Ledger.liability`, or the rows
+    `liability` of the same question: `LedgerService` passes its kept answer)."""
     from ledger.audit.balances import balances as totals  # it imports this module
 
     # the totals of `trial_balance(iter_postings(...))`, without the postings (issue 9)
     balances = totals(ledger, as_of, known_at, agreement_id=agreement_id,
                       customer_id=customer_id)
     contract: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    for row in ledger.liability(as_of, known_at, agreement_id=agreement_id,
-                                customer_id=customer_id):
+    if liability is None:
+        liability = ledger.liability(as_of, known_at, agreement_id=agreement_id,
+                                     customer_id=customer_id)
+    for row in liability:
         contract[row.currency] = EXACT.add(contract[row.currency], row.liability)
     checks = []
     notes = []

@@ -148,3 +148,107 @@ def test_sums_past_sqlites_integer_range_stay_exact(database_url: str) -> None:
         assert balances(ledger, as_of, None) == trial_balance(postings(ledger, as_of, None))
         assert balances(ledger, as_of, None, agreement_id="A1") == trial_balance(
             postings(ledger, as_of, None, agreement_id="A1"))
+
+
+#: rising tiers (each rate at least the one below): `balances` merges runs of moments that
+#: only add basis (`fast._runs`)
+RISING = (("0", "0.5"), ("10", "1"), ("30", "2"))
+
+
+def _merged(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Record (moments in, rows out) of each `fast._runs` call."""
+    seen: list[tuple[int, int]] = []
+    runs = fast._runs
+
+    def recording(found, first, bounds):  # type: ignore[no-untyped-def]
+        rows = runs(found, first, bounds)
+        seen.append((len(found), len(rows)))
+        return rows
+
+    monkeypatch.setattr(fast, "_runs", recording)
+    return seen
+
+
+@st.composite
+def moments(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Sales (credit notes among them), returns and amendments of A1, each recorded at its
+    own minute or with the one before."""
+    book: list[dict[str, Any]] = []
+    minute = 0
+    for n in range(draw(st.integers(1, 14))):
+        minute += draw(st.sampled_from([0, 1, 1, 2]))
+        kind = draw(st.sampled_from(["sale", "sale", "sale", "credit", "return", "amend"]))
+        invoice = f"2025-{draw(st.integers(1, 12)):02d}-01"
+        if kind == "sale":
+            command = h.sale(f"S{n}", str(draw(st.integers(0, 25))), "10.00", invoice)
+        elif kind == "credit":
+            command = h.sale(f"S{n}", str(-draw(st.integers(1, 25))), "-10.00", invoice)
+        elif kind == "return" and any(c["type"] == "record_sale" for c in book):
+            sold = [c["sale_id"] for c in book if c["type"] == "record_sale"]
+            command = h.reversal(draw(st.sampled_from(sold)), invoice)
+        else:
+            command = h.amend("A1", invoice, tiers=h.tier_list(draw(st.sampled_from(
+                [RISING, (("0", "0.5"), ("5", "3")), (("0", "2"), ("20", "1"))]))))
+        book.append(h.at(f"2025-01-01T{minute // 60:02d}:{minute % 60:02d}:00Z", command))
+    return book
+
+
+@PROPERTY
+@given(book=moments(), as_of=st.dates(date(2025, 1, 1), date(2026, 1, 31)),
+       known_minutes=st.integers(0, 60))
+def test_merged_runs_give_the_sum_of_the_postings(
+        book: list[dict[str, Any]], as_of: date, known_minutes: int) -> None:
+    """Runs of sales between credit notes, returns and amendments (rising or not), a moment
+    with several of them: the merged runs give the same totals as every posting."""
+    agreement = h.at("2024-12-31T00:00:00Z", h.agreement("A1", tiers=RISING))
+    with tempfile.TemporaryDirectory() as folder, Ledger(
+        f"sqlite:///{Path(folder) / 'ledger.db'}"
+    ) as ledger:
+        ledger.apply([agreement, *book])
+        known = h.moment("2025-01-01T00:00:00Z") + timedelta(minutes=known_minutes)
+        for k in (known, None):
+            assert balances(ledger, as_of, k) == trial_balance(postings(ledger, as_of, k))
+
+
+def test_a_run_of_sales_is_one_row_on_both_databases(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five sales at five moments, a credit note, three more sales, a sale with an amendment
+    to lower rising tiers at one moment (its sale counts there, not with the run before),
+    two more sales: `_runs` returns the runs merged (fewer rows than moments) and the totals
+    are those of every posting, on SQLite and PostgreSQL."""
+    seen = _merged(monkeypatch)
+    book = [h.at("2024-12-31T00:00:00Z", h.agreement("A1", tiers=(("0", "1"), ("10", "3"))))]
+    for n in range(11):
+        moment = f"2025-01-01T00:{n:02d}:00Z"
+        if n == 8:
+            book.append(h.at(moment, h.amend("A1", "2025-02-01", tiers=h.tier_list(RISING))))
+        book.append(h.at(moment, h.sale(f"S{n}", "-4", "-40.00") if n == 5 else
+                         h.sale(f"S{n}", "3", "30.00")))
+    with Ledger(database_url) as ledger:
+        report = ledger.apply(book)
+        assert not report.rejected, report.to_dict()["rejections"]
+        as_of = date(2025, 12, 31)
+        assert balances(ledger, as_of, None) == trial_balance(postings(ledger, as_of, None))
+    assert seen and all(rows < found for found, rows in seen), seen
+
+
+def test_the_service_report_takes_the_kept_liability(
+        two_currencies: Ledger) -> None:  # noqa: F811
+    """`LedgerService.trial_balance` checks against the liability answer the service keeps
+    (the /liability page's): the same bytes as the report that computes the liability, and
+    the second report finds the liability kept instead of computing it again."""
+    from ledger.access import operator
+    from ledger.service import LedgerService
+
+    service = LedgerService(two_currencies)
+    principal = operator("test")
+    for as_of, known_at in ((END, None), (END, h.moment("2025-06-02T12:00:00Z"))):
+        direct = journal.trial_balance_report(two_currencies, as_of, known_at).to_json()
+        assert service.trial_balance(principal, as_of, known_at) == direct
+        hits = service.answers.hits
+        assert service.trial_balance(principal, as_of, known_at) == direct
+        assert service.answers.hits == hits + 1
+        for one in ("A1", "A5"):
+            assert service.trial_balance(principal, as_of, known_at, agreement_id=one) == \
+                journal.trial_balance_report(two_currencies, as_of, known_at,
+                                             agreement_id=one).to_json()
