@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from itertools import chain
 from operator import itemgetter
 from typing import Any, cast
 
@@ -669,8 +670,11 @@ def _bounded_sum(total: int | None, micro: int | None) -> int | None:
 
 
 def add_to_blocks(connection: Connection, sums: dict[BlockKey, BlockSum]) -> None:
-    """Add block sums to `core_basis_blocks` (one upsert per block, in key order so that
-    concurrent writers on PostgreSQL take their row locks in one order)."""
+    """Add block sums to `core_basis_blocks` (an upsert of each block, in key order so that
+    concurrent writers on PostgreSQL take their row locks in one order). The blocks go
+    `BLOCKS_PER_STATEMENT` to a statement (their keys are distinct, so no row is met twice in
+    one): PostgreSQL ran one statement per block, a round trip each (about 1,300 a chunk of
+    5,000 sales)."""
     if not sums:
         return
     postgres = connection.dialect.name == "postgresql"
@@ -686,10 +690,8 @@ def add_to_blocks(connection: Connection, sums: dict[BlockKey, BlockSum]) -> Non
     def extreme(function: str, column: str) -> str:
         return f"{function}({table}.{column}, excluded.{column})"
 
-    sql = (
-        f"INSERT INTO {table} (customer_id, currency, block, effective_block, recorded_block, "
-        "q_micro, a_micro, min_effective_day, max_effective_day, min_recorded_us, "
-        f"max_recorded_us) VALUES ({', '.join([marker] * 11)}) "
+    row = f"({', '.join([marker] * 11)})"
+    upsert = (
         "ON CONFLICT (customer_id, currency, block, effective_block, recorded_block) DO UPDATE "
         f"SET q_micro = {added('q_micro')}, a_micro = {added('a_micro')}, "
         f"min_effective_day = {extreme(least, 'min_effective_day')}, "
@@ -697,7 +699,20 @@ def add_to_blocks(connection: Connection, sums: dict[BlockKey, BlockSum]) -> Non
         f"min_recorded_us = {extreme(least, 'min_recorded_us')}, "
         f"max_recorded_us = {extreme(greatest, 'max_recorded_us')}"
     )
-    connection.exec_driver_sql(sql, [(*key, *sums[key]) for key in sorted(sums)])
+    rows = [(*key, *sums[key]) for key in sorted(sums)]
+    for start in range(0, len(rows), BLOCKS_PER_STATEMENT):
+        part = rows[start : start + BLOCKS_PER_STATEMENT]
+        connection.exec_driver_sql(
+            f"INSERT INTO {table} (customer_id, currency, block, effective_block, "
+            "recorded_block, q_micro, a_micro, min_effective_day, max_effective_day, "
+            f"min_recorded_us, max_recorded_us) VALUES {', '.join([row] * len(part))} {upsert}",
+            tuple(chain.from_iterable(part)),
+        )
+
+
+#: Blocks upserted by one statement: 11 parameters each, 5,500 in all (SQLite takes 32,766,
+#: PostgreSQL 65,535).
+BLOCKS_PER_STATEMENT = 500
 
 
 def ensure_indexes(engine: Engine) -> None:

@@ -149,3 +149,23 @@ def test_a_block_that_counts_in_part_is_read_row_by_row(database_url: str) -> No
         assert h.one_row(ledger, "2025-03-31", "2025-03-01T00:00:00Z")["basis"] == "11"
         assert h.one_row(ledger, "2025-03-01")["basis"] == "31"
         assert h.one_row(ledger, "2025-03-31")["basis"] == "24"
+
+
+def test_blocks_upserted_in_many_statements_are_the_blocks_of_one(
+        database_url: str, monkeypatch: Any) -> None:
+    """`add_to_blocks` upserts `BLOCKS_PER_STATEMENT` blocks a statement: split in threes (a
+    chunk's blocks take many statements; the second half of the book meets blocks the first
+    stored), every block is the sum of its `core_basis` rows."""
+    commands, _ = _book(seed=3)
+    half = len(commands) // 2
+    monkeypatch.setattr(core, "BLOCKS_PER_STATEMENT", 3)
+    with Ledger(database_url) as ledger:
+        h.accepted_all(ledger, commands[:half])
+        h.accepted_all(ledger, commands[half:])
+        with ledger.engine.connect() as connection:
+            stored = {tuple(row[:5]): list(row[5:])
+                      for row in connection.execute(select(core.basis_blocks))}
+            rows = connection.execute(
+                select(*(core.basis.c[name] for name in core.BASIS_COLUMNS))).all()
+    assert len(stored) > 6
+    assert stored == core.block_sums(rows)
