@@ -401,8 +401,8 @@ def main(argv: list[str] | None = None) -> int:
                           for k, (v, op, t, ok) in targets.items()}
     print(f"ratio liability p99 HTTP/direct = "
           f"{agreement['http']['p99_ms'] / agreement['direct']['p99_ms']:.2f}")
-    for name, (value, op, target, ok) in targets.items():
-        print(f"{name} = {value:.2f} (target {op} {target}): {verdict(ok)}")
+    for name, (value, op, limit, ok) in targets.items():
+        print(f"{name} = {value:.2f} (target {op} {limit}): {verdict(ok)}")
     first_ingest = rss_marks["after ingest"] / rss_marks["after reads again"]
     results["server_rss_mib"]["first_ingest_growth"] = first_ingest
     print("server RSS (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in rss_marks.items())
