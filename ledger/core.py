@@ -345,15 +345,20 @@ class Ledger:
             # an ordinary sale line straight to `plain_sale` (what `parse_line` does first);
             # should it ever fail, `parse_applied_line` meets the failure again and rejects
             # the line alone
+            plain_tried = False
             try:
-                sale = plain_sale(line) if type(line) is bytes else None
+                if type(line) is bytes:
+                    sale = plain_sale(line)
+                    plain_tried = True
+                else:
+                    sale = None
             except Exception:
                 sale = None
             if sale is not None:
                 sale_ids.append(sale.sale_id)
                 parsed.append((number, line, sale, None, None))
                 continue
-            valid, error = parse_applied_line(line)
+            valid, error = parse_applied_line(line, plain_tried=plain_tried)
             if valid is None:
                 parsed.append((number, line, None, error, None))
                 continue
@@ -613,10 +618,16 @@ def _restore_sequence(session: Session, table: str, sequence: str, last: int,
                         {"sequence": sequence, "last": last, "called": called})
 
 
-def parse_applied_line(line: bytes | str) -> tuple[c.Command | None, InvalidCommand | None]:
+def parse_applied_line(
+    line: bytes | str, *, plain_tried: bool = False
+) -> tuple[c.Command | None, InvalidCommand | None]:
     """A line of `apply` as a command, or why it is rejected: what `apply_lines` does with
-    each line (shared with the dry run of `apply`, `LedgerService.load`)."""
+    each line (shared with the dry run of `apply`, `LedgerService.load`). `plain_tried`: the
+    caller has already given these bytes to `plain_sale`, which did not take them, so they go
+    straight to `validated_line` (the rest of `parse_line`) instead of being read twice."""
     try:
+        if plain_tried and type(line) is bytes:
+            return c.validated_line(line), None
         return c.parse_line(line), None
     except InvalidCommand as error:
         return None, error

@@ -90,6 +90,28 @@ def test_a_line_the_parser_cannot_handle_at_all_is_rejected_alone(
     assert_good_lines_applied(ledger, report, good_sales=2)
 
 
+def test_apply_reads_each_line_with_plain_sale_once(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a line plain_sale leaves to pydantic goes straight on to validated_line: it is not given
+    # to plain_sale a second time through parse_line (stop 25's review found it read twice)
+    plain, seen = c.plain_sale, []
+
+    def counted(line: bytes) -> c.RecordSale | None:
+        seen.append(line)
+        return plain(line)
+
+    monkeypatch.setattr(c, "plain_sale", counted)
+    number = good_sale("N1").replace(b'"quantity":"1"', b'"quantity":1')  # a JSON number
+    lines = sandwich([number, good_sale("U1", quantity="1_000")])
+
+    report = ledger.apply_lines(lines)
+
+    assert sorted(seen) == sorted(lines)
+    assert [r.line for r in report.rejected] == [5]  # "1_000" is not a decimal
+    assert_good_lines_applied(ledger, report, good_sales=4)
+
+
 def _bug_on(sale_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the record_sale handler fail (as a bug would) on one sale."""
     record = handlers.HANDLERS[c.RecordSale]
