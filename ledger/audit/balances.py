@@ -182,6 +182,7 @@ _SUMS = (
 _SUMS_OF_PRODUCTS = _SUMS.where(
     basis.c.product_id.in_(bindparam("products", expanding=True)))
 
+
 def _moment_sums(session: Session, facts: Facts, counted: Filter, known_us: int,
                  rising: bool = False) -> list[Row]:
     """The agreement's eligible basis summed per recorded moment in SQL, as rows of no
@@ -204,6 +205,12 @@ def _moment_sums(session: Session, facts: Facts, counted: Filter, known_us: int,
         return [(0, first, None, None, None)]  # a figure "as text": `_own` goes by timeline
     if rising:
         return _runs(found, first, sorted({t.recorded_us for t in facts.terms_rows}))
+    return _each_moment(found, first)
+
+
+def _each_moment(found: Sequence, first: int) -> list[Row]:
+    """The moments' sums `found` as rows, one a moment; a sum is None when a row of the
+    moment keeps its figure as text."""
     return [(int(r), first, None, None if texts else int(q), None if texts else int(a))
             for r, q, a, texts in found]
 
@@ -227,8 +234,7 @@ def _runs(found: Sequence, first: int, bounds: list[int]) -> list[Row]:
         return []
     rs, qs, as_, texts = zip(*found, strict=True)  # columns: the scans below run at C speed
     if any(texts):  # `_own` goes by the timeline
-        return [(int(r), first, None, None if t else int(q), None if t else int(a))
-                for r, q, a, t in found]
+        return _each_moment(found, first)
     alone = {*compress(count(), map(_BELOW_ZERO, qs)),
              *compress(count(), map(_BELOW_ZERO, as_))}
     ends = set(alone)
