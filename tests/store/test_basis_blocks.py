@@ -169,3 +169,46 @@ def test_blocks_upserted_in_many_statements_are_the_blocks_of_one(
                 select(*(core.basis.c[name] for name in core.BASIS_COLUMNS))).all()
     assert len(stored) > 6
     assert stored == core.block_sums(rows)
+
+
+_MICROS = st.one_of(st.none(), st.integers(-core.BLOCK_LIMIT - 2, core.BLOCK_LIMIT + 2),
+                    st.sampled_from([core.BLOCK_LIMIT - 1, 1 - core.BLOCK_LIMIT,
+                                     core.BLOCK_LIMIT, -core.BLOCK_LIMIT]))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["C1", "C2"]), st.integers(0, 70),
+                          st.integers(0, 70), st.integers(0, 3 * core.BLOCK_US),
+                          _MICROS, _MICROS), max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_block_sums_are_exact_or_none_and_none_only_past_the_limit(
+        rows: list[tuple[Any, ...]]) -> None:
+    # the rule `block_sums` writes out in its loop for speed, and `_merged` (a store made
+    # before the blocks) keeps with `_bounded_sum`: a block's sum is the exact sum of its rows
+    # and inside the limit, or None; it is None only when a row has no figure in millionths
+    # or a figure or a running total leaves the limit
+    basis_rows = [(customer, "EUR", "P1", invoice, effective, recorded, q, a, None, None, n)
+                  for n, (customer, invoice, effective, recorded, q, a) in enumerate(rows)]
+    folded: dict[core.BlockKey, core.BlockSum] = {}
+    for row in basis_rows:
+        for key, one in core.block_sums([row]).items():
+            folded[key] = one if key not in folded else core._merged(folded[key], one)
+    summed = core.block_sums(basis_rows)
+    assert summed.keys() == folded.keys()
+    limit = core.BLOCK_LIMIT
+    for key, found in summed.items():
+        inside = [r for r in basis_rows if (r[0], r[1], r[3] // core.BLOCK_DAYS,
+                                            r[4] // core.BLOCK_DAYS,
+                                            r[5] // core.BLOCK_US) == key]
+        assert found[2:] == folded[key][2:] == [
+            min(r[4] for r in inside), max(r[4] for r in inside),
+            min(r[5] for r in inside), max(r[5] for r in inside)]
+        for column, total in ((6, found[0]), (7, found[1])):
+            parts = [r[column] for r in inside]
+            always_inside = None not in parts and all(
+                -limit < part < limit and -limit < sum(parts[:n + 1]) < limit
+                for n, part in enumerate(parts))
+            for blocks in (summed, folded):
+                total = blocks[key][column - 6]
+                assert total is None or (None not in parts and total == sum(parts)
+                                         and -limit < total < limit), (column, parts, total)
+                assert total is not None or not always_inside, (column, parts)
