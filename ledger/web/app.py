@@ -603,21 +603,27 @@ def add_web(app: FastAPI, service: LedgerService, settings: WebSettings | None =
         source = f"import:web:{upload.filename}"
         stopped = None
         if upload.data.suffix in LINES_SUFFIXES:
-            content = upload.data.read_bytes().splitlines()
-            counts = ImportCounts(rows=len(content),
-                                  blank=sum(1 for li in content if not li.strip()))
+            # the lines as `rebate-ledger apply` reads a file (`bounded_lines`: split at "\n",
+            # a leading byte-order mark dropped, an overlong line never held whole), read from
+            # the kept file twice (counted, then imported), never all in memory at once
+            total = blank = 0
+            with upload.data.open("rb") as handle:
+                for line in c.bounded_lines(handle):
+                    total += 1
+                    blank += not line.strip()
+            counts = ImportCounts(rows=total, blank=blank)
             read = [0]
 
             def counted() -> Iterator[bytes]:
-                for line in content:
-                    read[0] += 1
-                    yield line
+                with upload.data.open("rb") as handle:
+                    for line in c.bounded_lines(handle):
+                        read[0] += 1
+                        yield line
 
             try:
                 report = service.import_lines(
                     principal, counted(), source=source, dry_run=dry_run,
-                    on_chunk=None if progress is None else lambda: progress(read[0],
-                                                                            len(content)))
+                    on_chunk=None if progress is None else lambda: progress(read[0], total))
             except ApplyStopped as error:
                 report, stopped = error.report, str(error)
         else:
