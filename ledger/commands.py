@@ -9,6 +9,7 @@ the offending value.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -522,6 +523,13 @@ def bounded_lines(stream: BinaryIO) -> Iterator[bytes]:
                 return
         first = False
         yield line
+
+
+def lines_of(body: bytes) -> list[bytes]:
+    """The lines of a body of JSON Lines held in memory (an HTTP request's, a draft file's),
+    split as `rebate-ledger apply` splits a file (`bounded_lines`): at "\n", a leading
+    byte-order mark dropped."""
+    return list(bounded_lines(io.BytesIO(body)))
 
 
 def decode_line(line: bytes | str) -> Any:

@@ -219,11 +219,12 @@ def register(app: typer.Typer) -> None:
         from ledger.access import BadRequest
         from ledger.audit.output import emit
         from ledger.audit.simulate import read_draft
+        from ledger.commands import lines_of
         from ledger.errors import InputUnreadable, Rejection
 
         day = parse_as_of(as_of) if as_of is not None else None
         try:
-            lines = draft.read_bytes().splitlines()
+            lines = lines_of(draft.read_bytes())
         except OSError as error:
             raise InputUnreadable(f"--draft {draft}: {error.strerror or error}") from None
         try:

@@ -36,6 +36,7 @@ from ledger.access import (
     http_status,
 )
 from ledger.bootstrap import ApiSettings
+from ledger.commands import lines_of
 from ledger.errors import LedgerError, Rejection
 from ledger.service import WORKBOOKS, LedgerService, Outcome, parse_day, parse_moment
 
@@ -370,7 +371,7 @@ def create_app(service: LedgerService, settings: ApiSettings | None = None) -> F
         media = request.headers.get("content-type", "application/json").split(";")[0].strip()
         body = await request.body()
         if media in NDJSON_TYPES:
-            lines = body.splitlines()
+            lines = lines_of(body)
         elif media in ("application/json", ""):
             lines = [body]
         else:
@@ -497,7 +498,7 @@ def create_app(service: LedgerService, settings: ApiSettings | None = None) -> F
                             as_of: str | None = None) -> Response:
         """A draft (JSON Lines: a create_agreement and optional amend_agreement lines) over the
         sales already recorded; nothing is stored."""
-        draft = (await request.body()).splitlines()
+        draft = lines_of(await request.body())
         day = parse_day(as_of, "as_of") if as_of is not None else None
         return _json(await run_in_threadpool(service.simulate, caller, draft, day))
 

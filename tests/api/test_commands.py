@@ -128,3 +128,14 @@ def test_a_key_whose_answer_was_lost_says_so_and_applies_nothing(api: Api) -> No
                                headers=api.headers("ingest", **{"Idempotency-Key": "lost"}))
     assert response.status_code == 409 and "was applied" in response.json()["detail"]
     assert api.service.ledger.apply([h.sale("S70", "1", "1.00")]).accepted == 1  # not before
+
+
+def test_json_lines_are_split_as_apply_splits_a_file(api: Api) -> None:
+    # a byte-order mark before line 1 and \r\n endings, as from Excel or a Windows editor:
+    # read as `rebate-ledger apply` reads a file (the mark dropped, lines split at \n)
+    body = (b"\xef\xbb\xbf" + orjson.dumps(h.sale("S40", "1", "1.00", "2025-04-01")) + b"\r\n"
+            + orjson.dumps(h.sale("S41", "2", "2.00", "2025-04-01")) + b"\r\n")
+    response = api.client.post("/v1/commands", content=body, headers=api.headers(
+        "ingest", **{"content-type": "application/x-ndjson"}))
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 2 and response.json()["rejections"] == []

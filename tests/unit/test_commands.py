@@ -773,3 +773,12 @@ def test_every_command_dumps_to_json_without_a_warning_and_reads_back_the_same(
     assert days  # python mode keeps `date`s; every command has one
     for key, value in days.items():
         assert orjson.loads(dumped)[key] == value.isoformat()
+
+
+def test_lines_of_a_body_are_split_as_apply_splits_a_file() -> None:
+    from ledger.commands import lines_of
+
+    assert lines_of(b"\xef\xbb\xbf{}\r\n{\"a\":1}\n\n[]") == [b"{}\r\n", b'{"a":1}\n', b"\n", b"[]"]
+    assert lines_of(b"") == [] and lines_of(b"\xef\xbb\xbf") == []
+    # a bare \r is not a line end (a JSON line never holds one raw): one line, as in a file
+    assert lines_of(b"{}\r{}\n") == [b"{}\r{}\n"]
