@@ -127,6 +127,16 @@ def test_quick_kafka_benchmark_prints_every_ratio_and_writes_results(
         assert f"{min(ratios):.2f}-{max(ratios):.2f} over 2 runs" in line, line
     assert all(set(run["pipeline"]["cpu_seconds"]) >= {"intake", "relay", "projection"}
                for run in results["runs"])
+    for run in results["runs"]:
+        pipeline = run["pipeline"]
+        # the broker's CPU over the pipeline's span is printed beside the workers'
+        assert pipeline["cpu_seconds"]["broker"] >= 0
+        # intake joined its group before the clock started (a service starts once), and
+        # the store held every sale before the projection caught up
+        assert pipeline["intake_join_s_untimed"] > 0
+        assert 0 < pipeline["intake_done_s"] <= pipeline["seconds"]
+    assert "intake joined its group in " in done.stdout
+    assert "; every sale in the store at " in done.stdout
 
 
 def test_the_groups_benchmark_runs_and_prints_its_ratios(tmp_path: Path) -> None:

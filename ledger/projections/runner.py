@@ -59,7 +59,8 @@ from sqlalchemy.orm import Session
 
 from ledger.errors import LedgerError
 from ledger.events import SalesRecorded
-from ledger.events.codec import SCHEMA_VERSION_KEY, decode_event
+from ledger.events.base import upcast
+from ledger.events.codec import SCHEMA_VERSION_KEY
 from ledger.events.envelope import (
     EVENT_TYPES,
     GENESIS,
@@ -696,6 +697,8 @@ def _check_schema_version(event_type: str, version: int) -> None:
 _V2_TYPES: dict[str, type] = {
     "previous_position": int, "previous_part": int, "previous_link": str, "link": str,
 }
+_HEAD_NAMES, _HEAD_KINDS = tuple(_HEAD_TYPES), tuple(_HEAD_TYPES.values())
+_V2_NAMES, _V2_KINDS = tuple(_V2_TYPES), tuple(_V2_TYPES.values())
 
 
 def delivered_of(value: bytes) -> Delivered:
@@ -715,14 +718,16 @@ def delivered_linked(value: bytes) -> tuple[Delivered, ChainHead | None, ChainHe
             f"envelope_version {version!r} unknown to this reader (it reads 1 and 2: upgrade "
             "rebate-ledger)"
         )
+    # each head value's exact type, as `type(value) is kind` name by name, in C (`map`): a
+    # class equals only itself, so the tuples are equal exactly when every type is the kind
     if not (
         isinstance(data, dict)
         and data.get("envelope_version") == version
         and len(data) == len(_HEAD_TYPES) + 1 + (len(_V2_TYPES) + 1 if version == 2 else 0)
-        and all(type(data.get(name)) is kind for name, kind in _HEAD_TYPES.items())
+        and tuple(map(type, map(data.get, _HEAD_NAMES))) == _HEAD_KINDS
         and data["position"] >= 1 and data["part"] >= 0
         and (version == 1 or (
-            all(type(data.get(name)) is kind for name, kind in _V2_TYPES.items())
+            tuple(map(type, map(data.get, _V2_NAMES))) == _V2_KINDS
             and type(data.get("store_hash", 0)) in (str, type(None))
             and data["previous_position"] >= 0 and data["previous_part"] >= -1))
     ):
@@ -732,8 +737,10 @@ def delivered_linked(value: bytes) -> tuple[Delivered, ChainHead | None, ChainHe
                           envelope.event()), envelope.previous, envelope.head)
     _check_schema_version(data["type"], data["schema_version"])
     cls = EVENT_TYPES[data["type"]]
+    # what `decode_event` does with the class's topic, without resolving the topic again
+    # (the envelope's type names the class) nor copying the state once more
     state = {SCHEMA_VERSION_KEY: data["schema_version"], **data["payload"]}
-    event = decode_event(f"{cls.__module__}:{cls.__qualname__}", state)
+    event = cls.model_validate(upcast(cls, state, state.pop(SCHEMA_VERSION_KEY)))
     if isinstance(event, SalesRecorded):
         _share_recorded_times(event, data["payload"])
     delivered = Delivered(data["position"], data["part"], data["key"], data["event_id"], event)

@@ -515,6 +515,44 @@ def test_redelivered_records_count_nothing_twice(
             assert_same_book(ledger, expected)
 
 
+def test_plain_sales_skip_the_general_parse_and_a_straddling_batch_applies_its_new_part(
+    kafka_broker: EmbeddedBroker, database_url: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 11 point 3: intake takes an ordinary sale line straight to `plain_sale` (the
+    general `parse_line` is for every other line); and a batch of records of which only some
+    are below the stored positions (read again after the first half was applied) applies the
+    others, exactly once, as `apply_lines` would."""
+    from ledger import commands
+
+    settings = unique_settings()
+    kafka = transport(settings, kafka_broker.bootstrap)
+    book = [agreements(), sales(1, 60)]
+    parse = commands.parse_line
+    general: list[bytes] = []
+
+    def counted_parse(text: bytes | str) -> commands.Command:
+        general.append(text if isinstance(text, bytes) else text.encode())
+        return parse(text)
+
+    with Ledger(database_url) as ledger:
+        with Intake(ledger, kafka, settings, group_id=group(settings), poll_timeout_s=0.2) as first:
+            produce_commands(kafka, settings, book[0])
+            produce_sales(kafka, settings, book[1][:30])
+            run_until_idle(first)
+        produce_sales(kafka, settings, book[1][30:])
+        records = read_all(kafka, settings.topic(SALES), 60)
+        assert all(commands.plain_sale(r.value or b"") is not None for r in records)
+        monkeypatch.setattr(commands, "parse_line", counted_parse)
+        with Intake(ledger, kafka, settings, group_id=f"{settings.topic_prefix}again") as again:
+            report = again.apply(records)
+        assert report.accepted == 30 and not report.duplicates and not report.rejected
+        assert again.counters.skipped == 30
+        assert general == []  # every one of them a plain sale
+        with reference(tmp_path, book) as expected:
+            assert_same_book(ledger, expected)
+
+
 # --- two workers ------------------------------------------------------------------------------
 
 

@@ -32,8 +32,10 @@ from ledger.events import SalesRecorded
 from ledger.events.codec import decode_event, encode_event
 from ledger.events.envelope import (
     ENVELOPE_KIND,
+    GENESIS,
     KIND_HEADER,
     WATERMARK_KIND,
+    ChainHead,
     Envelope,
     envelope_bytes,
     link_record,
@@ -53,7 +55,7 @@ from ledger.projections.generations import (
 )
 from ledger.projections.read_models import Delivered, attribution, claim_rows, model
 from ledger.projections.reader import CORE, liability_answer, store_position
-from ledger.projections.runner import ProjectionRunner, delivered_of
+from ledger.projections.runner import ProjectionRunner, delivered_linked, delivered_of
 from replay.rebuild import audit_view, replay_projection
 from tests.contract import helpers as h
 
@@ -697,3 +699,46 @@ def test_envelope_decoding_matches_full_validation_and_refuses_a_bad_head(
     del data["key"]
     with pytest.raises(ValidationError):
         delivered_of(orjson.dumps(data))
+
+
+def test_envelope_decoding_resolves_no_topic_and_keeps_every_edge_of_the_head_check(
+    sqlite_ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 11 point 3: the runner decodes an envelope's event by the class its type names,
+    not through `decode_event`'s topic (resolved once per record before), and checks the head's
+    types in one pass: the same answers as before. A bool where an int belongs (a subclass, not
+    the type) and a payload that carries its own `schema_version` decode as they did."""
+    from consumers.relay import sales_records
+    from ledger.events import codec
+
+    apply_clean(sqlite_ledger, book(rounds=2))
+    unlinked = [value for n in sqlite_ledger.app.recorder.select_notifications(start=1, limit=200)
+                if "SalesRecorded" in n.topic for _, value in sales_records(n.id, n.state)]
+    assert unlinked
+    # v1 as made, and v2 as the relay sends them: one chain, each linked to the one before
+    values, head = list(unlinked), GENESIS
+    for value in unlinked:
+        data = orjson.loads(value)
+        linked, link = link_record(value, head, None)
+        values.append(linked)
+        head = ChainHead(data["position"], data["part"], link)
+    expected = [delivered_linked(value) for value in values]
+    half = len(unlinked)
+    assert all(previous is None for _, previous, _ in expected[:half])
+    assert all(previous is not None and mine is not None for _, previous, mine in expected[half:])
+
+    def no_topic(topic: str) -> type:
+        raise AssertionError(f"topic {topic} resolved per record")
+
+    monkeypatch.setattr(codec, "resolve_topic", no_topic)
+    assert [delivered_linked(value) for value in values] == expected
+    monkeypatch.undo()
+    data = orjson.loads(values[-1])
+    # a bool is not an int to the head check: the envelope's full validation decides
+    flagged = {**data, "part": True}
+    full = Envelope.model_validate(flagged)
+    assert delivered_of(orjson.dumps(flagged)) == Delivered(
+        full.position, full.part, full.key, full.event_id, full.event())
+    # the payload's own schema_version is the one read (and taken out), as decode_event did
+    same = {**data, "payload": {**data["payload"], "schema_version": 1}}
+    assert delivered_of(orjson.dumps(same)) == expected[-1][0]
