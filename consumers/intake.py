@@ -173,7 +173,7 @@ class Intake:
     """Applies the sales and commands topics of `settings` to the store of `ledger`.
 
     `group_id`: the consumer group its workers share. `poll_records`: records per poll and per
-    transaction (default: the ledger's chunk, `LEDGER_CHUNK_LINES`). `commit_to_kafka`: also
+    transaction (default `LEDGER_KAFKA_INTAKE_POLL_RECORDS`, 20,000). `commit_to_kafka`: also
     commit offsets to the group after each batch (for monitoring; the positions in the store
     are the truth).
     """
@@ -190,7 +190,7 @@ class Intake:
         commit_to_kafka: bool = True,
         flush_timeout_s: float | None = None,
     ) -> None:
-        poll_records = poll_records or ledger.settings.chunk_lines
+        poll_records = poll_records or settings.intake_poll_records
         assert 1 <= poll_records <= 100_000, poll_records
         assert 0 <= poll_timeout_s <= 60, poll_timeout_s
         group_id = group_id or intake_group(settings)

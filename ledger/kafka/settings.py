@@ -21,6 +21,8 @@ Variables (defaults in brackets):
 - `LEDGER_KAFKA_MAX_POLL_INTERVAL_MS` [`300000`]: a member that does not poll this long
   leaves its group.
 - `LEDGER_KAFKA_LINGER_MS` [`5`]: how long a producer waits to fill a batch.
+- `LEDGER_KAFKA_INTAKE_POLL_RECORDS` [`20000`]: records intake takes per poll and applies in
+  one database transaction (with its positions).
 - `LEDGER_KAFKA_SEND_TIMEOUT_MS` [`30000`]: bound on a send blocked by a full buffer and on
   a record's delivery (at least one request plus one linger).
 
@@ -111,6 +113,14 @@ class KafkaSettings(BaseSettings):
         ge=1_000,
         le=3_600_000,
         description="Longest pause between polls before a member leaves its group; default 5 min.",
+    )
+    intake_poll_records: int = Field(
+        default=20_000,
+        ge=1,
+        le=100_000,
+        description="Records intake takes per poll and applies in one database transaction, "
+        "its positions stored in it; default 20,000 (against 5,000 a transaction, 15 % less CPU "
+        "for intake, relay and projection together, README: the Kafka benchmark).",
     )
     linger_ms: int = Field(
         default=5, ge=0, le=1_000, description="Producer batching delay; default 5 ms."

@@ -149,6 +149,7 @@ def kill_env(settings: KafkaSettings, bootstrap: str, home: Path) -> dict[str, s
         {
             "LEDGER_HOME": str(home),
             "LEDGER_CHUNK_LINES": str(CHUNK_LINES),
+            "LEDGER_KAFKA_INTAKE_POLL_RECORDS": str(CHUNK_LINES),
             "LEDGER_KAFKA_BOOTSTRAP": bootstrap,
             "LEDGER_KAFKA_CLIENT": settings.client,
             "LEDGER_KAFKA_TOPIC_PREFIX": settings.topic_prefix,
