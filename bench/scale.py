@@ -6,8 +6,10 @@ hours here: run `--sizes 100000,1000000` for minutes) it writes the synthetic bo
 `bench.generate` (the same `--agreements` at every size, so each agreement's history grows with
 the book), applies it in a child process (`bench.apply_bench`, as `python -m bench` does), then
 runs each command of the CLI as its own process on that store, `--format json` to a file, and
-reads the child's peak resident set size from `os.wait4` (that child's own rusage, not the
-running maximum of RUSAGE_CHILDREN).
+reads the child's peak resident set size and CPU time from `os.wait4` (that child's own
+rusage, not the running maximum of RUSAGE_CHILDREN). The ratios of CPU time are printed beside
+those of wall time: on a machine shared with other work the wall time of a command measures the
+load as much as the command (a 10M `verify` took 823 s once and 1,170 s again at a higher load).
 
 The commands: every reading command, then the Kafka ones against a broker the benchmark
 starts itself, outside every measured process (Tansu, the embedded broker, whose log is in
@@ -137,8 +139,9 @@ def write_import_file(book_sales: Path, out: Path) -> None:
 
 def run_measured(args: list[str], stdout: Path,
                  bootstrap: str | None = None) -> dict[str, Any]:
-    """Run the CLI with `args` as a child, its output to `stdout`; its wall time, exit code,
-    peak RSS, and SQLite's own peak heap in it (the page cache, bounded per connection).
+    """Run the CLI with `args` as a child, its output to `stdout`; its wall time, its CPU time
+    (user and system, every thread of the child, from the same `os.wait4`), exit code, peak
+    RSS, and SQLite's own peak heap in it (the page cache, bounded per connection).
     `bootstrap`: the Kafka broker it is to use (LEDGER_KAFKA_BOOTSTRAP)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     if bootstrap is not None:
@@ -155,7 +158,8 @@ def run_measured(args: list[str], stdout: Path,
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    return {"seconds": seconds, "peak_rss_kib": usage.ru_maxrss, "exit": child.returncode,
+    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            "peak_rss_kib": usage.ru_maxrss, "exit": child.returncode,
             "sqlite_heap_peak_kib": int(heap.read_text()) if heap.exists() else None,
             "output_bytes": stdout.stat().st_size,
             "stderr": errors.decode(errors="replace")[-2000:]}
@@ -293,6 +297,7 @@ def measure_size(args: argparse.Namespace, sales: int) -> dict[str, Any]:
             result["one_agreement"] = command.one_agreement
             figures[command.name] = result
             say(f"   {command.name:<24} {result['seconds']:8.2f} s "
+                f"(CPU {result['cpu_seconds']:8.2f} s) "
                 f"{result['peak_rss_kib'] / 1024:8.1f} MiB  exit {result['exit']}  "
                 f"{result['output_bytes']:,} bytes  load {os.getloadavg()[0]:.1f}")
             if result["exit"] not in (0,):
@@ -373,6 +378,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{mine['peak_rss_kib'] / 1024:9.1f} {memory_ratio:6.2f} <={MEMORY_RATIO_MAX:<5g} "
             f"{verdict(ok_memory)}" + ("" if ok_exit else "  (a run failed: see above)"))
     results["targets"] = targets
+    say("")
+    say("CPU time of each command's own process (user + system; not the broker's), which the "
+        "other work on the machine changes far less than the wall time above: its ratio "
+        "against the same target (information; the verdicts above are on wall time)")
+    for name, mine in last.items():
+        before = first.get(name)
+        if before is None or name not in targets or not (mine.get("cpu_seconds")
+                                                          and before.get("cpu_seconds")):
+            continue
+        cpu_ratio = mine["cpu_seconds"] / before["cpu_seconds"]
+        time_max = targets[name]["time_target"]
+        targets[name]["cpu_ratio"] = cpu_ratio
+        say(f"  {name:<24} CPU {before['cpu_seconds']:9.2f}s {mine['cpu_seconds']:9.2f}s "
+            f"{cpu_ratio:6.2f} <={time_max:<5g} {verdict(cpu_ratio <= time_max)}")
     say("")
     say("peak memory less SQLite's own heap (its page cache: 8 MiB per reading connection, "
         "64 MiB once it writes, ledger/store.py; fills further on a larger store): what the "

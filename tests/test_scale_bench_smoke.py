@@ -29,6 +29,8 @@ def test_scale_benchmark_measures_each_command_at_each_size(tmp_path: Path) -> N
             assert figures[name]["exit"] == 0, figures[name]["stderr"]
             assert figures[name]["peak_rss_kib"] > 10_000  # a Python process's own
             assert figures[name]["seconds"] > 0 and figures[name]["output_bytes"] > 0
+            # the child's own CPU time (user + system, every thread)
+            assert figures[name]["cpu_seconds"] > 0
             # SQLite's own peak heap, read in the child at exit: part of its peak RSS
             assert 0 < figures[name]["sqlite_heap_peak_kib"] < figures[name]["peak_rss_kib"]
     # the journal grows with the book: ten times the sales, more postings
@@ -41,6 +43,11 @@ def test_scale_benchmark_measures_each_command_at_each_size(tmp_path: Path) -> N
                    if x.startswith(name + " ") and "SQLite heap" not in x]
         assert re.search(r"<=[\d.]+ +(PASS|MISS) .*<=1\.25 +(PASS|MISS)", line), line
     assert "memory_less_sqlite_heap_ratio" in results["targets"]["journal"]
+    # the CPU time's ratio beside the wall time's, with a verdict against the same target
+    for name in ("journal", "explain one agreement"):
+        assert results["targets"][name]["cpu_ratio"] > 0
+        (line,) = [x for x in done.stdout.splitlines() if x.startswith(f"  {name} ")]
+        assert re.search(r" CPU +[\d.]+s +[\d.]+s +[\d.]+ <=[\d.]+ +(PASS|MISS)$", line), line
     assert not list(tmp_path.glob("scale-*/ledger.db*"))  # the stores are removed
 
 
