@@ -41,6 +41,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -323,6 +324,16 @@ def measure_size(args: argparse.Namespace, sales: int) -> dict[str, Any]:
     return figures
 
 
+def _both_with(first: dict[str, Any], last: dict[str, Any], targets: dict[str, Any],
+               key: str) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(command, its figures at the first size, at the last) for each command compared whose
+    figures at both sizes have `key`."""
+    for name, mine in last.items():
+        before = first.get(name)
+        if before is not None and name in targets and mine.get(key) and before.get(key):
+            yield name, before, mine
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -382,11 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     say("CPU time of each command's own process (user + system; not the broker's), which the "
         "other work on the machine changes far less than the wall time above: its ratio "
         "against the same target (information; the verdicts above are on wall time)")
-    for name, mine in last.items():
-        before = first.get(name)
-        if before is None or name not in targets or not (mine.get("cpu_seconds")
-                                                          and before.get("cpu_seconds")):
-            continue
+    for name, before, mine in _both_with(first, last, targets, "cpu_seconds"):
         cpu_ratio = mine["cpu_seconds"] / before["cpu_seconds"]
         time_max = targets[name]["time_target"]
         targets[name]["cpu_ratio"] = cpu_ratio
@@ -396,11 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     say("peak memory less SQLite's own heap (its page cache: 8 MiB per reading connection, "
         "64 MiB once it writes, ledger/store.py; fills further on a larger store): what the "
         "ledger holds (information, no target)")
-    for name, mine in last.items():
-        before = first.get(name)
-        if before is None or name not in targets or not (mine.get("sqlite_heap_peak_kib")
-                                  and before.get("sqlite_heap_peak_kib")):
-            continue
+    for name, before, mine in _both_with(first, last, targets, "sqlite_heap_peak_kib"):
         own = [x["peak_rss_kib"] - x["sqlite_heap_peak_kib"] for x in (before, mine)]
         targets[name]["memory_less_sqlite_heap_ratio"] = own[1] / own[0]
         say(f"{name:<24} SQLite heap {before['sqlite_heap_peak_kib'] / 1024:6.1f} -> "
