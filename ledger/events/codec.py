@@ -33,6 +33,12 @@ def decode_event(topic: str, data: bytes | dict[str, Any]) -> LedgerEvent:
     state = orjson.loads(data) if isinstance(data, bytes | bytearray | memoryview) else dict(data)
     cls = resolve_topic(topic)
     assert isinstance(cls, type) and issubclass(cls, LedgerEvent), topic
+    return event_of(cls, state)
+
+
+def event_of(cls: type[LedgerEvent], state: dict[str, Any]) -> LedgerEvent:
+    """An event of `cls` from its state as stored (taken over: its schema version key is
+    removed), upcast to the current schema and validated."""
     version = state.pop(SCHEMA_VERSION_KEY, 1)
     return cls.model_validate(upcast(cls, state, version))
 

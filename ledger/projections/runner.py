@@ -59,8 +59,7 @@ from sqlalchemy.orm import Session
 
 from ledger.errors import LedgerError
 from ledger.events import SalesRecorded
-from ledger.events.base import upcast
-from ledger.events.codec import SCHEMA_VERSION_KEY
+from ledger.events.codec import SCHEMA_VERSION_KEY, event_of
 from ledger.events.envelope import (
     EVENT_TYPES,
     GENESIS,
@@ -737,10 +736,8 @@ def delivered_linked(value: bytes) -> tuple[Delivered, ChainHead | None, ChainHe
                           envelope.event()), envelope.previous, envelope.head)
     _check_schema_version(data["type"], data["schema_version"])
     cls = EVENT_TYPES[data["type"]]
-    # what `decode_event` does with the class's topic, without resolving the topic again
-    # (the envelope's type names the class) nor copying the state once more
-    state = {SCHEMA_VERSION_KEY: data["schema_version"], **data["payload"]}
-    event = cls.model_validate(upcast(cls, state, state.pop(SCHEMA_VERSION_KEY)))
+    # `decode_event` without resolving a topic (the envelope's type names the class)
+    event = event_of(cls, {SCHEMA_VERSION_KEY: data["schema_version"], **data["payload"]})
     if isinstance(event, SalesRecorded):
         _share_recorded_times(event, data["payload"])
     delivered = Delivered(data["position"], data["part"], data["key"], data["event_id"], event)
