@@ -148,6 +148,12 @@ def source_of(record: Record) -> str:
     return f"kafka:{record.topic}/{record.partition}@{record.offset}"
 
 
+def line_number(offset: int) -> int:
+    """A record's number in the report and its rejection (the `line` of a file's): its offset,
+    or 0 when the offset is beyond what a line number holds."""
+    return offset if offset <= LINE_NUMBER_MAX else 0
+
+
 def _now_us() -> int:
     return int(datetime.now(UTC).timestamp() * 1_000_000)
 
@@ -173,7 +179,7 @@ class Intake:
     """Applies the sales and commands topics of `settings` to the store of `ledger`.
 
     `group_id`: the consumer group its workers share. `poll_records`: records per poll and per
-    transaction (default `LEDGER_KAFKA_INTAKE_POLL_RECORDS`, 20,000). `commit_to_kafka`: also
+    transaction (default `LEDGER_KAFKA_INTAKE_POLL_RECORDS`, 50,000). `commit_to_kafka`: also
     commit offsets to the group after each batch (for monitoring; the positions in the store
     are the truth).
     """
@@ -409,17 +415,19 @@ class Intake:
 
     # --- applying -------------------------------------------------------------------------
 
-    def _command_of(self, record: Record) -> SourcedCommand:
+    def _command_of(self, record: Record, plain_tried: bool = False) -> SourcedCommand:
+        """`plain_tried`: `commands.plain_sale` has had the value and left it (the rest of
+        `parse_line` reads it)."""
         value = record.value
         source = source_of(record)
-        number = record.offset if record.offset <= LINE_NUMBER_MAX else 0
+        number = line_number(record.offset)
         if not value:
             problem: Rejection = InvalidCommand(
                 "", f"the record has no value; a record on {record.topic} is one JSON command"
             )
             return SourcedCommand(number, b"", None, problem, source)
         try:
-            command = c.parse_line(value)
+            command = c.validated_line(value) if plain_tried else c.parse_line(value)
         except InvalidCommand as error:
             kind = c.command_type_of_line(value) if record.topic == self.sales_topic else ""
             if kind in c.COMMAND_TYPES and kind not in SALE_TYPES:  # the first thing wrong
@@ -436,10 +444,11 @@ class Intake:
             f"and reverse_sale only; send other commands to {self.commands_topic}",
         )
 
-    def _command_or_unhandled(self, record: Record) -> SourcedCommand:
+    def _command_or_unhandled(self, record: Record, plain_tried: bool = False
+                              ) -> SourcedCommand:
         """`_command_of`, or the record rejected with the error if reading it raised."""
         try:
-            return self._command_of(record)
+            return self._command_of(record, plain_tried)
         except Exception as error:
             if is_outage(error):
                 raise
@@ -462,8 +471,8 @@ class Intake:
             "", f"the record could not be applied ({type(error).__name__}: {said}); it is "
             f"kept on {self.rejected_topic} and intake went on"
         )
-        number = record.offset if record.offset <= LINE_NUMBER_MAX else 0
-        return SourcedCommand(number, line, None, problem, source_of(record))
+        return SourcedCommand(line_number(record.offset), line, None, problem,
+                              source_of(record))
 
     def apply(self, records: list[Record]) -> ApplyReport:
         """Apply one polled batch in one transaction with its positions; produce its
@@ -485,21 +494,23 @@ class Intake:
         sales topic) is taken by `commands.plain_sale` here, what `parse_line` would do first,
         without the calls around it (the rest as one record at a time). A sale is welcome on
         both topics."""
-        plain_sale, make, limit = c.plain_sale, SourcedCommand, LINE_NUMBER_MAX
+        plain_sale, make = c.plain_sale, SourcedCommand
         commands: list[SourcedCommand] = []
         append = commands.append
         for record in records:
-            topic, partition, offset, _, value, _ = record
+            value = record.value
+            plain_tried = False
             if value and type(value) is bytes:
                 try:
                     sale = plain_sale(value)
+                    plain_tried = True
                 except Exception:  # met again, and rejected alone, the general way
                     sale = None
                 if sale is not None:
-                    append(make(offset if offset <= limit else 0, value, sale, None,
-                                f"kafka:{topic}/{partition}@{offset}"))
+                    append(make(line_number(record.offset), value, sale, None,
+                                source_of(record)))
                     continue
-            append(self._command_or_unhandled(record))
+            append(self._command_or_unhandled(record, plain_tried))
         return commands
 
     def _apply_or_split(
