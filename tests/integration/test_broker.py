@@ -65,6 +65,7 @@ def run_owner(script: str, *args: str) -> subprocess.Popen[str]:
     """A separate Python process (the broker's owner) running `script`."""
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(script), *args],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -86,6 +87,8 @@ OWNER_PRINTS_BROKER = """
     print(broker.pid, broker.port, flush=True)
     if sys.argv[2] == "wait":
         time.sleep(60)
+    else:  # exits once told to: the test has seen its broker running by then
+        sys.stdin.readline()
 """
 
 
@@ -173,6 +176,11 @@ def test_broker_stops_when_its_owner_process_ends(tmp_path: Path, ending: str) -
         owner.send_signal(signal.SIGTERM)
     elif ending == "sigkill":
         owner.kill()
+    else:  # the owner exited at once after printing, and could stop its broker before the
+        # check above (CI failed so under load): now it exits only when told
+        assert owner.stdin is not None
+        owner.stdin.write("exit\n")
+        owner.stdin.close()
     status = owner.wait(timeout=WAIT_S)
     expected = {"sigterm": 128 + signal.SIGTERM, "sigkill": -signal.SIGKILL, "normal exit": 0}
     assert status == expected[ending], owner.stderr.read() if owner.stderr else ""
