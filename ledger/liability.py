@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from ledger.membership import MembershipChange, is_member, member_spans
+from ledger.membership import MembershipChange, is_member, member_days
 from ledger.money import EXACT, ZERO, format_decimal, format_money, from_micro, round_money
 from ledger.projections.core import (
     BLOCK_DAYS,
@@ -39,8 +39,6 @@ from ledger.terms import Terms, TermsChange, changes_of, terms_in_force, terms_o
 
 #: Stand-in for "everything recorded" (no K): later than any recorded time.
 FOREVER_US = (1 << 62)
-
-ONE_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -244,14 +242,12 @@ def member_windows(
 ) -> list[tuple[str, date, date]]:
     """(customer, first day, last day) of every span of membership in `group_id`, as known
     at K, cut to the days `first` to `last`: the invoice days whose sales count (contract 4)."""
-    windows = []
-    for customer, changes in membership_changes(session, group_id, known_us).items():
-        for start, end in member_spans(changes):
-            window_first = max(start, first)
-            window_last = last if end is None else min(last, end - ONE_DAY)
-            if window_first <= window_last:
-                windows.append((customer, window_first, window_last))
-    return windows
+    return [
+        (customer, date.fromordinal(start), date.fromordinal(end))
+        for customer, start, end in member_days(
+            membership_changes(session, group_id, known_us), first.toordinal(),
+            last.toordinal())
+    ]
 
 
 _GROUPS_OF = (

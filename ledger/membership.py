@@ -67,3 +67,20 @@ def member_spans(changes: Iterable[MembershipChange]) -> list[Span]:
         assert start is not None
         spans.append((start, None))
     return spans
+
+
+def member_days(
+    changes: dict[str, list[MembershipChange]], first: int, last: int
+) -> list[tuple[str, int, int]]:
+    """(customer, first day, last day), as day ordinals, of every span of membership in
+    `changes` (each customer's changes, as known at K), cut to the days `first` to `last`: the
+    invoice days whose sales an agreement of the group counts (contract 4). In the order of
+    `changes`, each customer's spans in date order."""
+    days = []
+    for customer, made in changes.items():
+        for start, end in member_spans(made):
+            window_first = max(start.toordinal(), first)
+            window_last = last if end is None else min(end.toordinal() - 1, last)
+            if window_first <= window_last:
+                days.append((customer, window_first, window_last))
+    return days

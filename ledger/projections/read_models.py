@@ -63,7 +63,7 @@ from ledger.events import (
     SalesRecorded,
 )
 from ledger.liability import FOREVER_US
-from ledger.membership import JOIN, LEAVE, MembershipChange, member_spans
+from ledger.membership import JOIN, LEAVE, MembershipChange, member_days
 from ledger.money import EXACT, ZERO
 from ledger.projections import core
 from ledger.projections.core import CoreProjection, insert_rows
@@ -519,14 +519,7 @@ def _buyers(
         changes.setdefault(customer, []).append(
             MembershipChange(position, kind, date.fromordinal(effective_day))
         )
-    buyers = []
-    for customer, made in changes.items():
-        for start, end in member_spans(made):
-            window_first = max(start.toordinal(), first)
-            window_last = last if end is None else min(end.toordinal() - 1, last)
-            if window_first <= window_last:
-                buyers.append((customer, window_first, window_last))
-    return buyers
+    return member_days(changes, first, last)
 
 
 def _check_current(session: Session) -> None:

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.membership import JOIN, LEAVE, MembershipChange, is_member, member_spans
+from ledger.membership import JOIN, LEAVE, MembershipChange, is_member, member_days, member_spans
 
 BASE = date(2025, 1, 1)
 
@@ -71,3 +71,22 @@ def test_a_late_join_and_a_corrected_leave_worked_by_hand() -> None:
     late_leave = MembershipChange(3, LEAVE, date(2025, 2, 1))
     assert member_spans([joined, MembershipChange(2, JOIN, date(2025, 5, 1)), late_leave]) == [
         (date(2025, 1, 1), date(2025, 2, 1))]
+
+
+@given(st.dictionaries(st.sampled_from(["C1", "C2", "C3"]), changes_strategy, max_size=3),
+       st.integers(-2, 62), st.integers(-2, 62))
+def test_member_days_are_the_days_a_member_buys_inside_the_range(
+    changes: dict[str, list[MembershipChange]], first_offset: int, last_offset: int,
+) -> None:
+    """`member_days` cut to [first, last]: a customer's day is in exactly one of its windows
+    when it is a member that day and the day is in the range; in none otherwise."""
+    first, last = (BASE + timedelta(days=first_offset)).toordinal(), (
+        BASE + timedelta(days=last_offset)).toordinal()
+    days = member_days(changes, first, last)
+    for customer, made in changes.items():
+        for offset in range(-3, 64):
+            on = BASE + timedelta(days=offset)
+            inside = [w for w in days if w[0] == customer and w[1] <= on.toordinal() <= w[2]]
+            expected = naive(made, on) and first <= on.toordinal() <= last
+            assert len(inside) == (1 if expected else 0), (customer, on, days)
+    assert all(start <= end for _, start, end in days)
