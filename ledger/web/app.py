@@ -115,6 +115,7 @@ def _templates() -> Environment:
                       lstrip_blocks=True)
     env.filters["money"] = fmt.money
     env.filters["quantity"] = fmt.quantity
+    env.filters["figures"] = fmt.figures
     return env
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
@@ -34,3 +35,15 @@ def quantity(value: object) -> str:
     if number == number.to_integral_value():
         return f"{number.quantize(Decimal(1)):,}"
     return f"{number.normalize():,f}"
+
+
+#: a money figure inside a sentence of the ledger's (`approved 1234.50 > accrued 980.00`,
+#: `(+67.50)`): two decimals, not part of a longer number, a date or a time
+_FIGURE = re.compile(r"(?<![\d.,:])([+-]?)(0|[1-9]\d*)\.(\d\d)(?![\d.])")
+
+
+def figures(text: object) -> str:
+    """The money figures in one of the ledger's sentences (a reconcile flag) for people:
+    `approved 12345.60 > accrued 980.00` -> `approved 12,345.60 > accrued 980.00`. Only the
+    separators change; the digits, the sign and the words are the ledger's."""
+    return _FIGURE.sub(lambda m: f"{m[1]}{int(m[2]):,}.{m[3]}", str(text))
