@@ -11,10 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from ledger import Ledger
 
 _DB_NUMBERS = itertools.count(1)
+
+# Properties check what is computed, never how fast: hypothesis's default 200 ms deadline per
+# example (and its too-slow health check) is a timed test, and on a loaded 2-core CI machine a
+# slow example fails a run as "Flaky" without any wrong answer. Speed lives in bench/.
+settings.register_profile("ledger", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ledger")
 
 
 @pytest.fixture(scope="session")
