@@ -494,22 +494,16 @@ class Intake:
         sales topic) is taken by `commands.plain_sale` here, what `parse_line` would do first,
         without the calls around it (the rest as one record at a time). A sale is welcome on
         both topics."""
-        plain_sale, make = c.plain_sale, SourcedCommand
+        plain_sale_tried, make = c.plain_sale_tried, SourcedCommand
         commands: list[SourcedCommand] = []
         append = commands.append
         for record in records:
             value = record.value
-            plain_tried = False
-            if value and type(value) is bytes:
-                try:
-                    sale = plain_sale(value)
-                    plain_tried = True
-                except Exception:  # met again, and rejected alone, the general way
-                    sale = None
-                if sale is not None:
-                    append(make(line_number(record.offset), value, sale, None,
-                                source_of(record)))
-                    continue
+            sale, plain_tried = plain_sale_tried(value)
+            if sale is not None:  # then `value` is bytes
+                append(make(line_number(record.offset), value, sale, None,  # type: ignore[arg-type]
+                            source_of(record)))
+                continue
             append(self._command_or_unhandled(record, plain_tried))
         return commands
 
