@@ -101,11 +101,10 @@ def _worker_process(kind: str, url: str, settings_json: str, bootstrap: str, sto
         profiler.enable()
     with Ledger(url) as ledger:
         worker: Any
-        early: list[Any] = []
         join_s = 0.0
         if kind == "intake":
             worker = Intake(ledger, kafka, settings)
-            early, join_s = join_group(worker)
+            join_s = join_group(worker)
         elif kind == "relay":
             worker = Relay(ledger, kafka, settings)
         else:
@@ -114,9 +113,7 @@ def _worker_process(kind: str, url: str, settings_json: str, bootstrap: str, sto
         go.wait()
         cpu_at_go = time.process_time()
         try:
-            if early:  # read while joining: applied first, on the clock
-                worker.apply(early)
-            worker.run(stop)
+            worker.run(stop)  # intake: the records read while joining first, on the clock
         finally:
             worker.close()
             cpu.put((kind, time.process_time() - cpu_at_go))
@@ -125,21 +122,15 @@ def _worker_process(kind: str, url: str, settings_json: str, bootstrap: str, sto
                 profiler.dump_stats(str(Path(profile_dir) / f"{kind}.prof"))
 
 
-def join_group(intake: Intake, timeout_s: float = 120.0) -> tuple[list[Any], float]:
+def join_group(intake: Intake, timeout_s: float = 120.0) -> float:
     """Intake's clients made and its group joined, as a service does once when it starts
     (untimed, as the raw ceiling's clients are made untimed): the broker's group join takes
     about 5 s here (docs/kafka-notes.md), which at 1,000,000 sales was a tenth of the
-    pipeline's time. Returns the records polled while waiting for the assignment (at most one
-    per poll, to be applied on the clock) and the seconds the join took."""
+    pipeline's time. The records polled while waiting for the assignment are applied by
+    intake's first `run_once`, on the clock. Returns the seconds the join took."""
     started = time.perf_counter()
-    intake.open()
-    early: list[Any] = []
-    while not intake.assignment():
-        if time.perf_counter() - started > timeout_s:
-            raise RuntimeError(f"intake's group join took more than {timeout_s:.0f} s")
-        assert intake._consumer is not None
-        early += intake._consumer.poll(1, 0.2)
-    return early, time.perf_counter() - started
+    intake.wait_for_assignment(timeout_s)
+    return time.perf_counter() - started
 
 
 def projection_caught_up(ledger: Ledger, settings: KafkaSettings) -> bool:
