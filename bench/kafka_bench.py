@@ -7,8 +7,8 @@ point 3), on the embedded broker:
    liability projection has caught up with the store: intake, relay and projection running
    concurrently. Against the raw ceiling of consuming the same records and producing them
    again with the same client (its consumer and producer made untimed too). Target: >= 0.30.
-   Each worker's CPU seconds are printed, the broker's, the group join's seconds and when
-   the store held every sale (intake done).
+   Each worker's CPU seconds and peak RSS are printed, the broker's CPU seconds, the group
+   join's seconds and when the store held every sale (intake done).
 2. replay: the liability projection rebuilt from the start of the events topic (the N sales
    published by the relay), against consuming and decoding the same topic with the same
    client. Targets: under 60 s for 1,000,000 sales, and >= 0.30 of the raw consume rate.
@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import platform
 import queue
+import resource
 import tempfile
 import threading
 import time
@@ -90,7 +91,7 @@ def _worker_process(kind: str, url: str, settings_json: str, bootstrap: str, sto
     """One pipeline worker in a process of its own (the benchmark's `--workers processes`):
     once imported and built it puts its kind on `ready` and waits for `go` (a service starts
     once, not per sale: the clock starts at `go`); when stopped, it puts (kind, CPU seconds
-    used since `go`) on `cpu`."""
+    used since `go`, the process's peak resident memory in MiB) on `cpu`."""
     settings = KafkaSettings.model_validate_json(settings_json)
     kafka = transport(settings, bootstrap)
     profile_dir = os.environ.get("BENCH_KAFKA_PROFILE")  # a folder: one cProfile per worker
@@ -101,11 +102,10 @@ def _worker_process(kind: str, url: str, settings_json: str, bootstrap: str, sto
         profiler.enable()
     with Ledger(url) as ledger:
         worker: Any
-        early: list[Any] = []
         join_s = 0.0
         if kind == "intake":
             worker = Intake(ledger, kafka, settings)
-            early, join_s = join_group(worker)
+            join_s = join_group(worker)
         elif kind == "relay":
             worker = Relay(ledger, kafka, settings)
         else:
@@ -114,32 +114,25 @@ def _worker_process(kind: str, url: str, settings_json: str, bootstrap: str, sto
         go.wait()
         cpu_at_go = time.process_time()
         try:
-            if early:  # read while joining: applied first, on the clock
-                worker.apply(early)
-            worker.run(stop)
+            worker.run(stop)  # intake: the records read while joining first, on the clock
         finally:
             worker.close()
-            cpu.put((kind, time.process_time() - cpu_at_go))
+            peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB (Linux)
+            cpu.put((kind, time.process_time() - cpu_at_go, peak_mib))
             if profile_dir:
                 profiler.disable()
                 profiler.dump_stats(str(Path(profile_dir) / f"{kind}.prof"))
 
 
-def join_group(intake: Intake, timeout_s: float = 120.0) -> tuple[list[Any], float]:
+def join_group(intake: Intake, timeout_s: float = 120.0) -> float:
     """Intake's clients made and its group joined, as a service does once when it starts
     (untimed, as the raw ceiling's clients are made untimed): the broker's group join takes
     about 5 s here (docs/kafka-notes.md), which at 1,000,000 sales was a tenth of the
-    pipeline's time. Returns the records polled while waiting for the assignment (at most one
-    per poll, to be applied on the clock) and the seconds the join took."""
+    pipeline's time. The records polled while waiting for the assignment are applied by
+    intake's first `run_once`, on the clock. Returns the seconds the join took."""
     started = time.perf_counter()
-    intake.open()
-    early: list[Any] = []
-    while not intake.assignment():
-        if time.perf_counter() - started > timeout_s:
-            raise RuntimeError(f"intake's group join took more than {timeout_s:.0f} s")
-        assert intake._consumer is not None
-        early += intake._consumer.poll(1, 0.2)
-    return early, time.perf_counter() - started
+    intake.wait_for_assignment(timeout_s)
+    return time.perf_counter() - started
 
 
 def projection_caught_up(ledger: Ledger, settings: KafkaSettings) -> bool:
@@ -216,19 +209,22 @@ def pipeline_processes(
             if worker.is_alive():
                 worker.kill()
     used: dict[str, float] = {}
+    peak_mib: dict[str, float] = {}
     while len(used) < len(workers):
         try:
-            kind, seconds_used = cpu.get(timeout=5)
+            kind, seconds_used, peak = cpu.get(timeout=5)
         except queue.Empty:
             break
-        used[kind] = seconds_used
+        used[kind], peak_mib[kind] = seconds_used, peak
     used["bench (polling)"] = time.process_time() - parent_cpu
     if broker_pid is not None:
         used["broker"] = broker_cpu
     return {"sales": sales, "seconds": seconds, "sales_per_s": sales / seconds,
             "intake_done_s": intake_done[0], "intake_join_s_untimed": joins.get("intake"),
             "workers": "processes", "store_position": store_position(ledger),
-            "cpu_seconds": dict(sorted(used.items()))}
+            "cpu_seconds": dict(sorted(used.items())),
+            "peak_rss_mib": dict(sorted(peak_mib.items())),
+            "intake_poll_records": settings.intake_poll_records}
 
 
 def wait_caught_up(
@@ -324,6 +320,7 @@ def one_run(args: argparse.Namespace, book: Any, run: int) -> dict[str, Any]:
             else:
                 pipeline = pipeline_run(ledger, settings, broker.bootstrap, produced)
             cpu = pipeline.get("cpu_seconds")
+            peak = pipeline.get("peak_rss_mib")
             done = pipeline.get("intake_done_s")
             join = pipeline.get("intake_join_s_untimed")
             if join is not None:
@@ -333,6 +330,9 @@ def one_run(args: argparse.Namespace, book: Any, run: int) -> dict[str, Any]:
                  + ")"
                  + (" CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
                     if cpu else ""))
+            if peak:
+                tell(f"  peak RSS MiB ({pipeline['intake_poll_records']:,} records a poll): "
+                     + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()))
             ratio = pipeline["sales_per_s"] / raw["records_per_s"]
             tell(f"  pipeline / raw consume+produce: {ratio:.2f}")
 

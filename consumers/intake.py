@@ -225,6 +225,8 @@ class Intake:
         self._positions_seen: dict[TopicPartition, int] | None = None
         self._positions_moved = time.monotonic()
         self._waiting_checked = 0.0
+        #: Records polled by `wait_for_assignment`: the next `run_once` applies them first.
+        self._early: list[Record] = []
         ensure_tables(self.engine, [intake_positions])
 
     # --- positions in the store -----------------------------------------------------------
@@ -365,6 +367,7 @@ class Intake:
         minutes)."""
         consumer, producer, admin = self._consumer, self._producer, self._admin
         self._consumer = self._producer = self._admin = None
+        self._early = []  # a new consumer reads them again from the stored positions
 
         def close_all() -> None:
             for client in (consumer, producer, admin):
@@ -397,6 +400,28 @@ class Intake:
 
     def assignment(self) -> set[TopicPartition]:
         return self._consumer.assignment() if self._consumer is not None else set()
+
+    def wait_for_assignment(self, timeout_s: float = 120.0) -> int:
+        """Make the clients and poll until the group has assigned this worker its partitions,
+        as a service does once when it starts (the embedded broker's join takes about 5 s:
+        docs/kafka-notes.md). The polls ask for one record each; what they return (a
+        record at most per poll) is kept, in order, and applied first by the next `run_once`
+        (`run`), so nothing is skipped; closing the clients drops it (the next consumer reads
+        it again from the stored positions). Returns how many records were kept. Raises
+        `TimeoutError` after `timeout_s` without an assignment: the group's coordinator does
+        not answer, or other members hold every partition."""
+        started = time.monotonic()
+        self.open()
+        while not self.assignment():
+            if time.monotonic() - started > timeout_s:
+                raise TimeoutError(
+                    f"intake: group {self.group_id} assigned no partition of "
+                    f"{self.sales_topic} or {self.commands_topic} in {timeout_s:.0f} s; check "
+                    f"the broker, or that the group has fewer members than partitions"
+                )
+            assert self._consumer is not None
+            self._early += self._consumer.poll(1, 0.2)
+        return len(self._early)
 
     def _cluster_changed(self) -> bool:
         """Whether the broker now reports another cluster id than when the clients were made
@@ -494,22 +519,16 @@ class Intake:
         sales topic) is taken by `commands.plain_sale` here, what `parse_line` would do first,
         without the calls around it (the rest as one record at a time). A sale is welcome on
         both topics."""
-        plain_sale, make = c.plain_sale, SourcedCommand
+        plain_sale_tried, make = c.plain_sale_tried, SourcedCommand
         commands: list[SourcedCommand] = []
         append = commands.append
         for record in records:
             value = record.value
-            plain_tried = False
-            if value and type(value) is bytes:
-                try:
-                    sale = plain_sale(value)
-                    plain_tried = True
-                except Exception:  # met again, and rejected alone, the general way
-                    sale = None
-                if sale is not None:
-                    append(make(line_number(record.offset), value, sale, None,
-                                source_of(record)))
-                    continue
+            sale, plain_tried = plain_sale_tried(value)
+            if sale is not None:  # then `value` is bytes
+                append(make(line_number(record.offset), value, sale, None,  # type: ignore[arg-type]
+                            source_of(record)))
+                continue
             append(self._command_or_unhandled(record, plain_tried))
         return commands
 
@@ -652,9 +671,12 @@ class Intake:
         try:
             self.open()
             assert self._consumer is not None
-            records = self._consumer.poll(
-                self.poll_records, self.poll_timeout_s if timeout_s is None else timeout_s
-            )
+            if self._early:  # polled while waiting for the assignment: read before the rest
+                records, self._early = self._early, []
+            else:
+                records = self._consumer.poll(
+                    self.poll_records, self.poll_timeout_s if timeout_s is None else timeout_s
+                )
             if self._assign_error is not None:
                 error, self._assign_error = self._assign_error, None
                 raise error

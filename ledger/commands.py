@@ -717,6 +717,21 @@ def plain_sale(raw: bytes) -> RecordSale | None:
     return sale
 
 
+def plain_sale_tried(line: bytes | str | None) -> tuple[RecordSale | None, bool]:
+    """`plain_sale` of a line of bytes, as a per-line loop takes it before the general parse
+    (`Ledger.apply_lines`' chunks, `Intake`'s polls): (the sale, True) when it took the line;
+    (None, True) when it read the line and left it, so the caller goes straight on to
+    `validated_line` (the rest of `parse_line`) instead of reading it twice; (None, False)
+    when it was not tried (a `str` line, no value) or raised: the general parse runs
+    `parse_line` and meets the failure again, which rejects that line alone."""
+    if type(line) is not bytes:
+        return None, False
+    try:
+        return plain_sale(line), True
+    except Exception:
+        return None, False
+
+
 def _plain_sale_fields(raw: bytes) -> tuple[str, str, str, str, str, str, str] | None:
     """`plain_sale`'s checks of a line of ASCII that is not written as `_CANONICAL_SALE` (its
     keys in another order, blanks between them): its seven values as sent, or None."""

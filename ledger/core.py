@@ -340,20 +340,10 @@ class Ledger:
     ) -> None:
         parsed: list[Parsed] = []
         sale_ids: list[str] = []
-        plain_sale = c.plain_sale
+        plain_sale_tried = c.plain_sale_tried
         for number, line in chunk:
-            # an ordinary sale line straight to `plain_sale` (what `parse_line` does first);
-            # should it ever fail, `parse_applied_line` meets the failure again and rejects
-            # the line alone
-            plain_tried = False
-            try:
-                if type(line) is bytes:
-                    sale = plain_sale(line)
-                    plain_tried = True
-                else:
-                    sale = None
-            except Exception:
-                sale = None
+            # an ordinary sale line straight to `plain_sale` (what `parse_line` does first)
+            sale, plain_tried = plain_sale_tried(line)
             if sale is not None:
                 sale_ids.append(sale.sale_id)
                 parsed.append((number, line, sale, None, None))

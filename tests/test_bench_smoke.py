@@ -111,6 +111,10 @@ def test_quick_kafka_benchmark_prints_every_ratio_and_writes_results(
     results = orjson.loads((tmp_path / "kafka-results.json").read_bytes())
     assert results["config"]["client"] == client
     assert results["pipeline"]["sales"] == 5000 and results["pipeline"]["workers"] == "processes"
+    # each worker process's peak memory, printed beside its CPU seconds
+    peak = results["pipeline"]["peak_rss_mib"]
+    assert set(peak) == {"intake", "relay", "projection"} and min(peak.values()) > 10, peak
+    assert re.search(r"peak RSS MiB \([0-9,]+ records a poll\): intake [0-9]+", done.stdout)
     assert results["raw_consume_produce"]["records"] == 5000
     assert results["replay"]["records"] == results["raw_consume_events"]["records"] > 0
     assert set(results["targets"]) == {

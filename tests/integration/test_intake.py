@@ -553,6 +553,36 @@ def test_plain_sales_skip_the_general_parse_and_a_straddling_batch_applies_its_n
             assert_same_book(ledger, expected)
 
 
+def test_records_polled_while_waiting_for_the_assignment_are_applied_first(
+    kafka_broker: EmbeddedBroker, sqlite_url: str, tmp_path: Path
+) -> None:
+    """`wait_for_assignment` (a service's start-up, bench.kafka_bench's untimed join) keeps
+    what its polls return; the next `run_once` applies exactly those first, and nothing is
+    skipped: the book equals `apply_lines` of the same commands."""
+    settings = unique_settings()
+    kafka = transport(settings, kafka_broker.bootstrap)
+    book = [agreements(), sales(1, 40)]
+    produce_commands(kafka, settings, book[0])
+    produce_sales(kafka, settings, book[1])
+    with Ledger(sqlite_url) as ledger, Intake(
+        ledger, kafka, settings, group_id=group(settings), poll_timeout_s=0.2
+    ) as intake:
+        kept = 0
+        for _ in range(10):  # the poll that brings the assignment may return no record yet
+            kept = intake.wait_for_assignment(60)
+            assert intake.assignment()
+            if kept:
+                break
+            intake.close()  # a new join reads from the stored positions (none yet)
+        assert kept >= 1, "no join polled a record: nothing to check"
+        assert ledger.state()["accepted"] == 0
+        assert intake.run_once() == kept  # the kept records, not a new poll of up to 50,000
+        assert intake.counters.applied == kept
+        run_until_idle(intake)
+        with reference(tmp_path, book) as expected:
+            assert_same_book(ledger, expected)
+
+
 # --- two workers ------------------------------------------------------------------------------
 
 
